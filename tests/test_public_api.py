@@ -1,0 +1,55 @@
+"""The public surface: everything in ``__all__`` exists, and nothing private leaks into it."""
+
+import importlib
+import inspect
+
+import pytest
+
+import ocpp_trio
+import ocpp_trio.messages
+
+PUBLIC_MODULES = ["ocpp_trio", "ocpp_trio.messages"]
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_names_exist_and_are_sorted_unique(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert len(exported) == len(set(exported))
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.{attr} is in __all__ but missing"
+        assert not attr.startswith("_")
+
+
+def test_public_objects_come_from_the_package() -> None:
+    for attr in ocpp_trio.__all__:
+        obj = getattr(ocpp_trio, attr)
+        if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue  # type aliases such as StationEvent (a Union)
+        mod = inspect.getmodule(obj)
+        if mod is not None:
+            assert mod.__name__.startswith("ocpp_trio"), (attr, mod.__name__)
+
+
+def test_core_api_is_exported() -> None:
+    for attr in [
+        "open_csms",
+        "start_csms",
+        "serve_csms",
+        "Router",
+        "Station",
+        "CallError",
+        "CallTimeoutError",
+        "ConnectionLostError",
+        "StateError",
+        "ErrorCode",
+        "Version",
+    ]:
+        assert attr in ocpp_trio.__all__
+
+
+def test_versions_have_generated_modules() -> None:
+    for mod in ("v1_6", "v2_0_1", "v2_1"):
+        module = importlib.import_module(f"ocpp_trio.messages.{mod}")
+        assert module.ACTIONS
+        assert isinstance(module.VERSION, ocpp_trio.Version)
