@@ -88,7 +88,9 @@ class StateError(LocalProtocolError):
 class RemoteProtocolError(OCPPError):
     """The peer broke the protocol; ``code`` is what to answer it with."""
 
-    def __init__(self, code: ErrorCode, description: str, details: Mapping[str, Any] | None = None):
+    def __init__(
+        self, code: ErrorCode, description: str, details: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
@@ -114,7 +116,7 @@ class MessageValidationError(RemoteProtocolError, ValueError):
         value: Any,
         problem: str,
         version: Version | None = None,
-    ):
+    ) -> None:
         self.path = path
         self.value = value
         self.problem = problem
@@ -143,7 +145,7 @@ class CallError(OCPPError):
         code: ErrorCode | str,
         description: str = "",
         details: Mapping[str, Any] | None = None,
-    ):
+    ) -> None:
         super().__init__(f"{code.value if isinstance(code, ErrorCode) else code}: {description}")
         #: the code as an ErrorCode, or the raw string when the peer sent a non-OCPP code
         self.code = code

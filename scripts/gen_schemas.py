@@ -170,7 +170,8 @@ def generate() -> dict[Path, str]:
     for upstream, (folder, label) in VERSIONS.items():
         files = sorted((src / upstream / "schemas").glob("*.json"))
         actions: set[str] = set()
-        source_lines += [f"## OCPP {label} (`{upstream}/schemas`)", "", "| file | sha256 |", "|---|---|"]
+        source_lines += [f"## OCPP {label} (`{upstream}/schemas`)", ""]
+        source_lines += ["| file | sha256 |", "|---|---|"]
         for path in files:
             raw = path.read_bytes()
             source_lines.append(f"| {path.name} | `{hashlib.sha256(raw).hexdigest()}` |")
@@ -205,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     outputs = generate()
     stale = [p for p, text in outputs.items() if not p.exists() or p.read_text("utf-8") != text]
-    existing = {
-        p for folder, _ in VERSIONS.values() for p in (SCHEMAS / folder).glob("*.json")
-    }
+    existing = {p for folder, _ in VERSIONS.values() for p in (SCHEMAS / folder).glob("*.json")}
     extra = sorted(existing - set(outputs))
     if args.check:
         for p in stale:
