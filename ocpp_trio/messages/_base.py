@@ -42,7 +42,7 @@ class Datatype:
         raise NotImplementedError
 
     @classmethod
-    def from_json(cls, data: Any, path: str = "") -> Self:
+    def from_json(cls, data: object, path: str = "") -> Self:
         """Check ``data`` (parsed JSON) against the schema and build an instance.
 
         Raises:
