@@ -34,6 +34,7 @@ from typing import NoReturn
 import attrs
 import trio
 
+from ocpp_trio._device_model import DeviceModel
 from ocpp_trio._errors import OCPPError
 from ocpp_trio._events import (
     Broadcast,
@@ -45,6 +46,8 @@ from ocpp_trio._events import (
     Subscription,
 )
 from ocpp_trio._handlers import Router
+from ocpp_trio._machines import StationMachines, StationSnapshot
+from ocpp_trio._machines_events import E, MachineEvent, TransactionChanged, subscribe_to
 from ocpp_trio._server import (
     RequestChecker,
     ServerConfig,
@@ -55,6 +58,7 @@ from ocpp_trio._server import (
 )
 from ocpp_trio._station import Station, StationConfig
 from ocpp_trio._supervisor import RegistrationStatus
+from ocpp_trio._transactions import TransactionIdAllocator, TransactionIdCounter
 from ocpp_trio._transport import CloseCode, Transport
 from ocpp_trio._version import Version
 
@@ -96,6 +100,8 @@ class CSMSConfig:
         event_buffer: default buffer of each event subscriber (events beyond it are dropped
             for that subscriber and counted).
         close_timeout: seconds :meth:`CSMS.aclose` waits for its stations to close.
+        transaction_ids: assigns 1.6 transaction ids, CSMS-wide (save its state to continue
+            after a restart, e.g. ``TransactionIdCounter.next_id``).
     """
 
     station: StationConfig = attrs.Factory(StationConfig)
@@ -103,6 +109,7 @@ class CSMSConfig:
     duplicate_connections: DuplicatePolicy = DuplicatePolicy.REPLACE
     event_buffer: int = 64
     close_timeout: float = 10.0
+    transaction_ids: TransactionIdAllocator = attrs.field(factory=TransactionIdCounter)
 
 
 @attrs.frozen(kw_only=True)
@@ -118,6 +125,10 @@ class CSMSStatistics:
     extra_dropped: int
     #: exceptions raised by CSMS-wide extra handlers
     extra_errors: int
+    #: the machines' events (transactions, reports, statuses, ...)
+    machine_events: BroadcastStatistics | None = None
+    #: station identities with machines (added, or seen connected)
+    stations_known: int = 0
 
 
 @attrs.define
@@ -144,6 +155,10 @@ class CSMS:
         # The registration remembered per identity between connections (in memory only).
         self._statuses: dict[str, RegistrationStatus] = {}
         self._events: Broadcast[StationEvent] = Broadcast(name="CSMS event")
+        # The machines (device model, EVSEs, transactions, reports) per identity; they outlive
+        # connections (in memory only).
+        self._machines: dict[str, StationMachines] = {}
+        self._machine_events: Broadcast[MachineEvent] = Broadcast(name="CSMS machine event")
         self._extras: list[ExtraHandlerRunner] = []
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -171,6 +186,75 @@ class CSMS:
             self._statuses.pop(identity, None)
         else:
             self._statuses[identity] = RegistrationStatus(status)
+
+    def add_station(
+        self,
+        identity: str,
+        *,
+        device_model: DeviceModel | None = None,
+        snapshot: StationSnapshot | None = None,
+    ) -> StationMachines:
+        """Register ``identity`` before it connects (or update a known one), seeding its
+        device model and/or restoring its machines from ``snapshot``.
+
+        Returns the identity's :class:`StationMachines` (query its state at any time, also
+        while the station is offline).  A known identity keeps its machines; ``device_model``
+        then replaces its model, and ``snapshot`` is refused while it is connected.
+
+        Raises:
+            RuntimeError: ``snapshot`` for a connected station.
+        """
+        machines = self._machines.get(identity)
+        if snapshot is not None:
+            if identity in self._stations:
+                raise RuntimeError(f"station {identity!r} is connected; cannot restore it now")
+            machines = None
+        if machines is None:
+            machines = StationMachines(
+                identity,
+                config=self.config.station.machines,
+                initial=snapshot,
+                device_model=device_model,
+                events=self._machine_events,
+                transaction_ids=self.config.transaction_ids,
+            )
+            self._machines[identity] = machines
+        elif device_model is not None:
+            machines.set_device_model(device_model)
+        return machines
+
+    def machines(self, identity: str) -> StationMachines | None:
+        """The machines of ``identity`` (connected or not), or ``None`` if never seen."""
+        return self._machines.get(identity)
+
+    def subscribe_events(
+        self, kind: type[E], *, identity: str | None = None, buffer: int | None = None
+    ) -> AbstractAsyncContextManager[Subscription[E]]:
+        """Subscribe to events of type ``kind`` and its subclasses, typed: ``async with
+        csms.subscribe_events(TransactionEnded) as ended: async for event in ended: ...``.
+
+        ``kind`` may be a machine event (``MachineEvent`` for all of them,
+        ``TransactionChanged`` for the transaction events, ``ReportCompleted``, ...) or a
+        lifecycle event (``Connected``, ``Disconnected``, ...); ``identity`` keeps one station's.
+        Buffering and the slow-subscriber policy are those of :meth:`subscribe`.
+
+        Raises:
+            TypeError: ``kind`` is not an event class.
+        """
+        return subscribe_to(
+            kind,
+            machine_events=self._machine_events,
+            lifecycle=self._events,
+            identity=identity,
+            buffer=self.config.event_buffer if buffer is None else buffer,
+        )
+
+    def subscribe_transactions(
+        self, *, identity: str | None = None, buffer: int | None = None
+    ) -> AbstractAsyncContextManager[Subscription[TransactionChanged]]:
+        """Subscribe to transaction started/updated/ended events (see
+        :meth:`subscribe_events`)."""
+        return self.subscribe_events(TransactionChanged, identity=identity, buffer=buffer)
 
     def subscribe(
         self, *, buffer: int | None = None
@@ -217,6 +301,8 @@ class CSMS:
             events=self._events.statistics(),
             extra_dropped=sum(r.dropped for r in self._extras),
             extra_errors=sum(r.errors for r in self._extras),
+            machine_events=self._machine_events.statistics(),
+            stations_known=len(self._machines),
         )
 
     # -- serving -------------------------------------------------------------------------
@@ -272,6 +358,7 @@ class CSMS:
             request=connection.request if connection is not None else None,
             events=self._events,
             shared_extra_handlers=self._extras,
+            machines=self.add_station(identity),
         )
         # registered before the old one is closed, so a third connection arriving meanwhile
         # replaces this one: never two live sessions for one identity
@@ -322,6 +409,7 @@ class CSMS:
                 for station in list(self._stations.values()):
                     nursery.start_soon(station.aclose, CloseCode.GOING_AWAY, "CSMS shutting down")
         self._events.close()
+        self._machine_events.close()
 
 
 class _ReportStation:

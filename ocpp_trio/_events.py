@@ -39,6 +39,7 @@ __all__ = [
     "Exchange",
     "ExtraHandler",
     "ExtraHandlerRunner",
+    "MachinesStatistics",
     "StationEvent",
     "StationStatistics",
     "Subscription",
@@ -151,6 +152,28 @@ class Exchange:
 
 
 @attrs.frozen(kw_only=True)
+class MachinesStatistics:
+    """Counters of a station's machines (EVSE, transaction and report tasks).
+
+    The ``*_tasks`` fields count tasks alive now: after the station closes they are all 0.
+    """
+
+    evse_tasks: int
+    transaction_tasks: int
+    report_tasks: int
+    #: messages (ours and the station's) the machines looked at
+    observations: int
+    #: 2.x TransactionEvents (and 1.6 messages) received again and ignored
+    duplicate_events: int
+    #: report parts that arrived after their report had finished
+    late_report_parts: int
+    #: transactions open (including those waiting for late events)
+    open_transactions: int
+    #: reports in progress
+    open_reports: int
+
+
+@attrs.frozen(kw_only=True)
 class StationStatistics:
     """A snapshot of one station connection's counters and state."""
 
@@ -180,6 +203,8 @@ class StationStatistics:
     last_seen: float | None
     last_seen_at: datetime.datetime | None
     rpc: RpcStatistics
+    #: the station's EVSE, transaction and report machines
+    machines: MachinesStatistics | None = None
 
 
 @attrs.frozen
@@ -231,7 +256,9 @@ class Broadcast(Generic[T]):
 
     def __init__(self, *, name: str = "events") -> None:
         self._name = name
-        self._subscribers: dict[Subscription[T], trio.MemorySendChannel[T]] = {}
+        self._subscribers: dict[
+            Subscription[T], tuple[trio.MemorySendChannel[T], Callable[[T], bool] | None]
+        ] = {}
         self._closed = False
         self._published = 0
         self._dropped = 0
@@ -239,7 +266,9 @@ class Broadcast(Generic[T]):
     def publish(self, item: T) -> None:
         """Hand ``item`` to every subscriber that has room; count the others as dropped."""
         self._published += 1
-        for subscription, send in self._subscribers.items():
+        for subscription, (send, accept) in self._subscribers.items():
+            if accept is not None and not accept(item):
+                continue
             try:
                 send.send_nowait(item)
             except trio.WouldBlock:
@@ -255,8 +284,13 @@ class Broadcast(Generic[T]):
                 pass
 
     @asynccontextmanager
-    async def subscribe(self, *, buffer: int = 64) -> AsyncIterator[Subscription[T]]:
+    async def subscribe(
+        self, *, buffer: int = 64, accept: Callable[[T], bool] | None = None
+    ) -> AsyncIterator[Subscription[T]]:
         """Subscribe for the duration of the ``async with`` block.
+
+        ``accept`` filters what reaches this subscriber (events it refuses take no room in its
+        buffer and are not counted as dropped).
 
         Waits for: nothing.  Cancellation: nothing to cancel.  Closes: the subscription's
         channels on exit.  If the broadcaster is already closed the subscription is empty
@@ -268,7 +302,7 @@ class Broadcast(Generic[T]):
             if self._closed:
                 await send.aclose()
             else:
-                self._subscribers[subscription] = send
+                self._subscribers[subscription] = (send, accept)
             try:
                 yield subscription
             finally:
@@ -277,7 +311,7 @@ class Broadcast(Generic[T]):
     def close(self) -> None:
         """End every subscriber's iteration (after the events already buffered).  Idempotent."""
         self._closed = True
-        for send in self._subscribers.values():
+        for send, _accept in self._subscribers.values():
             send.close()
         self._subscribers.clear()
 

@@ -12,6 +12,9 @@ Per connection, :meth:`Station.run` opens a **station nursery** holding:
   at a time, in order: it runs the application's handler and sends its answer.  Because replies
   to our own CALLs go through the reader, a handler may ``await station.call(...)``.
 * one task per **extra handler** installed on this station, each fed by its own bounded channel.
+* the **machines** (:class:`~ocpp_trio._machines.StationMachines`): a dispatcher and its EVSE,
+  transaction and report tasks.  The reader hands them each answer to our CALLs before waking
+  the caller, the handler runner each answered station CALL before sending the answer.
 
 Policies (see docs/design.md):
 
@@ -31,12 +34,14 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from collections.abc import Sequence
 from typing import Final, TypeVar, cast
 
 import attrs
 import trio
 
+from ocpp_trio._defaults import MUST_ANSWER, answer_by_default
 from ocpp_trio._errors import CallError, ErrorCode, LocalProtocolError, OCPPError
 from ocpp_trio._events import (
     Accepted,
@@ -58,6 +63,7 @@ from ocpp_trio._handlers import (
     handler_name,
     heartbeat_response,
 )
+from ocpp_trio._machines import StationMachines
 from ocpp_trio._rpc import (
     CallCompleted,
     CallFailed,
@@ -69,6 +75,8 @@ from ocpp_trio._rpc import (
     RpcConnection,
 )
 from ocpp_trio._server import ConnectionRequest
+from ocpp_trio._station_config import StationConfig, _Counts
+from ocpp_trio._station_ops import StationOperations
 from ocpp_trio._supervisor import (
     BOOT,
     CallTicket,
@@ -77,7 +85,6 @@ from ocpp_trio._supervisor import (
     RepeatBootAnswer,
     StationState,
     Supervisor,
-    SupervisorConfig,
 )
 from ocpp_trio._transport import Transport
 from ocpp_trio._trio_errors import CallTimeoutError, ConnectionLostError
@@ -101,47 +108,6 @@ def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-@attrs.frozen(kw_only=True)
-class StationConfig:
-    """How each station connection behaves.
-
-    Attributes:
-        call_timeout: seconds :meth:`Station.call` waits for the station's answer.
-        handler_queue_size: station CALLs that may wait for the handler runner (a station
-            should have one at a time; the excess is answered GenericError).
-        auto_heartbeat: answer Heartbeat with the current UTC time when the application has
-            no Heartbeat handler of its own.
-        extra_handler_buffer: default channel size of each extra handler.
-        extra_handler_max_failures: consecutive failures after which an extra handler is
-            removed (``0``: never).
-        supervisor: the registration rules (allow-lists, early-boot policy).
-        validate_outbound: check our own messages against the schema before sending.
-        accept_binary: read binary frames as text (lenient mode) instead of rejecting them.
-    """
-
-    call_timeout: float = 30.0
-    handler_queue_size: int = 4
-    auto_heartbeat: bool = True
-    extra_handler_buffer: int = 16
-    extra_handler_max_failures: int = 10
-    supervisor: SupervisorConfig = attrs.Factory(SupervisorConfig)
-    validate_outbound: bool = True
-    accept_binary: bool = False
-
-
-@attrs.define
-class _Counts:
-    calls_received: int = 0
-    calls_refused: int = 0
-    calls_handled: int = 0
-    handler_errors: int = 0
-    heartbeats_answered: int = 0
-    calls_sent: int = 0
-    calls_timed_out: int = 0
-    calls_failed: int = 0
-    extra_dropped: int = 0
-
-
 @attrs.define
 class _Waiter:
     message_id: str
@@ -157,8 +123,8 @@ class _Work:
     received: float
 
 
-class Station:
-    """One station connection: state, handlers and :meth:`call`.
+class Station(StationOperations):
+    """One station connection: state, handlers, machines and :meth:`call`.
 
     Made and run by the CSMS for each accepted connection; find it with
     ``csms.get_station(identity)``.  It can also be run on its own over any
@@ -175,6 +141,8 @@ class Station:
         request: the upgrade request (from the server), if any.
         events: where lifecycle events are published.
         shared_extra_handlers: CSMS-wide extra handlers (run elsewhere) also fed by this station.
+        machines: the identity's machines (the CSMS keeps one per identity across
+            connections); by default a fresh one.
     """
 
     def __init__(
@@ -189,6 +157,7 @@ class Station:
         request: ConnectionRequest | None = None,
         events: Broadcast[StationEvent] | None = None,
         shared_extra_handlers: Sequence[ExtraHandlerRunner] = (),
+        machines: StationMachines | None = None,
     ) -> None:
         self.identity: Final = identity
         self.version: Final = Version(version)
@@ -196,6 +165,7 @@ class Station:
         self.config = config or StationConfig()
         self._transport = transport
         self._router = router
+        self.machines: Final = machines or StationMachines(identity, config=self.config.machines)
         self._events = events
         self._shared_extras = shared_extra_handlers
         self._extras: list[ExtraHandlerRunner] = []
@@ -245,6 +215,11 @@ class Station:
         return self._connected
 
     @property
+    def router(self) -> Router:
+        """The router answering this station's requests."""
+        return self._router
+
+    @property
     def supervisor(self) -> Supervisor:
         """The registration state machine (read it; do not drive it)."""
         return self._supervisor
@@ -281,6 +256,7 @@ class Station:
             last_seen=self._last_seen,
             last_seen_at=self._last_seen_at,
             rpc=self._rpc.statistics(),
+            machines=self.machines.statistics(),
         )
 
     def __repr__(self) -> str:
@@ -345,6 +321,7 @@ class Station:
             send, receive = trio.open_memory_channel[_Work](self.config.handler_queue_size)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                await nursery.start(self.machines.run, self.version)
                 nursery.start_soon(self._run_handlers, receive)
                 for runner in self._extras:
                     nursery.start_soon(runner.run)
@@ -419,7 +396,17 @@ class Station:
     async def _read_loop(self, calls: trio.MemorySendChannel[_Work]) -> None:
         try:
             while True:
-                data = await self._transport.get_message()
+                with trio.move_on_after(self.config.idle_timeout or math.inf) as idle:
+                    data = await self._transport.get_message()
+                if idle.cancelled_caught:
+                    log.warning(
+                        "station %r: no frame for %s s; closing",
+                        self.identity,
+                        self.config.idle_timeout,
+                    )
+                    if self._close_request is None:
+                        self._close_request = (1000, "idle timeout", DisconnectReason.CLOSED_BY_US)
+                    return
                 self._last_seen = trio.current_time()
                 self._last_seen_at = _utc_now()
                 received = self._rpc.receive(data)
@@ -431,6 +418,17 @@ class Station:
                     elif isinstance(event, IncomingSend):
                         self._on_send(event, calls)
                     elif isinstance(event, CallCompleted | CallFailed):
+                        waiter = self._waiter
+                        if (
+                            isinstance(event, CallCompleted)
+                            and waiter is not None
+                            and waiter.message_id == event.message_id
+                        ):
+                            # before the caller wakes: helpers may wait for the effects, and
+                            # a triggered message is never seen before its trigger's answer
+                            await self.machines.observe(
+                                event.action, waiter.ticket.request, event.response, False
+                            )
                         self._on_reply(event)
                     else:
                         self._log_event(event)
@@ -537,8 +535,12 @@ class Station:
         response: Response | None,
         error: CallError | None,
         started: float,
+        *,
+        observe: bool = False,
     ) -> None:
-        """Answer the station's CALL (response, else error) and report the exchange."""
+        """Answer the station's CALL (response, else error) and report the exchange; with
+        ``observe``, show it to the machines first (so, once the station has its answer, a
+        ``settle()`` covers it)."""
         text: str | None = None
         if response is not None:
             try:
@@ -572,6 +574,8 @@ class Station:
                 )
         if event.action == BOOT:
             self._boot_bookkeeping(event, response)
+        if observe:
+            await self.machines.observe(event.action, event.request, response, True)
         await self._transport.send_message(text)
         if event.action == BOOT and response is not None:
             self._publish_boot(event, response)
@@ -682,14 +686,18 @@ class Station:
             error = exc
         except Exception:
             self._counts.handler_errors += 1
+            rescue = event.action in MUST_ANSWER
             log.exception(
-                "station %r: handler %s raised on %s; answered InternalError",
+                "station %r: handler %s raised on %s; answered %s",
                 self.identity,
                 name,
                 event.action,
+                "by default" if rescue else "InternalError",
             )
             error = CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-        await self._reply(event, response, error, received)
+            if rescue:
+                response = await answer_by_default(self, event.request)
+        await self._reply(event, response, error, received, observe=True)
 
     async def _invoke(self, event: IncomingCall, handler: AnyHandler | None) -> object:
         """Run the handler (or a built-in default); a missing one raises NotSupported."""
@@ -702,8 +710,21 @@ class Station:
             return boot_response(
                 self.version, default.status, default.interval
             )  # before the fallback
+        own = self._router.has_handler(type(event.request))
         if handler is not None:
-            return await handler(self, event.request)
+            try:
+                return await handler(self, event.request)
+            except CallError as exc:
+                # a fallback declining with NotSupported leaves the CALL to the defaults
+                if own or exc.code is not ErrorCode.NOT_SUPPORTED:
+                    raise
+                answer = await answer_by_default(self, event.request)
+                if answer is None:
+                    raise
+                return answer
+        answer = await answer_by_default(self, event.request)
+        if answer is not None:
+            return answer
         if event.action == BOOT:
             log.warning(
                 "station %r: no BootNotification handler; answered NotSupported, so the "

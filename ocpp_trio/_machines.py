@@ -1,0 +1,527 @@
+"""The machines of one station: EVSE, transaction and report tasks around a dispatcher.
+
+A :class:`StationMachines` belongs to one station *identity* and outlives its connections: it
+holds the device model, the EVSEs, the open transactions and the reports in progress as frozen
+records.  While a connection is served, :meth:`StationMachines.run` runs in the station nursery
+as the **dispatcher**, with its own nursery of children:
+
+* one **EVSE task** per EVSE, one **transaction task** per open transaction and one **report
+  task** per report in progress, each fed by its own bounded channel;
+* the station submits every finished exchange the machines care about
+  (:data:`~ocpp_trio._observations.OBSERVED_ACTIONS`) to the dispatcher over a bounded channel;
+  the dispatcher interprets it (:func:`~ocpp_trio._observations.interpret`), updates the device
+  model, starts tasks as needed and sends them their commands.
+
+Commands flow only over these bounded channels.  Each task applies its commands to its own
+record with a pure function and puts the new record on the board (the dicts of this object)
+where queries and snapshots read it, then publishes events.  Nothing here runs user code, and a
+failure in a machine is logged, never allowed to end the station.
+
+Task lifetimes: an EVSE task lives while the connection does (or until :meth:`remove_evse`); a
+transaction task ends when its transaction is complete (Ended, no seqNo missing) or
+``late_event_window`` seconds after its Ended event when seqNos are still missing; a report task
+ends when its report finishes or after ``report_timeout`` seconds without a part.  All of them
+end with the connection; their records stay, and the next connection starts tasks again from
+them (as :meth:`run` does after a restore from a :class:`StationSnapshot`).
+
+Backpressure: the dispatcher and the tasks only do in-memory work, so their channels drain
+fast; when one is full, the station's reader or handler task waits for room.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
+
+import trio
+
+from ocpp_trio._evse import Evse, EvseCommand, RemoveEvse
+from ocpp_trio._machines_events import (
+    DeviceModelUpdated,
+)
+from ocpp_trio._machines_state import (
+    MachinesConfig,
+    MachinesState,
+    ReportKey,
+    ReportWatch,
+    StationSnapshot,
+    _Envelope,
+    _Tracker,
+    _TxItem,
+    _utc_now,
+)
+from ocpp_trio._observations import (
+    OBSERVED_ACTIONS,
+    AddRemoteStart,
+    Effect,
+    NewModel,
+    Observation,
+    Publish,
+    ToEvse,
+    ToReport,
+    ToTransaction,
+    interpret,
+)
+from ocpp_trio._reports import (
+    expire_report,
+)
+from ocpp_trio._transactions import (
+    RemoteStart,
+)
+from ocpp_trio._trio_errors import ConnectionLostError
+from ocpp_trio._version import Version
+from ocpp_trio.messages._base import Message, Response
+
+__all__ = ["MachinesConfig", "ReportWatch", "StationMachines", "StationSnapshot"]
+
+log = logging.getLogger("ocpp_trio")
+T = TypeVar("T")
+C = TypeVar("C")
+K = TypeVar("K")
+
+
+class StationMachines(MachinesState):
+    """The state machines of one station identity (see the module docstring and
+    :class:`~ocpp_trio._machines_state.MachinesState` for the arguments and queries)."""
+
+    # -- running ---------------------------------------------------------------------------
+
+    @staticmethod
+    def observes(action: str) -> bool:
+        """Whether exchanges of ``action`` matter to the machines."""
+        return action in OBSERVED_ACTIONS
+
+    async def observe(
+        self, action: str, request: object, response: Response | None, by_station: bool
+    ) -> None:
+        """Submit a finished exchange (see :meth:`submit`) if it matters to the machines.
+
+        ``request`` is the CALL's payload (ignored unless it is a message object);
+        ``response`` is ``None`` when the exchange failed.
+        """
+        if action in OBSERVED_ACTIONS and self._send is not None and isinstance(request, Message):
+            await self.submit(
+                Observation(
+                    action=action,
+                    by_station=by_station,
+                    request=request,
+                    response=response,
+                    at=_utc_now(),
+                )
+            )
+
+    async def submit(self, observation: Observation) -> None:
+        """Hand a finished exchange to the dispatcher (ignored when not running, or when the
+        action does not matter).
+
+        Waits for: room in the dispatcher's channel.  Cancellation: the observation is lost
+        (only possible while the channel is full).  Closes: nothing.
+        """
+        send = self._send
+        if send is None or observation.action not in OBSERVED_ACTIONS:
+            return
+        self._seq += 1
+        tracker = _Tracker(self, self._seq)
+        self._outstanding.add(tracker.seq)
+        envelope = _Envelope(observation, tracker)
+        try:
+            try:
+                send.send_nowait(envelope)
+            except trio.WouldBlock:
+                await send.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            tracker.done()
+        except BaseException:
+            tracker.done()
+            raise
+
+    async def run(
+        self, version: Version, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the dispatcher and the machine tasks for one connection.
+
+        Starts a task for every EVSE, open transaction and report in progress, then reports
+        through ``task_status`` and dispatches submitted exchanges.
+
+        One connection at a time: while a replaced connection is still closing, a new run
+        waits for its end before it starts.
+
+        Waits for: the previous run to end, then cancellation (the station nursery's, when the
+        connection ends).
+        Cancellation: ends every task; the records stay for the next connection; waiters get
+        :class:`~ocpp_trio.ConnectionLostError`.  Closes: its channels.
+        Exceptions: none from machine failures (logged).
+        """
+        async with self._run_lock:
+            await self._run(Version(version), task_status)
+
+    async def _run(self, version: Version, task_status: trio.TaskStatus[None]) -> None:
+        self.version = version
+        send, receive = trio.open_memory_channel[_Envelope[Observation]](
+            self.config.observation_buffer
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for evse_id in sorted(self._evses):
+                    self._evse_channel(evse_id)
+                for tx_id in list(self._open):
+                    self._tx_channel(tx_id)
+                for key in list(self._reports):
+                    self._report_channel(key)
+                self._send = send
+                task_status.started()
+                async for envelope in receive:
+                    try:
+                        await self._dispatch(envelope.item, envelope.tracker)
+                    except Exception:
+                        log.exception(
+                            "station %r: BUG (ours): the machines failed on %s",
+                            self.identity,
+                            envelope.item.action,
+                        )
+                    finally:
+                        envelope.done()
+        finally:
+            self._send = None
+            self._nursery = None
+            self._wind_down(receive)
+            send.close()
+            receive.close()
+            self._outstanding.clear()
+            self._progress.set()
+            self._progress = trio.Event()
+            lost = ConnectionLostError(f"station {self.identity!r} disconnected")
+            for wait in self._tx_waits:
+                wait.fail(lost)
+            for waits in self._report_waits.values():
+                for report_wait in waits:
+                    report_wait.fail(lost)
+
+    async def remove_evse(self, evse_id: int) -> None:
+        """Forget EVSE ``evse_id`` (decommissioned); its task ends.
+
+        Waits for: room in the EVSE task's channel.  Cancellation: safe.  Closes: the task.
+        """
+        send = self._evse_tasks.get(evse_id)
+        if send is None:
+            self._evses.pop(evse_id, None)
+            return
+        try:
+            await send.send(_Envelope(RemoveEvse()))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._evses.pop(evse_id, None)
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    async def _dispatch(self, observation: Observation, tracker: _Tracker | None) -> None:
+        self._observations += 1
+        assert self.version is not None
+        effects = interpret(self, observation, self.version)
+        for index, effect in enumerate(effects):
+            try:
+                await self._perform(effect, tracker)
+            except trio.Cancelled:
+                # the connection is ending: what no task took is applied once they are done
+                self._leftover.extend(effects[index:])
+                raise
+
+    async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
+        if isinstance(effect, ToEvse):
+            command: EvseCommand | RemoveEvse = effect.command
+            await self._deliver(partial(self._evse_channel, effect.evse_id), command, tracker)
+        elif isinstance(effect, ToTransaction):
+            item = _tx_item(effect)
+            if item is not None:
+                channel = partial(self._tx_channel, effect.transaction_id)
+                await self._deliver(channel, item, tracker)
+        elif isinstance(effect, ToReport):
+            if self._report_takes(effect):
+                key = (effect.kind, effect.request_id)
+                await self._deliver(partial(self._report_channel, key), effect, tracker)
+        else:
+            self._perform_now(effect)
+
+    def _perform_now(self, effect: Effect) -> None:
+        """Apply an effect here and now (no task involved)."""
+        try:
+            if isinstance(effect, ToEvse):
+                self._apply_evse(effect.evse_id, effect.command)
+            elif isinstance(effect, ToTransaction):
+                item = _tx_item(effect)
+                if item is not None:
+                    self._reopen(effect.transaction_id)
+                    self._apply_transaction(effect.transaction_id, item)
+            elif isinstance(effect, ToReport):
+                if self._report_takes(effect):
+                    self._apply_report((effect.kind, effect.request_id), effect)
+            elif isinstance(effect, Publish):
+                self._publish(effect.event)
+            elif isinstance(effect, NewModel):
+                self._model = effect.model
+                self._publish(
+                    DeviceModelUpdated(
+                        identity=self.identity, source=effect.source, count=effect.count
+                    )
+                )
+            elif isinstance(effect, AddRemoteStart):
+                self._add_remote_start(effect.remote_start)
+            else:
+                self._remote_starts.pop(effect.remote_start_id, None)
+        except Exception:
+            log.exception("station %r: BUG (ours): applying %r failed", self.identity, effect)
+
+    def _wind_down(self, receive: trio.MemoryReceiveChannel[_Envelope[Observation]]) -> None:
+        """Once the tasks have ended: apply what the dispatcher had not handed out, then what
+        was still queued for it.  Every exchange the station was answered for is recorded."""
+        leftover, self._leftover = self._leftover, []
+        for effect in leftover:
+            self._perform_now(effect)
+        assert self.version is not None
+        version = self.version
+
+        def apply(observation: Observation) -> None:
+            self._observations += 1
+            for effect in interpret(self, observation, version):
+                self._perform_now(effect)
+
+        self._drain(receive, apply)
+
+    def _drain(
+        self, receive: trio.MemoryReceiveChannel[_Envelope[C]], apply: Callable[[C], None]
+    ) -> None:
+        """Apply, without waiting, what is still queued in ``receive``."""
+        while True:
+            try:
+                envelope = receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            try:
+                apply(envelope.item)
+            except Exception:
+                log.exception(
+                    "station %r: BUG (ours): applying %r failed", self.identity, envelope.item
+                )
+            finally:
+                envelope.done()
+
+    def _add_remote_start(self, remote: RemoteStart) -> None:
+        horizon = remote.requested_at - datetime.timedelta(seconds=self.config.remote_start_window)
+        for old in [r for r in self._remote_starts.values() if r.requested_at < horizon]:
+            del self._remote_starts[old.remote_start_id]
+        self._remote_starts[remote.remote_start_id] = remote
+
+    def _report_takes(self, effect: ToReport) -> bool:
+        """Whether the report accepts ``effect`` (a part for a finished report does not)."""
+        key = (effect.kind, effect.request_id)
+        if key not in self._reports and key in self._report_history:
+            if effect.part is not None:
+                self._late_parts += 1
+                log.warning(
+                    "station %r: %s part for request %d after the report finished; ignored",
+                    self.identity,
+                    effect.kind,
+                    effect.request_id,
+                )
+                return False
+            del self._report_history[key]  # the requestId was used again: a new report
+        return True
+
+    def _reopen(self, tx_id: str) -> None:
+        """A late event for a finished transaction: it is open again until complete."""
+        finished = self._ended.pop(tx_id, None)
+        if finished is not None and tx_id not in self._open:
+            self._open[tx_id] = finished
+
+    async def _deliver(
+        self,
+        channel: Callable[[], trio.MemorySendChannel[_Envelope[C]]],
+        item: C,
+        tracker: _Tracker | None,
+    ) -> None:
+        # a task may end between lookups (its transaction completed): then start another
+        for _attempt in range(3):
+            send = channel()
+            if tracker is not None:
+                tracker.count += 1
+            try:
+                await send.send(_Envelope(item, tracker))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                if tracker is not None:
+                    tracker.count -= 1
+            except BaseException:
+                if tracker is not None:
+                    tracker.count -= 1
+                raise
+            else:
+                return
+        log.error("station %r: BUG (ours): could not deliver %r", self.identity, item)
+
+    def _spawn(
+        self,
+        registry: dict[K, trio.MemorySendChannel[_Envelope[C]]],
+        key: K,
+        body: Callable[
+            [K, trio.MemorySendChannel[_Envelope[C]], trio.MemoryReceiveChannel[_Envelope[C]]],
+            Awaitable[None],
+        ],
+        name: str,
+    ) -> trio.MemorySendChannel[_Envelope[C]]:
+        if self._nursery is None:
+            raise ConnectionLostError(f"station {self.identity!r}: machines not running")
+        send, receive = trio.open_memory_channel[_Envelope[C]](self.config.machine_buffer)
+        registry[key] = send
+        self._nursery.start_soon(body, key, send, receive, name=f"{name} {self.identity}/{key}")
+        return send
+
+    def _evse_channel(
+        self, evse_id: int
+    ) -> trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]]:
+        send = self._evse_tasks.get(evse_id)
+        if send is None:
+            self._evses.setdefault(evse_id, Evse(evse_id=evse_id))
+            send = self._spawn(self._evse_tasks, evse_id, self._run_evse, "evse")
+        return send
+
+    def _tx_channel(self, tx_id: str) -> trio.MemorySendChannel[_Envelope[_TxItem]]:
+        send = self._tx_tasks.get(tx_id)
+        if send is None:
+            self._reopen(tx_id)
+            send = self._spawn(self._tx_tasks, tx_id, self._run_transaction, "transaction")
+        return send
+
+    def _report_channel(self, key: ReportKey) -> trio.MemorySendChannel[_Envelope[ToReport]]:
+        send = self._report_tasks.get(key)
+        if send is None:
+            send = self._spawn(self._report_tasks, key, self._run_report, "report")
+        return send
+
+    # -- EVSE tasks ------------------------------------------------------------------------
+
+    async def _run_evse(
+        self,
+        evse_id: int,
+        send: trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]],
+        receive: trio.MemoryReceiveChannel[_Envelope[EvseCommand | RemoveEvse]],
+    ) -> None:
+        try:
+            async for envelope in receive:
+                try:
+                    if isinstance(envelope.item, RemoveEvse):
+                        self._evses.pop(evse_id, None)
+                        return
+                    self._apply_evse(evse_id, envelope.item)
+                except Exception:
+                    log.exception("station %r: BUG (ours): EVSE %d failed", self.identity, evse_id)
+                finally:
+                    envelope.done()
+        finally:
+            if self._evse_tasks.get(evse_id) is send:
+                del self._evse_tasks[evse_id]
+            self._drain(receive, partial(self._evse_item, evse_id))
+            receive.close()
+
+    def _evse_item(self, evse_id: int, item: EvseCommand | RemoveEvse) -> None:
+        if isinstance(item, RemoveEvse):
+            self._evses.pop(evse_id, None)
+        else:
+            self._apply_evse(evse_id, item)
+
+    # -- transaction tasks -----------------------------------------------------------------
+
+    async def _run_transaction(
+        self,
+        tx_id: str,
+        send: trio.MemorySendChannel[_Envelope[_TxItem]],
+        receive: trio.MemoryReceiveChannel[_Envelope[_TxItem]],
+    ) -> None:
+        finished = False
+        try:
+            while True:
+                tx = self._open.get(tx_id)
+                envelope: _Envelope[_TxItem] | None = None
+                if tx is not None and tx.complete:
+                    try:  # no checkpoint from here to the close: nothing can slip in
+                        envelope = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        finished = True
+                        return
+                else:
+                    wait = (
+                        self.config.late_event_window if tx is not None and tx.ended else math.inf
+                    )
+                    with trio.move_on_after(wait):
+                        envelope = await receive.receive()
+                    if envelope is None:
+                        log.info(
+                            "station %r: transaction %s ended with seqNo %s missing",
+                            self.identity,
+                            tx_id,
+                            tx.missing_seq_nos if tx is not None else (),
+                        )
+                        finished = True
+                        return
+                try:
+                    self._apply_transaction(tx_id, envelope.item)
+                except Exception:
+                    log.exception(
+                        "station %r: BUG (ours): transaction %s failed", self.identity, tx_id
+                    )
+                finally:
+                    envelope.done()
+        finally:
+            if self._tx_tasks.get(tx_id) is send:
+                del self._tx_tasks[tx_id]
+            self._drain(receive, partial(self._apply_transaction, tx_id))
+            receive.close()
+            if finished:
+                self._retire_transaction(tx_id)
+
+    # -- report tasks ----------------------------------------------------------------------
+
+    async def _run_report(
+        self,
+        key: ReportKey,
+        send: trio.MemorySendChannel[_Envelope[ToReport]],
+        receive: trio.MemoryReceiveChannel[_Envelope[ToReport]],
+    ) -> None:
+        finished = False
+        try:
+            while True:
+                report = self._reports.get(key)
+                envelope: _Envelope[ToReport] | None = None
+                if report is not None and report.finished:
+                    try:
+                        envelope = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        finished = True
+                        return
+                else:
+                    with trio.move_on_after(self.config.report_timeout):
+                        envelope = await receive.receive()
+                    if envelope is None:
+                        if report is not None:
+                            self._report_changed(report, expire_report(report, _utc_now()))
+                        finished = True
+                        return
+                try:
+                    self._apply_report(key, envelope.item)
+                except Exception:
+                    log.exception("station %r: BUG (ours): report %s failed", self.identity, key)
+                finally:
+                    envelope.done()
+        finally:
+            if self._report_tasks.get(key) is send:
+                del self._report_tasks[key]
+            self._drain(receive, partial(self._apply_report, key))
+            receive.close()
+            if finished:
+                self._retire_report(key)
+
+
+def _tx_item(effect: ToTransaction) -> _TxItem | None:
+    return effect.record if effect.record is not None else effect.link

@@ -1,0 +1,289 @@
+"""Events published by the station machines, the errors of their helpers, and typed
+subscriptions.
+
+Every event derives from :class:`MachineEvent` (``identity`` and ``at``).  Subscribe with a type
+and receive exactly that type (and its subclasses), typed::
+
+    async with csms.subscribe_events(TransactionEnded) as ended:
+        async for event in ended:          # event: TransactionEnded
+            print(event.transaction.energy_wh)
+
+Base classes group related events: :class:`TransactionChanged` (started/updated/ended).  The
+slow-subscriber policy is the runtime's (see :mod:`ocpp_trio._events`): each subscriber has a
+bounded buffer; when it is full, events are dropped *for that subscriber* and counted
+(``subscription.dropped``); the station is never slowed down.
+
+Guarantees: per transaction, a subscriber with room sees one :class:`TransactionStarted`
+first, then :class:`TransactionUpdated` events, and one :class:`TransactionEnded` when it ends
+(events that arrive after the Ended event are published as updates).  Every report the CSMS
+requested ends with one :class:`ReportCompleted`, whatever its status.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypeVar, cast
+
+import attrs
+import trio
+
+from ocpp_trio._device_model import ComponentRef, VariableRef
+from ocpp_trio._errors import OCPPError
+from ocpp_trio._events import (
+    Accepted,
+    BootAnswered,
+    Broadcast,
+    Connected,
+    Disconnected,
+    StationEvent,
+    Subscription,
+)
+from ocpp_trio._evse import ConnectorStatus, RequestedAvailability, Reservation
+from ocpp_trio._reports import Report
+from ocpp_trio._transactions import Transaction
+from ocpp_trio.messages._base import Message
+
+__all__ = [
+    "AnyEvent",
+    "AvailabilityRequested",
+    "ConnectorStatusChanged",
+    "DeviceModelUpdated",
+    "FirmwareStatusChanged",
+    "LogStatusChanged",
+    "MachineEvent",
+    "MonitoringEvent",
+    "RebootRequired",
+    "ReportCompleted",
+    "ReportError",
+    "ReportIncompleteError",
+    "ReportTimeoutError",
+    "RequestRejectedError",
+    "ReservationChanged",
+    "SecurityEvent",
+    "TransactionChanged",
+    "TransactionEnded",
+    "TransactionStarted",
+    "TransactionTimeoutError",
+    "TransactionUpdated",
+    "subscribe_to",
+]
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@attrs.frozen(kw_only=True)
+class MachineEvent:
+    """Base of the machines' events: which station, and when (UTC) it was published."""
+
+    identity: str
+    at: datetime.datetime = attrs.field(factory=_now)
+
+
+@attrs.frozen(kw_only=True)
+class TransactionChanged(MachineEvent):
+    """Base of the transaction events; ``transaction`` is the whole transaction so far."""
+
+    transaction: Transaction
+
+
+@attrs.frozen(kw_only=True)
+class TransactionStarted(TransactionChanged):
+    """The CSMS learned of a new transaction (by its first event, whichever kind it was;
+    ``transaction.started`` tells whether the Started event itself arrived)."""
+
+
+@attrs.frozen(kw_only=True)
+class TransactionUpdated(TransactionChanged):
+    """A further event was added to a transaction (or a remote start linked to it)."""
+
+
+@attrs.frozen(kw_only=True)
+class TransactionEnded(TransactionChanged):
+    """The Ended event (1.6: StopTransaction) arrived; ``transaction.energy_wh`` is final
+    unless late events still fill seqNo gaps (``transaction.missing_seq_nos``)."""
+
+
+@attrs.frozen(kw_only=True)
+class ReportCompleted(MachineEvent):
+    """A report finished: ``report.status`` says how (complete, incomplete, expired, empty,
+    rejected)."""
+
+    report: Report
+
+
+@attrs.frozen(kw_only=True)
+class ConnectorStatusChanged(MachineEvent):
+    """The station reported a connector status (``previous`` is the status kept before)."""
+
+    evse_id: int
+    connector: ConnectorStatus
+    previous: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AvailabilityRequested(MachineEvent):
+    """The station accepted (or scheduled) a ChangeAvailability for ``evse_id`` (0: all)."""
+
+    evse_id: int
+    requested: RequestedAvailability
+
+
+@attrs.frozen(kw_only=True)
+class ReservationChanged(MachineEvent):
+    """A reservation was made or ended (see ``reservation.state``)."""
+
+    reservation: Reservation
+
+
+@attrs.frozen(kw_only=True)
+class MonitoringEvent(MachineEvent):
+    """A NotifyEvent from the station (monitors that fired, alerts); ``message`` is the
+    request of the station's version (``eventData``, ``seqNo``, ``tbc``)."""
+
+    message: Message
+
+
+@attrs.frozen(kw_only=True)
+class SecurityEvent(MachineEvent):
+    """A SecurityEventNotification."""
+
+    type: str
+    timestamp: datetime.datetime | None
+    tech_info: str | None
+    message: Message
+
+
+@attrs.frozen(kw_only=True)
+class FirmwareStatusChanged(MachineEvent):
+    """A FirmwareStatusNotification (1.6 also SignedFirmwareStatusNotification)."""
+
+    status: str
+    request_id: int | None
+    message: Message
+
+
+@attrs.frozen(kw_only=True)
+class LogStatusChanged(MachineEvent):
+    """A LogStatusNotification (1.6 also DiagnosticsStatusNotification)."""
+
+    status: str
+    request_id: int | None
+    message: Message
+
+
+@attrs.frozen(kw_only=True)
+class RebootRequired(MachineEvent):
+    """The station accepted a variable (1.6: configuration key) that takes effect only after
+    a reboot; the CSMS should schedule a Reset.  ``action`` is SetVariables or
+    ChangeConfiguration."""
+
+    component: ComponentRef
+    variable: VariableRef
+    attribute: str
+    value: str
+    action: str
+
+
+@attrs.frozen(kw_only=True)
+class DeviceModelUpdated(MachineEvent):
+    """The station's device model changed; ``source`` is the action that changed it."""
+
+    source: str
+    count: int
+
+
+# -- errors of the helpers -------------------------------------------------------------------
+
+
+class RequestRejectedError(OCPPError):
+    """The station answered a helper's request with a status other than Accepted."""
+
+    def __init__(self, action: str, status: str, reason: str | None = None) -> None:
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"the station answered {action} with {status}{detail}")
+        self.action = action
+        self.status = status
+        self.reason = reason
+
+
+class ReportError(OCPPError):
+    """A report did not complete; ``report`` is what was assembled."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class ReportIncompleteError(ReportError):
+    """The last part arrived but parts are missing (``missing``: their seqNos)."""
+
+    def __init__(self, report: Report) -> None:
+        missing = ", ".join(str(n) for n in report.missing)
+        super().__init__(
+            f"report {report.kind} #{report.request_id} is incomplete: seqNo {missing} missing",
+            report,
+        )
+        self.missing = report.missing
+
+
+class ReportTimeoutError(ReportError, trio.TooSlowError):
+    """The report's parts stopped coming (expired), or the helper's timeout passed."""
+
+    def __init__(self, report: Report, why: str) -> None:
+        got = ", ".join(str(p.seq_no) for p in report.parts) or "none"
+        super().__init__(
+            f"report {report.kind} #{report.request_id} timed out ({why}); parts received: {got}",
+            report,
+        )
+
+
+class TransactionTimeoutError(OCPPError, trio.TooSlowError):
+    """The awaited transaction (start after a remote start, end after a remote stop) did not
+    come in time."""
+
+
+# -- typed subscriptions -----------------------------------------------------------------------
+
+_LIFECYCLE = (Connected, BootAnswered, Accepted, Disconnected)
+#: anything a subscription may deliver
+AnyEvent = MachineEvent | Connected | BootAnswered | Accepted | Disconnected
+E = TypeVar("E", bound=AnyEvent)
+
+
+def subscribe_to(
+    kind: type[E],
+    *,
+    machine_events: Broadcast[MachineEvent],
+    lifecycle: Broadcast[StationEvent] | None,
+    identity: str | None,
+    buffer: int,
+) -> AbstractAsyncContextManager[Subscription[E]]:
+    """A subscription to the events of type ``kind`` (and its subclasses), optionally of one
+    station only.  Lifecycle kinds (:class:`~ocpp_trio._events.Connected`, ...) come from
+    ``lifecycle``, the others from ``machine_events``.
+
+    Raises:
+        TypeError: ``kind`` is not an event class.
+    """
+    if issubclass(kind, MachineEvent):
+        source: Broadcast[MachineEvent] | Broadcast[StationEvent] = machine_events
+    elif issubclass(kind, _LIFECYCLE) and lifecycle is not None:
+        source = lifecycle
+    else:
+        raise TypeError(f"{kind!r} is not an event class one can subscribe to")
+
+    def accept(event: object) -> bool:
+        return isinstance(event, kind) and (
+            identity is None or getattr(event, "identity", None) == identity
+        )
+
+    @asynccontextmanager
+    async def subscription() -> AsyncIterator[Subscription[E]]:
+        async with source.subscribe(buffer=buffer, accept=accept) as sub:
+            yield cast(Subscription[E], sub)
+
+    return subscription()

@@ -1,0 +1,75 @@
+"""Small readers for wire JSON (``message.to_json()``), used by the station's machines.
+
+The machines read messages as their wire JSON so that one code path serves 2.0.1 and 2.1 (whose
+generated classes differ) and, where the fields agree, 1.6.  The payloads were validated by the
+codec already, so these readers only narrow types; a value of an unexpected type reads as
+absent.  This is the JSON boundary: ``Any`` stops here.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["Json", "as_bool", "as_float", "as_int", "as_list", "as_map", "as_str", "as_time"]
+
+#: a wire JSON object
+Json = Mapping[str, Any]
+
+_EMPTY: Json = {}
+
+
+def as_map(value: object) -> Json:
+    """``value`` if it is a JSON object, else an empty mapping."""
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+def as_list(value: object) -> Sequence[Any]:
+    """``value`` if it is a JSON array, else an empty sequence."""
+    return value if isinstance(value, list | tuple) else ()
+
+
+def as_str(value: object) -> str | None:
+    """``value`` if it is a string, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def as_int(value: object) -> int | None:
+    """``value`` if it is an integer (not a boolean), else ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def as_float(value: object) -> float | None:
+    """``value`` as a float if it is a number or a numeric string, else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def as_bool(value: object, default: bool = False) -> bool:
+    """``value`` if it is a boolean, else ``default``."""
+    return value if isinstance(value, bool) else default
+
+
+def as_time(value: object) -> datetime.datetime | None:
+    """A wire date-time (RFC 3339 text) as an aware datetime; naive input is read as UTC."""
+    if isinstance(value, datetime.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed
