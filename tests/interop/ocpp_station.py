@@ -7,9 +7,12 @@ everything it sees as JSON lines on stdout, so a test can assert on both sides::
 
 Behaviour: connect with the version's subprotocol; send BootNotification; while the answer is
 Pending, answer the CSMS's calls and boot again when it triggers a BootNotification (or after the
-interval); on Rejected report and exit; on Accepted send Heartbeat, StatusNotification and
-MeterValues, then keep answering CSMS calls for ``--hold`` seconds (or until a Reset when
-``--exit-on-reset``).  Every CALL sent or received is one JSON line.  ``ocpp_trio`` is never
+interval); on Rejected stay connected for ``--hold`` seconds (sending a Heartbeat first with
+``--probe-after-reject``, which the CSMS must refuse), then exit; on Accepted send Heartbeat,
+StatusNotification and MeterValues (then, with ``--transactions``, Authorize, a transaction
+and DataTransfer), then keep answering CSMS calls for ``--hold`` seconds (or until a Reset when
+``--exit-on-reset``).  Every CALL sent or received is one JSON line; a connection the CSMS
+closes ends the run with a ``closed`` line carrying the close code.  ``ocpp_trio`` is never
 imported here.
 """
 
@@ -19,12 +22,18 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import importlib
 import json
 import sys
 from typing import Any
 
-import websockets
-from ocpp.routing import on
+# jsonschema imports rfc3987_syntax, if installed, for the "iri" formats alone (no OCPP schema
+# uses them); building its grammar takes about 1.4 s per process.  Blocking it keeps the
+# interop tests short and changes no check the ocpp package makes on OCPP messages.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+import websockets  # noqa: E402
+from ocpp.routing import on  # noqa: E402
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -163,6 +172,53 @@ def build_station(version: str, ident: str, ws: Any, args: argparse.Namespace) -
                 evse_id=1, meter_value=[{"timestamp": now(), "sampled_value": sampled}]
             )
 
+        async def transactions(self) -> None:
+            token = "TAG-0001"
+            if version == "1.6":
+                await self.send("Authorize", call.Authorize(id_tag=token))
+                started = await self.send(
+                    "StartTransaction",
+                    call.StartTransaction(
+                        connector_id=1, id_tag=token, meter_start=0, timestamp=now()
+                    ),
+                )
+                if started is not None:
+                    await self.send(
+                        "StopTransaction",
+                        call.StopTransaction(
+                            meter_stop=1500,
+                            timestamp=now(),
+                            transaction_id=started.transaction_id,
+                            id_tag=token,
+                        ),
+                    )
+                await self.send(
+                    "DataTransfer",
+                    call.DataTransfer(vendor_id="InteropVendor", message_id="Hello", data="hi"),
+                )
+                return
+            id_token = {"id_token": token, "type": "ISO14443"}
+            await self.send("Authorize", call.Authorize(id_token=id_token))
+            for seq_no, (event_type, trigger) in enumerate(
+                [("Started", "Authorized"), ("Ended", "StopAuthorized")]
+            ):
+                await self.send(
+                    "TransactionEvent",
+                    call.TransactionEvent(
+                        event_type=event_type,
+                        timestamp=now(),
+                        trigger_reason=trigger,
+                        seq_no=seq_no,
+                        transaction_info={"transaction_id": "TX-1"},
+                        id_token=id_token,
+                        evse={"id": 1, "connector_id": 1},
+                    ),
+                )
+            await self.send("DataTransfer", call.DataTransfer(vendor_id="InteropVendor"))
+
+        async def linger(self) -> None:
+            await asyncio.sleep(args.hold)
+
         async def scenario(self) -> None:
             reason = "PowerUp"
             for _attempt in range(args.max_boots):
@@ -171,6 +227,9 @@ def build_station(version: str, ident: str, ws: Any, args: argparse.Namespace) -
                     return
                 status = response.status
                 if status == "Rejected":
+                    if args.probe_after_reject:
+                        await self.send("Heartbeat", call.Heartbeat())
+                    await self.linger()
                     return
                 if status == "Accepted":
                     break
@@ -190,6 +249,8 @@ def build_station(version: str, ident: str, ws: Any, args: argparse.Namespace) -
             await self.send("Heartbeat", call.Heartbeat())
             await self.send("StatusNotification", self.status_request())
             await self.send("MeterValues", self.meter_request())
+            if args.transactions:
+                await self.transactions()
             emit("idle")
             deadline = asyncio.get_running_loop().time() + args.hold
             while asyncio.get_running_loop().time() < deadline:
@@ -212,23 +273,37 @@ def _asdict(obj: Any) -> Any:
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    # imported before connecting, so the BootNotification follows the upgrade at once
+    importlib.import_module(
+        {"1.6": "ocpp.v16", "2.0.1": "ocpp.v201", "2.1": "ocpp.v21"}[args.version]
+    )
     url = args.url.rstrip("/") + "/" + args.id
     try:
         async with websockets.connect(url, subprotocols=[f"ocpp{args.version}"]) as ws:
             emit("connected", subprotocol=ws.subprotocol)
             station = build_station(args.version, args.id, ws, args)
             runner = asyncio.create_task(station.start())
+            scenario = asyncio.create_task(station.scenario())
             try:
-                await station.scenario()
+                # the runner ends only when the connection does: then the scenario is moot
+                await asyncio.wait({runner, scenario}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await runner
+                for task in (scenario, runner):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            if runner.done() and not runner.cancelled() and runner.exception() is not None:
+                raise runner.exception()  # type: ignore[misc]
     except websockets.exceptions.InvalidStatus as exc:
         emit("rejected", status=exc.response.status_code)
         return 0
     except websockets.exceptions.ConnectionClosed as exc:
-        emit("closed", code=exc.code if hasattr(exc, "code") else None)
+        close = exc.rcvd
+        emit(
+            "closed",
+            code=close.code if close is not None else None,
+            reason=close.reason if close is not None else None,
+        )
         return 0
     emit("done")
     return 0
@@ -242,6 +317,8 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=2.0)
     parser.add_argument("--max-boots", type=int, default=5)
     parser.add_argument("--exit-on-reset", action="store_true")
+    parser.add_argument("--transactions", action="store_true")
+    parser.add_argument("--probe-after-reject", action="store_true")
     args = parser.parse_args()
     return asyncio.run(main_async(args))
 
