@@ -3,6 +3,8 @@
 Each TCP connection is served in its own task and goes through these steps, all before the
 WebSocket upgrade and all within ``ServerConfig.handshake_timeout``:
 
+0. Over TLS, complete the TLS handshake (client certificate checks included); a failure is
+   logged at WARNING and the connection dropped.
 1. Read the HTTP upgrade request.
 2. Resolve the station identity: the last non-empty path segment, percent-decoded
    (:func:`identity_from_path`). An invalid one is refused with HTTP 400, a missing one with 404.
@@ -492,6 +494,9 @@ class _Server:
 
     async def _serve(self, nursery: trio.Nursery, stream: trio.abc.Stream) -> None:
         with trio.move_on_after(self.config.handshake_timeout) as handshake_timer:
+            if isinstance(stream, trio.SSLStream) and not await _tls_handshake(stream):
+                self.counters.handshakes_failed += 1
+                return
             try:
                 accepted = await self._handshake(nursery, stream)
             except trio_websocket.ConnectionClosed:
@@ -683,6 +688,21 @@ class _Server:
             await trio.sleep(self.config.ping_interval)
             if not await transport.ping(self.config.ping_timeout):
                 return
+
+
+async def _tls_handshake(stream: trio.SSLStream[Any]) -> bool:
+    """Complete the TLS handshake; log (WARNING) and return ``False`` when it fails.
+
+    Done before trio-websocket sees the stream: its reader would swallow the failure and leave
+    the upgrade waiting for the handshake timeout. A rejected client certificate (profile 3),
+    an old TLS version or no common cipher suite all end here.
+    """
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        logger.warning("%s: TLS handshake failed: %s", _remote_of(stream), exc.__cause__ or exc)
+        return False
+    return True
 
 
 def _only_connection_lost(exc: Exception) -> bool:
