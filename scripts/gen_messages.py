@@ -312,14 +312,18 @@ class Builder:
 
     # -- naming of inline types --------------------------------------------------------------
 
-    def _inline_nodes(self) -> Iterator[tuple[str, str, dict[str, Any], bool]]:
-        """(file, path, node, draft4) of every inline object or enum, in a stable order."""
+    def _inline_nodes(self) -> Iterator[tuple[str, str, str]]:
+        """(file, path, shape) of every inline object or enum, in a stable order.
+
+        Paths are ``<File>.<property>`` with ``[]`` for array items (``<File>#<Definition>.``
+        inside definitions); shapes include the draft, which decides what an integer is.
+        """
 
         def walk(file: str, path: str, node: object, draft4: bool) -> Iterator[Any]:
             if not isinstance(node, dict):
                 return
-            if path and (is_object(node) or "enum" in node):
-                yield file, path, node, draft4
+            if is_object(node) or "enum" in node:
+                yield file, path, canonical(node, draft4)
             for key, sub in node.get("properties", {}).items():
                 yield from walk(file, f"{path}.{key}", sub, draft4)
             if "items" in node:
@@ -327,21 +331,18 @@ class Builder:
 
         for file, doc in self.files.items():
             draft4 = "draft-04" in doc.get("$schema", "")
-            yield from walk(file, file, {k: v for k, v in doc.items() if k != "definitions"}, False)
-            for name, sub in doc.get("definitions", {}).items():
-                # properties of definitions that are themselves inline
-                for key, prop in sub.get("properties", {}).items():
-                    yield from walk(file, f"{file}#{name}.{key}", prop, draft4)
-                if "items" in sub:
-                    yield from walk(file, f"{file}#{name}[]", sub["items"], draft4)
+            for key, sub in doc.get("properties", {}).items():
+                yield from walk(file, f"{file}.{key}", sub, draft4)
+            for name, definition in doc.get("definitions", {}).items():
+                for key, sub in definition.get("properties", {}).items():
+                    yield from walk(file, f"{file}#{name}.{key}", sub, draft4)
+                if "items" in definition:
+                    yield from walk(file, f"{file}#{name}[]", definition["items"], draft4)
 
     def name_inline_types(self) -> None:
-        nodes = []
-        for file, path, node, _ in self._inline_nodes():
-            if path == file:
-                continue  # the payload itself
-            draft4 = "draft-04" in self.files[file].get("$schema", "")
-            nodes.append((file, path, canonical(node, draft4)))
+        """Name every inline type: from the table, else as a structurally identical named one,
+        else ``<Action><Field>`` (``<File><Field>`` if that is taken by another shape)."""
+        nodes = list(self._inline_nodes())
         by_shape: dict[str, set[str]] = {}
         used = set()
         for _file, path, shape in nodes:
@@ -620,7 +621,9 @@ class Emitter:
     def check(self, t: Scalar | EnumRef | ObjRef, var: str, path: str, draft4: bool) -> list[str]:
         """Statements that check the raw JSON value in ``var`` and rebind it to its Python value.
 
-        ``path`` is a Python expression for the value's path (relative to the object).
+        ``path`` is a Python expression for the value's path (relative to the object).  Each
+        check is one condition on the success path; when it fails, a helper works out which
+        constraint was broken (in schema-keyword order) and builds the error.
         """
         if isinstance(t, EnumRef):
             return [
@@ -631,38 +634,27 @@ class Emitter:
             ]
         if isinstance(t, ObjRef):
             return [f"{var} = {t.name}.from_json({var}, {path})"]
-        out: list[str] = []
+        lo = None if t.minimum is None else bound(t.minimum, t.kind)
+        hi = None if t.maximum is None else bound(t.maximum, t.kind)
+        step = None if t.multiple_of is None else repr(t.multiple_of)
+        bounds = [f"{var} < {lo}"] if lo is not None else []
+        bounds += [f"{var} > {hi}"] if hi is not None else []
+        bounds += [f"not _c.is_multiple({var}, {step})"] if step is not None else []
         if t.kind == "string":
-            if t.fmt == "date-time" and t.min_length is None and t.max_length is None:
-                return [
-                    f"d = _c.parse_datetime({var})",
-                    "if d is None:",
-                    f"    raise _c.bad_datetime({path}, {var}, _V)",
-                    f"{var} = d",
-                ]
-            out += [
-                f"if not isinstance({var}, str):",
-                f'    raise _c.wrong_type({path}, {var}, "string", _V)',
-            ]
-            if t.max_length is not None:
+            out = []
+            conds = [f"len({var}) > {t.max_length}"] if t.max_length is not None else []
+            conds += [f"len({var}) < {t.min_length}"] if t.min_length is not None else []
+            conds += [f"not _c.is_uri({var})"] if t.fmt == "uri" else []
+            if conds or t.fmt != "date-time":
                 out += [
-                    f"if len({var}) > {t.max_length}:",
-                    f"    raise _c.too_long({path}, {var}, {t.max_length}, _V)",
+                    f"if not isinstance({var}, str) or {' or '.join(conds)}:"
+                    if conds
+                    else f"if not isinstance({var}, str):",
+                    f"    raise _c.string_error({path}, {var}, {t.min_length}, {t.max_length}, "
+                    f"{t.fmt == 'uri'}, _V)",
                 ]
-            if t.min_length is not None:
-                out += [
-                    f"if len({var}) < {t.min_length}:",
-                    f"    raise _c.too_short({path}, {var}, {t.min_length}, _V)",
-                ]
-            if t.fmt == "uri":
-                out += [f"if not _c.is_uri({var}):", f"    raise _c.bad_uri({path}, {var}, _V)"]
             if t.fmt == "date-time":
-                out += [
-                    f"d = _c.parse_datetime({var})",
-                    "if d is None:",
-                    f"    raise _c.bad_datetime({path}, {var}, _V)",
-                    f"{var} = d",
-                ]
+                out += [f"{var} = _c.to_datetime({path}, {var}, _V)"]
             return out
         if t.kind == "boolean":
             return [
@@ -671,40 +663,16 @@ class Emitter:
             ]
         if t.kind == "any":
             return []
+        error = f"    raise _c.number_error({path}, {var}, {t.kind!r}, {lo}, {hi}, {step}, _V)"
         if t.kind == "integer":
             if draft4:
-                out += [
-                    f"if type({var}) is not int:",
-                    f'    raise _c.wrong_type({path}, {var}, "integer", _V)',
-                ]
-            else:  # draft-06: a float with no fractional part is an integer
-                out += [
-                    f"if type({var}) is not int:",
-                    f"    if type({var}) is float and {var}.is_integer():",
-                    f"        {var} = int({var})",
-                    "    else:",
-                    f'        raise _c.wrong_type({path}, {var}, "integer", _V)',
-                ]
-        else:
-            out += [
-                f"if type({var}) is not float and type({var}) is not int:",
-                f'    raise _c.wrong_type({path}, {var}, "number", _V)',
-                f"if {var} - {var} != 0:  # NaN or an infinity",
-                f"    raise _c.not_finite({path}, {var}, _V)",
-            ]
-        if t.minimum is not None:
-            b = bound(t.minimum, t.kind)
-            out += [f"if {var} < {b}:", f"    raise _c.too_small({path}, {var}, {b}, _V)"]
-        if t.maximum is not None:
-            b = bound(t.maximum, t.kind)
-            out += [f"if {var} > {b}:", f"    raise _c.too_big({path}, {var}, {b}, _V)"]
-        if t.multiple_of is not None:
-            m = repr(t.multiple_of)
-            out += [
-                f"if not _c.is_multiple({var}, {m}):",
-                f"    raise _c.not_multiple({path}, {var}, {m}, _V)",
-            ]
-        return out
+                return [f"if {' or '.join([f'type({var}) is not int', *bounds])}:", error]
+            # draft-06: a float with no fractional part is an integer
+            out = [f"if type({var}) is not int:", f"    {var} = _c.integer6({path}, {var}, _V)"]
+            return out + ([f"if {' or '.join(bounds)}:", error] if bounds else [])
+        # v - v is 0 for every finite number, NaN for NaN and the infinities
+        conds = [f"(type({var}) is not float and type({var}) is not int)", f"{var} - {var} != 0"]
+        return [f"if {' or '.join(conds + bounds)}:", error]
 
     def check_field(self, f: Field, draft4: bool) -> list[str]:
         """Statements that check ``v`` (the raw value of ``f``) and rebind it."""
@@ -712,20 +680,13 @@ class Emitter:
         t = f.type
         if not isinstance(t, Array):
             return self.check(t, "v", path, draft4)
+        conds = ["type(v) is not list"]
+        conds += [f"len(v) < {t.min_items}"] if t.min_items is not None else []
+        conds += [f"len(v) > {t.max_items}"] if t.max_items is not None else []
         out = [
-            "if type(v) is not list:",
-            f'    raise _c.wrong_type({path}, v, "array", _V)',
+            f"if {' or '.join(conds)}:",
+            f"    raise _c.array_error({path}, v, {t.min_items}, {t.max_items}, _V)",
         ]
-        if t.min_items is not None:
-            out += [
-                f"if len(v) < {t.min_items}:",
-                f"    raise _c.too_few({path}, v, {t.min_items}, _V)",
-            ]
-        if t.max_items is not None:
-            out += [
-                f"if len(v) > {t.max_items}:",
-                f"    raise _c.too_many({path}, v, {t.max_items}, _V)",
-            ]
         item = t.item
         if isinstance(item, ObjRef):
             out += [
@@ -774,12 +735,8 @@ class Emitter:
         for f in cls.fields:
             wire = repr(f.wire)
             if f.required:
-                body += [
-                    "try:",
-                    f"    v = data[{wire}]",
-                    "except KeyError:",
-                    f"    raise _c.missing({wire}, _V) from None",
-                ]
+                body += [f"if {wire} not in data:", f"    raise _c.missing({wire}, _V)"]
+                body += [f"v = data[{wire}]"]
                 body += self.check_field(f, cls.draft4)
                 body += [f"{setter(cls, f.py)}(self, v)"]
             else:
@@ -822,13 +779,13 @@ class Emitter:
                 f"_c.check_str({expr}, {name}, {t.min_length}, {t.max_length}, "
                 f"{t.fmt == 'uri'}, _V)"
             )
-        if t.kind == "number" or (
-            t.kind == "integer" and (t.minimum is not None or t.maximum is not None)
-        ):
-            lo = None if t.minimum is None else bound(t.minimum, t.kind)
-            hi = None if t.maximum is None else bound(t.maximum, t.kind)
+        lo = None if t.minimum is None else bound(t.minimum, t.kind)
+        hi = None if t.maximum is None else bound(t.maximum, t.kind)
+        if t.kind == "number":
             mult = None if t.multiple_of is None else repr(t.multiple_of)
             return f"_c.check_number({expr}, {name}, {lo}, {hi}, {mult}, _V)"
+        if t.kind == "integer" and (lo is not None or hi is not None):
+            return f"_c.check_integer({expr}, {name}, {lo}, {hi}, _V)"
         return None
 
     def post_init(self, cls: ClassIR) -> None:

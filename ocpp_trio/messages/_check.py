@@ -23,15 +23,18 @@ from ocpp_trio._errors import ErrorCode, MessageValidationError
 from ocpp_trio._version import Version
 
 __all__ = [
+    "array_error",
     "bad_datetime",
     "bad_uri",
     "check_datetime",
     "check_enum",
     "check_extra",
+    "check_integer",
     "check_items",
     "check_number",
     "check_str",
     "format_datetime",
+    "integer6",
     "is_multiple",
     "is_uri",
     "locate",
@@ -41,9 +44,12 @@ __all__ = [
     "not_in_enum",
     "not_multiple",
     "not_object",
+    "number_error",
     "parse_datetime",
     "prefixed",
     "setters",
+    "string_error",
+    "to_datetime",
     "too_big",
     "too_few",
     "too_long",
@@ -202,6 +208,65 @@ def bad_uri(path: str, value: object, version: Version) -> MessageValidationErro
     return _Err(_PROPERTY, path, value, "is not a URI", version)
 
 
+def string_error(
+    path: str,
+    value: object,
+    min_length: int | None,
+    max_length: int | None,
+    uri: bool,
+    version: Version,
+) -> MessageValidationError:
+    """The error for a string value that failed its checks (the first constraint it breaks)."""
+    return _first_error(lambda: check_str(value, path, min_length, max_length, uri, version))
+
+
+def number_error(
+    path: str,
+    value: object,
+    kind: str,
+    minimum: float | None,
+    maximum: float | None,
+    multiple_of: str | None,
+    version: Version,
+) -> MessageValidationError:
+    """The error for an integer or number value that failed its checks."""
+    if kind == "integer":
+        return _first_error(lambda: check_integer(value, path, minimum, maximum, version))
+    return _first_error(lambda: check_number(value, path, minimum, maximum, multiple_of, version))
+
+
+def array_error(
+    path: str, value: object, min_items: int | None, max_items: int | None, version: Version
+) -> MessageValidationError:
+    """The error for an array value that failed its checks (not a list, or its length)."""
+    if type(value) is not list:
+        return wrong_type(path, value, "array", version)
+    return _first_error(lambda: check_items(value, path, min_items, max_items, version))
+
+
+def _first_error(check: Callable[[], object]) -> MessageValidationError:
+    try:
+        check()
+    except MessageValidationError as e:
+        return e
+    raise AssertionError("a failed check passed on a second look")  # pragma: no cover
+
+
+def integer6(path: str, value: object, version: Version) -> int:
+    """A draft-06 integer that is not an ``int``: a float without a fractional part is one."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    raise wrong_type(path, value, "integer", version)
+
+
+def to_datetime(path: str, value: object, version: Version) -> datetime:
+    """The aware ``datetime`` of an RFC 3339 string, or the error."""
+    result = parse_datetime(value)
+    if result is None:
+        raise bad_datetime(path, value, version)
+    return result
+
+
 # --------------------------------------------------------------------------------------------
 # date-time
 
@@ -320,7 +385,7 @@ def is_uri(value: str) -> bool:
 
 
 def check_str(
-    value: str,
+    value: object,
     name: str,
     min_length: int | None,
     max_length: int | None,
@@ -339,7 +404,7 @@ def check_str(
 
 
 def check_number(
-    value: float,
+    value: object,
     name: str,
     minimum: float | None,
     maximum: float | None,
@@ -357,6 +422,22 @@ def check_number(
         raise too_big(name, value, maximum, version)
     if multiple_of is not None and not is_multiple(value, multiple_of):
         raise not_multiple(name, value, multiple_of, version)
+
+
+def check_integer(
+    value: object,
+    name: str,
+    minimum: float | None,
+    maximum: float | None,
+    version: Version,
+) -> None:
+    """Check an integer against its bounds (a bool is not an integer)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise wrong_type(name, value, "integer", version)
+    if minimum is not None and value < minimum:
+        raise too_small(name, value, minimum, version)
+    if maximum is not None and value > maximum:
+        raise too_big(name, value, maximum, version)
 
 
 def check_enum(value: object, members: Mapping[str, T], name: str, version: Version) -> T:
@@ -392,9 +473,9 @@ def check_items(
         raise wrong_type(name, value, "array", version)
     items = tuple(value)
     if min_items is not None and len(items) < min_items:
-        raise too_few(name, items, min_items, version)
+        raise too_few(name, value, min_items, version)
     if max_items is not None and len(items) > max_items:
-        raise too_many(name, items, max_items, version)
+        raise too_many(name, value, max_items, version)
     if each is not None:
         out = [each(x, f"{name}[{i}]") for i, x in enumerate(items)]
         return tuple(x if r is None else r for x, r in zip(items, out, strict=True))

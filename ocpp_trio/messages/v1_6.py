@@ -784,14 +784,11 @@ class AuthorizationData(Datatype):
             if not _K_AuthorizationData.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizationData, _V)
             self = _new(cls)
-            try:
-                v = data["idTag"]
-            except KeyError:
-                raise _c.missing("idTag", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idTag", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("idTag", v, 20, _V)
+            if "idTag" not in data:
+                raise _c.missing("idTag", _V)
+            v = data["idTag"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("idTag", v, None, 20, False, _V)
             _s_AuthorizationData_id_tag(self, v)
             if "idTagInfo" in data:
                 v = data["idTagInfo"]
@@ -852,41 +849,31 @@ class CertificateHashDataType(Datatype):
             if not _K_CertificateHashDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateHashDataType, _V)
             self = _new(cls)
-            try:
-                v = data["hashAlgorithm"]
-            except KeyError:
-                raise _c.missing("hashAlgorithm", _V) from None
+            if "hashAlgorithm" not in data:
+                raise _c.missing("hashAlgorithm", _V)
+            v = data["hashAlgorithm"]
             try:
                 v = _E_HashAlgorithmEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("hashAlgorithm", v, _E_HashAlgorithmEnumType, _V) from None
             _s_CertificateHashDataType_hash_algorithm(self, v)
-            try:
-                v = data["issuerNameHash"]
-            except KeyError:
-                raise _c.missing("issuerNameHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerNameHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerNameHash", v, 128, _V)
+            if "issuerNameHash" not in data:
+                raise _c.missing("issuerNameHash", _V)
+            v = data["issuerNameHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerNameHash", v, None, 128, False, _V)
             _s_CertificateHashDataType_issuer_name_hash(self, v)
-            try:
-                v = data["issuerKeyHash"]
-            except KeyError:
-                raise _c.missing("issuerKeyHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerKeyHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerKeyHash", v, 128, _V)
+            if "issuerKeyHash" not in data:
+                raise _c.missing("issuerKeyHash", _V)
+            v = data["issuerKeyHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerKeyHash", v, None, 128, False, _V)
             _s_CertificateHashDataType_issuer_key_hash(self, v)
-            try:
-                v = data["serialNumber"]
-            except KeyError:
-                raise _c.missing("serialNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serialNumber", v, "string", _V)
-            if len(v) > 40:
-                raise _c.too_long("serialNumber", v, 40, _V)
+            if "serialNumber" not in data:
+                raise _c.missing("serialNumber", _V)
+            v = data["serialNumber"]
+            if not isinstance(v, str) or len(v) > 40:
+                raise _c.string_error("serialNumber", v, None, 40, False, _V)
             _s_CertificateHashDataType_serial_number(self, v)
             return self
         except _Err as e:
@@ -993,31 +980,28 @@ class ChargingProfile(Datatype):
             if not _K_ChargingProfile.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingProfile, _V)
             self = _new(cls)
-            try:
-                v = data["chargingProfileId"]
-            except KeyError:
-                raise _c.missing("chargingProfileId", _V) from None
+            if "chargingProfileId" not in data:
+                raise _c.missing("chargingProfileId", _V)
+            v = data["chargingProfileId"]
             if type(v) is not int:
-                raise _c.wrong_type("chargingProfileId", v, "integer", _V)
+                raise _c.number_error("chargingProfileId", v, "integer", None, None, None, _V)
             _s_ChargingProfile_charging_profile_id(self, v)
             if "transactionId" in data:
                 v = data["transactionId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("transactionId", v, "integer", _V)
+                    raise _c.number_error("transactionId", v, "integer", None, None, None, _V)
                 _s_ChargingProfile_transaction_id(self, v)
             else:
                 _s_ChargingProfile_transaction_id(self, None)
-            try:
-                v = data["stackLevel"]
-            except KeyError:
-                raise _c.missing("stackLevel", _V) from None
+            if "stackLevel" not in data:
+                raise _c.missing("stackLevel", _V)
+            v = data["stackLevel"]
             if type(v) is not int:
-                raise _c.wrong_type("stackLevel", v, "integer", _V)
+                raise _c.number_error("stackLevel", v, "integer", None, None, None, _V)
             _s_ChargingProfile_stack_level(self, v)
-            try:
-                v = data["chargingProfilePurpose"]
-            except KeyError:
-                raise _c.missing("chargingProfilePurpose", _V) from None
+            if "chargingProfilePurpose" not in data:
+                raise _c.missing("chargingProfilePurpose", _V)
+            v = data["chargingProfilePurpose"]
             try:
                 v = _E_ChargingProfilePurposeType[v]
             except (KeyError, TypeError):
@@ -1025,10 +1009,9 @@ class ChargingProfile(Datatype):
                     "chargingProfilePurpose", v, _E_ChargingProfilePurposeType, _V
                 ) from None
             _s_ChargingProfile_charging_profile_purpose(self, v)
-            try:
-                v = data["chargingProfileKind"]
-            except KeyError:
-                raise _c.missing("chargingProfileKind", _V) from None
+            if "chargingProfileKind" not in data:
+                raise _c.missing("chargingProfileKind", _V)
+            v = data["chargingProfileKind"]
             try:
                 v = _E_ChargingProfileKindType[v]
             except (KeyError, TypeError):
@@ -1047,26 +1030,19 @@ class ChargingProfile(Datatype):
                 _s_ChargingProfile_recurrency_kind(self, None)
             if "validFrom" in data:
                 v = data["validFrom"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validFrom", v, _V)
-                v = d
+                v = _c.to_datetime("validFrom", v, _V)
                 _s_ChargingProfile_valid_from(self, v)
             else:
                 _s_ChargingProfile_valid_from(self, None)
             if "validTo" in data:
                 v = data["validTo"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validTo", v, _V)
-                v = d
+                v = _c.to_datetime("validTo", v, _V)
                 _s_ChargingProfile_valid_to(self, v)
             else:
                 _s_ChargingProfile_valid_to(self, None)
-            try:
-                v = data["chargingSchedule"]
-            except KeyError:
-                raise _c.missing("chargingSchedule", _V) from None
+            if "chargingSchedule" not in data:
+                raise _c.missing("chargingSchedule", _V)
+            v = data["chargingSchedule"]
             v = ChargingSchedule.from_json(v, "chargingSchedule")
             _s_ChargingProfile_charging_schedule(self, v)
             return self
@@ -1159,34 +1135,29 @@ class ChargingSchedule(Datatype):
             if "duration" in data:
                 v = data["duration"]
                 if type(v) is not int:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                    raise _c.number_error("duration", v, "integer", None, None, None, _V)
                 _s_ChargingSchedule_duration(self, v)
             else:
                 _s_ChargingSchedule_duration(self, None)
             if "startSchedule" in data:
                 v = data["startSchedule"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startSchedule", v, _V)
-                v = d
+                v = _c.to_datetime("startSchedule", v, _V)
                 _s_ChargingSchedule_start_schedule(self, v)
             else:
                 _s_ChargingSchedule_start_schedule(self, None)
-            try:
-                v = data["chargingRateUnit"]
-            except KeyError:
-                raise _c.missing("chargingRateUnit", _V) from None
+            if "chargingRateUnit" not in data:
+                raise _c.missing("chargingRateUnit", _V)
+            v = data["chargingRateUnit"]
             try:
                 v = _E_ChargingRateUnitType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("chargingRateUnit", v, _E_ChargingRateUnitType, _V) from None
             _s_ChargingSchedule_charging_rate_unit(self, v)
-            try:
-                v = data["chargingSchedulePeriod"]
-            except KeyError:
-                raise _c.missing("chargingSchedulePeriod", _V) from None
+            if "chargingSchedulePeriod" not in data:
+                raise _c.missing("chargingSchedulePeriod", _V)
+            v = data["chargingSchedulePeriod"]
             if type(v) is not list:
-                raise _c.wrong_type("chargingSchedulePeriod", v, "array", _V)
+                raise _c.array_error("chargingSchedulePeriod", v, None, None, _V)
             try:
                 v = tuple([ChargingSchedulePeriod.from_json(x) for x in v])
             except _Err as e:
@@ -1196,12 +1167,12 @@ class ChargingSchedule(Datatype):
             _s_ChargingSchedule_charging_schedule_period(self, v)
             if "minChargingRate" in data:
                 v = data["minChargingRate"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargingRate", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargingRate", v, _V)
-                if not _c.is_multiple(v, "0.1"):
-                    raise _c.not_multiple("minChargingRate", v, "0.1", _V)
+                if (
+                    (type(v) is not float and type(v) is not int)
+                    or v - v != 0
+                    or not _c.is_multiple(v, "0.1")
+                ):
+                    raise _c.number_error("minChargingRate", v, "number", None, None, "0.1", _V)
                 _s_ChargingSchedule_min_charging_rate(self, v)
             else:
                 _s_ChargingSchedule_min_charging_rate(self, None)
@@ -1256,28 +1227,26 @@ class ChargingSchedulePeriod(Datatype):
             if not _K_ChargingSchedulePeriod.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingSchedulePeriod, _V)
             self = _new(cls)
-            try:
-                v = data["startPeriod"]
-            except KeyError:
-                raise _c.missing("startPeriod", _V) from None
+            if "startPeriod" not in data:
+                raise _c.missing("startPeriod", _V)
+            v = data["startPeriod"]
             if type(v) is not int:
-                raise _c.wrong_type("startPeriod", v, "integer", _V)
+                raise _c.number_error("startPeriod", v, "integer", None, None, None, _V)
             _s_ChargingSchedulePeriod_start_period(self, v)
-            try:
-                v = data["limit"]
-            except KeyError:
-                raise _c.missing("limit", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("limit", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("limit", v, _V)
-            if not _c.is_multiple(v, "0.1"):
-                raise _c.not_multiple("limit", v, "0.1", _V)
+            if "limit" not in data:
+                raise _c.missing("limit", _V)
+            v = data["limit"]
+            if (
+                (type(v) is not float and type(v) is not int)
+                or v - v != 0
+                or not _c.is_multiple(v, "0.1")
+            ):
+                raise _c.number_error("limit", v, "number", None, None, "0.1", _V)
             _s_ChargingSchedulePeriod_limit(self, v)
             if "numberPhases" in data:
                 v = data["numberPhases"]
                 if type(v) is not int:
-                    raise _c.wrong_type("numberPhases", v, "integer", _V)
+                    raise _c.number_error("numberPhases", v, "integer", None, None, None, _V)
                 _s_ChargingSchedulePeriod_number_phases(self, v)
             else:
                 _s_ChargingSchedulePeriod_number_phases(self, None)
@@ -1337,50 +1306,34 @@ class FirmwareType(Datatype):
             if not _K_FirmwareType.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareType, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("location", v, 512, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("location", v, None, 512, False, _V)
             _s_FirmwareType_location(self, v)
-            try:
-                v = data["retrieveDateTime"]
-            except KeyError:
-                raise _c.missing("retrieveDateTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("retrieveDateTime", v, _V)
-            v = d
+            if "retrieveDateTime" not in data:
+                raise _c.missing("retrieveDateTime", _V)
+            v = data["retrieveDateTime"]
+            v = _c.to_datetime("retrieveDateTime", v, _V)
             _s_FirmwareType_retrieve_date_time(self, v)
             if "installDateTime" in data:
                 v = data["installDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("installDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("installDateTime", v, _V)
                 _s_FirmwareType_install_date_time(self, v)
             else:
                 _s_FirmwareType_install_date_time(self, None)
-            try:
-                v = data["signingCertificate"]
-            except KeyError:
-                raise _c.missing("signingCertificate", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("signingCertificate", v, "string", _V)
-            if len(v) > 5500:
-                raise _c.too_long("signingCertificate", v, 5500, _V)
+            if "signingCertificate" not in data:
+                raise _c.missing("signingCertificate", _V)
+            v = data["signingCertificate"]
+            if not isinstance(v, str) or len(v) > 5500:
+                raise _c.string_error("signingCertificate", v, None, 5500, False, _V)
             _s_FirmwareType_signing_certificate(self, v)
-            try:
-                v = data["signature"]
-            except KeyError:
-                raise _c.missing("signature", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("signature", v, "string", _V)
-            if len(v) > 800:
-                raise _c.too_long("signature", v, 800, _V)
+            if "signature" not in data:
+                raise _c.missing("signature", _V)
+            v = data["signature"]
+            if not isinstance(v, str) or len(v) > 800:
+                raise _c.string_error("signature", v, None, 800, False, _V)
             _s_FirmwareType_signature(self, v)
             return self
         except _Err as e:
@@ -1441,26 +1394,20 @@ class IdTagInfo(Datatype):
             self = _new(cls)
             if "expiryDate" in data:
                 v = data["expiryDate"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("expiryDate", v, _V)
-                v = d
+                v = _c.to_datetime("expiryDate", v, _V)
                 _s_IdTagInfo_expiry_date(self, v)
             else:
                 _s_IdTagInfo_expiry_date(self, None)
             if "parentIdTag" in data:
                 v = data["parentIdTag"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("parentIdTag", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("parentIdTag", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("parentIdTag", v, None, 20, False, _V)
                 _s_IdTagInfo_parent_id_tag(self, v)
             else:
                 _s_IdTagInfo_parent_id_tag(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_AuthorizationStatus[v]
             except (KeyError, TypeError):
@@ -1510,28 +1457,22 @@ class KeyValue(Datatype):
             if not _K_KeyValue.issuperset(data):
                 raise _c.not_allowed(data, _K_KeyValue, _V)
             self = _new(cls)
-            try:
-                v = data["key"]
-            except KeyError:
-                raise _c.missing("key", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("key", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("key", v, 50, _V)
+            if "key" not in data:
+                raise _c.missing("key", _V)
+            v = data["key"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("key", v, None, 50, False, _V)
             _s_KeyValue_key(self, v)
-            try:
-                v = data["readonly"]
-            except KeyError:
-                raise _c.missing("readonly", _V) from None
+            if "readonly" not in data:
+                raise _c.missing("readonly", _V)
+            v = data["readonly"]
             if type(v) is not bool:
                 raise _c.wrong_type("readonly", v, "boolean", _V)
             _s_KeyValue_readonly(self, v)
             if "value" in data:
                 v = data["value"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("value", v, "string", _V)
-                if len(v) > 500:
-                    raise _c.too_long("value", v, 500, _V)
+                if not isinstance(v, str) or len(v) > 500:
+                    raise _c.string_error("value", v, None, 500, False, _V)
                 _s_KeyValue_value(self, v)
             else:
                 _s_KeyValue_value(self, None)
@@ -1583,30 +1524,21 @@ class LogParametersType(Datatype):
             if not _K_LogParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_LogParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["remoteLocation"]
-            except KeyError:
-                raise _c.missing("remoteLocation", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("remoteLocation", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("remoteLocation", v, 512, _V)
+            if "remoteLocation" not in data:
+                raise _c.missing("remoteLocation", _V)
+            v = data["remoteLocation"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("remoteLocation", v, None, 512, False, _V)
             _s_LogParametersType_remote_location(self, v)
             if "oldestTimestamp" in data:
                 v = data["oldestTimestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("oldestTimestamp", v, _V)
-                v = d
+                v = _c.to_datetime("oldestTimestamp", v, _V)
                 _s_LogParametersType_oldest_timestamp(self, v)
             else:
                 _s_LogParametersType_oldest_timestamp(self, None)
             if "latestTimestamp" in data:
                 v = data["latestTimestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("latestTimestamp", v, _V)
-                v = d
+                v = _c.to_datetime("latestTimestamp", v, _V)
                 _s_LogParametersType_latest_timestamp(self, v)
             else:
                 _s_LogParametersType_latest_timestamp(self, None)
@@ -1654,23 +1586,16 @@ class MeterValue(Datatype):
             if not _K_MeterValue.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValue, _V)
             self = _new(cls)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_MeterValue_timestamp(self, v)
-            try:
-                v = data["sampledValue"]
-            except KeyError:
-                raise _c.missing("sampledValue", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("sampledValue", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("sampledValue", v, 1, _V)
+            if "sampledValue" not in data:
+                raise _c.missing("sampledValue", _V)
+            v = data["sampledValue"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("sampledValue", v, 1, None, _V)
             try:
                 v = tuple([SampledValue.from_json(x) for x in v])
             except _Err as e:
@@ -1744,12 +1669,11 @@ class SampledValue(Datatype):
             if not _K_SampledValue.issuperset(data):
                 raise _c.not_allowed(data, _K_SampledValue, _V)
             self = _new(cls)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
             if not isinstance(v, str):
-                raise _c.wrong_type("value", v, "string", _V)
+                raise _c.string_error("value", v, None, None, False, _V)
             _s_SampledValue_value(self, v)
             if "context" in data:
                 v = data["context"]
@@ -1855,21 +1779,16 @@ class TransactionData(Datatype):
             if not _K_TransactionData.issuperset(data):
                 raise _c.not_allowed(data, _K_TransactionData, _V)
             self = _new(cls)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_TransactionData_timestamp(self, v)
-            try:
-                v = data["sampledValue"]
-            except KeyError:
-                raise _c.missing("sampledValue", _V) from None
+            if "sampledValue" not in data:
+                raise _c.missing("sampledValue", _V)
+            v = data["sampledValue"]
             if type(v) is not list:
-                raise _c.wrong_type("sampledValue", v, "array", _V)
+                raise _c.array_error("sampledValue", v, None, None, _V)
             try:
                 v = tuple([SampledValue.from_json(x) for x in v])
             except _Err as e:
@@ -1909,10 +1828,9 @@ class AuthorizeResponse(Response):
             if not _K_AuthorizeResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizeResponse, _V)
             self = _new(cls)
-            try:
-                v = data["idTagInfo"]
-            except KeyError:
-                raise _c.missing("idTagInfo", _V) from None
+            if "idTagInfo" not in data:
+                raise _c.missing("idTagInfo", _V)
+            v = data["idTagInfo"]
             v = IdTagInfo.from_json(v, "idTagInfo")
             _s_AuthorizeResponse_id_tag_info(self, v)
             return self
@@ -1956,30 +1874,24 @@ class BootNotificationResponse(Response):
             if not _K_BootNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_BootNotificationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RegistrationStatus[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("status", v, _E_RegistrationStatus, _V) from None
             _s_BootNotificationResponse_status(self, v)
-            try:
-                v = data["currentTime"]
-            except KeyError:
-                raise _c.missing("currentTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("currentTime", v, _V)
-            v = d
+            if "currentTime" not in data:
+                raise _c.missing("currentTime", _V)
+            v = data["currentTime"]
+            v = _c.to_datetime("currentTime", v, _V)
             _s_BootNotificationResponse_current_time(self, v)
-            try:
-                v = data["interval"]
-            except KeyError:
-                raise _c.missing("interval", _V) from None
+            if "interval" not in data:
+                raise _c.missing("interval", _V)
+            v = data["interval"]
             if type(v) is not int:
-                raise _c.wrong_type("interval", v, "integer", _V)
+                raise _c.number_error("interval", v, "integer", None, None, None, _V)
             _s_BootNotificationResponse_interval(self, v)
             return self
         except _Err as e:
@@ -2019,10 +1931,9 @@ class CancelReservationResponse(Response):
             if not _K_CancelReservationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CancelReservationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CancelReservationStatus[v]
             except (KeyError, TypeError):
@@ -2066,10 +1977,9 @@ class CertificateSignedResponse(Response):
             if not _K_CertificateSignedResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateSignedResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CertificateSignedStatusEnumType[v]
             except (KeyError, TypeError):
@@ -2109,10 +2019,9 @@ class ChangeAvailabilityResponse(Response):
             if not _K_ChangeAvailabilityResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeAvailabilityResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_AvailabilityStatus[v]
             except (KeyError, TypeError):
@@ -2152,10 +2061,9 @@ class ChangeConfigurationResponse(Response):
             if not _K_ChangeConfigurationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeConfigurationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ConfigurationStatus[v]
             except (KeyError, TypeError):
@@ -2195,10 +2103,9 @@ class ClearCacheResponse(Response):
             if not _K_ClearCacheResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearCacheResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearCacheStatus[v]
             except (KeyError, TypeError):
@@ -2240,10 +2147,9 @@ class ClearChargingProfileResponse(Response):
             if not _K_ClearChargingProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearChargingProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearChargingProfileStatus[v]
             except (KeyError, TypeError):
@@ -2287,10 +2193,9 @@ class DataTransferResponse(Response):
             if not _K_DataTransferResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_DataTransferResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DataTransferStatus[v]
             except (KeyError, TypeError):
@@ -2299,7 +2204,7 @@ class DataTransferResponse(Response):
             if "data" in data:
                 v = data["data"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("data", v, "string", _V)
+                    raise _c.string_error("data", v, None, None, False, _V)
                 _s_DataTransferResponse_data(self, v)
             else:
                 _s_DataTransferResponse_data(self, None)
@@ -2344,10 +2249,9 @@ class DeleteCertificateResponse(Response):
             if not _K_DeleteCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_DeleteCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DeleteCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -2414,10 +2318,9 @@ class ExtendedTriggerMessageResponse(Response):
             if not _K_ExtendedTriggerMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ExtendedTriggerMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TriggerMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -2496,10 +2399,9 @@ class GetCompositeScheduleResponse(Response):
             if not _K_GetCompositeScheduleResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCompositeScheduleResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetCompositeScheduleStatus[v]
             except (KeyError, TypeError):
@@ -2508,16 +2410,13 @@ class GetCompositeScheduleResponse(Response):
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                    raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
                 _s_GetCompositeScheduleResponse_connector_id(self, v)
             else:
                 _s_GetCompositeScheduleResponse_connector_id(self, None)
             if "scheduleStart" in data:
                 v = data["scheduleStart"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("scheduleStart", v, _V)
-                v = d
+                v = _c.to_datetime("scheduleStart", v, _V)
                 _s_GetCompositeScheduleResponse_schedule_start(self, v)
             else:
                 _s_GetCompositeScheduleResponse_schedule_start(self, None)
@@ -2595,7 +2494,7 @@ class GetConfigurationResponse(Response):
             if "configurationKey" in data:
                 v = data["configurationKey"]
                 if type(v) is not list:
-                    raise _c.wrong_type("configurationKey", v, "array", _V)
+                    raise _c.array_error("configurationKey", v, None, None, _V)
                 try:
                     v = tuple([KeyValue.from_json(x) for x in v])
                 except _Err as e:
@@ -2606,12 +2505,10 @@ class GetConfigurationResponse(Response):
             if "unknownKey" in data:
                 v = data["unknownKey"]
                 if type(v) is not list:
-                    raise _c.wrong_type("unknownKey", v, "array", _V)
+                    raise _c.array_error("unknownKey", v, None, None, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"unknownKey[{i}]", x, "string", _V)
-                    if len(x) > 50:
-                        raise _c.too_long(f"unknownKey[{i}]", x, 50, _V)
+                    if not isinstance(x, str) or len(x) > 50:
+                        raise _c.string_error(f"unknownKey[{i}]", x, None, 50, False, _V)
                 v = tuple(v)
                 _s_GetConfigurationResponse_unknown_key(self, v)
             else:
@@ -2659,10 +2556,8 @@ class GetDiagnosticsResponse(Response):
             self = _new(cls)
             if "fileName" in data:
                 v = data["fileName"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("fileName", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("fileName", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("fileName", v, None, 255, False, _V)
                 _s_GetDiagnosticsResponse_file_name(self, v)
             else:
                 _s_GetDiagnosticsResponse_file_name(self, None)
@@ -2716,10 +2611,8 @@ class GetInstalledCertificateIdsResponse(Response):
             self = _new(cls)
             if "certificateHashData" in data:
                 v = data["certificateHashData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("certificateHashData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("certificateHashData", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("certificateHashData", v, 1, None, _V)
                 try:
                     v = tuple([CertificateHashDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -2729,10 +2622,9 @@ class GetInstalledCertificateIdsResponse(Response):
                 _s_GetInstalledCertificateIdsResponse_certificate_hash_data(self, v)
             else:
                 _s_GetInstalledCertificateIdsResponse_certificate_hash_data(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetInstalledCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -2774,12 +2666,11 @@ class GetLocalListVersionResponse(Response):
             if not _K_GetLocalListVersionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLocalListVersionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["listVersion"]
-            except KeyError:
-                raise _c.missing("listVersion", _V) from None
+            if "listVersion" not in data:
+                raise _c.missing("listVersion", _V)
+            v = data["listVersion"]
             if type(v) is not int:
-                raise _c.wrong_type("listVersion", v, "integer", _V)
+                raise _c.number_error("listVersion", v, "integer", None, None, None, _V)
             _s_GetLocalListVersionResponse_list_version(self, v)
             return self
         except _Err as e:
@@ -2823,10 +2714,9 @@ class GetLogResponse(Response):
             if not _K_GetLogResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLogResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_LogStatusEnumType[v]
             except (KeyError, TypeError):
@@ -2834,10 +2724,8 @@ class GetLogResponse(Response):
             _s_GetLogResponse_status(self, v)
             if "filename" in data:
                 v = data["filename"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("filename", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("filename", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("filename", v, None, 255, False, _V)
                 _s_GetLogResponse_filename(self, v)
             else:
                 _s_GetLogResponse_filename(self, None)
@@ -2878,14 +2766,10 @@ class HeartbeatResponse(Response):
             if not _K_HeartbeatResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_HeartbeatResponse, _V)
             self = _new(cls)
-            try:
-                v = data["currentTime"]
-            except KeyError:
-                raise _c.missing("currentTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("currentTime", v, _V)
-            v = d
+            if "currentTime" not in data:
+                raise _c.missing("currentTime", _V)
+            v = data["currentTime"]
+            v = _c.to_datetime("currentTime", v, _V)
             _s_HeartbeatResponse_current_time(self, v)
             return self
         except _Err as e:
@@ -2925,10 +2809,9 @@ class InstallCertificateResponse(Response):
             if not _K_InstallCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_InstallCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_InstallCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -3014,10 +2897,9 @@ class RemoteStartTransactionResponse(Response):
             if not _K_RemoteStartTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RemoteStartTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RemoteStartStopStatus[v]
             except (KeyError, TypeError):
@@ -3057,10 +2939,9 @@ class RemoteStopTransactionResponse(Response):
             if not _K_RemoteStopTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RemoteStopTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RemoteStartStopStatus[v]
             except (KeyError, TypeError):
@@ -3100,10 +2981,9 @@ class ReserveNowResponse(Response):
             if not _K_ReserveNowResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReserveNowResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ReservationStatus[v]
             except (KeyError, TypeError):
@@ -3143,10 +3023,9 @@ class ResetResponse(Response):
             if not _K_ResetResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ResetResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ResetStatus[v]
             except (KeyError, TypeError):
@@ -3209,10 +3088,9 @@ class SendLocalListResponse(Response):
             if not _K_SendLocalListResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SendLocalListResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UpdateStatus[v]
             except (KeyError, TypeError):
@@ -3252,10 +3130,9 @@ class SetChargingProfileResponse(Response):
             if not _K_SetChargingProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetChargingProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChargingProfileStatus[v]
             except (KeyError, TypeError):
@@ -3295,10 +3172,9 @@ class SignCertificateResponse(Response):
             if not _K_SignCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SignCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -3365,10 +3241,9 @@ class SignedUpdateFirmwareResponse(Response):
             if not _K_SignedUpdateFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SignedUpdateFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UpdateFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -3406,18 +3281,16 @@ class StartTransactionResponse(Response):
             if not _K_StartTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_StartTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["idTagInfo"]
-            except KeyError:
-                raise _c.missing("idTagInfo", _V) from None
+            if "idTagInfo" not in data:
+                raise _c.missing("idTagInfo", _V)
+            v = data["idTagInfo"]
             v = IdTagInfo.from_json(v, "idTagInfo")
             _s_StartTransactionResponse_id_tag_info(self, v)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
             if type(v) is not int:
-                raise _c.wrong_type("transactionId", v, "integer", _V)
+                raise _c.number_error("transactionId", v, "integer", None, None, None, _V)
             _s_StartTransactionResponse_transaction_id(self, v)
             return self
         except _Err as e:
@@ -3519,10 +3392,9 @@ class TriggerMessageResponse(Response):
             if not _K_TriggerMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_TriggerMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TriggerMessageStatus[v]
             except (KeyError, TypeError):
@@ -3562,10 +3434,9 @@ class UnlockConnectorResponse(Response):
             if not _K_UnlockConnectorResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UnlockConnectorResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UnlockStatus[v]
             except (KeyError, TypeError):
@@ -3629,14 +3500,11 @@ class AuthorizeRequest(Request[AuthorizeResponse]):
             if not _K_AuthorizeRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizeRequest, _V)
             self = _new(cls)
-            try:
-                v = data["idTag"]
-            except KeyError:
-                raise _c.missing("idTag", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idTag", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("idTag", v, 20, _V)
+            if "idTag" not in data:
+                raise _c.missing("idTag", _V)
+            v = data["idTag"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("idTag", v, None, 20, False, _V)
             _s_AuthorizeRequest_id_tag(self, v)
             return self
         except _Err as e:
@@ -3730,84 +3598,64 @@ class BootNotificationRequest(Request[BootNotificationResponse]):
             if not _K_BootNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_BootNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargePointVendor"]
-            except KeyError:
-                raise _c.missing("chargePointVendor", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("chargePointVendor", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("chargePointVendor", v, 20, _V)
+            if "chargePointVendor" not in data:
+                raise _c.missing("chargePointVendor", _V)
+            v = data["chargePointVendor"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("chargePointVendor", v, None, 20, False, _V)
             _s_BootNotificationRequest_charge_point_vendor(self, v)
-            try:
-                v = data["chargePointModel"]
-            except KeyError:
-                raise _c.missing("chargePointModel", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("chargePointModel", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("chargePointModel", v, 20, _V)
+            if "chargePointModel" not in data:
+                raise _c.missing("chargePointModel", _V)
+            v = data["chargePointModel"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("chargePointModel", v, None, 20, False, _V)
             _s_BootNotificationRequest_charge_point_model(self, v)
             if "chargePointSerialNumber" in data:
                 v = data["chargePointSerialNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("chargePointSerialNumber", v, "string", _V)
-                if len(v) > 25:
-                    raise _c.too_long("chargePointSerialNumber", v, 25, _V)
+                if not isinstance(v, str) or len(v) > 25:
+                    raise _c.string_error("chargePointSerialNumber", v, None, 25, False, _V)
                 _s_BootNotificationRequest_charge_point_serial_number(self, v)
             else:
                 _s_BootNotificationRequest_charge_point_serial_number(self, None)
             if "chargeBoxSerialNumber" in data:
                 v = data["chargeBoxSerialNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("chargeBoxSerialNumber", v, "string", _V)
-                if len(v) > 25:
-                    raise _c.too_long("chargeBoxSerialNumber", v, 25, _V)
+                if not isinstance(v, str) or len(v) > 25:
+                    raise _c.string_error("chargeBoxSerialNumber", v, None, 25, False, _V)
                 _s_BootNotificationRequest_charge_box_serial_number(self, v)
             else:
                 _s_BootNotificationRequest_charge_box_serial_number(self, None)
             if "firmwareVersion" in data:
                 v = data["firmwareVersion"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("firmwareVersion", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("firmwareVersion", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("firmwareVersion", v, None, 50, False, _V)
                 _s_BootNotificationRequest_firmware_version(self, v)
             else:
                 _s_BootNotificationRequest_firmware_version(self, None)
             if "iccid" in data:
                 v = data["iccid"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("iccid", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("iccid", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("iccid", v, None, 20, False, _V)
                 _s_BootNotificationRequest_iccid(self, v)
             else:
                 _s_BootNotificationRequest_iccid(self, None)
             if "imsi" in data:
                 v = data["imsi"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("imsi", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("imsi", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("imsi", v, None, 20, False, _V)
                 _s_BootNotificationRequest_imsi(self, v)
             else:
                 _s_BootNotificationRequest_imsi(self, None)
             if "meterType" in data:
                 v = data["meterType"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("meterType", v, "string", _V)
-                if len(v) > 25:
-                    raise _c.too_long("meterType", v, 25, _V)
+                if not isinstance(v, str) or len(v) > 25:
+                    raise _c.string_error("meterType", v, None, 25, False, _V)
                 _s_BootNotificationRequest_meter_type(self, v)
             else:
                 _s_BootNotificationRequest_meter_type(self, None)
             if "meterSerialNumber" in data:
                 v = data["meterSerialNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("meterSerialNumber", v, "string", _V)
-                if len(v) > 25:
-                    raise _c.too_long("meterSerialNumber", v, 25, _V)
+                if not isinstance(v, str) or len(v) > 25:
+                    raise _c.string_error("meterSerialNumber", v, None, 25, False, _V)
                 _s_BootNotificationRequest_meter_serial_number(self, v)
             else:
                 _s_BootNotificationRequest_meter_serial_number(self, None)
@@ -3864,12 +3712,11 @@ class CancelReservationRequest(Request[CancelReservationResponse]):
             if not _K_CancelReservationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CancelReservationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["reservationId"]
-            except KeyError:
-                raise _c.missing("reservationId", _V) from None
+            if "reservationId" not in data:
+                raise _c.missing("reservationId", _V)
+            v = data["reservationId"]
             if type(v) is not int:
-                raise _c.wrong_type("reservationId", v, "integer", _V)
+                raise _c.number_error("reservationId", v, "integer", None, None, None, _V)
             _s_CancelReservationRequest_reservation_id(self, v)
             return self
         except _Err as e:
@@ -3908,14 +3755,11 @@ class CertificateSignedRequest(Request[CertificateSignedResponse]):
             if not _K_CertificateSignedRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateSignedRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateChain"]
-            except KeyError:
-                raise _c.missing("certificateChain", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("certificateChain", v, "string", _V)
-            if len(v) > 10000:
-                raise _c.too_long("certificateChain", v, 10000, _V)
+            if "certificateChain" not in data:
+                raise _c.missing("certificateChain", _V)
+            v = data["certificateChain"]
+            if not isinstance(v, str) or len(v) > 10000:
+                raise _c.string_error("certificateChain", v, None, 10000, False, _V)
             _s_CertificateSignedRequest_certificate_chain(self, v)
             return self
         except _Err as e:
@@ -3955,17 +3799,15 @@ class ChangeAvailabilityRequest(Request[ChangeAvailabilityResponse]):
             if not _K_ChangeAvailabilityRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeAvailabilityRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_ChangeAvailabilityRequest_connector_id(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_AvailabilityType[v]
             except (KeyError, TypeError):
@@ -4011,23 +3853,17 @@ class ChangeConfigurationRequest(Request[ChangeConfigurationResponse]):
             if not _K_ChangeConfigurationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeConfigurationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["key"]
-            except KeyError:
-                raise _c.missing("key", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("key", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("key", v, 50, _V)
+            if "key" not in data:
+                raise _c.missing("key", _V)
+            v = data["key"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("key", v, None, 50, False, _V)
             _s_ChangeConfigurationRequest_key(self, v)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("value", v, "string", _V)
-            if len(v) > 500:
-                raise _c.too_long("value", v, 500, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if not isinstance(v, str) or len(v) > 500:
+                raise _c.string_error("value", v, None, 500, False, _V)
             _s_ChangeConfigurationRequest_value(self, v)
             return self
         except _Err as e:
@@ -4118,14 +3954,14 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
             if "id" in data:
                 v = data["id"]
                 if type(v) is not int:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                    raise _c.number_error("id", v, "integer", None, None, None, _V)
                 _s_ClearChargingProfileRequest_id(self, v)
             else:
                 _s_ClearChargingProfileRequest_id(self, None)
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                    raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
                 _s_ClearChargingProfileRequest_connector_id(self, v)
             else:
                 _s_ClearChargingProfileRequest_connector_id(self, None)
@@ -4143,7 +3979,7 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
             if "stackLevel" in data:
                 v = data["stackLevel"]
                 if type(v) is not int:
-                    raise _c.wrong_type("stackLevel", v, "integer", _V)
+                    raise _c.number_error("stackLevel", v, "integer", None, None, None, _V)
                 _s_ClearChargingProfileRequest_stack_level(self, v)
             else:
                 _s_ClearChargingProfileRequest_stack_level(self, None)
@@ -4198,28 +4034,23 @@ class DataTransferRequest(Request[DataTransferResponse]):
             if not _K_DataTransferRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_DataTransferRequest, _V)
             self = _new(cls)
-            try:
-                v = data["vendorId"]
-            except KeyError:
-                raise _c.missing("vendorId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorId", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("vendorId", v, 255, _V)
+            if "vendorId" not in data:
+                raise _c.missing("vendorId", _V)
+            v = data["vendorId"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("vendorId", v, None, 255, False, _V)
             _s_DataTransferRequest_vendor_id(self, v)
             if "messageId" in data:
                 v = data["messageId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("messageId", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("messageId", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("messageId", v, None, 50, False, _V)
                 _s_DataTransferRequest_message_id(self, v)
             else:
                 _s_DataTransferRequest_message_id(self, None)
             if "data" in data:
                 v = data["data"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("data", v, "string", _V)
+                    raise _c.string_error("data", v, None, None, False, _V)
                 _s_DataTransferRequest_data(self, v)
             else:
                 _s_DataTransferRequest_data(self, None)
@@ -4259,10 +4090,9 @@ class DeleteCertificateRequest(Request[DeleteCertificateResponse]):
             if not _K_DeleteCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_DeleteCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_DeleteCertificateRequest_certificate_hash_data(self, v)
             return self
@@ -4304,10 +4134,9 @@ class DiagnosticsStatusNotificationRequest(Request[DiagnosticsStatusNotification
             if not _K_DiagnosticsStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_DiagnosticsStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DiagnosticsStatus[v]
             except (KeyError, TypeError):
@@ -4362,10 +4191,9 @@ class ExtendedTriggerMessageRequest(Request[ExtendedTriggerMessageResponse]):
             if not _K_ExtendedTriggerMessageRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ExtendedTriggerMessageRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestedMessage"]
-            except KeyError:
-                raise _c.missing("requestedMessage", _V) from None
+            if "requestedMessage" not in data:
+                raise _c.missing("requestedMessage", _V)
+            v = data["requestedMessage"]
             try:
                 v = _E_MessageTriggerEnumType[v]
             except (KeyError, TypeError):
@@ -4374,10 +4202,7 @@ class ExtendedTriggerMessageRequest(Request[ExtendedTriggerMessageResponse]):
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("connectorId", v, "integer", _V)
+                    v = _c.integer6("connectorId", v, _V)
                 _s_ExtendedTriggerMessageRequest_connector_id(self, v)
             else:
                 _s_ExtendedTriggerMessageRequest_connector_id(self, None)
@@ -4421,10 +4246,9 @@ class FirmwareStatusNotificationRequest(Request[FirmwareStatusNotificationRespon
             if not _K_FirmwareStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_FirmwareStatus[v]
             except (KeyError, TypeError):
@@ -4479,19 +4303,17 @@ class GetCompositeScheduleRequest(Request[GetCompositeScheduleResponse]):
             if not _K_GetCompositeScheduleRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCompositeScheduleRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_GetCompositeScheduleRequest_connector_id(self, v)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                raise _c.wrong_type("duration", v, "integer", _V)
+                raise _c.number_error("duration", v, "integer", None, None, None, _V)
             _s_GetCompositeScheduleRequest_duration(self, v)
             if "chargingRateUnit" in data:
                 v = data["chargingRateUnit"]
@@ -4561,12 +4383,10 @@ class GetConfigurationRequest(Request[GetConfigurationResponse]):
             if "key" in data:
                 v = data["key"]
                 if type(v) is not list:
-                    raise _c.wrong_type("key", v, "array", _V)
+                    raise _c.array_error("key", v, None, None, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"key[{i}]", x, "string", _V)
-                    if len(x) > 50:
-                        raise _c.too_long(f"key[{i}]", x, 50, _V)
+                    if not isinstance(x, str) or len(x) > 50:
+                        raise _c.string_error(f"key[{i}]", x, None, 50, False, _V)
                 v = tuple(v)
                 _s_GetConfigurationRequest_key(self, v)
             else:
@@ -4625,44 +4445,35 @@ class GetDiagnosticsRequest(Request[GetDiagnosticsResponse]):
             if not _K_GetDiagnosticsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetDiagnosticsRequest, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if not _c.is_uri(v):
-                raise _c.bad_uri("location", v, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or not _c.is_uri(v):
+                raise _c.string_error("location", v, None, None, True, _V)
             _s_GetDiagnosticsRequest_location(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    raise _c.wrong_type("retries", v, "integer", _V)
+                    raise _c.number_error("retries", v, "integer", None, None, None, _V)
                 _s_GetDiagnosticsRequest_retries(self, v)
             else:
                 _s_GetDiagnosticsRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    raise _c.number_error("retryInterval", v, "integer", None, None, None, _V)
                 _s_GetDiagnosticsRequest_retry_interval(self, v)
             else:
                 _s_GetDiagnosticsRequest_retry_interval(self, None)
             if "startTime" in data:
                 v = data["startTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startTime", v, _V)
-                v = d
+                v = _c.to_datetime("startTime", v, _V)
                 _s_GetDiagnosticsRequest_start_time(self, v)
             else:
                 _s_GetDiagnosticsRequest_start_time(self, None)
             if "stopTime" in data:
                 v = data["stopTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("stopTime", v, _V)
-                v = d
+                v = _c.to_datetime("stopTime", v, _V)
                 _s_GetDiagnosticsRequest_stop_time(self, v)
             else:
                 _s_GetDiagnosticsRequest_stop_time(self, None)
@@ -4715,10 +4526,9 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
             if not _K_GetInstalledCertificateIdsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetInstalledCertificateIdsRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateType"]
-            except KeyError:
-                raise _c.missing("certificateType", _V) from None
+            if "certificateType" not in data:
+                raise _c.missing("certificateType", _V)
+            v = data["certificateType"]
             try:
                 v = _E_CertificateUseEnumType[v]
             except (KeyError, TypeError):
@@ -4798,48 +4608,36 @@ class GetLogRequest(Request[GetLogResponse]):
             if not _K_GetLogRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLogRequest, _V)
             self = _new(cls)
-            try:
-                v = data["log"]
-            except KeyError:
-                raise _c.missing("log", _V) from None
+            if "log" not in data:
+                raise _c.missing("log", _V)
+            v = data["log"]
             v = LogParametersType.from_json(v, "log")
             _s_GetLogRequest_log(self, v)
-            try:
-                v = data["logType"]
-            except KeyError:
-                raise _c.missing("logType", _V) from None
+            if "logType" not in data:
+                raise _c.missing("logType", _V)
+            v = data["logType"]
             try:
                 v = _E_LogEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("logType", v, _E_LogEnumType, _V) from None
             _s_GetLogRequest_log_type(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetLogRequest_request_id(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 _s_GetLogRequest_retries(self, v)
             else:
                 _s_GetLogRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_GetLogRequest_retry_interval(self, v)
             else:
                 _s_GetLogRequest_retry_interval(self, None)
@@ -4914,23 +4712,19 @@ class InstallCertificateRequest(Request[InstallCertificateResponse]):
             if not _K_InstallCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_InstallCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateType"]
-            except KeyError:
-                raise _c.missing("certificateType", _V) from None
+            if "certificateType" not in data:
+                raise _c.missing("certificateType", _V)
+            v = data["certificateType"]
             try:
                 v = _E_CertificateUseEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("certificateType", v, _E_CertificateUseEnumType, _V) from None
             _s_InstallCertificateRequest_certificate_type(self, v)
-            try:
-                v = data["certificate"]
-            except KeyError:
-                raise _c.missing("certificate", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("certificate", v, "string", _V)
-            if len(v) > 5500:
-                raise _c.too_long("certificate", v, 5500, _V)
+            if "certificate" not in data:
+                raise _c.missing("certificate", _V)
+            v = data["certificate"]
+            if not isinstance(v, str) or len(v) > 5500:
+                raise _c.string_error("certificate", v, None, 5500, False, _V)
             _s_InstallCertificateRequest_certificate(self, v)
             return self
         except _Err as e:
@@ -4974,10 +4768,9 @@ class LogStatusNotificationRequest(Request[LogStatusNotificationResponse]):
             if not _K_LogStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_LogStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UploadLogStatusEnumType[v]
             except (KeyError, TypeError):
@@ -4986,10 +4779,7 @@ class LogStatusNotificationRequest(Request[LogStatusNotificationResponse]):
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_LogStatusNotificationRequest_request_id(self, v)
             else:
                 _s_LogStatusNotificationRequest_request_id(self, None)
@@ -5039,28 +4829,24 @@ class MeterValuesRequest(Request[MeterValuesResponse]):
             if not _K_MeterValuesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValuesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_MeterValuesRequest_connector_id(self, v)
             if "transactionId" in data:
                 v = data["transactionId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("transactionId", v, "integer", _V)
+                    raise _c.number_error("transactionId", v, "integer", None, None, None, _V)
                 _s_MeterValuesRequest_transaction_id(self, v)
             else:
                 _s_MeterValuesRequest_transaction_id(self, None)
-            try:
-                v = data["meterValue"]
-            except KeyError:
-                raise _c.missing("meterValue", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("meterValue", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("meterValue", v, 1, _V)
+            if "meterValue" not in data:
+                raise _c.missing("meterValue", _V)
+            v = data["meterValue"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("meterValue", v, 1, None, _V)
             try:
                 v = tuple([MeterValue.from_json(x) for x in v])
             except _Err as e:
@@ -5117,18 +4903,15 @@ class RemoteStartTransactionRequest(Request[RemoteStartTransactionResponse]):
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                    raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
                 _s_RemoteStartTransactionRequest_connector_id(self, v)
             else:
                 _s_RemoteStartTransactionRequest_connector_id(self, None)
-            try:
-                v = data["idTag"]
-            except KeyError:
-                raise _c.missing("idTag", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idTag", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("idTag", v, 20, _V)
+            if "idTag" not in data:
+                raise _c.missing("idTag", _V)
+            v = data["idTag"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("idTag", v, None, 20, False, _V)
             _s_RemoteStartTransactionRequest_id_tag(self, v)
             if "chargingProfile" in data:
                 v = data["chargingProfile"]
@@ -5172,12 +4955,11 @@ class RemoteStopTransactionRequest(Request[RemoteStopTransactionResponse]):
             if not _K_RemoteStopTransactionRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_RemoteStopTransactionRequest, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
             if type(v) is not int:
-                raise _c.wrong_type("transactionId", v, "integer", _V)
+                raise _c.number_error("transactionId", v, "integer", None, None, None, _V)
             _s_RemoteStopTransactionRequest_transaction_id(self, v)
             return self
         except _Err as e:
@@ -5233,46 +5015,35 @@ class ReserveNowRequest(Request[ReserveNowResponse]):
             if not _K_ReserveNowRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReserveNowRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_ReserveNowRequest_connector_id(self, v)
-            try:
-                v = data["expiryDate"]
-            except KeyError:
-                raise _c.missing("expiryDate", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("expiryDate", v, _V)
-            v = d
+            if "expiryDate" not in data:
+                raise _c.missing("expiryDate", _V)
+            v = data["expiryDate"]
+            v = _c.to_datetime("expiryDate", v, _V)
             _s_ReserveNowRequest_expiry_date(self, v)
-            try:
-                v = data["idTag"]
-            except KeyError:
-                raise _c.missing("idTag", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idTag", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("idTag", v, 20, _V)
+            if "idTag" not in data:
+                raise _c.missing("idTag", _V)
+            v = data["idTag"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("idTag", v, None, 20, False, _V)
             _s_ReserveNowRequest_id_tag(self, v)
             if "parentIdTag" in data:
                 v = data["parentIdTag"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("parentIdTag", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("parentIdTag", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("parentIdTag", v, None, 20, False, _V)
                 _s_ReserveNowRequest_parent_id_tag(self, v)
             else:
                 _s_ReserveNowRequest_parent_id_tag(self, None)
-            try:
-                v = data["reservationId"]
-            except KeyError:
-                raise _c.missing("reservationId", _V) from None
+            if "reservationId" not in data:
+                raise _c.missing("reservationId", _V)
+            v = data["reservationId"]
             if type(v) is not int:
-                raise _c.wrong_type("reservationId", v, "integer", _V)
+                raise _c.number_error("reservationId", v, "integer", None, None, None, _V)
             _s_ReserveNowRequest_reservation_id(self, v)
             return self
         except _Err as e:
@@ -5317,10 +5088,9 @@ class ResetRequest(Request[ResetResponse]):
             if not _K_ResetRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ResetRequest, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_ResetType[v]
             except (KeyError, TypeError):
@@ -5371,30 +5141,21 @@ class SecurityEventNotificationRequest(Request[SecurityEventNotificationResponse
             if not _K_SecurityEventNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SecurityEventNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("type", v, 50, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("type", v, None, 50, False, _V)
             _s_SecurityEventNotificationRequest_type(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_SecurityEventNotificationRequest_timestamp(self, v)
             if "techInfo" in data:
                 v = data["techInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techInfo", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("techInfo", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("techInfo", v, None, 255, False, _V)
                 _s_SecurityEventNotificationRequest_tech_info(self, v)
             else:
                 _s_SecurityEventNotificationRequest_tech_info(self, None)
@@ -5453,17 +5214,16 @@ class SendLocalListRequest(Request[SendLocalListResponse]):
             if not _K_SendLocalListRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SendLocalListRequest, _V)
             self = _new(cls)
-            try:
-                v = data["listVersion"]
-            except KeyError:
-                raise _c.missing("listVersion", _V) from None
+            if "listVersion" not in data:
+                raise _c.missing("listVersion", _V)
+            v = data["listVersion"]
             if type(v) is not int:
-                raise _c.wrong_type("listVersion", v, "integer", _V)
+                raise _c.number_error("listVersion", v, "integer", None, None, None, _V)
             _s_SendLocalListRequest_list_version(self, v)
             if "localAuthorizationList" in data:
                 v = data["localAuthorizationList"]
                 if type(v) is not list:
-                    raise _c.wrong_type("localAuthorizationList", v, "array", _V)
+                    raise _c.array_error("localAuthorizationList", v, None, None, _V)
                 try:
                     v = tuple([AuthorizationData.from_json(x) for x in v])
                 except _Err as e:
@@ -5473,10 +5233,9 @@ class SendLocalListRequest(Request[SendLocalListResponse]):
                 _s_SendLocalListRequest_local_authorization_list(self, v)
             else:
                 _s_SendLocalListRequest_local_authorization_list(self, None)
-            try:
-                v = data["updateType"]
-            except KeyError:
-                raise _c.missing("updateType", _V) from None
+            if "updateType" not in data:
+                raise _c.missing("updateType", _V)
+            v = data["updateType"]
             try:
                 v = _E_UpdateType[v]
             except (KeyError, TypeError):
@@ -5522,17 +5281,15 @@ class SetChargingProfileRequest(Request[SetChargingProfileResponse]):
             if not _K_SetChargingProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetChargingProfileRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_SetChargingProfileRequest_connector_id(self, v)
-            try:
-                v = data["csChargingProfiles"]
-            except KeyError:
-                raise _c.missing("csChargingProfiles", _V) from None
+            if "csChargingProfiles" not in data:
+                raise _c.missing("csChargingProfiles", _V)
+            v = data["csChargingProfiles"]
             v = ChargingProfile.from_json(v, "csChargingProfiles")
             _s_SetChargingProfileRequest_cs_charging_profiles(self, v)
             return self
@@ -5573,14 +5330,11 @@ class SignCertificateRequest(Request[SignCertificateResponse]):
             if not _K_SignCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SignCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["csr"]
-            except KeyError:
-                raise _c.missing("csr", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("csr", v, "string", _V)
-            if len(v) > 5500:
-                raise _c.too_long("csr", v, 5500, _V)
+            if "csr" not in data:
+                raise _c.missing("csr", _V)
+            v = data["csr"]
+            if not isinstance(v, str) or len(v) > 5500:
+                raise _c.string_error("csr", v, None, 5500, False, _V)
             _s_SignCertificateRequest_csr(self, v)
             return self
         except _Err as e:
@@ -5623,10 +5377,9 @@ class SignedFirmwareStatusNotificationRequest(Request[SignedFirmwareStatusNotifi
             if not _K_SignedFirmwareStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SignedFirmwareStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_FirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -5635,10 +5388,7 @@ class SignedFirmwareStatusNotificationRequest(Request[SignedFirmwareStatusNotifi
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_SignedFirmwareStatusNotificationRequest_request_id(self, v)
             else:
                 _s_SignedFirmwareStatusNotificationRequest_request_id(self, None)
@@ -5688,37 +5438,26 @@ class SignedUpdateFirmwareRequest(Request[SignedUpdateFirmwareResponse]):
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 _s_SignedUpdateFirmwareRequest_retries(self, v)
             else:
                 _s_SignedUpdateFirmwareRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_SignedUpdateFirmwareRequest_retry_interval(self, v)
             else:
                 _s_SignedUpdateFirmwareRequest_retry_interval(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_SignedUpdateFirmwareRequest_request_id(self, v)
-            try:
-                v = data["firmware"]
-            except KeyError:
-                raise _c.missing("firmware", _V) from None
+            if "firmware" not in data:
+                raise _c.missing("firmware", _V)
+            v = data["firmware"]
             v = FirmwareType.from_json(v, "firmware")
             _s_SignedUpdateFirmwareRequest_firmware(self, v)
             return self
@@ -5776,44 +5515,35 @@ class StartTransactionRequest(Request[StartTransactionResponse]):
             if not _K_StartTransactionRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_StartTransactionRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_StartTransactionRequest_connector_id(self, v)
-            try:
-                v = data["idTag"]
-            except KeyError:
-                raise _c.missing("idTag", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idTag", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("idTag", v, 20, _V)
+            if "idTag" not in data:
+                raise _c.missing("idTag", _V)
+            v = data["idTag"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("idTag", v, None, 20, False, _V)
             _s_StartTransactionRequest_id_tag(self, v)
-            try:
-                v = data["meterStart"]
-            except KeyError:
-                raise _c.missing("meterStart", _V) from None
+            if "meterStart" not in data:
+                raise _c.missing("meterStart", _V)
+            v = data["meterStart"]
             if type(v) is not int:
-                raise _c.wrong_type("meterStart", v, "integer", _V)
+                raise _c.number_error("meterStart", v, "integer", None, None, None, _V)
             _s_StartTransactionRequest_meter_start(self, v)
             if "reservationId" in data:
                 v = data["reservationId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("reservationId", v, "integer", _V)
+                    raise _c.number_error("reservationId", v, "integer", None, None, None, _V)
                 _s_StartTransactionRequest_reservation_id(self, v)
             else:
                 _s_StartTransactionRequest_reservation_id(self, None)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_StartTransactionRequest_timestamp(self, v)
             return self
         except _Err as e:
@@ -5892,17 +5622,15 @@ class StatusNotificationRequest(Request[StatusNotificationResponse]):
             if not _K_StatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_StatusNotificationRequest_connector_id(self, v)
-            try:
-                v = data["errorCode"]
-            except KeyError:
-                raise _c.missing("errorCode", _V) from None
+            if "errorCode" not in data:
+                raise _c.missing("errorCode", _V)
+            v = data["errorCode"]
             try:
                 v = _E_ChargePointErrorCode[v]
             except (KeyError, TypeError):
@@ -5910,17 +5638,14 @@ class StatusNotificationRequest(Request[StatusNotificationResponse]):
             _s_StatusNotificationRequest_error_code(self, v)
             if "info" in data:
                 v = data["info"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("info", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("info", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("info", v, None, 50, False, _V)
                 _s_StatusNotificationRequest_info(self, v)
             else:
                 _s_StatusNotificationRequest_info(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChargePointStatus[v]
             except (KeyError, TypeError):
@@ -5928,28 +5653,21 @@ class StatusNotificationRequest(Request[StatusNotificationResponse]):
             _s_StatusNotificationRequest_status(self, v)
             if "timestamp" in data:
                 v = data["timestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("timestamp", v, _V)
-                v = d
+                v = _c.to_datetime("timestamp", v, _V)
                 _s_StatusNotificationRequest_timestamp(self, v)
             else:
                 _s_StatusNotificationRequest_timestamp(self, None)
             if "vendorId" in data:
                 v = data["vendorId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("vendorId", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("vendorId", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("vendorId", v, None, 255, False, _V)
                 _s_StatusNotificationRequest_vendor_id(self, v)
             else:
                 _s_StatusNotificationRequest_vendor_id(self, None)
             if "vendorErrorCode" in data:
                 v = data["vendorErrorCode"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("vendorErrorCode", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("vendorErrorCode", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("vendorErrorCode", v, None, 50, False, _V)
                 _s_StatusNotificationRequest_vendor_error_code(self, v)
             else:
                 _s_StatusNotificationRequest_vendor_error_code(self, None)
@@ -6035,35 +5753,27 @@ class StopTransactionRequest(Request[StopTransactionResponse]):
             self = _new(cls)
             if "idTag" in data:
                 v = data["idTag"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("idTag", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("idTag", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("idTag", v, None, 20, False, _V)
                 _s_StopTransactionRequest_id_tag(self, v)
             else:
                 _s_StopTransactionRequest_id_tag(self, None)
-            try:
-                v = data["meterStop"]
-            except KeyError:
-                raise _c.missing("meterStop", _V) from None
+            if "meterStop" not in data:
+                raise _c.missing("meterStop", _V)
+            v = data["meterStop"]
             if type(v) is not int:
-                raise _c.wrong_type("meterStop", v, "integer", _V)
+                raise _c.number_error("meterStop", v, "integer", None, None, None, _V)
             _s_StopTransactionRequest_meter_stop(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_StopTransactionRequest_timestamp(self, v)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
             if type(v) is not int:
-                raise _c.wrong_type("transactionId", v, "integer", _V)
+                raise _c.number_error("transactionId", v, "integer", None, None, None, _V)
             _s_StopTransactionRequest_transaction_id(self, v)
             if "reason" in data:
                 v = data["reason"]
@@ -6077,7 +5787,7 @@ class StopTransactionRequest(Request[StopTransactionResponse]):
             if "transactionData" in data:
                 v = data["transactionData"]
                 if type(v) is not list:
-                    raise _c.wrong_type("transactionData", v, "array", _V)
+                    raise _c.array_error("transactionData", v, None, None, _V)
                 try:
                     v = tuple([TransactionData.from_json(x) for x in v])
                 except _Err as e:
@@ -6143,10 +5853,9 @@ class TriggerMessageRequest(Request[TriggerMessageResponse]):
             if not _K_TriggerMessageRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_TriggerMessageRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestedMessage"]
-            except KeyError:
-                raise _c.missing("requestedMessage", _V) from None
+            if "requestedMessage" not in data:
+                raise _c.missing("requestedMessage", _V)
+            v = data["requestedMessage"]
             try:
                 v = _E_MessageTrigger[v]
             except (KeyError, TypeError):
@@ -6155,7 +5864,7 @@ class TriggerMessageRequest(Request[TriggerMessageResponse]):
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                    raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
                 _s_TriggerMessageRequest_connector_id(self, v)
             else:
                 _s_TriggerMessageRequest_connector_id(self, None)
@@ -6194,12 +5903,11 @@ class UnlockConnectorRequest(Request[UnlockConnectorResponse]):
             if not _K_UnlockConnectorRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UnlockConnectorRequest, _V)
             self = _new(cls)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                raise _c.wrong_type("connectorId", v, "integer", _V)
+                raise _c.number_error("connectorId", v, "integer", None, None, None, _V)
             _s_UnlockConnectorRequest_connector_id(self, v)
             return self
         except _Err as e:
@@ -6248,35 +5956,28 @@ class UpdateFirmwareRequest(Request[UpdateFirmwareResponse]):
             if not _K_UpdateFirmwareRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UpdateFirmwareRequest, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if not _c.is_uri(v):
-                raise _c.bad_uri("location", v, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or not _c.is_uri(v):
+                raise _c.string_error("location", v, None, None, True, _V)
             _s_UpdateFirmwareRequest_location(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    raise _c.wrong_type("retries", v, "integer", _V)
+                    raise _c.number_error("retries", v, "integer", None, None, None, _V)
                 _s_UpdateFirmwareRequest_retries(self, v)
             else:
                 _s_UpdateFirmwareRequest_retries(self, None)
-            try:
-                v = data["retrieveDate"]
-            except KeyError:
-                raise _c.missing("retrieveDate", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("retrieveDate", v, _V)
-            v = d
+            if "retrieveDate" not in data:
+                raise _c.missing("retrieveDate", _V)
+            v = data["retrieveDate"]
+            v = _c.to_datetime("retrieveDate", v, _V)
             _s_UpdateFirmwareRequest_retrieve_date(self, v)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    raise _c.number_error("retryInterval", v, "integer", None, None, None, _V)
                 _s_UpdateFirmwareRequest_retry_interval(self, v)
             else:
                 _s_UpdateFirmwareRequest_retry_interval(self, None)

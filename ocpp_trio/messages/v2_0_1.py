@@ -1439,45 +1439,29 @@ class ACChargingParametersType(Datatype):
             if not _K_ACChargingParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_ACChargingParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["energyAmount"]
-            except KeyError:
-                raise _c.missing("energyAmount", _V) from None
+            if "energyAmount" not in data:
+                raise _c.missing("energyAmount", _V)
+            v = data["energyAmount"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("energyAmount", v, "integer", _V)
+                v = _c.integer6("energyAmount", v, _V)
             _s_ACChargingParametersType_energy_amount(self, v)
-            try:
-                v = data["evMinCurrent"]
-            except KeyError:
-                raise _c.missing("evMinCurrent", _V) from None
+            if "evMinCurrent" not in data:
+                raise _c.missing("evMinCurrent", _V)
+            v = data["evMinCurrent"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evMinCurrent", v, "integer", _V)
+                v = _c.integer6("evMinCurrent", v, _V)
             _s_ACChargingParametersType_ev_min_current(self, v)
-            try:
-                v = data["evMaxCurrent"]
-            except KeyError:
-                raise _c.missing("evMaxCurrent", _V) from None
+            if "evMaxCurrent" not in data:
+                raise _c.missing("evMaxCurrent", _V)
+            v = data["evMaxCurrent"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evMaxCurrent", v, "integer", _V)
+                v = _c.integer6("evMaxCurrent", v, _V)
             _s_ACChargingParametersType_ev_max_current(self, v)
-            try:
-                v = data["evMaxVoltage"]
-            except KeyError:
-                raise _c.missing("evMaxVoltage", _V) from None
+            if "evMaxVoltage" not in data:
+                raise _c.missing("evMaxVoltage", _V)
+            v = data["evMaxVoltage"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evMaxVoltage", v, "integer", _V)
+                v = _c.integer6("evMaxVoltage", v, _V)
             _s_ACChargingParametersType_ev_max_voltage(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -1575,49 +1559,37 @@ class APNType(Datatype):
             if not _K_APNType.issuperset(data):
                 raise _c.not_allowed(data, _K_APNType, _V)
             self = _new(cls)
-            try:
-                v = data["apn"]
-            except KeyError:
-                raise _c.missing("apn", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("apn", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("apn", v, 512, _V)
+            if "apn" not in data:
+                raise _c.missing("apn", _V)
+            v = data["apn"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("apn", v, None, 512, False, _V)
             _s_APNType_apn(self, v)
             if "apnUserName" in data:
                 v = data["apnUserName"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("apnUserName", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("apnUserName", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("apnUserName", v, None, 20, False, _V)
                 _s_APNType_apn_user_name(self, v)
             else:
                 _s_APNType_apn_user_name(self, None)
             if "apnPassword" in data:
                 v = data["apnPassword"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("apnPassword", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("apnPassword", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("apnPassword", v, None, 20, False, _V)
                 _s_APNType_apn_password(self, v)
             else:
                 _s_APNType_apn_password(self, None)
             if "simPin" in data:
                 v = data["simPin"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("simPin", v, "integer", _V)
+                    v = _c.integer6("simPin", v, _V)
                 _s_APNType_sim_pin(self, v)
             else:
                 _s_APNType_sim_pin(self, None)
             if "preferredNetwork" in data:
                 v = data["preferredNetwork"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("preferredNetwork", v, "string", _V)
-                if len(v) > 6:
-                    raise _c.too_long("preferredNetwork", v, 6, _V)
+                if not isinstance(v, str) or len(v) > 6:
+                    raise _c.string_error("preferredNetwork", v, None, 6, False, _V)
                 _s_APNType_preferred_network(self, v)
             else:
                 _s_APNType_preferred_network(self, None)
@@ -1628,10 +1600,9 @@ class APNType(Datatype):
                 _s_APNType_use_only_preferred_network(self, v)
             else:
                 _s_APNType_use_only_preferred_network(self, None)
-            try:
-                v = data["apnAuthentication"]
-            except KeyError:
-                raise _c.missing("apnAuthentication", _V) from None
+            if "apnAuthentication" not in data:
+                raise _c.missing("apnAuthentication", _V)
+            v = data["apnAuthentication"]
             try:
                 v = _E_APNAuthenticationEnumType[v]
             except (KeyError, TypeError):
@@ -1703,23 +1674,17 @@ class AdditionalInfoType(Datatype):
             if not _K_AdditionalInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_AdditionalInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["additionalIdToken"]
-            except KeyError:
-                raise _c.missing("additionalIdToken", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("additionalIdToken", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("additionalIdToken", v, 36, _V)
+            if "additionalIdToken" not in data:
+                raise _c.missing("additionalIdToken", _V)
+            v = data["additionalIdToken"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("additionalIdToken", v, None, 36, False, _V)
             _s_AdditionalInfoType_additional_id_token(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("type", v, 50, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("type", v, None, 50, False, _V)
             _s_AdditionalInfoType_type(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -1768,10 +1733,9 @@ class AuthorizationData(Datatype):
             if not _K_AuthorizationData.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizationData, _V)
             self = _new(cls)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_AuthorizationData_id_token(self, v)
             if "idTokenInfo" in data:
@@ -1850,16 +1814,14 @@ class CertificateHashDataChainType(Datatype):
             if not _K_CertificateHashDataChainType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateHashDataChainType, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_CertificateHashDataChainType_certificate_hash_data(self, v)
-            try:
-                v = data["certificateType"]
-            except KeyError:
-                raise _c.missing("certificateType", _V) from None
+            if "certificateType" not in data:
+                raise _c.missing("certificateType", _V)
+            v = data["certificateType"]
             try:
                 v = _E_GetCertificateIdUseEnumType[v]
             except (KeyError, TypeError):
@@ -1869,12 +1831,8 @@ class CertificateHashDataChainType(Datatype):
             _s_CertificateHashDataChainType_certificate_type(self, v)
             if "childCertificateHashData" in data:
                 v = data["childCertificateHashData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("childCertificateHashData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("childCertificateHashData", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("childCertificateHashData", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("childCertificateHashData", v, 1, 4, _V)
                 try:
                     v = tuple([CertificateHashDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -1955,41 +1913,31 @@ class CertificateHashDataType(Datatype):
             if not _K_CertificateHashDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateHashDataType, _V)
             self = _new(cls)
-            try:
-                v = data["hashAlgorithm"]
-            except KeyError:
-                raise _c.missing("hashAlgorithm", _V) from None
+            if "hashAlgorithm" not in data:
+                raise _c.missing("hashAlgorithm", _V)
+            v = data["hashAlgorithm"]
             try:
                 v = _E_HashAlgorithmEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("hashAlgorithm", v, _E_HashAlgorithmEnumType, _V) from None
             _s_CertificateHashDataType_hash_algorithm(self, v)
-            try:
-                v = data["issuerNameHash"]
-            except KeyError:
-                raise _c.missing("issuerNameHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerNameHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerNameHash", v, 128, _V)
+            if "issuerNameHash" not in data:
+                raise _c.missing("issuerNameHash", _V)
+            v = data["issuerNameHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerNameHash", v, None, 128, False, _V)
             _s_CertificateHashDataType_issuer_name_hash(self, v)
-            try:
-                v = data["issuerKeyHash"]
-            except KeyError:
-                raise _c.missing("issuerKeyHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerKeyHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerKeyHash", v, 128, _V)
+            if "issuerKeyHash" not in data:
+                raise _c.missing("issuerKeyHash", _V)
+            v = data["issuerKeyHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerKeyHash", v, None, 128, False, _V)
             _s_CertificateHashDataType_issuer_key_hash(self, v)
-            try:
-                v = data["serialNumber"]
-            except KeyError:
-                raise _c.missing("serialNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serialNumber", v, "string", _V)
-            if len(v) > 40:
-                raise _c.too_long("serialNumber", v, 40, _V)
+            if "serialNumber" not in data:
+                raise _c.missing("serialNumber", _V)
+            v = data["serialNumber"]
+            if not isinstance(v, str) or len(v) > 40:
+                raise _c.string_error("serialNumber", v, None, 40, False, _V)
             _s_CertificateHashDataType_serial_number(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -2059,10 +2007,9 @@ class ChargingLimitType(Datatype):
             if not _K_ChargingLimitType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingLimitType, _V)
             self = _new(cls)
-            try:
-                v = data["chargingLimitSource"]
-            except KeyError:
-                raise _c.missing("chargingLimitSource", _V) from None
+            if "chargingLimitSource" not in data:
+                raise _c.missing("chargingLimitSource", _V)
+            v = data["chargingLimitSource"]
             try:
                 v = _E_ChargingLimitSourceEnumType[v]
             except (KeyError, TypeError):
@@ -2164,10 +2111,9 @@ class ChargingNeedsType(Datatype):
                 _s_ChargingNeedsType_dc_charging_parameters(self, v)
             else:
                 _s_ChargingNeedsType_dc_charging_parameters(self, None)
-            try:
-                v = data["requestedEnergyTransfer"]
-            except KeyError:
-                raise _c.missing("requestedEnergyTransfer", _V) from None
+            if "requestedEnergyTransfer" not in data:
+                raise _c.missing("requestedEnergyTransfer", _V)
+            v = data["requestedEnergyTransfer"]
             try:
                 v = _E_EnergyTransferModeEnumType[v]
             except (KeyError, TypeError):
@@ -2177,10 +2123,7 @@ class ChargingNeedsType(Datatype):
             _s_ChargingNeedsType_requested_energy_transfer(self, v)
             if "departureTime" in data:
                 v = data["departureTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("departureTime", v, _V)
-                v = d
+                v = _c.to_datetime("departureTime", v, _V)
                 _s_ChargingNeedsType_departure_time(self, v)
             else:
                 _s_ChargingNeedsType_departure_time(self, None)
@@ -2302,26 +2245,18 @@ class ChargingProfileCriterionType(Datatype):
             if "stackLevel" in data:
                 v = data["stackLevel"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stackLevel", v, "integer", _V)
+                    v = _c.integer6("stackLevel", v, _V)
                 _s_ChargingProfileCriterionType_stack_level(self, v)
             else:
                 _s_ChargingProfileCriterionType_stack_level(self, None)
             if "chargingProfileId" in data:
                 v = data["chargingProfileId"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingProfileId", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingProfileId", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("chargingProfileId", v, 1, None, _V)
                 a_charging_profile_id: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"chargingProfileId[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"chargingProfileId[{i}]", x, _V)
                     a_charging_profile_id.append(x)
                 v = tuple(a_charging_profile_id)
                 _s_ChargingProfileCriterionType_charging_profile_id(self, v)
@@ -2329,12 +2264,8 @@ class ChargingProfileCriterionType(Datatype):
                 _s_ChargingProfileCriterionType_charging_profile_id(self, None)
             if "chargingLimitSource" in data:
                 v = data["chargingLimitSource"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingLimitSource", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingLimitSource", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("chargingLimitSource", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("chargingLimitSource", v, 1, 4, _V)
                 a_charging_limit_source: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -2409,7 +2340,7 @@ class ChargingProfileType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.stack_level, "stack_level", 0, None, None, _V)
+        _c.check_integer(self.stack_level, "stack_level", 0, None, _V)
         _set(
             self,
             "charging_profile_purpose",
@@ -2478,32 +2409,23 @@ class ChargingProfileType(Datatype):
             if not _K_ChargingProfileType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingProfileType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ChargingProfileType_id(self, v)
-            try:
-                v = data["stackLevel"]
-            except KeyError:
-                raise _c.missing("stackLevel", _V) from None
+            if "stackLevel" not in data:
+                raise _c.missing("stackLevel", _V)
+            v = data["stackLevel"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("stackLevel", v, "integer", _V)
+                v = _c.integer6("stackLevel", v, _V)
             if v < 0:
-                raise _c.too_small("stackLevel", v, 0, _V)
+                raise _c.number_error("stackLevel", v, "integer", 0, None, None, _V)
             _s_ChargingProfileType_stack_level(self, v)
-            try:
-                v = data["chargingProfilePurpose"]
-            except KeyError:
-                raise _c.missing("chargingProfilePurpose", _V) from None
+            if "chargingProfilePurpose" not in data:
+                raise _c.missing("chargingProfilePurpose", _V)
+            v = data["chargingProfilePurpose"]
             try:
                 v = _E_ChargingProfilePurposeEnumType[v]
             except (KeyError, TypeError):
@@ -2511,10 +2433,9 @@ class ChargingProfileType(Datatype):
                     "chargingProfilePurpose", v, _E_ChargingProfilePurposeEnumType, _V
                 ) from None
             _s_ChargingProfileType_charging_profile_purpose(self, v)
-            try:
-                v = data["chargingProfileKind"]
-            except KeyError:
-                raise _c.missing("chargingProfileKind", _V) from None
+            if "chargingProfileKind" not in data:
+                raise _c.missing("chargingProfileKind", _V)
+            v = data["chargingProfileKind"]
             try:
                 v = _E_ChargingProfileKindEnumType[v]
             except (KeyError, TypeError):
@@ -2535,32 +2456,21 @@ class ChargingProfileType(Datatype):
                 _s_ChargingProfileType_recurrency_kind(self, None)
             if "validFrom" in data:
                 v = data["validFrom"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validFrom", v, _V)
-                v = d
+                v = _c.to_datetime("validFrom", v, _V)
                 _s_ChargingProfileType_valid_from(self, v)
             else:
                 _s_ChargingProfileType_valid_from(self, None)
             if "validTo" in data:
                 v = data["validTo"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validTo", v, _V)
-                v = d
+                v = _c.to_datetime("validTo", v, _V)
                 _s_ChargingProfileType_valid_to(self, v)
             else:
                 _s_ChargingProfileType_valid_to(self, None)
-            try:
-                v = data["chargingSchedule"]
-            except KeyError:
-                raise _c.missing("chargingSchedule", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingSchedule", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingSchedule", v, 1, _V)
-            if len(v) > 3:
-                raise _c.too_many("chargingSchedule", v, 3, _V)
+            if "chargingSchedule" not in data:
+                raise _c.missing("chargingSchedule", _V)
+            v = data["chargingSchedule"]
+            if type(v) is not list or len(v) < 1 or len(v) > 3:
+                raise _c.array_error("chargingSchedule", v, 1, 3, _V)
             try:
                 v = tuple([ChargingScheduleType.from_json(x) for x in v])
             except _Err as e:
@@ -2568,10 +2478,8 @@ class ChargingProfileType(Datatype):
             _s_ChargingProfileType_charging_schedule(self, v)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_ChargingProfileType_transaction_id(self, v)
             else:
                 _s_ChargingProfileType_transaction_id(self, None)
@@ -2650,42 +2558,29 @@ class ChargingSchedulePeriodType(Datatype):
             if not _K_ChargingSchedulePeriodType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingSchedulePeriodType, _V)
             self = _new(cls)
-            try:
-                v = data["startPeriod"]
-            except KeyError:
-                raise _c.missing("startPeriod", _V) from None
+            if "startPeriod" not in data:
+                raise _c.missing("startPeriod", _V)
+            v = data["startPeriod"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("startPeriod", v, "integer", _V)
+                v = _c.integer6("startPeriod", v, _V)
             _s_ChargingSchedulePeriodType_start_period(self, v)
-            try:
-                v = data["limit"]
-            except KeyError:
-                raise _c.missing("limit", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("limit", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("limit", v, _V)
+            if "limit" not in data:
+                raise _c.missing("limit", _V)
+            v = data["limit"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("limit", v, "number", None, None, None, _V)
             _s_ChargingSchedulePeriodType_limit(self, v)
             if "numberPhases" in data:
                 v = data["numberPhases"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("numberPhases", v, "integer", _V)
+                    v = _c.integer6("numberPhases", v, _V)
                 _s_ChargingSchedulePeriodType_number_phases(self, v)
             else:
                 _s_ChargingSchedulePeriodType_number_phases(self, None)
             if "phaseToUse" in data:
                 v = data["phaseToUse"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("phaseToUse", v, "integer", _V)
+                    v = _c.integer6("phaseToUse", v, _V)
                 _s_ChargingSchedulePeriodType_phase_to_use(self, v)
             else:
                 _s_ChargingSchedulePeriodType_phase_to_use(self, None)
@@ -2789,39 +2684,28 @@ class ChargingScheduleType(Datatype):
             if not _K_ChargingScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ChargingScheduleType_id(self, v)
             if "startSchedule" in data:
                 v = data["startSchedule"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startSchedule", v, _V)
-                v = d
+                v = _c.to_datetime("startSchedule", v, _V)
                 _s_ChargingScheduleType_start_schedule(self, v)
             else:
                 _s_ChargingScheduleType_start_schedule(self, None)
             if "duration" in data:
                 v = data["duration"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("duration", v, "integer", _V)
+                    v = _c.integer6("duration", v, _V)
                 _s_ChargingScheduleType_duration(self, v)
             else:
                 _s_ChargingScheduleType_duration(self, None)
-            try:
-                v = data["chargingRateUnit"]
-            except KeyError:
-                raise _c.missing("chargingRateUnit", _V) from None
+            if "chargingRateUnit" not in data:
+                raise _c.missing("chargingRateUnit", _V)
+            v = data["chargingRateUnit"]
             try:
                 v = _E_ChargingRateUnitEnumType[v]
             except (KeyError, TypeError):
@@ -2829,16 +2713,11 @@ class ChargingScheduleType(Datatype):
                     "chargingRateUnit", v, _E_ChargingRateUnitEnumType, _V
                 ) from None
             _s_ChargingScheduleType_charging_rate_unit(self, v)
-            try:
-                v = data["chargingSchedulePeriod"]
-            except KeyError:
-                raise _c.missing("chargingSchedulePeriod", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingSchedulePeriod", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingSchedulePeriod", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("chargingSchedulePeriod", v, 1024, _V)
+            if "chargingSchedulePeriod" not in data:
+                raise _c.missing("chargingSchedulePeriod", _V)
+            v = data["chargingSchedulePeriod"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("chargingSchedulePeriod", v, 1, 1024, _V)
             try:
                 v = tuple([ChargingSchedulePeriodType.from_json(x) for x in v])
             except _Err as e:
@@ -2848,10 +2727,8 @@ class ChargingScheduleType(Datatype):
             _s_ChargingScheduleType_charging_schedule_period(self, v)
             if "minChargingRate" in data:
                 v = data["minChargingRate"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargingRate", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargingRate", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minChargingRate", v, "number", None, None, None, _V)
                 _s_ChargingScheduleType_min_charging_rate(self, v)
             else:
                 _s_ChargingScheduleType_min_charging_rate(self, None)
@@ -2942,21 +2819,16 @@ class ChargingStationType(Datatype):
             self = _new(cls)
             if "serialNumber" in data:
                 v = data["serialNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("serialNumber", v, "string", _V)
-                if len(v) > 25:
-                    raise _c.too_long("serialNumber", v, 25, _V)
+                if not isinstance(v, str) or len(v) > 25:
+                    raise _c.string_error("serialNumber", v, None, 25, False, _V)
                 _s_ChargingStationType_serial_number(self, v)
             else:
                 _s_ChargingStationType_serial_number(self, None)
-            try:
-                v = data["model"]
-            except KeyError:
-                raise _c.missing("model", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("model", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("model", v, 20, _V)
+            if "model" not in data:
+                raise _c.missing("model", _V)
+            v = data["model"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("model", v, None, 20, False, _V)
             _s_ChargingStationType_model(self, v)
             if "modem" in data:
                 v = data["modem"]
@@ -2964,21 +2836,16 @@ class ChargingStationType(Datatype):
                 _s_ChargingStationType_modem(self, v)
             else:
                 _s_ChargingStationType_modem(self, None)
-            try:
-                v = data["vendorName"]
-            except KeyError:
-                raise _c.missing("vendorName", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorName", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("vendorName", v, 50, _V)
+            if "vendorName" not in data:
+                raise _c.missing("vendorName", _V)
+            v = data["vendorName"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("vendorName", v, None, 50, False, _V)
             _s_ChargingStationType_vendor_name(self, v)
             if "firmwareVersion" in data:
                 v = data["firmwareVersion"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("firmwareVersion", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("firmwareVersion", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("firmwareVersion", v, None, 50, False, _V)
                 _s_ChargingStationType_firmware_version(self, v)
             else:
                 _s_ChargingStationType_firmware_version(self, None)
@@ -3063,10 +2930,7 @@ class ClearChargingProfileType(Datatype):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_ClearChargingProfileType_evse_id(self, v)
             else:
                 _s_ClearChargingProfileType_evse_id(self, None)
@@ -3084,10 +2948,7 @@ class ClearChargingProfileType(Datatype):
             if "stackLevel" in data:
                 v = data["stackLevel"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stackLevel", v, "integer", _V)
+                    v = _c.integer6("stackLevel", v, _V)
                 _s_ClearChargingProfileType_stack_level(self, v)
             else:
                 _s_ClearChargingProfileType_stack_level(self, None)
@@ -3149,24 +3010,19 @@ class ClearMonitoringResultType(Datatype):
             if not _K_ClearMonitoringResultType.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearMonitoringResultType, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearMonitoringStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("status", v, _E_ClearMonitoringStatusEnumType, _V) from None
             _s_ClearMonitoringResultType_status(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ClearMonitoringResultType_id(self, v)
             if "statusInfo" in data:
                 v = data["statusInfo"]
@@ -3236,21 +3092,16 @@ class ComponentType(Datatype):
                 _s_ComponentType_evse(self, v)
             else:
                 _s_ComponentType_evse(self, None)
-            try:
-                v = data["name"]
-            except KeyError:
-                raise _c.missing("name", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("name", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("name", v, 50, _V)
+            if "name" not in data:
+                raise _c.missing("name", _V)
+            v = data["name"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("name", v, None, 50, False, _V)
             _s_ComponentType_name(self, v)
             if "instance" in data:
                 v = data["instance"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("instance", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("instance", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("instance", v, None, 50, False, _V)
                 _s_ComponentType_instance(self, v)
             else:
                 _s_ComponentType_instance(self, None)
@@ -3302,10 +3153,9 @@ class ComponentVariableType(Datatype):
             if not _K_ComponentVariableType.issuperset(data):
                 raise _c.not_allowed(data, _K_ComponentVariableType, _V)
             self = _new(cls)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_ComponentVariableType_component(self, v)
             if "variable" in data:
@@ -3392,14 +3242,11 @@ class CompositeScheduleType(Datatype):
             if not _K_CompositeScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_CompositeScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["chargingSchedulePeriod"]
-            except KeyError:
-                raise _c.missing("chargingSchedulePeriod", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingSchedulePeriod", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingSchedulePeriod", v, 1, _V)
+            if "chargingSchedulePeriod" not in data:
+                raise _c.missing("chargingSchedulePeriod", _V)
+            v = data["chargingSchedulePeriod"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("chargingSchedulePeriod", v, 1, None, _V)
             try:
                 v = tuple([ChargingSchedulePeriodType.from_json(x) for x in v])
             except _Err as e:
@@ -3407,39 +3254,26 @@ class CompositeScheduleType(Datatype):
                     e, "chargingSchedulePeriod", v, ChargingSchedulePeriodType.from_json
                 ) from None
             _s_CompositeScheduleType_charging_schedule_period(self, v)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_CompositeScheduleType_evse_id(self, v)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_CompositeScheduleType_duration(self, v)
-            try:
-                v = data["scheduleStart"]
-            except KeyError:
-                raise _c.missing("scheduleStart", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("scheduleStart", v, _V)
-            v = d
+            if "scheduleStart" not in data:
+                raise _c.missing("scheduleStart", _V)
+            v = data["scheduleStart"]
+            v = _c.to_datetime("scheduleStart", v, _V)
             _s_CompositeScheduleType_schedule_start(self, v)
-            try:
-                v = data["chargingRateUnit"]
-            except KeyError:
-                raise _c.missing("chargingRateUnit", _V) from None
+            if "chargingRateUnit" not in data:
+                raise _c.missing("chargingRateUnit", _V)
+            v = data["chargingRateUnit"]
             try:
                 v = _E_ChargingRateUnitEnumType[v]
             except (KeyError, TypeError):
@@ -3510,25 +3344,17 @@ class ConsumptionCostType(Datatype):
             if not _K_ConsumptionCostType.issuperset(data):
                 raise _c.not_allowed(data, _K_ConsumptionCostType, _V)
             self = _new(cls)
-            try:
-                v = data["startValue"]
-            except KeyError:
-                raise _c.missing("startValue", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("startValue", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("startValue", v, _V)
+            if "startValue" not in data:
+                raise _c.missing("startValue", _V)
+            v = data["startValue"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("startValue", v, "number", None, None, None, _V)
             _s_ConsumptionCostType_start_value(self, v)
-            try:
-                v = data["cost"]
-            except KeyError:
-                raise _c.missing("cost", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("cost", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("cost", v, 1, _V)
-            if len(v) > 3:
-                raise _c.too_many("cost", v, 3, _V)
+            if "cost" not in data:
+                raise _c.missing("cost", _V)
+            v = data["cost"]
+            if type(v) is not list or len(v) < 1 or len(v) > 3:
+                raise _c.array_error("cost", v, 1, 3, _V)
             try:
                 v = tuple([CostType.from_json(x) for x in v])
             except _Err as e:
@@ -3569,7 +3395,7 @@ class CostType(Datatype):
     def __attrs_post_init__(self) -> None:
         _set(self, "cost_kind", _c.check_enum(self.cost_kind, _E_CostKindEnumType, "cost_kind", _V))
         if self.amount_multiplier is not None:
-            _c.check_number(self.amount_multiplier, "amount_multiplier", -3, 3, None, _V)
+            _c.check_integer(self.amount_multiplier, "amount_multiplier", -3, 3, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"costKind": self.cost_kind._value_, "amount": self.amount}
@@ -3587,36 +3413,26 @@ class CostType(Datatype):
             if not _K_CostType.issuperset(data):
                 raise _c.not_allowed(data, _K_CostType, _V)
             self = _new(cls)
-            try:
-                v = data["costKind"]
-            except KeyError:
-                raise _c.missing("costKind", _V) from None
+            if "costKind" not in data:
+                raise _c.missing("costKind", _V)
+            v = data["costKind"]
             try:
                 v = _E_CostKindEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("costKind", v, _E_CostKindEnumType, _V) from None
             _s_CostType_cost_kind(self, v)
-            try:
-                v = data["amount"]
-            except KeyError:
-                raise _c.missing("amount", _V) from None
+            if "amount" not in data:
+                raise _c.missing("amount", _V)
+            v = data["amount"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("amount", v, "integer", _V)
+                v = _c.integer6("amount", v, _V)
             _s_CostType_amount(self, v)
             if "amountMultiplier" in data:
                 v = data["amountMultiplier"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("amountMultiplier", v, "integer", _V)
-                if v < -3:
-                    raise _c.too_small("amountMultiplier", v, -3, _V)
-                if v > 3:
-                    raise _c.too_big("amountMultiplier", v, 3, _V)
+                    v = _c.integer6("amountMultiplier", v, _V)
+                if v < -3 or v > 3:
+                    raise _c.number_error("amountMultiplier", v, "integer", -3, 3, None, _V)
                 _s_CostType_amount_multiplier(self, v)
             else:
                 _s_CostType_amount_multiplier(self, None)
@@ -3667,14 +3483,11 @@ class CustomDataType(Datatype):
             if type(data) is not dict:
                 raise _c.not_object(data, False, _V)
             self = _new(cls)
-            try:
-                v = data["vendorId"]
-            except KeyError:
-                raise _c.missing("vendorId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorId", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("vendorId", v, 255, _V)
+            if "vendorId" not in data:
+                raise _c.missing("vendorId", _V)
+            v = data["vendorId"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("vendorId", v, None, 255, False, _V)
             _s_CustomDataType_vendor_id(self, v)
             _s_CustomDataType_extra(
                 self, {k: x for k, x in data.items() if k not in _K_CustomDataType}
@@ -3723,11 +3536,11 @@ class DCChargingParametersType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.state_of_charge is not None:
-            _c.check_number(self.state_of_charge, "state_of_charge", 0, 100, None, _V)
+            _c.check_integer(self.state_of_charge, "state_of_charge", 0, 100, _V)
         if self.full_so_c is not None:
-            _c.check_number(self.full_so_c, "full_so_c", 0, 100, None, _V)
+            _c.check_integer(self.full_so_c, "full_so_c", 0, 100, _V)
         if self.bulk_so_c is not None:
-            _c.check_number(self.bulk_so_c, "bulk_so_c", 0, 100, None, _V)
+            _c.check_integer(self.bulk_so_c, "bulk_so_c", 0, 100, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -3758,95 +3571,63 @@ class DCChargingParametersType(Datatype):
             if not _K_DCChargingParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_DCChargingParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["evMaxCurrent"]
-            except KeyError:
-                raise _c.missing("evMaxCurrent", _V) from None
+            if "evMaxCurrent" not in data:
+                raise _c.missing("evMaxCurrent", _V)
+            v = data["evMaxCurrent"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evMaxCurrent", v, "integer", _V)
+                v = _c.integer6("evMaxCurrent", v, _V)
             _s_DCChargingParametersType_ev_max_current(self, v)
-            try:
-                v = data["evMaxVoltage"]
-            except KeyError:
-                raise _c.missing("evMaxVoltage", _V) from None
+            if "evMaxVoltage" not in data:
+                raise _c.missing("evMaxVoltage", _V)
+            v = data["evMaxVoltage"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evMaxVoltage", v, "integer", _V)
+                v = _c.integer6("evMaxVoltage", v, _V)
             _s_DCChargingParametersType_ev_max_voltage(self, v)
             if "energyAmount" in data:
                 v = data["energyAmount"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("energyAmount", v, "integer", _V)
+                    v = _c.integer6("energyAmount", v, _V)
                 _s_DCChargingParametersType_energy_amount(self, v)
             else:
                 _s_DCChargingParametersType_energy_amount(self, None)
             if "evMaxPower" in data:
                 v = data["evMaxPower"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evMaxPower", v, "integer", _V)
+                    v = _c.integer6("evMaxPower", v, _V)
                 _s_DCChargingParametersType_ev_max_power(self, v)
             else:
                 _s_DCChargingParametersType_ev_max_power(self, None)
             if "stateOfCharge" in data:
                 v = data["stateOfCharge"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stateOfCharge", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("stateOfCharge", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("stateOfCharge", v, 100, _V)
+                    v = _c.integer6("stateOfCharge", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("stateOfCharge", v, "integer", 0, 100, None, _V)
                 _s_DCChargingParametersType_state_of_charge(self, v)
             else:
                 _s_DCChargingParametersType_state_of_charge(self, None)
             if "evEnergyCapacity" in data:
                 v = data["evEnergyCapacity"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evEnergyCapacity", v, "integer", _V)
+                    v = _c.integer6("evEnergyCapacity", v, _V)
                 _s_DCChargingParametersType_ev_energy_capacity(self, v)
             else:
                 _s_DCChargingParametersType_ev_energy_capacity(self, None)
             if "fullSoC" in data:
                 v = data["fullSoC"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("fullSoC", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("fullSoC", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("fullSoC", v, 100, _V)
+                    v = _c.integer6("fullSoC", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("fullSoC", v, "integer", 0, 100, None, _V)
                 _s_DCChargingParametersType_full_so_c(self, v)
             else:
                 _s_DCChargingParametersType_full_so_c(self, None)
             if "bulkSoC" in data:
                 v = data["bulkSoC"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("bulkSoC", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("bulkSoC", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("bulkSoC", v, 100, _V)
+                    v = _c.integer6("bulkSoC", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("bulkSoC", v, "integer", 0, 100, None, _V)
                 _s_DCChargingParametersType_bulk_so_c(self, v)
             else:
                 _s_DCChargingParametersType_bulk_so_c(self, None)
@@ -3899,7 +3680,7 @@ class EVSEType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 1, None, None, _V)
+        _c.check_integer(self.id, "id", 1, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id}
@@ -3917,25 +3698,18 @@ class EVSEType(Datatype):
             if not _K_EVSEType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVSEType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 1:
-                raise _c.too_small("id", v, 1, _V)
+                raise _c.number_error("id", v, "integer", 1, None, None, _V)
             _s_EVSEType_id(self, v)
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("connectorId", v, "integer", _V)
+                    v = _c.integer6("connectorId", v, _V)
                 _s_EVSEType_connector_id(self, v)
             else:
                 _s_EVSEType_connector_id(self, None)
@@ -4053,29 +3827,20 @@ class EventDataType(Datatype):
             if not _K_EventDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_EventDataType, _V)
             self = _new(cls)
-            try:
-                v = data["eventId"]
-            except KeyError:
-                raise _c.missing("eventId", _V) from None
+            if "eventId" not in data:
+                raise _c.missing("eventId", _V)
+            v = data["eventId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("eventId", v, "integer", _V)
+                v = _c.integer6("eventId", v, _V)
             _s_EventDataType_event_id(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_EventDataType_timestamp(self, v)
-            try:
-                v = data["trigger"]
-            except KeyError:
-                raise _c.missing("trigger", _V) from None
+            if "trigger" not in data:
+                raise _c.missing("trigger", _V)
+            v = data["trigger"]
             try:
                 v = _E_EventTriggerEnumType[v]
             except (KeyError, TypeError):
@@ -4084,37 +3849,27 @@ class EventDataType(Datatype):
             if "cause" in data:
                 v = data["cause"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("cause", v, "integer", _V)
+                    v = _c.integer6("cause", v, _V)
                 _s_EventDataType_cause(self, v)
             else:
                 _s_EventDataType_cause(self, None)
-            try:
-                v = data["actualValue"]
-            except KeyError:
-                raise _c.missing("actualValue", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("actualValue", v, "string", _V)
-            if len(v) > 2500:
-                raise _c.too_long("actualValue", v, 2500, _V)
+            if "actualValue" not in data:
+                raise _c.missing("actualValue", _V)
+            v = data["actualValue"]
+            if not isinstance(v, str) or len(v) > 2500:
+                raise _c.string_error("actualValue", v, None, 2500, False, _V)
             _s_EventDataType_actual_value(self, v)
             if "techCode" in data:
                 v = data["techCode"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techCode", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("techCode", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("techCode", v, None, 50, False, _V)
                 _s_EventDataType_tech_code(self, v)
             else:
                 _s_EventDataType_tech_code(self, None)
             if "techInfo" in data:
                 v = data["techInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techInfo", v, "string", _V)
-                if len(v) > 500:
-                    raise _c.too_long("techInfo", v, 500, _V)
+                if not isinstance(v, str) or len(v) > 500:
+                    raise _c.string_error("techInfo", v, None, 500, False, _V)
                 _s_EventDataType_tech_info(self, v)
             else:
                 _s_EventDataType_tech_info(self, None)
@@ -4127,33 +3882,26 @@ class EventDataType(Datatype):
                 _s_EventDataType_cleared(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_EventDataType_transaction_id(self, v)
             else:
                 _s_EventDataType_transaction_id(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_EventDataType_component(self, v)
             if "variableMonitoringId" in data:
                 v = data["variableMonitoringId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("variableMonitoringId", v, "integer", _V)
+                    v = _c.integer6("variableMonitoringId", v, _V)
                 _s_EventDataType_variable_monitoring_id(self, v)
             else:
                 _s_EventDataType_variable_monitoring_id(self, None)
-            try:
-                v = data["eventNotificationType"]
-            except KeyError:
-                raise _c.missing("eventNotificationType", _V) from None
+            if "eventNotificationType" not in data:
+                raise _c.missing("eventNotificationType", _V)
+            v = data["eventNotificationType"]
             try:
                 v = _E_EventNotificationEnumType[v]
             except (KeyError, TypeError):
@@ -4161,10 +3909,9 @@ class EventDataType(Datatype):
                     "eventNotificationType", v, _E_EventNotificationEnumType, _V
                 ) from None
             _s_EventDataType_event_notification_type(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_EventDataType_variable(self, v)
             if "customData" in data:
@@ -4270,48 +4017,34 @@ class FirmwareType(Datatype):
             if not _K_FirmwareType.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareType, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("location", v, 512, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("location", v, None, 512, False, _V)
             _s_FirmwareType_location(self, v)
-            try:
-                v = data["retrieveDateTime"]
-            except KeyError:
-                raise _c.missing("retrieveDateTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("retrieveDateTime", v, _V)
-            v = d
+            if "retrieveDateTime" not in data:
+                raise _c.missing("retrieveDateTime", _V)
+            v = data["retrieveDateTime"]
+            v = _c.to_datetime("retrieveDateTime", v, _V)
             _s_FirmwareType_retrieve_date_time(self, v)
             if "installDateTime" in data:
                 v = data["installDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("installDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("installDateTime", v, _V)
                 _s_FirmwareType_install_date_time(self, v)
             else:
                 _s_FirmwareType_install_date_time(self, None)
             if "signingCertificate" in data:
                 v = data["signingCertificate"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("signingCertificate", v, "string", _V)
-                if len(v) > 5500:
-                    raise _c.too_long("signingCertificate", v, 5500, _V)
+                if not isinstance(v, str) or len(v) > 5500:
+                    raise _c.string_error("signingCertificate", v, None, 5500, False, _V)
                 _s_FirmwareType_signing_certificate(self, v)
             else:
                 _s_FirmwareType_signing_certificate(self, None)
             if "signature" in data:
                 v = data["signature"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("signature", v, "string", _V)
-                if len(v) > 800:
-                    raise _c.too_long("signature", v, 800, _V)
+                if not isinstance(v, str) or len(v) > 800:
+                    raise _c.string_error("signature", v, None, 800, False, _V)
                 _s_FirmwareType_signature(self, v)
             else:
                 _s_FirmwareType_signature(self, None)
@@ -4394,16 +4127,14 @@ class GetVariableDataType(Datatype):
                 _s_GetVariableDataType_attribute_type(self, v)
             else:
                 _s_GetVariableDataType_attribute_type(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_GetVariableDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_GetVariableDataType_variable(self, v)
             if "customData" in data:
@@ -4499,10 +4230,9 @@ class GetVariableResultType(Datatype):
                 _s_GetVariableResultType_attribute_status_info(self, v)
             else:
                 _s_GetVariableResultType_attribute_status_info(self, None)
-            try:
-                v = data["attributeStatus"]
-            except KeyError:
-                raise _c.missing("attributeStatus", _V) from None
+            if "attributeStatus" not in data:
+                raise _c.missing("attributeStatus", _V)
+            v = data["attributeStatus"]
             try:
                 v = _E_GetVariableStatusEnumType[v]
             except (KeyError, TypeError):
@@ -4521,23 +4251,19 @@ class GetVariableResultType(Datatype):
                 _s_GetVariableResultType_attribute_type(self, None)
             if "attributeValue" in data:
                 v = data["attributeValue"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("attributeValue", v, "string", _V)
-                if len(v) > 2500:
-                    raise _c.too_long("attributeValue", v, 2500, _V)
+                if not isinstance(v, str) or len(v) > 2500:
+                    raise _c.string_error("attributeValue", v, None, 2500, False, _V)
                 _s_GetVariableResultType_attribute_value(self, v)
             else:
                 _s_GetVariableResultType_attribute_value(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_GetVariableResultType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_GetVariableResultType_variable(self, v)
             if "customData" in data:
@@ -4609,7 +4335,7 @@ class IdTokenInfoType(Datatype):
         if self.cache_expiry_date_time is not None:
             _c.check_datetime(self.cache_expiry_date_time, "cache_expiry_date_time", _V)
         if self.charging_priority is not None:
-            _c.check_number(self.charging_priority, "charging_priority", -9, 9, None, _V)
+            _c.check_integer(self.charging_priority, "charging_priority", -9, 9, _V)
         if self.language1 is not None:
             _c.check_str(self.language1, "language1", None, 8, False, _V)
         if self.evse_id is not None:
@@ -4645,10 +4371,9 @@ class IdTokenInfoType(Datatype):
             if not _K_IdTokenInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_IdTokenInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_AuthorizationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -4656,49 +4381,34 @@ class IdTokenInfoType(Datatype):
             _s_IdTokenInfoType_status(self, v)
             if "cacheExpiryDateTime" in data:
                 v = data["cacheExpiryDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("cacheExpiryDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("cacheExpiryDateTime", v, _V)
                 _s_IdTokenInfoType_cache_expiry_date_time(self, v)
             else:
                 _s_IdTokenInfoType_cache_expiry_date_time(self, None)
             if "chargingPriority" in data:
                 v = data["chargingPriority"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("chargingPriority", v, "integer", _V)
-                if v < -9:
-                    raise _c.too_small("chargingPriority", v, -9, _V)
-                if v > 9:
-                    raise _c.too_big("chargingPriority", v, 9, _V)
+                    v = _c.integer6("chargingPriority", v, _V)
+                if v < -9 or v > 9:
+                    raise _c.number_error("chargingPriority", v, "integer", -9, 9, None, _V)
                 _s_IdTokenInfoType_charging_priority(self, v)
             else:
                 _s_IdTokenInfoType_charging_priority(self, None)
             if "language1" in data:
                 v = data["language1"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("language1", v, "string", _V)
-                if len(v) > 8:
-                    raise _c.too_long("language1", v, 8, _V)
+                if not isinstance(v, str) or len(v) > 8:
+                    raise _c.string_error("language1", v, None, 8, False, _V)
                 _s_IdTokenInfoType_language1(self, v)
             else:
                 _s_IdTokenInfoType_language1(self, None)
             if "evseId" in data:
                 v = data["evseId"]
-                if type(v) is not list:
-                    raise _c.wrong_type("evseId", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("evseId", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("evseId", v, 1, None, _V)
                 a_evse_id: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"evseId[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"evseId[{i}]", x, _V)
                     a_evse_id.append(x)
                 v = tuple(a_evse_id)
                 _s_IdTokenInfoType_evse_id(self, v)
@@ -4712,10 +4422,8 @@ class IdTokenInfoType(Datatype):
                 _s_IdTokenInfoType_group_id_token(self, None)
             if "language2" in data:
                 v = data["language2"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("language2", v, "string", _V)
-                if len(v) > 8:
-                    raise _c.too_long("language2", v, 8, _V)
+                if not isinstance(v, str) or len(v) > 8:
+                    raise _c.string_error("language2", v, None, 8, False, _V)
                 _s_IdTokenInfoType_language2(self, v)
             else:
                 _s_IdTokenInfoType_language2(self, None)
@@ -4802,10 +4510,8 @@ class IdTokenType(Datatype):
             self = _new(cls)
             if "additionalInfo" in data:
                 v = data["additionalInfo"]
-                if type(v) is not list:
-                    raise _c.wrong_type("additionalInfo", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("additionalInfo", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("additionalInfo", v, 1, None, _V)
                 try:
                     v = tuple([AdditionalInfoType.from_json(x) for x in v])
                 except _Err as e:
@@ -4813,19 +4519,15 @@ class IdTokenType(Datatype):
                 _s_IdTokenType_additional_info(self, v)
             else:
                 _s_IdTokenType_additional_info(self, None)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idToken", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("idToken", v, 36, _V)
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("idToken", v, None, 36, False, _V)
             _s_IdTokenType_id_token(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_IdTokenEnumType[v]
             except (KeyError, TypeError):
@@ -4891,30 +4593,21 @@ class LogParametersType(Datatype):
             if not _K_LogParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_LogParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["remoteLocation"]
-            except KeyError:
-                raise _c.missing("remoteLocation", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("remoteLocation", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("remoteLocation", v, 512, _V)
+            if "remoteLocation" not in data:
+                raise _c.missing("remoteLocation", _V)
+            v = data["remoteLocation"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("remoteLocation", v, None, 512, False, _V)
             _s_LogParametersType_remote_location(self, v)
             if "oldestTimestamp" in data:
                 v = data["oldestTimestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("oldestTimestamp", v, _V)
-                v = d
+                v = _c.to_datetime("oldestTimestamp", v, _V)
                 _s_LogParametersType_oldest_timestamp(self, v)
             else:
                 _s_LogParametersType_oldest_timestamp(self, None)
             if "latestTimestamp" in data:
                 v = data["latestTimestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("latestTimestamp", v, _V)
-                v = d
+                v = _c.to_datetime("latestTimestamp", v, _V)
                 _s_LogParametersType_latest_timestamp(self, v)
             else:
                 _s_LogParametersType_latest_timestamp(self, None)
@@ -4975,10 +4668,9 @@ class MessageContentType(Datatype):
             if not _K_MessageContentType.issuperset(data):
                 raise _c.not_allowed(data, _K_MessageContentType, _V)
             self = _new(cls)
-            try:
-                v = data["format"]
-            except KeyError:
-                raise _c.missing("format", _V) from None
+            if "format" not in data:
+                raise _c.missing("format", _V)
+            v = data["format"]
             try:
                 v = _E_MessageFormatEnumType[v]
             except (KeyError, TypeError):
@@ -4986,21 +4678,16 @@ class MessageContentType(Datatype):
             _s_MessageContentType_format(self, v)
             if "language" in data:
                 v = data["language"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("language", v, "string", _V)
-                if len(v) > 8:
-                    raise _c.too_long("language", v, 8, _V)
+                if not isinstance(v, str) or len(v) > 8:
+                    raise _c.string_error("language", v, None, 8, False, _V)
                 _s_MessageContentType_language(self, v)
             else:
                 _s_MessageContentType_language(self, None)
-            try:
-                v = data["content"]
-            except KeyError:
-                raise _c.missing("content", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("content", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("content", v, 512, _V)
+            if "content" not in data:
+                raise _c.missing("content", _V)
+            v = data["content"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("content", v, None, 512, False, _V)
             _s_MessageContentType_content(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -5101,20 +4788,15 @@ class MessageInfoType(Datatype):
                 _s_MessageInfoType_display(self, v)
             else:
                 _s_MessageInfoType_display(self, None)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_MessageInfoType_id(self, v)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             try:
                 v = _E_MessagePriorityEnumType[v]
             except (KeyError, TypeError):
@@ -5131,35 +4813,26 @@ class MessageInfoType(Datatype):
                 _s_MessageInfoType_state(self, None)
             if "startDateTime" in data:
                 v = data["startDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("startDateTime", v, _V)
                 _s_MessageInfoType_start_date_time(self, v)
             else:
                 _s_MessageInfoType_start_date_time(self, None)
             if "endDateTime" in data:
                 v = data["endDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("endDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("endDateTime", v, _V)
                 _s_MessageInfoType_end_date_time(self, v)
             else:
                 _s_MessageInfoType_end_date_time(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_MessageInfoType_transaction_id(self, v)
             else:
                 _s_MessageInfoType_transaction_id(self, None)
-            try:
-                v = data["message"]
-            except KeyError:
-                raise _c.missing("message", _V) from None
+            if "message" not in data:
+                raise _c.missing("message", _V)
+            v = data["message"]
             v = MessageContentType.from_json(v, "message")
             _s_MessageInfoType_message(self, v)
             if "customData" in data:
@@ -5233,27 +4906,20 @@ class MeterValueType(Datatype):
             if not _K_MeterValueType.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValueType, _V)
             self = _new(cls)
-            try:
-                v = data["sampledValue"]
-            except KeyError:
-                raise _c.missing("sampledValue", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("sampledValue", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("sampledValue", v, 1, _V)
+            if "sampledValue" not in data:
+                raise _c.missing("sampledValue", _V)
+            v = data["sampledValue"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("sampledValue", v, 1, None, _V)
             try:
                 v = tuple([SampledValueType.from_json(x) for x in v])
             except _Err as e:
                 raise _c.locate(e, "sampledValue", v, SampledValueType.from_json) from None
             _s_MeterValueType_sampled_value(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_MeterValueType_timestamp(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -5312,19 +4978,15 @@ class ModemType(Datatype):
             self = _new(cls)
             if "iccid" in data:
                 v = data["iccid"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("iccid", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("iccid", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("iccid", v, None, 20, False, _V)
                 _s_ModemType_iccid(self, v)
             else:
                 _s_ModemType_iccid(self, None)
             if "imsi" in data:
                 v = data["imsi"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("imsi", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("imsi", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("imsi", v, None, 20, False, _V)
                 _s_ModemType_imsi(self, v)
             else:
                 _s_ModemType_imsi(self, None)
@@ -5385,26 +5047,21 @@ class MonitoringDataType(Datatype):
             if not _K_MonitoringDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_MonitoringDataType, _V)
             self = _new(cls)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_MonitoringDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_MonitoringDataType_variable(self, v)
-            try:
-                v = data["variableMonitoring"]
-            except KeyError:
-                raise _c.missing("variableMonitoring", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("variableMonitoring", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("variableMonitoring", v, 1, _V)
+            if "variableMonitoring" not in data:
+                raise _c.missing("variableMonitoring", _V)
+            v = data["variableMonitoring"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("variableMonitoring", v, 1, None, _V)
             try:
                 v = tuple([VariableMonitoringType.from_json(x) for x in v])
             except _Err as e:
@@ -5511,57 +5168,43 @@ class NetworkConnectionProfileType(Datatype):
                 _s_NetworkConnectionProfileType_apn(self, v)
             else:
                 _s_NetworkConnectionProfileType_apn(self, None)
-            try:
-                v = data["ocppVersion"]
-            except KeyError:
-                raise _c.missing("ocppVersion", _V) from None
+            if "ocppVersion" not in data:
+                raise _c.missing("ocppVersion", _V)
+            v = data["ocppVersion"]
             try:
                 v = _E_OCPPVersionEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("ocppVersion", v, _E_OCPPVersionEnumType, _V) from None
             _s_NetworkConnectionProfileType_ocpp_version(self, v)
-            try:
-                v = data["ocppTransport"]
-            except KeyError:
-                raise _c.missing("ocppTransport", _V) from None
+            if "ocppTransport" not in data:
+                raise _c.missing("ocppTransport", _V)
+            v = data["ocppTransport"]
             try:
                 v = _E_OCPPTransportEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("ocppTransport", v, _E_OCPPTransportEnumType, _V) from None
             _s_NetworkConnectionProfileType_ocpp_transport(self, v)
-            try:
-                v = data["ocppCsmsUrl"]
-            except KeyError:
-                raise _c.missing("ocppCsmsUrl", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("ocppCsmsUrl", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("ocppCsmsUrl", v, 512, _V)
+            if "ocppCsmsUrl" not in data:
+                raise _c.missing("ocppCsmsUrl", _V)
+            v = data["ocppCsmsUrl"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("ocppCsmsUrl", v, None, 512, False, _V)
             _s_NetworkConnectionProfileType_ocpp_csms_url(self, v)
-            try:
-                v = data["messageTimeout"]
-            except KeyError:
-                raise _c.missing("messageTimeout", _V) from None
+            if "messageTimeout" not in data:
+                raise _c.missing("messageTimeout", _V)
+            v = data["messageTimeout"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("messageTimeout", v, "integer", _V)
+                v = _c.integer6("messageTimeout", v, _V)
             _s_NetworkConnectionProfileType_message_timeout(self, v)
-            try:
-                v = data["securityProfile"]
-            except KeyError:
-                raise _c.missing("securityProfile", _V) from None
+            if "securityProfile" not in data:
+                raise _c.missing("securityProfile", _V)
+            v = data["securityProfile"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("securityProfile", v, "integer", _V)
+                v = _c.integer6("securityProfile", v, _V)
             _s_NetworkConnectionProfileType_security_profile(self, v)
-            try:
-                v = data["ocppInterface"]
-            except KeyError:
-                raise _c.missing("ocppInterface", _V) from None
+            if "ocppInterface" not in data:
+                raise _c.missing("ocppInterface", _V)
+            v = data["ocppInterface"]
             try:
                 v = _E_OCPPInterfaceEnumType[v]
             except (KeyError, TypeError):
@@ -5664,50 +5307,37 @@ class OCSPRequestDataType(Datatype):
             if not _K_OCSPRequestDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_OCSPRequestDataType, _V)
             self = _new(cls)
-            try:
-                v = data["hashAlgorithm"]
-            except KeyError:
-                raise _c.missing("hashAlgorithm", _V) from None
+            if "hashAlgorithm" not in data:
+                raise _c.missing("hashAlgorithm", _V)
+            v = data["hashAlgorithm"]
             try:
                 v = _E_HashAlgorithmEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("hashAlgorithm", v, _E_HashAlgorithmEnumType, _V) from None
             _s_OCSPRequestDataType_hash_algorithm(self, v)
-            try:
-                v = data["issuerNameHash"]
-            except KeyError:
-                raise _c.missing("issuerNameHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerNameHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerNameHash", v, 128, _V)
+            if "issuerNameHash" not in data:
+                raise _c.missing("issuerNameHash", _V)
+            v = data["issuerNameHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerNameHash", v, None, 128, False, _V)
             _s_OCSPRequestDataType_issuer_name_hash(self, v)
-            try:
-                v = data["issuerKeyHash"]
-            except KeyError:
-                raise _c.missing("issuerKeyHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerKeyHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerKeyHash", v, 128, _V)
+            if "issuerKeyHash" not in data:
+                raise _c.missing("issuerKeyHash", _V)
+            v = data["issuerKeyHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerKeyHash", v, None, 128, False, _V)
             _s_OCSPRequestDataType_issuer_key_hash(self, v)
-            try:
-                v = data["serialNumber"]
-            except KeyError:
-                raise _c.missing("serialNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serialNumber", v, "string", _V)
-            if len(v) > 40:
-                raise _c.too_long("serialNumber", v, 40, _V)
+            if "serialNumber" not in data:
+                raise _c.missing("serialNumber", _V)
+            v = data["serialNumber"]
+            if not isinstance(v, str) or len(v) > 40:
+                raise _c.string_error("serialNumber", v, None, 40, False, _V)
             _s_OCSPRequestDataType_serial_number(self, v)
-            try:
-                v = data["responderURL"]
-            except KeyError:
-                raise _c.missing("responderURL", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("responderURL", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("responderURL", v, 512, _V)
+            if "responderURL" not in data:
+                raise _c.missing("responderURL", _V)
+            v = data["responderURL"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("responderURL", v, None, 512, False, _V)
             _s_OCSPRequestDataType_responder_url(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -5767,23 +5397,16 @@ class RelativeTimeIntervalType(Datatype):
             if not _K_RelativeTimeIntervalType.issuperset(data):
                 raise _c.not_allowed(data, _K_RelativeTimeIntervalType, _V)
             self = _new(cls)
-            try:
-                v = data["start"]
-            except KeyError:
-                raise _c.missing("start", _V) from None
+            if "start" not in data:
+                raise _c.missing("start", _V)
+            v = data["start"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("start", v, "integer", _V)
+                v = _c.integer6("start", v, _V)
             _s_RelativeTimeIntervalType_start(self, v)
             if "duration" in data:
                 v = data["duration"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("duration", v, "integer", _V)
+                    v = _c.integer6("duration", v, _V)
                 _s_RelativeTimeIntervalType_duration(self, v)
             else:
                 _s_RelativeTimeIntervalType_duration(self, None)
@@ -5849,28 +5472,21 @@ class ReportDataType(Datatype):
             if not _K_ReportDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportDataType, _V)
             self = _new(cls)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_ReportDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_ReportDataType_variable(self, v)
-            try:
-                v = data["variableAttribute"]
-            except KeyError:
-                raise _c.missing("variableAttribute", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("variableAttribute", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("variableAttribute", v, 1, _V)
-            if len(v) > 4:
-                raise _c.too_many("variableAttribute", v, 4, _V)
+            if "variableAttribute" not in data:
+                raise _c.missing("variableAttribute", _V)
+            v = data["variableAttribute"]
+            if type(v) is not list or len(v) < 1 or len(v) > 4:
+                raise _c.array_error("variableAttribute", v, 1, 4, _V)
             try:
                 v = tuple([VariableAttributeType.from_json(x) for x in v])
             except _Err as e:
@@ -5929,7 +5545,7 @@ class SalesTariffEntryType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.e_price_level is not None:
-            _c.check_number(self.e_price_level, "e_price_level", 0, None, None, _V)
+            _c.check_integer(self.e_price_level, "e_price_level", 0, None, _V)
         if self.consumption_cost is not None:
             _set(
                 self,
@@ -5955,32 +5571,24 @@ class SalesTariffEntryType(Datatype):
             if not _K_SalesTariffEntryType.issuperset(data):
                 raise _c.not_allowed(data, _K_SalesTariffEntryType, _V)
             self = _new(cls)
-            try:
-                v = data["relativeTimeInterval"]
-            except KeyError:
-                raise _c.missing("relativeTimeInterval", _V) from None
+            if "relativeTimeInterval" not in data:
+                raise _c.missing("relativeTimeInterval", _V)
+            v = data["relativeTimeInterval"]
             v = RelativeTimeIntervalType.from_json(v, "relativeTimeInterval")
             _s_SalesTariffEntryType_relative_time_interval(self, v)
             if "ePriceLevel" in data:
                 v = data["ePriceLevel"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("ePriceLevel", v, "integer", _V)
+                    v = _c.integer6("ePriceLevel", v, _V)
                 if v < 0:
-                    raise _c.too_small("ePriceLevel", v, 0, _V)
+                    raise _c.number_error("ePriceLevel", v, "integer", 0, None, None, _V)
                 _s_SalesTariffEntryType_e_price_level(self, v)
             else:
                 _s_SalesTariffEntryType_e_price_level(self, None)
             if "consumptionCost" in data:
                 v = data["consumptionCost"]
-                if type(v) is not list:
-                    raise _c.wrong_type("consumptionCost", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("consumptionCost", v, 1, _V)
-                if len(v) > 3:
-                    raise _c.too_many("consumptionCost", v, 3, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 3:
+                    raise _c.array_error("consumptionCost", v, 1, 3, _V)
                 try:
                     v = tuple([ConsumptionCostType.from_json(x) for x in v])
                 except _Err as e:
@@ -6064,45 +5672,31 @@ class SalesTariffType(Datatype):
             if not _K_SalesTariffType.issuperset(data):
                 raise _c.not_allowed(data, _K_SalesTariffType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_SalesTariffType_id(self, v)
             if "salesTariffDescription" in data:
                 v = data["salesTariffDescription"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("salesTariffDescription", v, "string", _V)
-                if len(v) > 32:
-                    raise _c.too_long("salesTariffDescription", v, 32, _V)
+                if not isinstance(v, str) or len(v) > 32:
+                    raise _c.string_error("salesTariffDescription", v, None, 32, False, _V)
                 _s_SalesTariffType_sales_tariff_description(self, v)
             else:
                 _s_SalesTariffType_sales_tariff_description(self, None)
             if "numEPriceLevels" in data:
                 v = data["numEPriceLevels"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("numEPriceLevels", v, "integer", _V)
+                    v = _c.integer6("numEPriceLevels", v, _V)
                 _s_SalesTariffType_num_e_price_levels(self, v)
             else:
                 _s_SalesTariffType_num_e_price_levels(self, None)
-            try:
-                v = data["salesTariffEntry"]
-            except KeyError:
-                raise _c.missing("salesTariffEntry", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("salesTariffEntry", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("salesTariffEntry", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("salesTariffEntry", v, 1024, _V)
+            if "salesTariffEntry" not in data:
+                raise _c.missing("salesTariffEntry", _V)
+            v = data["salesTariffEntry"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("salesTariffEntry", v, 1, 1024, _V)
             try:
                 v = tuple([SalesTariffEntryType.from_json(x) for x in v])
             except _Err as e:
@@ -6211,14 +5805,11 @@ class SampledValueType(Datatype):
             if not _K_SampledValueType.issuperset(data):
                 raise _c.not_allowed(data, _K_SampledValueType, _V)
             self = _new(cls)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("value", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("value", v, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("value", v, "number", None, None, None, _V)
             _s_SampledValueType_value(self, v)
             if "context" in data:
                 v = data["context"]
@@ -6324,7 +5915,7 @@ class SetMonitoringDataType(Datatype):
     def __attrs_post_init__(self) -> None:
         _c.check_number(self.value, "value", None, None, None, _V)
         _set(self, "type", _c.check_enum(self.type, _E_MonitorEnumType, "type", _V))
-        _c.check_number(self.severity, "severity", 0, 9, None, _V)
+        _c.check_integer(self.severity, "severity", 0, 9, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -6353,10 +5944,7 @@ class SetMonitoringDataType(Datatype):
             if "id" in data:
                 v = data["id"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("id", v, "integer", _V)
+                    v = _c.integer6("id", v, _V)
                 _s_SetMonitoringDataType_id(self, v)
             else:
                 _s_SetMonitoringDataType_id(self, None)
@@ -6367,48 +5955,36 @@ class SetMonitoringDataType(Datatype):
                 _s_SetMonitoringDataType_transaction(self, v)
             else:
                 _s_SetMonitoringDataType_transaction(self, None)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("value", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("value", v, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("value", v, "number", None, None, None, _V)
             _s_SetMonitoringDataType_value(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_MonitorEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_MonitorEnumType, _V) from None
             _s_SetMonitoringDataType_type(self, v)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
-            if v > 9:
-                raise _c.too_big("severity", v, 9, _V)
+                v = _c.integer6("severity", v, _V)
+            if v < 0 or v > 9:
+                raise _c.number_error("severity", v, "integer", 0, 9, None, _V)
             _s_SetMonitoringDataType_severity(self, v)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetMonitoringDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetMonitoringDataType_variable(self, v)
             if "customData" in data:
@@ -6497,10 +6073,7 @@ class SetMonitoringResultType(Datatype):
             if "id" in data:
                 v = data["id"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("id", v, "integer", _V)
+                    v = _c.integer6("id", v, _V)
                 _s_SetMonitoringResultType_id(self, v)
             else:
                 _s_SetMonitoringResultType_id(self, None)
@@ -6510,45 +6083,37 @@ class SetMonitoringResultType(Datatype):
                 _s_SetMonitoringResultType_status_info(self, v)
             else:
                 _s_SetMonitoringResultType_status_info(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_SetMonitoringStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("status", v, _E_SetMonitoringStatusEnumType, _V) from None
             _s_SetMonitoringResultType_status(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_MonitorEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_MonitorEnumType, _V) from None
             _s_SetMonitoringResultType_type(self, v)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetMonitoringResultType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetMonitoringResultType_variable(self, v)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
+                v = _c.integer6("severity", v, _V)
             _s_SetMonitoringResultType_severity(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -6638,25 +6203,20 @@ class SetVariableDataType(Datatype):
                 _s_SetVariableDataType_attribute_type(self, v)
             else:
                 _s_SetVariableDataType_attribute_type(self, None)
-            try:
-                v = data["attributeValue"]
-            except KeyError:
-                raise _c.missing("attributeValue", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("attributeValue", v, "string", _V)
-            if len(v) > 1000:
-                raise _c.too_long("attributeValue", v, 1000, _V)
+            if "attributeValue" not in data:
+                raise _c.missing("attributeValue", _V)
+            v = data["attributeValue"]
+            if not isinstance(v, str) or len(v) > 1000:
+                raise _c.string_error("attributeValue", v, None, 1000, False, _V)
             _s_SetVariableDataType_attribute_value(self, v)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetVariableDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetVariableDataType_variable(self, v)
             if "customData" in data:
@@ -6752,10 +6312,9 @@ class SetVariableResultType(Datatype):
                 _s_SetVariableResultType_attribute_type(self, v)
             else:
                 _s_SetVariableResultType_attribute_type(self, None)
-            try:
-                v = data["attributeStatus"]
-            except KeyError:
-                raise _c.missing("attributeStatus", _V) from None
+            if "attributeStatus" not in data:
+                raise _c.missing("attributeStatus", _V)
+            v = data["attributeStatus"]
             try:
                 v = _E_SetVariableStatusEnumType[v]
             except (KeyError, TypeError):
@@ -6769,16 +6328,14 @@ class SetVariableResultType(Datatype):
                 _s_SetVariableResultType_attribute_status_info(self, v)
             else:
                 _s_SetVariableResultType_attribute_status_info(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetVariableResultType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetVariableResultType_variable(self, v)
             if "customData" in data:
@@ -6852,41 +6409,29 @@ class SignedMeterValueType(Datatype):
             if not _K_SignedMeterValueType.issuperset(data):
                 raise _c.not_allowed(data, _K_SignedMeterValueType, _V)
             self = _new(cls)
-            try:
-                v = data["signedMeterData"]
-            except KeyError:
-                raise _c.missing("signedMeterData", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("signedMeterData", v, "string", _V)
-            if len(v) > 32768:
-                raise _c.too_long("signedMeterData", v, 32768, _V)
+            if "signedMeterData" not in data:
+                raise _c.missing("signedMeterData", _V)
+            v = data["signedMeterData"]
+            if not isinstance(v, str) or len(v) > 32768:
+                raise _c.string_error("signedMeterData", v, None, 32768, False, _V)
             _s_SignedMeterValueType_signed_meter_data(self, v)
-            try:
-                v = data["signingMethod"]
-            except KeyError:
-                raise _c.missing("signingMethod", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("signingMethod", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("signingMethod", v, 50, _V)
+            if "signingMethod" not in data:
+                raise _c.missing("signingMethod", _V)
+            v = data["signingMethod"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("signingMethod", v, None, 50, False, _V)
             _s_SignedMeterValueType_signing_method(self, v)
-            try:
-                v = data["encodingMethod"]
-            except KeyError:
-                raise _c.missing("encodingMethod", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("encodingMethod", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("encodingMethod", v, 50, _V)
+            if "encodingMethod" not in data:
+                raise _c.missing("encodingMethod", _V)
+            v = data["encodingMethod"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("encodingMethod", v, None, 50, False, _V)
             _s_SignedMeterValueType_encoding_method(self, v)
-            try:
-                v = data["publicKey"]
-            except KeyError:
-                raise _c.missing("publicKey", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("publicKey", v, "string", _V)
-            if len(v) > 2500:
-                raise _c.too_long("publicKey", v, 2500, _V)
+            if "publicKey" not in data:
+                raise _c.missing("publicKey", _V)
+            v = data["publicKey"]
+            if not isinstance(v, str) or len(v) > 2500:
+                raise _c.string_error("publicKey", v, None, 2500, False, _V)
             _s_SignedMeterValueType_public_key(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -6949,21 +6494,16 @@ class StatusInfoType(Datatype):
             if not _K_StatusInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["reasonCode"]
-            except KeyError:
-                raise _c.missing("reasonCode", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("reasonCode", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("reasonCode", v, 20, _V)
+            if "reasonCode" not in data:
+                raise _c.missing("reasonCode", _V)
+            v = data["reasonCode"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("reasonCode", v, None, 20, False, _V)
             _s_StatusInfoType_reason_code(self, v)
             if "additionalInfo" in data:
                 v = data["additionalInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("additionalInfo", v, "string", _V)
-                if len(v) > 512:
-                    raise _c.too_long("additionalInfo", v, 512, _V)
+                if not isinstance(v, str) or len(v) > 512:
+                    raise _c.string_error("additionalInfo", v, None, 512, False, _V)
                 _s_StatusInfoType_additional_info(self, v)
             else:
                 _s_StatusInfoType_additional_info(self, None)
@@ -7047,14 +6587,11 @@ class TransactionType(Datatype):
             if not _K_TransactionType.issuperset(data):
                 raise _c.not_allowed(data, _K_TransactionType, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_TransactionType_transaction_id(self, v)
             if "chargingState" in data:
                 v = data["chargingState"]
@@ -7068,10 +6605,7 @@ class TransactionType(Datatype):
             if "timeSpentCharging" in data:
                 v = data["timeSpentCharging"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("timeSpentCharging", v, "integer", _V)
+                    v = _c.integer6("timeSpentCharging", v, _V)
                 _s_TransactionType_time_spent_charging(self, v)
             else:
                 _s_TransactionType_time_spent_charging(self, None)
@@ -7087,10 +6621,7 @@ class TransactionType(Datatype):
             if "remoteStartId" in data:
                 v = data["remoteStartId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("remoteStartId", v, "integer", _V)
+                    v = _c.integer6("remoteStartId", v, _V)
                 _s_TransactionType_remote_start_id(self, v)
             else:
                 _s_TransactionType_remote_start_id(self, None)
@@ -7160,20 +6691,15 @@ class UnitOfMeasureType(Datatype):
             self = _new(cls)
             if "unit" in data:
                 v = data["unit"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("unit", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("unit", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("unit", v, None, 20, False, _V)
                 _s_UnitOfMeasureType_unit(self, v)
             else:
                 _s_UnitOfMeasureType_unit(self, None)
             if "multiplier" in data:
                 v = data["multiplier"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("multiplier", v, "integer", _V)
+                    v = _c.integer6("multiplier", v, _V)
                 _s_UnitOfMeasureType_multiplier(self, v)
             else:
                 _s_UnitOfMeasureType_multiplier(self, None)
@@ -7243,55 +6769,40 @@ class VPNType(Datatype):
             if not _K_VPNType.issuperset(data):
                 raise _c.not_allowed(data, _K_VPNType, _V)
             self = _new(cls)
-            try:
-                v = data["server"]
-            except KeyError:
-                raise _c.missing("server", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("server", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("server", v, 512, _V)
+            if "server" not in data:
+                raise _c.missing("server", _V)
+            v = data["server"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("server", v, None, 512, False, _V)
             _s_VPNType_server(self, v)
-            try:
-                v = data["user"]
-            except KeyError:
-                raise _c.missing("user", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("user", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("user", v, 20, _V)
+            if "user" not in data:
+                raise _c.missing("user", _V)
+            v = data["user"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("user", v, None, 20, False, _V)
             _s_VPNType_user(self, v)
             if "group" in data:
                 v = data["group"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("group", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("group", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("group", v, None, 20, False, _V)
                 _s_VPNType_group(self, v)
             else:
                 _s_VPNType_group(self, None)
-            try:
-                v = data["password"]
-            except KeyError:
-                raise _c.missing("password", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("password", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("password", v, 20, _V)
+            if "password" not in data:
+                raise _c.missing("password", _V)
+            v = data["password"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("password", v, None, 20, False, _V)
             _s_VPNType_password(self, v)
-            try:
-                v = data["key"]
-            except KeyError:
-                raise _c.missing("key", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("key", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("key", v, 255, _V)
+            if "key" not in data:
+                raise _c.missing("key", _V)
+            v = data["key"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("key", v, None, 255, False, _V)
             _s_VPNType_key(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_VPNEnumType[v]
             except (KeyError, TypeError):
@@ -7384,10 +6895,8 @@ class VariableAttributeType(Datatype):
                 _s_VariableAttributeType_type(self, None)
             if "value" in data:
                 v = data["value"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("value", v, "string", _V)
-                if len(v) > 2500:
-                    raise _c.too_long("value", v, 2500, _V)
+                if not isinstance(v, str) or len(v) > 2500:
+                    raise _c.string_error("value", v, None, 2500, False, _V)
                 _s_VariableAttributeType_value(self, v)
             else:
                 _s_VariableAttributeType_value(self, None)
@@ -7494,17 +7003,14 @@ class VariableCharacteristicsType(Datatype):
             self = _new(cls)
             if "unit" in data:
                 v = data["unit"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("unit", v, "string", _V)
-                if len(v) > 16:
-                    raise _c.too_long("unit", v, 16, _V)
+                if not isinstance(v, str) or len(v) > 16:
+                    raise _c.string_error("unit", v, None, 16, False, _V)
                 _s_VariableCharacteristicsType_unit(self, v)
             else:
                 _s_VariableCharacteristicsType_unit(self, None)
-            try:
-                v = data["dataType"]
-            except KeyError:
-                raise _c.missing("dataType", _V) from None
+            if "dataType" not in data:
+                raise _c.missing("dataType", _V)
+            v = data["dataType"]
             try:
                 v = _E_DataEnumType[v]
             except (KeyError, TypeError):
@@ -7512,35 +7018,28 @@ class VariableCharacteristicsType(Datatype):
             _s_VariableCharacteristicsType_data_type(self, v)
             if "minLimit" in data:
                 v = data["minLimit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minLimit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minLimit", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minLimit", v, "number", None, None, None, _V)
                 _s_VariableCharacteristicsType_min_limit(self, v)
             else:
                 _s_VariableCharacteristicsType_min_limit(self, None)
             if "maxLimit" in data:
                 v = data["maxLimit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxLimit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxLimit", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxLimit", v, "number", None, None, None, _V)
                 _s_VariableCharacteristicsType_max_limit(self, v)
             else:
                 _s_VariableCharacteristicsType_max_limit(self, None)
             if "valuesList" in data:
                 v = data["valuesList"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("valuesList", v, "string", _V)
-                if len(v) > 1000:
-                    raise _c.too_long("valuesList", v, 1000, _V)
+                if not isinstance(v, str) or len(v) > 1000:
+                    raise _c.string_error("valuesList", v, None, 1000, False, _V)
                 _s_VariableCharacteristicsType_values_list(self, v)
             else:
                 _s_VariableCharacteristicsType_values_list(self, None)
-            try:
-                v = data["supportsMonitoring"]
-            except KeyError:
-                raise _c.missing("supportsMonitoring", _V) from None
+            if "supportsMonitoring" not in data:
+                raise _c.missing("supportsMonitoring", _V)
+            v = data["supportsMonitoring"]
             if type(v) is not bool:
                 raise _c.wrong_type("supportsMonitoring", v, "boolean", _V)
             _s_VariableCharacteristicsType_supports_monitoring(self, v)
@@ -7596,7 +7095,7 @@ class VariableMonitoringType(Datatype):
     def __attrs_post_init__(self) -> None:
         _c.check_number(self.value, "value", None, None, None, _V)
         _set(self, "type", _c.check_enum(self.type, _E_MonitorEnumType, "type", _V))
-        _c.check_number(self.severity, "severity", 0, 9, None, _V)
+        _c.check_integer(self.severity, "severity", 0, 9, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -7618,54 +7117,39 @@ class VariableMonitoringType(Datatype):
             if not _K_VariableMonitoringType.issuperset(data):
                 raise _c.not_allowed(data, _K_VariableMonitoringType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_VariableMonitoringType_id(self, v)
-            try:
-                v = data["transaction"]
-            except KeyError:
-                raise _c.missing("transaction", _V) from None
+            if "transaction" not in data:
+                raise _c.missing("transaction", _V)
+            v = data["transaction"]
             if type(v) is not bool:
                 raise _c.wrong_type("transaction", v, "boolean", _V)
             _s_VariableMonitoringType_transaction(self, v)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("value", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("value", v, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("value", v, "number", None, None, None, _V)
             _s_VariableMonitoringType_value(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_MonitorEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_MonitorEnumType, _V) from None
             _s_VariableMonitoringType_type(self, v)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
-            if v > 9:
-                raise _c.too_big("severity", v, 9, _V)
+                v = _c.integer6("severity", v, _V)
+            if v < 0 or v > 9:
+                raise _c.number_error("severity", v, "integer", 0, 9, None, _V)
             _s_VariableMonitoringType_severity(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -7724,21 +7208,16 @@ class VariableType(Datatype):
             if not _K_VariableType.issuperset(data):
                 raise _c.not_allowed(data, _K_VariableType, _V)
             self = _new(cls)
-            try:
-                v = data["name"]
-            except KeyError:
-                raise _c.missing("name", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("name", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("name", v, 50, _V)
+            if "name" not in data:
+                raise _c.missing("name", _V)
+            v = data["name"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("name", v, None, 50, False, _V)
             _s_VariableType_name(self, v)
             if "instance" in data:
                 v = data["instance"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("instance", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("instance", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("instance", v, None, 50, False, _V)
                 _s_VariableType_instance(self, v)
             else:
                 _s_VariableType_instance(self, None)
@@ -7803,10 +7282,9 @@ class AuthorizeResponse(Response):
             if not _K_AuthorizeResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizeResponse, _V)
             self = _new(cls)
-            try:
-                v = data["idTokenInfo"]
-            except KeyError:
-                raise _c.missing("idTokenInfo", _V) from None
+            if "idTokenInfo" not in data:
+                raise _c.missing("idTokenInfo", _V)
+            v = data["idTokenInfo"]
             v = IdTokenInfoType.from_json(v, "idTokenInfo")
             _s_AuthorizeResponse_id_token_info(self, v)
             if "certificateStatus" in data:
@@ -7882,29 +7360,20 @@ class BootNotificationResponse(Response):
             if not _K_BootNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_BootNotificationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["currentTime"]
-            except KeyError:
-                raise _c.missing("currentTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("currentTime", v, _V)
-            v = d
+            if "currentTime" not in data:
+                raise _c.missing("currentTime", _V)
+            v = data["currentTime"]
+            v = _c.to_datetime("currentTime", v, _V)
             _s_BootNotificationResponse_current_time(self, v)
-            try:
-                v = data["interval"]
-            except KeyError:
-                raise _c.missing("interval", _V) from None
+            if "interval" not in data:
+                raise _c.missing("interval", _V)
+            v = data["interval"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("interval", v, "integer", _V)
+                v = _c.integer6("interval", v, _V)
             _s_BootNotificationResponse_interval(self, v)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RegistrationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -7975,10 +7444,9 @@ class CancelReservationResponse(Response):
             if not _K_CancelReservationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CancelReservationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CancelReservationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8045,10 +7513,9 @@ class CertificateSignedResponse(Response):
             if not _K_CertificateSignedResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateSignedResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CertificateSignedStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8115,10 +7582,9 @@ class ChangeAvailabilityResponse(Response):
             if not _K_ChangeAvailabilityResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeAvailabilityResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChangeAvailabilityStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8181,10 +7647,9 @@ class ClearCacheResponse(Response):
             if not _K_ClearCacheResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearCacheResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearCacheStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8251,10 +7716,9 @@ class ClearChargingProfileResponse(Response):
             if not _K_ClearChargingProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearChargingProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8321,10 +7785,9 @@ class ClearDisplayMessageResponse(Response):
             if not _K_ClearDisplayMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearDisplayMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8390,14 +7853,11 @@ class ClearVariableMonitoringResponse(Response):
             if not _K_ClearVariableMonitoringResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearVariableMonitoringResponse, _V)
             self = _new(cls)
-            try:
-                v = data["clearMonitoringResult"]
-            except KeyError:
-                raise _c.missing("clearMonitoringResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("clearMonitoringResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("clearMonitoringResult", v, 1, _V)
+            if "clearMonitoringResult" not in data:
+                raise _c.missing("clearMonitoringResult", _V)
+            v = data["clearMonitoringResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("clearMonitoringResult", v, 1, None, _V)
             try:
                 v = tuple([ClearMonitoringResultType.from_json(x) for x in v])
             except _Err as e:
@@ -8541,10 +8001,9 @@ class CustomerInformationResponse(Response):
             if not _K_CustomerInformationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CustomerInformationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CustomerInformationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8614,10 +8073,9 @@ class DataTransferResponse(Response):
             if not _K_DataTransferResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_DataTransferResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DataTransferStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8690,10 +8148,9 @@ class DeleteCertificateResponse(Response):
             if not _K_DeleteCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_DeleteCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DeleteCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8804,10 +8261,9 @@ class Get15118EVCertificateResponse(Response):
             if not _K_Get15118EVCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_Get15118EVCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_Iso15118EVCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8821,14 +8277,11 @@ class Get15118EVCertificateResponse(Response):
                 _s_Get15118EVCertificateResponse_status_info(self, v)
             else:
                 _s_Get15118EVCertificateResponse_status_info(self, None)
-            try:
-                v = data["exiResponse"]
-            except KeyError:
-                raise _c.missing("exiResponse", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("exiResponse", v, "string", _V)
-            if len(v) > 7500:
-                raise _c.too_long("exiResponse", v, 7500, _V)
+            if "exiResponse" not in data:
+                raise _c.missing("exiResponse", _V)
+            v = data["exiResponse"]
+            if not isinstance(v, str) or len(v) > 7500:
+                raise _c.string_error("exiResponse", v, None, 7500, False, _V)
             _s_Get15118EVCertificateResponse_exi_response(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -8888,10 +8341,9 @@ class GetBaseReportResponse(Response):
             if not _K_GetBaseReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetBaseReportResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8963,10 +8415,9 @@ class GetCertificateStatusResponse(Response):
             if not _K_GetCertificateStatusResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCertificateStatusResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -8980,10 +8431,8 @@ class GetCertificateStatusResponse(Response):
                 _s_GetCertificateStatusResponse_status_info(self, None)
             if "ocspResult" in data:
                 v = data["ocspResult"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("ocspResult", v, "string", _V)
-                if len(v) > 5500:
-                    raise _c.too_long("ocspResult", v, 5500, _V)
+                if not isinstance(v, str) or len(v) > 5500:
+                    raise _c.string_error("ocspResult", v, None, 5500, False, _V)
                 _s_GetCertificateStatusResponse_ocsp_result(self, v)
             else:
                 _s_GetCertificateStatusResponse_ocsp_result(self, None)
@@ -9043,10 +8492,9 @@ class GetChargingProfilesResponse(Response):
             if not _K_GetChargingProfilesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetChargingProfilesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9112,10 +8560,9 @@ class GetCompositeScheduleResponse(Response):
             if not _K_GetCompositeScheduleResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCompositeScheduleResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9189,10 +8636,9 @@ class GetDisplayMessagesResponse(Response):
             if not _K_GetDisplayMessagesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetDisplayMessagesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetDisplayMessagesStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9272,10 +8718,9 @@ class GetInstalledCertificateIdsResponse(Response):
             if not _K_GetInstalledCertificateIdsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetInstalledCertificateIdsResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetInstalledCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9291,10 +8736,8 @@ class GetInstalledCertificateIdsResponse(Response):
                 _s_GetInstalledCertificateIdsResponse_status_info(self, None)
             if "certificateHashDataChain" in data:
                 v = data["certificateHashDataChain"]
-                if type(v) is not list:
-                    raise _c.wrong_type("certificateHashDataChain", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("certificateHashDataChain", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("certificateHashDataChain", v, 1, None, _V)
                 try:
                     v = tuple([CertificateHashDataChainType.from_json(x) for x in v])
                 except _Err as e:
@@ -9356,15 +8799,11 @@ class GetLocalListVersionResponse(Response):
             if not _K_GetLocalListVersionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLocalListVersionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["versionNumber"]
-            except KeyError:
-                raise _c.missing("versionNumber", _V) from None
+            if "versionNumber" not in data:
+                raise _c.missing("versionNumber", _V)
+            v = data["versionNumber"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("versionNumber", v, "integer", _V)
+                v = _c.integer6("versionNumber", v, _V)
             _s_GetLocalListVersionResponse_version_number(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -9421,10 +8860,9 @@ class GetLogResponse(Response):
             if not _K_GetLogResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLogResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_LogStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9438,10 +8876,8 @@ class GetLogResponse(Response):
                 _s_GetLogResponse_status_info(self, None)
             if "filename" in data:
                 v = data["filename"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("filename", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("filename", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("filename", v, None, 255, False, _V)
                 _s_GetLogResponse_filename(self, v)
             else:
                 _s_GetLogResponse_filename(self, None)
@@ -9501,10 +8937,9 @@ class GetMonitoringReportResponse(Response):
             if not _K_GetMonitoringReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetMonitoringReportResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9571,10 +9006,9 @@ class GetReportResponse(Response):
             if not _K_GetReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetReportResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9641,10 +9075,9 @@ class GetTransactionStatusResponse(Response):
                 _s_GetTransactionStatusResponse_ongoing_indicator(self, v)
             else:
                 _s_GetTransactionStatusResponse_ongoing_indicator(self, None)
-            try:
-                v = data["messagesInQueue"]
-            except KeyError:
-                raise _c.missing("messagesInQueue", _V) from None
+            if "messagesInQueue" not in data:
+                raise _c.missing("messagesInQueue", _V)
+            v = data["messagesInQueue"]
             if type(v) is not bool:
                 raise _c.wrong_type("messagesInQueue", v, "boolean", _V)
             _s_GetTransactionStatusResponse_messages_in_queue(self, v)
@@ -9702,14 +9135,11 @@ class GetVariablesResponse(Response):
             if not _K_GetVariablesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetVariablesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["getVariableResult"]
-            except KeyError:
-                raise _c.missing("getVariableResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("getVariableResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("getVariableResult", v, 1, _V)
+            if "getVariableResult" not in data:
+                raise _c.missing("getVariableResult", _V)
+            v = data["getVariableResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("getVariableResult", v, 1, None, _V)
             try:
                 v = tuple([GetVariableResultType.from_json(x) for x in v])
             except _Err as e:
@@ -9764,14 +9194,10 @@ class HeartbeatResponse(Response):
             if not _K_HeartbeatResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_HeartbeatResponse, _V)
             self = _new(cls)
-            try:
-                v = data["currentTime"]
-            except KeyError:
-                raise _c.missing("currentTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("currentTime", v, _V)
-            v = d
+            if "currentTime" not in data:
+                raise _c.missing("currentTime", _V)
+            v = data["currentTime"]
+            v = _c.to_datetime("currentTime", v, _V)
             _s_HeartbeatResponse_current_time(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -9827,10 +9253,9 @@ class InstallCertificateResponse(Response):
             if not _K_InstallCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_InstallCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_InstallCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10105,10 +9530,9 @@ class NotifyEVChargingNeedsResponse(Response):
             if not _K_NotifyEVChargingNeedsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingNeedsResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_NotifyEVChargingNeedsStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10173,10 +9597,9 @@ class NotifyEVChargingScheduleResponse(Response):
             if not _K_NotifyEVChargingScheduleResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingScheduleResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10361,10 +9784,9 @@ class PublishFirmwareResponse(Response):
             if not _K_PublishFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10522,10 +9944,9 @@ class RequestStartTransactionResponse(Response):
             if not _K_RequestStartTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestStartTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RequestStartStopStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10539,10 +9960,8 @@ class RequestStartTransactionResponse(Response):
                 _s_RequestStartTransactionResponse_status_info(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_RequestStartTransactionResponse_transaction_id(self, v)
             else:
                 _s_RequestStartTransactionResponse_transaction_id(self, None)
@@ -10604,10 +10023,9 @@ class RequestStopTransactionResponse(Response):
             if not _K_RequestStopTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestStopTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RequestStartStopStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10712,10 +10130,9 @@ class ReserveNowResponse(Response):
             if not _K_ReserveNowResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReserveNowResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ReserveNowStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10778,10 +10195,9 @@ class ResetResponse(Response):
             if not _K_ResetResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ResetResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ResetStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10888,10 +10304,9 @@ class SendLocalListResponse(Response):
             if not _K_SendLocalListResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SendLocalListResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_SendLocalListStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10958,10 +10373,9 @@ class SetChargingProfileResponse(Response):
             if not _K_SetChargingProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetChargingProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11028,10 +10442,9 @@ class SetDisplayMessageResponse(Response):
             if not _K_SetDisplayMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDisplayMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DisplayMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11098,10 +10511,9 @@ class SetMonitoringBaseResponse(Response):
             if not _K_SetMonitoringBaseResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringBaseResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11164,10 +10576,9 @@ class SetMonitoringLevelResponse(Response):
             if not _K_SetMonitoringLevelResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringLevelResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11234,10 +10645,9 @@ class SetNetworkProfileResponse(Response):
             if not _K_SetNetworkProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetNetworkProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_SetNetworkProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11303,14 +10713,11 @@ class SetVariableMonitoringResponse(Response):
             if not _K_SetVariableMonitoringResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariableMonitoringResponse, _V)
             self = _new(cls)
-            try:
-                v = data["setMonitoringResult"]
-            except KeyError:
-                raise _c.missing("setMonitoringResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setMonitoringResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setMonitoringResult", v, 1, _V)
+            if "setMonitoringResult" not in data:
+                raise _c.missing("setMonitoringResult", _V)
+            v = data["setMonitoringResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setMonitoringResult", v, 1, None, _V)
             try:
                 v = tuple([SetMonitoringResultType.from_json(x) for x in v])
             except _Err as e:
@@ -11369,14 +10776,11 @@ class SetVariablesResponse(Response):
             if not _K_SetVariablesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariablesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["setVariableResult"]
-            except KeyError:
-                raise _c.missing("setVariableResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setVariableResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setVariableResult", v, 1, _V)
+            if "setVariableResult" not in data:
+                raise _c.missing("setVariableResult", _V)
+            v = data["setVariableResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setVariableResult", v, 1, None, _V)
             try:
                 v = tuple([SetVariableResultType.from_json(x) for x in v])
             except _Err as e:
@@ -11434,10 +10838,9 @@ class SignCertificateResponse(Response):
             if not _K_SignCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SignCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11529,7 +10932,7 @@ class TransactionEventResponse(Response):
         if self.total_cost is not None:
             _c.check_number(self.total_cost, "total_cost", None, None, None, _V)
         if self.charging_priority is not None:
-            _c.check_number(self.charging_priority, "charging_priority", -9, 9, None, _V)
+            _c.check_integer(self.charging_priority, "charging_priority", -9, 9, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -11555,24 +10958,17 @@ class TransactionEventResponse(Response):
             self = _new(cls)
             if "totalCost" in data:
                 v = data["totalCost"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("totalCost", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("totalCost", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("totalCost", v, "number", None, None, None, _V)
                 _s_TransactionEventResponse_total_cost(self, v)
             else:
                 _s_TransactionEventResponse_total_cost(self, None)
             if "chargingPriority" in data:
                 v = data["chargingPriority"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("chargingPriority", v, "integer", _V)
-                if v < -9:
-                    raise _c.too_small("chargingPriority", v, -9, _V)
-                if v > 9:
-                    raise _c.too_big("chargingPriority", v, 9, _V)
+                    v = _c.integer6("chargingPriority", v, _V)
+                if v < -9 or v > 9:
+                    raise _c.number_error("chargingPriority", v, "integer", -9, 9, None, _V)
                 _s_TransactionEventResponse_charging_priority(self, v)
             else:
                 _s_TransactionEventResponse_charging_priority(self, None)
@@ -11652,10 +11048,9 @@ class TriggerMessageResponse(Response):
             if not _K_TriggerMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_TriggerMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TriggerMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11718,10 +11113,9 @@ class UnlockConnectorResponse(Response):
             if not _K_UnlockConnectorResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UnlockConnectorResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UnlockStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11785,10 +11179,9 @@ class UnpublishFirmwareResponse(Response):
             if not _K_UnpublishFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UnpublishFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UnpublishFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11848,10 +11241,9 @@ class UpdateFirmwareResponse(Response):
             if not _K_UpdateFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UpdateFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UpdateFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -11931,29 +11323,22 @@ class AuthorizeRequest(Request[AuthorizeResponse]):
             if not _K_AuthorizeRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizeRequest, _V)
             self = _new(cls)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_AuthorizeRequest_id_token(self, v)
             if "certificate" in data:
                 v = data["certificate"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("certificate", v, "string", _V)
-                if len(v) > 5500:
-                    raise _c.too_long("certificate", v, 5500, _V)
+                if not isinstance(v, str) or len(v) > 5500:
+                    raise _c.string_error("certificate", v, None, 5500, False, _V)
                 _s_AuthorizeRequest_certificate(self, v)
             else:
                 _s_AuthorizeRequest_certificate(self, None)
             if "iso15118CertificateHashData" in data:
                 v = data["iso15118CertificateHashData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("iso15118CertificateHashData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("iso15118CertificateHashData", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("iso15118CertificateHashData", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("iso15118CertificateHashData", v, 1, 4, _V)
                 try:
                     v = tuple([OCSPRequestDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -12019,16 +11404,14 @@ class BootNotificationRequest(Request[BootNotificationResponse]):
             if not _K_BootNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_BootNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargingStation"]
-            except KeyError:
-                raise _c.missing("chargingStation", _V) from None
+            if "chargingStation" not in data:
+                raise _c.missing("chargingStation", _V)
+            v = data["chargingStation"]
             v = ChargingStationType.from_json(v, "chargingStation")
             _s_BootNotificationRequest_charging_station(self, v)
-            try:
-                v = data["reason"]
-            except KeyError:
-                raise _c.missing("reason", _V) from None
+            if "reason" not in data:
+                raise _c.missing("reason", _V)
+            v = data["reason"]
             try:
                 v = _E_BootReasonEnumType[v]
             except (KeyError, TypeError):
@@ -12080,15 +11463,11 @@ class CancelReservationRequest(Request[CancelReservationResponse]):
             if not _K_CancelReservationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CancelReservationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["reservationId"]
-            except KeyError:
-                raise _c.missing("reservationId", _V) from None
+            if "reservationId" not in data:
+                raise _c.missing("reservationId", _V)
+            v = data["reservationId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("reservationId", v, "integer", _V)
+                v = _c.integer6("reservationId", v, _V)
             _s_CancelReservationRequest_reservation_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12149,14 +11528,11 @@ class CertificateSignedRequest(Request[CertificateSignedResponse]):
             if not _K_CertificateSignedRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateSignedRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateChain"]
-            except KeyError:
-                raise _c.missing("certificateChain", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("certificateChain", v, "string", _V)
-            if len(v) > 10000:
-                raise _c.too_long("certificateChain", v, 10000, _V)
+            if "certificateChain" not in data:
+                raise _c.missing("certificateChain", _V)
+            v = data["certificateChain"]
+            if not isinstance(v, str) or len(v) > 10000:
+                raise _c.string_error("certificateChain", v, None, 10000, False, _V)
             _s_CertificateSignedRequest_certificate_chain(self, v)
             if "certificateType" in data:
                 v = data["certificateType"]
@@ -12233,10 +11609,9 @@ class ChangeAvailabilityRequest(Request[ChangeAvailabilityResponse]):
                 _s_ChangeAvailabilityRequest_evse(self, v)
             else:
                 _s_ChangeAvailabilityRequest_evse(self, None)
-            try:
-                v = data["operationalStatus"]
-            except KeyError:
-                raise _c.missing("operationalStatus", _V) from None
+            if "operationalStatus" not in data:
+                raise _c.missing("operationalStatus", _V)
+            v = data["operationalStatus"]
             try:
                 v = _E_OperationalStatusEnumType[v]
             except (KeyError, TypeError):
@@ -12341,10 +11716,7 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
             if "chargingProfileId" in data:
                 v = data["chargingProfileId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("chargingProfileId", v, "integer", _V)
+                    v = _c.integer6("chargingProfileId", v, _V)
                 _s_ClearChargingProfileRequest_charging_profile_id(self, v)
             else:
                 _s_ClearChargingProfileRequest_charging_profile_id(self, None)
@@ -12402,15 +11774,11 @@ class ClearDisplayMessageRequest(Request[ClearDisplayMessageResponse]):
             if not _K_ClearDisplayMessageRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearDisplayMessageRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ClearDisplayMessageRequest_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12462,21 +11830,15 @@ class ClearVariableMonitoringRequest(Request[ClearVariableMonitoringResponse]):
             if not _K_ClearVariableMonitoringRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearVariableMonitoringRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("id", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("id", v, 1, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("id", v, 1, None, _V)
             a_id: list[Any] = []
             for i, x in enumerate(v):
                 if type(x) is not int:
-                    if type(x) is float and x.is_integer():
-                        x = int(x)
-                    else:
-                        raise _c.wrong_type(f"id[{i}]", x, "integer", _V)
+                    x = _c.integer6(f"id[{i}]", x, _V)
                 a_id.append(x)
             v = tuple(a_id)
             _s_ClearVariableMonitoringRequest_id(self, v)
@@ -12540,10 +11902,9 @@ class ClearedChargingLimitRequest(Request[ClearedChargingLimitResponse]):
             if not _K_ClearedChargingLimitRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearedChargingLimitRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargingLimitSource"]
-            except KeyError:
-                raise _c.missing("chargingLimitSource", _V) from None
+            if "chargingLimitSource" not in data:
+                raise _c.missing("chargingLimitSource", _V)
+            v = data["chargingLimitSource"]
             try:
                 v = _E_ChargingLimitSourceEnumType[v]
             except (KeyError, TypeError):
@@ -12554,10 +11915,7 @@ class ClearedChargingLimitRequest(Request[ClearedChargingLimitResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_ClearedChargingLimitRequest_evse_id(self, v)
             else:
                 _s_ClearedChargingLimitRequest_evse_id(self, None)
@@ -12612,23 +11970,17 @@ class CostUpdatedRequest(Request[CostUpdatedResponse]):
             if not _K_CostUpdatedRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CostUpdatedRequest, _V)
             self = _new(cls)
-            try:
-                v = data["totalCost"]
-            except KeyError:
-                raise _c.missing("totalCost", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("totalCost", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("totalCost", v, _V)
+            if "totalCost" not in data:
+                raise _c.missing("totalCost", _V)
+            v = data["totalCost"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("totalCost", v, "number", None, None, None, _V)
             _s_CostUpdatedRequest_total_cost(self, v)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_CostUpdatedRequest_transaction_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12717,36 +12069,28 @@ class CustomerInformationRequest(Request[CustomerInformationResponse]):
                 _s_CustomerInformationRequest_id_token(self, v)
             else:
                 _s_CustomerInformationRequest_id_token(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_CustomerInformationRequest_request_id(self, v)
-            try:
-                v = data["report"]
-            except KeyError:
-                raise _c.missing("report", _V) from None
+            if "report" not in data:
+                raise _c.missing("report", _V)
+            v = data["report"]
             if type(v) is not bool:
                 raise _c.wrong_type("report", v, "boolean", _V)
             _s_CustomerInformationRequest_report(self, v)
-            try:
-                v = data["clear"]
-            except KeyError:
-                raise _c.missing("clear", _V) from None
+            if "clear" not in data:
+                raise _c.missing("clear", _V)
+            v = data["clear"]
             if type(v) is not bool:
                 raise _c.wrong_type("clear", v, "boolean", _V)
             _s_CustomerInformationRequest_clear(self, v)
             if "customerIdentifier" in data:
                 v = data["customerIdentifier"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("customerIdentifier", v, "string", _V)
-                if len(v) > 64:
-                    raise _c.too_long("customerIdentifier", v, 64, _V)
+                if not isinstance(v, str) or len(v) > 64:
+                    raise _c.string_error("customerIdentifier", v, None, 64, False, _V)
                 _s_CustomerInformationRequest_customer_identifier(self, v)
             else:
                 _s_CustomerInformationRequest_customer_identifier(self, None)
@@ -12822,10 +12166,8 @@ class DataTransferRequest(Request[DataTransferResponse]):
             self = _new(cls)
             if "messageId" in data:
                 v = data["messageId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("messageId", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("messageId", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("messageId", v, None, 50, False, _V)
                 _s_DataTransferRequest_message_id(self, v)
             else:
                 _s_DataTransferRequest_message_id(self, None)
@@ -12834,14 +12176,11 @@ class DataTransferRequest(Request[DataTransferResponse]):
                 _s_DataTransferRequest_data(self, v)
             else:
                 _s_DataTransferRequest_data(self, None)
-            try:
-                v = data["vendorId"]
-            except KeyError:
-                raise _c.missing("vendorId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorId", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("vendorId", v, 255, _V)
+            if "vendorId" not in data:
+                raise _c.missing("vendorId", _V)
+            v = data["vendorId"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("vendorId", v, None, 255, False, _V)
             _s_DataTransferRequest_vendor_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12890,10 +12229,9 @@ class DeleteCertificateRequest(Request[DeleteCertificateResponse]):
             if not _K_DeleteCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_DeleteCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_DeleteCertificateRequest_certificate_hash_data(self, v)
             if "customData" in data:
@@ -12949,10 +12287,9 @@ class FirmwareStatusNotificationRequest(Request[FirmwareStatusNotificationRespon
             if not _K_FirmwareStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_FirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -12961,10 +12298,7 @@ class FirmwareStatusNotificationRequest(Request[FirmwareStatusNotificationRespon
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_FirmwareStatusNotificationRequest_request_id(self, v)
             else:
                 _s_FirmwareStatusNotificationRequest_request_id(self, None)
@@ -13027,32 +12361,25 @@ class Get15118EVCertificateRequest(Request[Get15118EVCertificateResponse]):
             if not _K_Get15118EVCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_Get15118EVCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["iso15118SchemaVersion"]
-            except KeyError:
-                raise _c.missing("iso15118SchemaVersion", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("iso15118SchemaVersion", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("iso15118SchemaVersion", v, 50, _V)
+            if "iso15118SchemaVersion" not in data:
+                raise _c.missing("iso15118SchemaVersion", _V)
+            v = data["iso15118SchemaVersion"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("iso15118SchemaVersion", v, None, 50, False, _V)
             _s_Get15118EVCertificateRequest_iso15118_schema_version(self, v)
-            try:
-                v = data["action"]
-            except KeyError:
-                raise _c.missing("action", _V) from None
+            if "action" not in data:
+                raise _c.missing("action", _V)
+            v = data["action"]
             try:
                 v = _E_CertificateActionEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("action", v, _E_CertificateActionEnumType, _V) from None
             _s_Get15118EVCertificateRequest_action(self, v)
-            try:
-                v = data["exiRequest"]
-            except KeyError:
-                raise _c.missing("exiRequest", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("exiRequest", v, "string", _V)
-            if len(v) > 5600:
-                raise _c.too_long("exiRequest", v, 5600, _V)
+            if "exiRequest" not in data:
+                raise _c.missing("exiRequest", _V)
+            v = data["exiRequest"]
+            if not isinstance(v, str) or len(v) > 5600:
+                raise _c.string_error("exiRequest", v, None, 5600, False, _V)
             _s_Get15118EVCertificateRequest_exi_request(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -13111,20 +12438,15 @@ class GetBaseReportRequest(Request[GetBaseReportResponse]):
             if not _K_GetBaseReportRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetBaseReportRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetBaseReportRequest_request_id(self, v)
-            try:
-                v = data["reportBase"]
-            except KeyError:
-                raise _c.missing("reportBase", _V) from None
+            if "reportBase" not in data:
+                raise _c.missing("reportBase", _V)
+            v = data["reportBase"]
             try:
                 v = _E_ReportBaseEnumType[v]
             except (KeyError, TypeError):
@@ -13176,10 +12498,9 @@ class GetCertificateStatusRequest(Request[GetCertificateStatusResponse]):
             if not _K_GetCertificateStatusRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCertificateStatusRequest, _V)
             self = _new(cls)
-            try:
-                v = data["ocspRequestData"]
-            except KeyError:
-                raise _c.missing("ocspRequestData", _V) from None
+            if "ocspRequestData" not in data:
+                raise _c.missing("ocspRequestData", _V)
+            v = data["ocspRequestData"]
             v = OCSPRequestDataType.from_json(v, "ocspRequestData")
             _s_GetCertificateStatusRequest_ocsp_request_data(self, v)
             if "customData" in data:
@@ -13234,30 +12555,22 @@ class GetChargingProfilesRequest(Request[GetChargingProfilesResponse]):
             if not _K_GetChargingProfilesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetChargingProfilesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetChargingProfilesRequest_request_id(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_GetChargingProfilesRequest_evse_id(self, v)
             else:
                 _s_GetChargingProfilesRequest_evse_id(self, None)
-            try:
-                v = data["chargingProfile"]
-            except KeyError:
-                raise _c.missing("chargingProfile", _V) from None
+            if "chargingProfile" not in data:
+                raise _c.missing("chargingProfile", _V)
+            v = data["chargingProfile"]
             v = ChargingProfileCriterionType.from_json(v, "chargingProfile")
             _s_GetChargingProfilesRequest_charging_profile(self, v)
             if "customData" in data:
@@ -13323,15 +12636,11 @@ class GetCompositeScheduleRequest(Request[GetCompositeScheduleResponse]):
             if not _K_GetCompositeScheduleRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCompositeScheduleRequest, _V)
             self = _new(cls)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_GetCompositeScheduleRequest_duration(self, v)
             if "chargingRateUnit" in data:
                 v = data["chargingRateUnit"]
@@ -13344,15 +12653,11 @@ class GetCompositeScheduleRequest(Request[GetCompositeScheduleResponse]):
                 _s_GetCompositeScheduleRequest_charging_rate_unit(self, v)
             else:
                 _s_GetCompositeScheduleRequest_charging_rate_unit(self, None)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_GetCompositeScheduleRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -13426,31 +12731,22 @@ class GetDisplayMessagesRequest(Request[GetDisplayMessagesResponse]):
             self = _new(cls)
             if "id" in data:
                 v = data["id"]
-                if type(v) is not list:
-                    raise _c.wrong_type("id", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("id", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("id", v, 1, None, _V)
                 a_id: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"id[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"id[{i}]", x, _V)
                     a_id.append(x)
                 v = tuple(a_id)
                 _s_GetDisplayMessagesRequest_id(self, v)
             else:
                 _s_GetDisplayMessagesRequest_id(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetDisplayMessagesRequest_request_id(self, v)
             if "priority" in data:
                 v = data["priority"]
@@ -13539,10 +12835,8 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
             self = _new(cls)
             if "certificateType" in data:
                 v = data["certificateType"]
-                if type(v) is not list:
-                    raise _c.wrong_type("certificateType", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("certificateType", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("certificateType", v, 1, None, _V)
                 a_certificate_type: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -13659,48 +12953,36 @@ class GetLogRequest(Request[GetLogResponse]):
             if not _K_GetLogRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLogRequest, _V)
             self = _new(cls)
-            try:
-                v = data["log"]
-            except KeyError:
-                raise _c.missing("log", _V) from None
+            if "log" not in data:
+                raise _c.missing("log", _V)
+            v = data["log"]
             v = LogParametersType.from_json(v, "log")
             _s_GetLogRequest_log(self, v)
-            try:
-                v = data["logType"]
-            except KeyError:
-                raise _c.missing("logType", _V) from None
+            if "logType" not in data:
+                raise _c.missing("logType", _V)
+            v = data["logType"]
             try:
                 v = _E_LogEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("logType", v, _E_LogEnumType, _V) from None
             _s_GetLogRequest_log_type(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetLogRequest_request_id(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 _s_GetLogRequest_retries(self, v)
             else:
                 _s_GetLogRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_GetLogRequest_retry_interval(self, v)
             else:
                 _s_GetLogRequest_retry_interval(self, None)
@@ -13786,10 +13068,8 @@ class GetMonitoringReportRequest(Request[GetMonitoringReportResponse]):
             self = _new(cls)
             if "componentVariable" in data:
                 v = data["componentVariable"]
-                if type(v) is not list:
-                    raise _c.wrong_type("componentVariable", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("componentVariable", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("componentVariable", v, 1, None, _V)
                 try:
                     v = tuple([ComponentVariableType.from_json(x) for x in v])
                 except _Err as e:
@@ -13799,24 +13079,16 @@ class GetMonitoringReportRequest(Request[GetMonitoringReportResponse]):
                 _s_GetMonitoringReportRequest_component_variable(self, v)
             else:
                 _s_GetMonitoringReportRequest_component_variable(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetMonitoringReportRequest_request_id(self, v)
             if "monitoringCriteria" in data:
                 v = data["monitoringCriteria"]
-                if type(v) is not list:
-                    raise _c.wrong_type("monitoringCriteria", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("monitoringCriteria", v, 1, _V)
-                if len(v) > 3:
-                    raise _c.too_many("monitoringCriteria", v, 3, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 3:
+                    raise _c.array_error("monitoringCriteria", v, 1, 3, _V)
                 a_monitoring_criteria: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -13914,10 +13186,8 @@ class GetReportRequest(Request[GetReportResponse]):
             self = _new(cls)
             if "componentVariable" in data:
                 v = data["componentVariable"]
-                if type(v) is not list:
-                    raise _c.wrong_type("componentVariable", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("componentVariable", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("componentVariable", v, 1, None, _V)
                 try:
                     v = tuple([ComponentVariableType.from_json(x) for x in v])
                 except _Err as e:
@@ -13927,24 +13197,16 @@ class GetReportRequest(Request[GetReportResponse]):
                 _s_GetReportRequest_component_variable(self, v)
             else:
                 _s_GetReportRequest_component_variable(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetReportRequest_request_id(self, v)
             if "componentCriteria" in data:
                 v = data["componentCriteria"]
-                if type(v) is not list:
-                    raise _c.wrong_type("componentCriteria", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("componentCriteria", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("componentCriteria", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("componentCriteria", v, 1, 4, _V)
                 a_component_criteria: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -14015,10 +13277,8 @@ class GetTransactionStatusRequest(Request[GetTransactionStatusResponse]):
             self = _new(cls)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_GetTransactionStatusRequest_transaction_id(self, v)
             else:
                 _s_GetTransactionStatusRequest_transaction_id(self, None)
@@ -14074,14 +13334,11 @@ class GetVariablesRequest(Request[GetVariablesResponse]):
             if not _K_GetVariablesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetVariablesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["getVariableData"]
-            except KeyError:
-                raise _c.missing("getVariableData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("getVariableData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("getVariableData", v, 1, _V)
+            if "getVariableData" not in data:
+                raise _c.missing("getVariableData", _V)
+            v = data["getVariableData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("getVariableData", v, 1, None, _V)
             try:
                 v = tuple([GetVariableDataType.from_json(x) for x in v])
             except _Err as e:
@@ -14187,10 +13444,9 @@ class InstallCertificateRequest(Request[InstallCertificateResponse]):
             if not _K_InstallCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_InstallCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateType"]
-            except KeyError:
-                raise _c.missing("certificateType", _V) from None
+            if "certificateType" not in data:
+                raise _c.missing("certificateType", _V)
+            v = data["certificateType"]
             try:
                 v = _E_InstallCertificateUseEnumType[v]
             except (KeyError, TypeError):
@@ -14198,14 +13454,11 @@ class InstallCertificateRequest(Request[InstallCertificateResponse]):
                     "certificateType", v, _E_InstallCertificateUseEnumType, _V
                 ) from None
             _s_InstallCertificateRequest_certificate_type(self, v)
-            try:
-                v = data["certificate"]
-            except KeyError:
-                raise _c.missing("certificate", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("certificate", v, "string", _V)
-            if len(v) > 5500:
-                raise _c.too_long("certificate", v, 5500, _V)
+            if "certificate" not in data:
+                raise _c.missing("certificate", _V)
+            v = data["certificate"]
+            if not isinstance(v, str) or len(v) > 5500:
+                raise _c.string_error("certificate", v, None, 5500, False, _V)
             _s_InstallCertificateRequest_certificate(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -14259,10 +13512,9 @@ class LogStatusNotificationRequest(Request[LogStatusNotificationResponse]):
             if not _K_LogStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_LogStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UploadLogStatusEnumType[v]
             except (KeyError, TypeError):
@@ -14271,10 +13523,7 @@ class LogStatusNotificationRequest(Request[LogStatusNotificationResponse]):
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_LogStatusNotificationRequest_request_id(self, v)
             else:
                 _s_LogStatusNotificationRequest_request_id(self, None)
@@ -14331,24 +13580,17 @@ class MeterValuesRequest(Request[MeterValuesResponse]):
             if not _K_MeterValuesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValuesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_MeterValuesRequest_evse_id(self, v)
-            try:
-                v = data["meterValue"]
-            except KeyError:
-                raise _c.missing("meterValue", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("meterValue", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("meterValue", v, 1, _V)
+            if "meterValue" not in data:
+                raise _c.missing("meterValue", _V)
+            v = data["meterValue"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("meterValue", v, 1, None, _V)
             try:
                 v = tuple([MeterValueType.from_json(x) for x in v])
             except _Err as e:
@@ -14418,10 +13660,8 @@ class NotifyChargingLimitRequest(Request[NotifyChargingLimitResponse]):
             self = _new(cls)
             if "chargingSchedule" in data:
                 v = data["chargingSchedule"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingSchedule", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingSchedule", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("chargingSchedule", v, 1, None, _V)
                 try:
                     v = tuple([ChargingScheduleType.from_json(x) for x in v])
                 except _Err as e:
@@ -14434,17 +13674,13 @@ class NotifyChargingLimitRequest(Request[NotifyChargingLimitResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_NotifyChargingLimitRequest_evse_id(self, v)
             else:
                 _s_NotifyChargingLimitRequest_evse_id(self, None)
-            try:
-                v = data["chargingLimit"]
-            except KeyError:
-                raise _c.missing("chargingLimit", _V) from None
+            if "chargingLimit" not in data:
+                raise _c.missing("chargingLimit", _V)
+            v = data["chargingLimit"]
             v = ChargingLimitType.from_json(v, "chargingLimit")
             _s_NotifyChargingLimitRequest_charging_limit(self, v)
             if "customData" in data:
@@ -14515,14 +13751,11 @@ class NotifyCustomerInformationRequest(Request[NotifyCustomerInformationResponse
             if not _K_NotifyCustomerInformationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyCustomerInformationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["data"]
-            except KeyError:
-                raise _c.missing("data", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("data", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("data", v, 512, _V)
+            if "data" not in data:
+                raise _c.missing("data", _V)
+            v = data["data"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("data", v, None, 512, False, _V)
             _s_NotifyCustomerInformationRequest_data(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -14531,34 +13764,22 @@ class NotifyCustomerInformationRequest(Request[NotifyCustomerInformationResponse
                 _s_NotifyCustomerInformationRequest_tbc(self, v)
             else:
                 _s_NotifyCustomerInformationRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             _s_NotifyCustomerInformationRequest_seq_no(self, v)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyCustomerInformationRequest_generated_at(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyCustomerInformationRequest_request_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -14631,10 +13852,8 @@ class NotifyDisplayMessagesRequest(Request[NotifyDisplayMessagesResponse]):
             self = _new(cls)
             if "messageInfo" in data:
                 v = data["messageInfo"]
-                if type(v) is not list:
-                    raise _c.wrong_type("messageInfo", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("messageInfo", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("messageInfo", v, 1, None, _V)
                 try:
                     v = tuple([MessageInfoType.from_json(x) for x in v])
                 except _Err as e:
@@ -14642,15 +13861,11 @@ class NotifyDisplayMessagesRequest(Request[NotifyDisplayMessagesResponse]):
                 _s_NotifyDisplayMessagesRequest_message_info(self, v)
             else:
                 _s_NotifyDisplayMessagesRequest_message_info(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyDisplayMessagesRequest_request_id(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -14715,28 +13930,20 @@ class NotifyEVChargingNeedsRequest(Request[NotifyEVChargingNeedsResponse]):
             if "maxScheduleTuples" in data:
                 v = data["maxScheduleTuples"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxScheduleTuples", v, "integer", _V)
+                    v = _c.integer6("maxScheduleTuples", v, _V)
                 _s_NotifyEVChargingNeedsRequest_max_schedule_tuples(self, v)
             else:
                 _s_NotifyEVChargingNeedsRequest_max_schedule_tuples(self, None)
-            try:
-                v = data["chargingNeeds"]
-            except KeyError:
-                raise _c.missing("chargingNeeds", _V) from None
+            if "chargingNeeds" not in data:
+                raise _c.missing("chargingNeeds", _V)
+            v = data["chargingNeeds"]
             v = ChargingNeedsType.from_json(v, "chargingNeeds")
             _s_NotifyEVChargingNeedsRequest_charging_needs(self, v)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_NotifyEVChargingNeedsRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -14800,30 +14007,21 @@ class NotifyEVChargingScheduleRequest(Request[NotifyEVChargingScheduleResponse])
             if not _K_NotifyEVChargingScheduleRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingScheduleRequest, _V)
             self = _new(cls)
-            try:
-                v = data["timeBase"]
-            except KeyError:
-                raise _c.missing("timeBase", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timeBase", v, _V)
-            v = d
+            if "timeBase" not in data:
+                raise _c.missing("timeBase", _V)
+            v = data["timeBase"]
+            v = _c.to_datetime("timeBase", v, _V)
             _s_NotifyEVChargingScheduleRequest_time_base(self, v)
-            try:
-                v = data["chargingSchedule"]
-            except KeyError:
-                raise _c.missing("chargingSchedule", _V) from None
+            if "chargingSchedule" not in data:
+                raise _c.missing("chargingSchedule", _V)
+            v = data["chargingSchedule"]
             v = ChargingScheduleType.from_json(v, "chargingSchedule")
             _s_NotifyEVChargingScheduleRequest_charging_schedule(self, v)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_NotifyEVChargingScheduleRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -14887,14 +14085,10 @@ class NotifyEventRequest(Request[NotifyEventResponse]):
             if not _K_NotifyEventRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEventRequest, _V)
             self = _new(cls)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyEventRequest_generated_at(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -14903,24 +14097,17 @@ class NotifyEventRequest(Request[NotifyEventResponse]):
                 _s_NotifyEventRequest_tbc(self, v)
             else:
                 _s_NotifyEventRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             _s_NotifyEventRequest_seq_no(self, v)
-            try:
-                v = data["eventData"]
-            except KeyError:
-                raise _c.missing("eventData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("eventData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("eventData", v, 1, _V)
+            if "eventData" not in data:
+                raise _c.missing("eventData", _V)
+            v = data["eventData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("eventData", v, 1, None, _V)
             try:
                 v = tuple([EventDataType.from_json(x) for x in v])
             except _Err as e:
@@ -14997,10 +14184,8 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
             self = _new(cls)
             if "monitor" in data:
                 v = data["monitor"]
-                if type(v) is not list:
-                    raise _c.wrong_type("monitor", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("monitor", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("monitor", v, 1, None, _V)
                 try:
                     v = tuple([MonitoringDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -15008,15 +14193,11 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
                 _s_NotifyMonitoringReportRequest_monitor(self, v)
             else:
                 _s_NotifyMonitoringReportRequest_monitor(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyMonitoringReportRequest_request_id(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -15025,24 +14206,16 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
                 _s_NotifyMonitoringReportRequest_tbc(self, v)
             else:
                 _s_NotifyMonitoringReportRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             _s_NotifyMonitoringReportRequest_seq_no(self, v)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyMonitoringReportRequest_generated_at(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -15120,31 +14293,21 @@ class NotifyReportRequest(Request[NotifyReportResponse]):
             if not _K_NotifyReportRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyReportRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyReportRequest_request_id(self, v)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyReportRequest_generated_at(self, v)
             if "reportData" in data:
                 v = data["reportData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("reportData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("reportData", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("reportData", v, 1, None, _V)
                 try:
                     v = tuple([ReportDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -15159,15 +14322,11 @@ class NotifyReportRequest(Request[NotifyReportResponse]):
                 _s_NotifyReportRequest_tbc(self, v)
             else:
                 _s_NotifyReportRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             _s_NotifyReportRequest_seq_no(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -15238,51 +14397,35 @@ class PublishFirmwareRequest(Request[PublishFirmwareResponse]):
             if not _K_PublishFirmwareRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareRequest, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("location", v, 512, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("location", v, None, 512, False, _V)
             _s_PublishFirmwareRequest_location(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 _s_PublishFirmwareRequest_retries(self, v)
             else:
                 _s_PublishFirmwareRequest_retries(self, None)
-            try:
-                v = data["checksum"]
-            except KeyError:
-                raise _c.missing("checksum", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("checksum", v, "string", _V)
-            if len(v) > 32:
-                raise _c.too_long("checksum", v, 32, _V)
+            if "checksum" not in data:
+                raise _c.missing("checksum", _V)
+            v = data["checksum"]
+            if not isinstance(v, str) or len(v) > 32:
+                raise _c.string_error("checksum", v, None, 32, False, _V)
             _s_PublishFirmwareRequest_checksum(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_PublishFirmwareRequest_request_id(self, v)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_PublishFirmwareRequest_retry_interval(self, v)
             else:
                 _s_PublishFirmwareRequest_retry_interval(self, None)
@@ -15373,10 +14516,9 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
             if not _K_PublishFirmwareStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_PublishFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -15384,15 +14526,11 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
             _s_PublishFirmwareStatusNotificationRequest_status(self, v)
             if "location" in data:
                 v = data["location"]
-                if type(v) is not list:
-                    raise _c.wrong_type("location", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("location", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("location", v, 1, None, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"location[{i}]", x, "string", _V)
-                    if len(x) > 512:
-                        raise _c.too_long(f"location[{i}]", x, 512, _V)
+                    if not isinstance(x, str) or len(x) > 512:
+                        raise _c.string_error(f"location[{i}]", x, None, 512, False, _V)
                 v = tuple(v)
                 _s_PublishFirmwareStatusNotificationRequest_location(self, v)
             else:
@@ -15400,10 +14538,7 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_PublishFirmwareStatusNotificationRequest_request_id(self, v)
             else:
                 _s_PublishFirmwareStatusNotificationRequest_request_id(self, None)
@@ -15488,20 +14623,15 @@ class ReportChargingProfilesRequest(Request[ReportChargingProfilesResponse]):
             if not _K_ReportChargingProfilesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportChargingProfilesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_ReportChargingProfilesRequest_request_id(self, v)
-            try:
-                v = data["chargingLimitSource"]
-            except KeyError:
-                raise _c.missing("chargingLimitSource", _V) from None
+            if "chargingLimitSource" not in data:
+                raise _c.missing("chargingLimitSource", _V)
+            v = data["chargingLimitSource"]
             try:
                 v = _E_ChargingLimitSourceEnumType[v]
             except (KeyError, TypeError):
@@ -15509,14 +14639,11 @@ class ReportChargingProfilesRequest(Request[ReportChargingProfilesResponse]):
                     "chargingLimitSource", v, _E_ChargingLimitSourceEnumType, _V
                 ) from None
             _s_ReportChargingProfilesRequest_charging_limit_source(self, v)
-            try:
-                v = data["chargingProfile"]
-            except KeyError:
-                raise _c.missing("chargingProfile", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingProfile", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingProfile", v, 1, _V)
+            if "chargingProfile" not in data:
+                raise _c.missing("chargingProfile", _V)
+            v = data["chargingProfile"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("chargingProfile", v, 1, None, _V)
             try:
                 v = tuple([ChargingProfileType.from_json(x) for x in v])
             except _Err as e:
@@ -15529,15 +14656,11 @@ class ReportChargingProfilesRequest(Request[ReportChargingProfilesResponse]):
                 _s_ReportChargingProfilesRequest_tbc(self, v)
             else:
                 _s_ReportChargingProfilesRequest_tbc(self, None)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_ReportChargingProfilesRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -15616,10 +14739,7 @@ class RequestStartTransactionRequest(Request[RequestStartTransactionResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_RequestStartTransactionRequest_evse_id(self, v)
             else:
                 _s_RequestStartTransactionRequest_evse_id(self, None)
@@ -15629,21 +14749,16 @@ class RequestStartTransactionRequest(Request[RequestStartTransactionResponse]):
                 _s_RequestStartTransactionRequest_group_id_token(self, v)
             else:
                 _s_RequestStartTransactionRequest_group_id_token(self, None)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_RequestStartTransactionRequest_id_token(self, v)
-            try:
-                v = data["remoteStartId"]
-            except KeyError:
-                raise _c.missing("remoteStartId", _V) from None
+            if "remoteStartId" not in data:
+                raise _c.missing("remoteStartId", _V)
+            v = data["remoteStartId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("remoteStartId", v, "integer", _V)
+                v = _c.integer6("remoteStartId", v, _V)
             _s_RequestStartTransactionRequest_remote_start_id(self, v)
             if "chargingProfile" in data:
                 v = data["chargingProfile"]
@@ -15713,14 +14828,11 @@ class RequestStopTransactionRequest(Request[RequestStopTransactionResponse]):
             if not _K_RequestStopTransactionRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestStopTransactionRequest, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_RequestStopTransactionRequest_transaction_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -15787,20 +14899,15 @@ class ReservationStatusUpdateRequest(Request[ReservationStatusUpdateResponse]):
             if not _K_ReservationStatusUpdateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReservationStatusUpdateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["reservationId"]
-            except KeyError:
-                raise _c.missing("reservationId", _V) from None
+            if "reservationId" not in data:
+                raise _c.missing("reservationId", _V)
+            v = data["reservationId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("reservationId", v, "integer", _V)
+                v = _c.integer6("reservationId", v, _V)
             _s_ReservationStatusUpdateRequest_reservation_id(self, v)
-            try:
-                v = data["reservationUpdateStatus"]
-            except KeyError:
-                raise _c.missing("reservationUpdateStatus", _V) from None
+            if "reservationUpdateStatus" not in data:
+                raise _c.missing("reservationUpdateStatus", _V)
+            v = data["reservationUpdateStatus"]
             try:
                 v = _E_ReservationUpdateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -15882,24 +14989,16 @@ class ReserveNowRequest(Request[ReserveNowResponse]):
             if not _K_ReserveNowRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReserveNowRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ReserveNowRequest_id(self, v)
-            try:
-                v = data["expiryDateTime"]
-            except KeyError:
-                raise _c.missing("expiryDateTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("expiryDateTime", v, _V)
-            v = d
+            if "expiryDateTime" not in data:
+                raise _c.missing("expiryDateTime", _V)
+            v = data["expiryDateTime"]
+            v = _c.to_datetime("expiryDateTime", v, _V)
             _s_ReserveNowRequest_expiry_date_time(self, v)
             if "connectorType" in data:
                 v = data["connectorType"]
@@ -15910,19 +15009,15 @@ class ReserveNowRequest(Request[ReserveNowResponse]):
                 _s_ReserveNowRequest_connector_type(self, v)
             else:
                 _s_ReserveNowRequest_connector_type(self, None)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_ReserveNowRequest_id_token(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_ReserveNowRequest_evse_id(self, v)
             else:
                 _s_ReserveNowRequest_evse_id(self, None)
@@ -15997,10 +15092,9 @@ class ResetRequest(Request[ResetResponse]):
             if not _K_ResetRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ResetRequest, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_ResetEnumType[v]
             except (KeyError, TypeError):
@@ -16009,10 +15103,7 @@ class ResetRequest(Request[ResetResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 _s_ResetRequest_evse_id(self, v)
             else:
                 _s_ResetRequest_evse_id(self, None)
@@ -16074,30 +15165,21 @@ class SecurityEventNotificationRequest(Request[SecurityEventNotificationResponse
             if not _K_SecurityEventNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SecurityEventNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("type", v, 50, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("type", v, None, 50, False, _V)
             _s_SecurityEventNotificationRequest_type(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_SecurityEventNotificationRequest_timestamp(self, v)
             if "techInfo" in data:
                 v = data["techInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techInfo", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("techInfo", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("techInfo", v, None, 255, False, _V)
                 _s_SecurityEventNotificationRequest_tech_info(self, v)
             else:
                 _s_SecurityEventNotificationRequest_tech_info(self, None)
@@ -16174,10 +15256,8 @@ class SendLocalListRequest(Request[SendLocalListResponse]):
             self = _new(cls)
             if "localAuthorizationList" in data:
                 v = data["localAuthorizationList"]
-                if type(v) is not list:
-                    raise _c.wrong_type("localAuthorizationList", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("localAuthorizationList", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("localAuthorizationList", v, 1, None, _V)
                 try:
                     v = tuple([AuthorizationData.from_json(x) for x in v])
                 except _Err as e:
@@ -16187,20 +15267,15 @@ class SendLocalListRequest(Request[SendLocalListResponse]):
                 _s_SendLocalListRequest_local_authorization_list(self, v)
             else:
                 _s_SendLocalListRequest_local_authorization_list(self, None)
-            try:
-                v = data["versionNumber"]
-            except KeyError:
-                raise _c.missing("versionNumber", _V) from None
+            if "versionNumber" not in data:
+                raise _c.missing("versionNumber", _V)
+            v = data["versionNumber"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("versionNumber", v, "integer", _V)
+                v = _c.integer6("versionNumber", v, _V)
             _s_SendLocalListRequest_version_number(self, v)
-            try:
-                v = data["updateType"]
-            except KeyError:
-                raise _c.missing("updateType", _V) from None
+            if "updateType" not in data:
+                raise _c.missing("updateType", _V)
+            v = data["updateType"]
             try:
                 v = _E_UpdateEnumType[v]
             except (KeyError, TypeError):
@@ -16259,20 +15334,15 @@ class SetChargingProfileRequest(Request[SetChargingProfileResponse]):
             if not _K_SetChargingProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetChargingProfileRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_SetChargingProfileRequest_evse_id(self, v)
-            try:
-                v = data["chargingProfile"]
-            except KeyError:
-                raise _c.missing("chargingProfile", _V) from None
+            if "chargingProfile" not in data:
+                raise _c.missing("chargingProfile", _V)
+            v = data["chargingProfile"]
             v = ChargingProfileType.from_json(v, "chargingProfile")
             _s_SetChargingProfileRequest_charging_profile(self, v)
             if "customData" in data:
@@ -16321,10 +15391,9 @@ class SetDisplayMessageRequest(Request[SetDisplayMessageResponse]):
             if not _K_SetDisplayMessageRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDisplayMessageRequest, _V)
             self = _new(cls)
-            try:
-                v = data["message"]
-            except KeyError:
-                raise _c.missing("message", _V) from None
+            if "message" not in data:
+                raise _c.missing("message", _V)
+            v = data["message"]
             v = MessageInfoType.from_json(v, "message")
             _s_SetDisplayMessageRequest_message(self, v)
             if "customData" in data:
@@ -16379,10 +15448,9 @@ class SetMonitoringBaseRequest(Request[SetMonitoringBaseResponse]):
             if not _K_SetMonitoringBaseRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringBaseRequest, _V)
             self = _new(cls)
-            try:
-                v = data["monitoringBase"]
-            except KeyError:
-                raise _c.missing("monitoringBase", _V) from None
+            if "monitoringBase" not in data:
+                raise _c.missing("monitoringBase", _V)
+            v = data["monitoringBase"]
             try:
                 v = _E_MonitoringBaseEnumType[v]
             except (KeyError, TypeError):
@@ -16420,7 +15488,7 @@ class SetMonitoringLevelRequest(Request[SetMonitoringLevelResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.severity, "severity", 0, 9, None, _V)
+        _c.check_integer(self.severity, "severity", 0, 9, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"severity": self.severity}
@@ -16436,19 +15504,13 @@ class SetMonitoringLevelRequest(Request[SetMonitoringLevelResponse]):
             if not _K_SetMonitoringLevelRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringLevelRequest, _V)
             self = _new(cls)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
-            if v > 9:
-                raise _c.too_big("severity", v, 9, _V)
+                v = _c.integer6("severity", v, _V)
+            if v < 0 or v > 9:
+                raise _c.number_error("severity", v, "integer", 0, 9, None, _V)
             _s_SetMonitoringLevelRequest_severity(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -16499,20 +15561,15 @@ class SetNetworkProfileRequest(Request[SetNetworkProfileResponse]):
             if not _K_SetNetworkProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetNetworkProfileRequest, _V)
             self = _new(cls)
-            try:
-                v = data["configurationSlot"]
-            except KeyError:
-                raise _c.missing("configurationSlot", _V) from None
+            if "configurationSlot" not in data:
+                raise _c.missing("configurationSlot", _V)
+            v = data["configurationSlot"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("configurationSlot", v, "integer", _V)
+                v = _c.integer6("configurationSlot", v, _V)
             _s_SetNetworkProfileRequest_configuration_slot(self, v)
-            try:
-                v = data["connectionData"]
-            except KeyError:
-                raise _c.missing("connectionData", _V) from None
+            if "connectionData" not in data:
+                raise _c.missing("connectionData", _V)
+            v = data["connectionData"]
             v = NetworkConnectionProfileType.from_json(v, "connectionData")
             _s_SetNetworkProfileRequest_connection_data(self, v)
             if "customData" in data:
@@ -16568,14 +15625,11 @@ class SetVariableMonitoringRequest(Request[SetVariableMonitoringResponse]):
             if not _K_SetVariableMonitoringRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariableMonitoringRequest, _V)
             self = _new(cls)
-            try:
-                v = data["setMonitoringData"]
-            except KeyError:
-                raise _c.missing("setMonitoringData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setMonitoringData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setMonitoringData", v, 1, _V)
+            if "setMonitoringData" not in data:
+                raise _c.missing("setMonitoringData", _V)
+            v = data["setMonitoringData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setMonitoringData", v, 1, None, _V)
             try:
                 v = tuple([SetMonitoringDataType.from_json(x) for x in v])
             except _Err as e:
@@ -16635,14 +15689,11 @@ class SetVariablesRequest(Request[SetVariablesResponse]):
             if not _K_SetVariablesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariablesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["setVariableData"]
-            except KeyError:
-                raise _c.missing("setVariableData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setVariableData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setVariableData", v, 1, _V)
+            if "setVariableData" not in data:
+                raise _c.missing("setVariableData", _V)
+            v = data["setVariableData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setVariableData", v, 1, None, _V)
             try:
                 v = tuple([SetVariableDataType.from_json(x) for x in v])
             except _Err as e:
@@ -16707,14 +15758,11 @@ class SignCertificateRequest(Request[SignCertificateResponse]):
             if not _K_SignCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SignCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["csr"]
-            except KeyError:
-                raise _c.missing("csr", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("csr", v, "string", _V)
-            if len(v) > 5500:
-                raise _c.too_long("csr", v, 5500, _V)
+            if "csr" not in data:
+                raise _c.missing("csr", _V)
+            v = data["csr"]
+            if not isinstance(v, str) or len(v) > 5500:
+                raise _c.string_error("csr", v, None, 5500, False, _V)
             _s_SignCertificateRequest_csr(self, v)
             if "certificateType" in data:
                 v = data["certificateType"]
@@ -16793,43 +15841,30 @@ class StatusNotificationRequest(Request[StatusNotificationResponse]):
             if not _K_StatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_StatusNotificationRequest_timestamp(self, v)
-            try:
-                v = data["connectorStatus"]
-            except KeyError:
-                raise _c.missing("connectorStatus", _V) from None
+            if "connectorStatus" not in data:
+                raise _c.missing("connectorStatus", _V)
+            v = data["connectorStatus"]
             try:
                 v = _E_ConnectorStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("connectorStatus", v, _E_ConnectorStatusEnumType, _V) from None
             _s_StatusNotificationRequest_connector_status(self, v)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_StatusNotificationRequest_evse_id(self, v)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                v = _c.integer6("connectorId", v, _V)
             _s_StatusNotificationRequest_connector_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -16948,10 +15983,9 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
             if not _K_TransactionEventRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_TransactionEventRequest, _V)
             self = _new(cls)
-            try:
-                v = data["eventType"]
-            except KeyError:
-                raise _c.missing("eventType", _V) from None
+            if "eventType" not in data:
+                raise _c.missing("eventType", _V)
+            v = data["eventType"]
             try:
                 v = _E_TransactionEventEnumType[v]
             except (KeyError, TypeError):
@@ -16959,10 +15993,8 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
             _s_TransactionEventRequest_event_type(self, v)
             if "meterValue" in data:
                 v = data["meterValue"]
-                if type(v) is not list:
-                    raise _c.wrong_type("meterValue", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("meterValue", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("meterValue", v, 1, None, _V)
                 try:
                     v = tuple([MeterValueType.from_json(x) for x in v])
                 except _Err as e:
@@ -16970,33 +16002,24 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
                 _s_TransactionEventRequest_meter_value(self, v)
             else:
                 _s_TransactionEventRequest_meter_value(self, None)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_TransactionEventRequest_timestamp(self, v)
-            try:
-                v = data["triggerReason"]
-            except KeyError:
-                raise _c.missing("triggerReason", _V) from None
+            if "triggerReason" not in data:
+                raise _c.missing("triggerReason", _V)
+            v = data["triggerReason"]
             try:
                 v = _E_TriggerReasonEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("triggerReason", v, _E_TriggerReasonEnumType, _V) from None
             _s_TransactionEventRequest_trigger_reason(self, v)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             _s_TransactionEventRequest_seq_no(self, v)
             if "offline" in data:
                 v = data["offline"]
@@ -17008,37 +16031,27 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
             if "numberOfPhasesUsed" in data:
                 v = data["numberOfPhasesUsed"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("numberOfPhasesUsed", v, "integer", _V)
+                    v = _c.integer6("numberOfPhasesUsed", v, _V)
                 _s_TransactionEventRequest_number_of_phases_used(self, v)
             else:
                 _s_TransactionEventRequest_number_of_phases_used(self, None)
             if "cableMaxCurrent" in data:
                 v = data["cableMaxCurrent"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("cableMaxCurrent", v, "integer", _V)
+                    v = _c.integer6("cableMaxCurrent", v, _V)
                 _s_TransactionEventRequest_cable_max_current(self, v)
             else:
                 _s_TransactionEventRequest_cable_max_current(self, None)
             if "reservationId" in data:
                 v = data["reservationId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("reservationId", v, "integer", _V)
+                    v = _c.integer6("reservationId", v, _V)
                 _s_TransactionEventRequest_reservation_id(self, v)
             else:
                 _s_TransactionEventRequest_reservation_id(self, None)
-            try:
-                v = data["transactionInfo"]
-            except KeyError:
-                raise _c.missing("transactionInfo", _V) from None
+            if "transactionInfo" not in data:
+                raise _c.missing("transactionInfo", _V)
+            v = data["transactionInfo"]
             v = TransactionType.from_json(v, "transactionInfo")
             _s_TransactionEventRequest_transaction_info(self, v)
             if "evse" in data:
@@ -17142,10 +16155,9 @@ class TriggerMessageRequest(Request[TriggerMessageResponse]):
                 _s_TriggerMessageRequest_evse(self, v)
             else:
                 _s_TriggerMessageRequest_evse(self, None)
-            try:
-                v = data["requestedMessage"]
-            except KeyError:
-                raise _c.missing("requestedMessage", _V) from None
+            if "requestedMessage" not in data:
+                raise _c.missing("requestedMessage", _V)
+            v = data["requestedMessage"]
             try:
                 v = _E_MessageTriggerEnumType[v]
             except (KeyError, TypeError):
@@ -17198,25 +16210,17 @@ class UnlockConnectorRequest(Request[UnlockConnectorResponse]):
             if not _K_UnlockConnectorRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UnlockConnectorRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             _s_UnlockConnectorRequest_evse_id(self, v)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                v = _c.integer6("connectorId", v, _V)
             _s_UnlockConnectorRequest_connector_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -17267,14 +16271,11 @@ class UnpublishFirmwareRequest(Request[UnpublishFirmwareResponse]):
             if not _K_UnpublishFirmwareRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UnpublishFirmwareRequest, _V)
             self = _new(cls)
-            try:
-                v = data["checksum"]
-            except KeyError:
-                raise _c.missing("checksum", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("checksum", v, "string", _V)
-            if len(v) > 32:
-                raise _c.too_long("checksum", v, 32, _V)
+            if "checksum" not in data:
+                raise _c.missing("checksum", _V)
+            v = data["checksum"]
+            if not isinstance(v, str) or len(v) > 32:
+                raise _c.string_error("checksum", v, None, 32, False, _V)
             _s_UnpublishFirmwareRequest_checksum(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -17333,37 +16334,26 @@ class UpdateFirmwareRequest(Request[UpdateFirmwareResponse]):
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 _s_UpdateFirmwareRequest_retries(self, v)
             else:
                 _s_UpdateFirmwareRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_UpdateFirmwareRequest_retry_interval(self, v)
             else:
                 _s_UpdateFirmwareRequest_retry_interval(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_UpdateFirmwareRequest_request_id(self, v)
-            try:
-                v = data["firmware"]
-            except KeyError:
-                raise _c.missing("firmware", _V) from None
+            if "firmware" not in data:
+                raise _c.missing("firmware", _V)
+            v = data["firmware"]
             v = FirmwareType.from_json(v, "firmware")
             _s_UpdateFirmwareRequest_firmware(self, v)
             if "customData" in data:

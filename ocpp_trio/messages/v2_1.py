@@ -1922,41 +1922,29 @@ class ACChargingParametersType(Datatype):
             if not _K_ACChargingParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_ACChargingParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["energyAmount"]
-            except KeyError:
-                raise _c.missing("energyAmount", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("energyAmount", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("energyAmount", v, _V)
+            if "energyAmount" not in data:
+                raise _c.missing("energyAmount", _V)
+            v = data["energyAmount"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("energyAmount", v, "number", None, None, None, _V)
             _s_ACChargingParametersType_energy_amount(self, v)
-            try:
-                v = data["evMinCurrent"]
-            except KeyError:
-                raise _c.missing("evMinCurrent", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("evMinCurrent", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("evMinCurrent", v, _V)
+            if "evMinCurrent" not in data:
+                raise _c.missing("evMinCurrent", _V)
+            v = data["evMinCurrent"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("evMinCurrent", v, "number", None, None, None, _V)
             _s_ACChargingParametersType_ev_min_current(self, v)
-            try:
-                v = data["evMaxCurrent"]
-            except KeyError:
-                raise _c.missing("evMaxCurrent", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("evMaxCurrent", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("evMaxCurrent", v, _V)
+            if "evMaxCurrent" not in data:
+                raise _c.missing("evMaxCurrent", _V)
+            v = data["evMaxCurrent"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("evMaxCurrent", v, "number", None, None, None, _V)
             _s_ACChargingParametersType_ev_max_current(self, v)
-            try:
-                v = data["evMaxVoltage"]
-            except KeyError:
-                raise _c.missing("evMaxVoltage", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("evMaxVoltage", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("evMaxVoltage", v, _V)
+            if "evMaxVoltage" not in data:
+                raise _c.missing("evMaxVoltage", _V)
+            v = data["evMaxVoltage"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("evMaxVoltage", v, "number", None, None, None, _V)
             _s_ACChargingParametersType_ev_max_voltage(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -2054,49 +2042,37 @@ class APNType(Datatype):
             if not _K_APNType.issuperset(data):
                 raise _c.not_allowed(data, _K_APNType, _V)
             self = _new(cls)
-            try:
-                v = data["apn"]
-            except KeyError:
-                raise _c.missing("apn", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("apn", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("apn", v, 2000, _V)
+            if "apn" not in data:
+                raise _c.missing("apn", _V)
+            v = data["apn"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("apn", v, None, 2000, False, _V)
             _s_APNType_apn(self, v)
             if "apnUserName" in data:
                 v = data["apnUserName"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("apnUserName", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("apnUserName", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("apnUserName", v, None, 50, False, _V)
                 _s_APNType_apn_user_name(self, v)
             else:
                 _s_APNType_apn_user_name(self, None)
             if "apnPassword" in data:
                 v = data["apnPassword"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("apnPassword", v, "string", _V)
-                if len(v) > 64:
-                    raise _c.too_long("apnPassword", v, 64, _V)
+                if not isinstance(v, str) or len(v) > 64:
+                    raise _c.string_error("apnPassword", v, None, 64, False, _V)
                 _s_APNType_apn_password(self, v)
             else:
                 _s_APNType_apn_password(self, None)
             if "simPin" in data:
                 v = data["simPin"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("simPin", v, "integer", _V)
+                    v = _c.integer6("simPin", v, _V)
                 _s_APNType_sim_pin(self, v)
             else:
                 _s_APNType_sim_pin(self, None)
             if "preferredNetwork" in data:
                 v = data["preferredNetwork"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("preferredNetwork", v, "string", _V)
-                if len(v) > 6:
-                    raise _c.too_long("preferredNetwork", v, 6, _V)
+                if not isinstance(v, str) or len(v) > 6:
+                    raise _c.string_error("preferredNetwork", v, None, 6, False, _V)
                 _s_APNType_preferred_network(self, v)
             else:
                 _s_APNType_preferred_network(self, None)
@@ -2107,10 +2083,9 @@ class APNType(Datatype):
                 _s_APNType_use_only_preferred_network(self, v)
             else:
                 _s_APNType_use_only_preferred_network(self, None)
-            try:
-                v = data["apnAuthentication"]
-            except KeyError:
-                raise _c.missing("apnAuthentication", _V) from None
+            if "apnAuthentication" not in data:
+                raise _c.missing("apnAuthentication", _V)
+            v = data["apnAuthentication"]
             try:
                 v = _E_APNAuthenticationEnumType[v]
             except (KeyError, TypeError):
@@ -2192,7 +2167,7 @@ class AbsolutePriceScheduleType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         _c.check_datetime(self.time_anchor, "time_anchor", _V)
-        _c.check_number(self.price_schedule_id, "price_schedule_id", 0, None, None, _V)
+        _c.check_integer(self.price_schedule_id, "price_schedule_id", 0, None, _V)
         if self.price_schedule_description is not None:
             _c.check_str(
                 self.price_schedule_description, "price_schedule_description", None, 160, False, _V
@@ -2251,62 +2226,43 @@ class AbsolutePriceScheduleType(Datatype):
             if not _K_AbsolutePriceScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_AbsolutePriceScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["timeAnchor"]
-            except KeyError:
-                raise _c.missing("timeAnchor", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timeAnchor", v, _V)
-            v = d
+            if "timeAnchor" not in data:
+                raise _c.missing("timeAnchor", _V)
+            v = data["timeAnchor"]
+            v = _c.to_datetime("timeAnchor", v, _V)
             _s_AbsolutePriceScheduleType_time_anchor(self, v)
-            try:
-                v = data["priceScheduleID"]
-            except KeyError:
-                raise _c.missing("priceScheduleID", _V) from None
+            if "priceScheduleID" not in data:
+                raise _c.missing("priceScheduleID", _V)
+            v = data["priceScheduleID"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priceScheduleID", v, "integer", _V)
+                v = _c.integer6("priceScheduleID", v, _V)
             if v < 0:
-                raise _c.too_small("priceScheduleID", v, 0, _V)
+                raise _c.number_error("priceScheduleID", v, "integer", 0, None, None, _V)
             _s_AbsolutePriceScheduleType_price_schedule_id(self, v)
             if "priceScheduleDescription" in data:
                 v = data["priceScheduleDescription"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("priceScheduleDescription", v, "string", _V)
-                if len(v) > 160:
-                    raise _c.too_long("priceScheduleDescription", v, 160, _V)
+                if not isinstance(v, str) or len(v) > 160:
+                    raise _c.string_error("priceScheduleDescription", v, None, 160, False, _V)
                 _s_AbsolutePriceScheduleType_price_schedule_description(self, v)
             else:
                 _s_AbsolutePriceScheduleType_price_schedule_description(self, None)
-            try:
-                v = data["currency"]
-            except KeyError:
-                raise _c.missing("currency", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("currency", v, "string", _V)
-            if len(v) > 3:
-                raise _c.too_long("currency", v, 3, _V)
+            if "currency" not in data:
+                raise _c.missing("currency", _V)
+            v = data["currency"]
+            if not isinstance(v, str) or len(v) > 3:
+                raise _c.string_error("currency", v, None, 3, False, _V)
             _s_AbsolutePriceScheduleType_currency(self, v)
-            try:
-                v = data["language"]
-            except KeyError:
-                raise _c.missing("language", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("language", v, "string", _V)
-            if len(v) > 8:
-                raise _c.too_long("language", v, 8, _V)
+            if "language" not in data:
+                raise _c.missing("language", _V)
+            v = data["language"]
+            if not isinstance(v, str) or len(v) > 8:
+                raise _c.string_error("language", v, None, 8, False, _V)
             _s_AbsolutePriceScheduleType_language(self, v)
-            try:
-                v = data["priceAlgorithm"]
-            except KeyError:
-                raise _c.missing("priceAlgorithm", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("priceAlgorithm", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("priceAlgorithm", v, 2000, _V)
+            if "priceAlgorithm" not in data:
+                raise _c.missing("priceAlgorithm", _V)
+            v = data["priceAlgorithm"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("priceAlgorithm", v, None, 2000, False, _V)
             _s_AbsolutePriceScheduleType_price_algorithm(self, v)
             if "minimumCost" in data:
                 v = data["minimumCost"]
@@ -2320,16 +2276,11 @@ class AbsolutePriceScheduleType(Datatype):
                 _s_AbsolutePriceScheduleType_maximum_cost(self, v)
             else:
                 _s_AbsolutePriceScheduleType_maximum_cost(self, None)
-            try:
-                v = data["priceRuleStacks"]
-            except KeyError:
-                raise _c.missing("priceRuleStacks", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("priceRuleStacks", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("priceRuleStacks", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("priceRuleStacks", v, 1024, _V)
+            if "priceRuleStacks" not in data:
+                raise _c.missing("priceRuleStacks", _V)
+            v = data["priceRuleStacks"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("priceRuleStacks", v, 1, 1024, _V)
             try:
                 v = tuple([PriceRuleStackType.from_json(x) for x in v])
             except _Err as e:
@@ -2337,12 +2288,8 @@ class AbsolutePriceScheduleType(Datatype):
             _s_AbsolutePriceScheduleType_price_rule_stacks(self, v)
             if "taxRules" in data:
                 v = data["taxRules"]
-                if type(v) is not list:
-                    raise _c.wrong_type("taxRules", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("taxRules", v, 1, _V)
-                if len(v) > 10:
-                    raise _c.too_many("taxRules", v, 10, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 10:
+                    raise _c.array_error("taxRules", v, 1, 10, _V)
                 try:
                     v = tuple([TaxRuleType.from_json(x) for x in v])
                 except _Err as e:
@@ -2358,12 +2305,8 @@ class AbsolutePriceScheduleType(Datatype):
                 _s_AbsolutePriceScheduleType_overstay_rule_list(self, None)
             if "additionalSelectedServices" in data:
                 v = data["additionalSelectedServices"]
-                if type(v) is not list:
-                    raise _c.wrong_type("additionalSelectedServices", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("additionalSelectedServices", v, 1, _V)
-                if len(v) > 5:
-                    raise _c.too_many("additionalSelectedServices", v, 5, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 5:
+                    raise _c.array_error("additionalSelectedServices", v, 1, 5, _V)
                 try:
                     v = tuple([AdditionalSelectedServicesType.from_json(x) for x in v])
                 except _Err as e:
@@ -2447,23 +2390,17 @@ class AdditionalInfoType(Datatype):
             if not _K_AdditionalInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_AdditionalInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["additionalIdToken"]
-            except KeyError:
-                raise _c.missing("additionalIdToken", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("additionalIdToken", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("additionalIdToken", v, 255, _V)
+            if "additionalIdToken" not in data:
+                raise _c.missing("additionalIdToken", _V)
+            v = data["additionalIdToken"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("additionalIdToken", v, None, 255, False, _V)
             _s_AdditionalInfoType_additional_id_token(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("type", v, 50, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("type", v, None, 50, False, _V)
             _s_AdditionalInfoType_type(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -2516,20 +2453,16 @@ class AdditionalSelectedServicesType(Datatype):
             if not _K_AdditionalSelectedServicesType.issuperset(data):
                 raise _c.not_allowed(data, _K_AdditionalSelectedServicesType, _V)
             self = _new(cls)
-            try:
-                v = data["serviceFee"]
-            except KeyError:
-                raise _c.missing("serviceFee", _V) from None
+            if "serviceFee" not in data:
+                raise _c.missing("serviceFee", _V)
+            v = data["serviceFee"]
             v = RationalNumberType.from_json(v, "serviceFee")
             _s_AdditionalSelectedServicesType_service_fee(self, v)
-            try:
-                v = data["serviceName"]
-            except KeyError:
-                raise _c.missing("serviceName", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serviceName", v, "string", _V)
-            if len(v) > 80:
-                raise _c.too_long("serviceName", v, 80, _V)
+            if "serviceName" not in data:
+                raise _c.missing("serviceName", _V)
+            v = data["serviceName"]
+            if not isinstance(v, str) or len(v) > 80:
+                raise _c.string_error("serviceName", v, None, 80, False, _V)
             _s_AdditionalSelectedServicesType_service_name(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -2601,59 +2534,43 @@ class AddressType(Datatype):
             if not _K_AddressType.issuperset(data):
                 raise _c.not_allowed(data, _K_AddressType, _V)
             self = _new(cls)
-            try:
-                v = data["name"]
-            except KeyError:
-                raise _c.missing("name", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("name", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("name", v, 50, _V)
+            if "name" not in data:
+                raise _c.missing("name", _V)
+            v = data["name"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("name", v, None, 50, False, _V)
             _s_AddressType_name(self, v)
-            try:
-                v = data["address1"]
-            except KeyError:
-                raise _c.missing("address1", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("address1", v, "string", _V)
-            if len(v) > 100:
-                raise _c.too_long("address1", v, 100, _V)
+            if "address1" not in data:
+                raise _c.missing("address1", _V)
+            v = data["address1"]
+            if not isinstance(v, str) or len(v) > 100:
+                raise _c.string_error("address1", v, None, 100, False, _V)
             _s_AddressType_address1(self, v)
             if "address2" in data:
                 v = data["address2"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("address2", v, "string", _V)
-                if len(v) > 100:
-                    raise _c.too_long("address2", v, 100, _V)
+                if not isinstance(v, str) or len(v) > 100:
+                    raise _c.string_error("address2", v, None, 100, False, _V)
                 _s_AddressType_address2(self, v)
             else:
                 _s_AddressType_address2(self, None)
-            try:
-                v = data["city"]
-            except KeyError:
-                raise _c.missing("city", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("city", v, "string", _V)
-            if len(v) > 100:
-                raise _c.too_long("city", v, 100, _V)
+            if "city" not in data:
+                raise _c.missing("city", _V)
+            v = data["city"]
+            if not isinstance(v, str) or len(v) > 100:
+                raise _c.string_error("city", v, None, 100, False, _V)
             _s_AddressType_city(self, v)
             if "postalCode" in data:
                 v = data["postalCode"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("postalCode", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("postalCode", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("postalCode", v, None, 20, False, _V)
                 _s_AddressType_postal_code(self, v)
             else:
                 _s_AddressType_postal_code(self, None)
-            try:
-                v = data["country"]
-            except KeyError:
-                raise _c.missing("country", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("country", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("country", v, 50, _V)
+            if "country" not in data:
+                raise _c.missing("country", _V)
+            v = data["country"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("country", v, None, 50, False, _V)
             _s_AddressType_country(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -2708,10 +2625,9 @@ class AuthorizationData(Datatype):
             if not _K_AuthorizationData.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizationData, _V)
             self = _new(cls)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_AuthorizationData_id_token(self, v)
             if "idTokenInfo" in data:
@@ -2758,7 +2674,7 @@ class BatteryDataType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
         _c.check_str(self.serial_number, "serial_number", None, 50, False, _V)
         _c.check_number(self.so_c, "so_c", 0.0, 100.0, None, _V)
         _c.check_number(self.so_h, "so_h", 0.0, 100.0, None, _V)
@@ -2790,68 +2706,42 @@ class BatteryDataType(Datatype):
             if not _K_BatteryDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_BatteryDataType, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_BatteryDataType_evse_id(self, v)
-            try:
-                v = data["serialNumber"]
-            except KeyError:
-                raise _c.missing("serialNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serialNumber", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("serialNumber", v, 50, _V)
+            if "serialNumber" not in data:
+                raise _c.missing("serialNumber", _V)
+            v = data["serialNumber"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("serialNumber", v, None, 50, False, _V)
             _s_BatteryDataType_serial_number(self, v)
-            try:
-                v = data["soC"]
-            except KeyError:
-                raise _c.missing("soC", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("soC", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("soC", v, _V)
-            if v < 0.0:
-                raise _c.too_small("soC", v, 0.0, _V)
-            if v > 100.0:
-                raise _c.too_big("soC", v, 100.0, _V)
+            if "soC" not in data:
+                raise _c.missing("soC", _V)
+            v = data["soC"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0 or v < 0.0 or v > 100.0:
+                raise _c.number_error("soC", v, "number", 0.0, 100.0, None, _V)
             _s_BatteryDataType_so_c(self, v)
-            try:
-                v = data["soH"]
-            except KeyError:
-                raise _c.missing("soH", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("soH", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("soH", v, _V)
-            if v < 0.0:
-                raise _c.too_small("soH", v, 0.0, _V)
-            if v > 100.0:
-                raise _c.too_big("soH", v, 100.0, _V)
+            if "soH" not in data:
+                raise _c.missing("soH", _V)
+            v = data["soH"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0 or v < 0.0 or v > 100.0:
+                raise _c.number_error("soH", v, "number", 0.0, 100.0, None, _V)
             _s_BatteryDataType_so_h(self, v)
             if "productionDate" in data:
                 v = data["productionDate"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("productionDate", v, _V)
-                v = d
+                v = _c.to_datetime("productionDate", v, _V)
                 _s_BatteryDataType_production_date(self, v)
             else:
                 _s_BatteryDataType_production_date(self, None)
             if "vendorInfo" in data:
                 v = data["vendorInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("vendorInfo", v, "string", _V)
-                if len(v) > 500:
-                    raise _c.too_long("vendorInfo", v, 500, _V)
+                if not isinstance(v, str) or len(v) > 500:
+                    raise _c.string_error("vendorInfo", v, None, 500, False, _V)
                 _s_BatteryDataType_vendor_info(self, v)
             else:
                 _s_BatteryDataType_vendor_info(self, None)
@@ -2938,16 +2828,14 @@ class CertificateHashDataChainType(Datatype):
             if not _K_CertificateHashDataChainType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateHashDataChainType, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_CertificateHashDataChainType_certificate_hash_data(self, v)
-            try:
-                v = data["certificateType"]
-            except KeyError:
-                raise _c.missing("certificateType", _V) from None
+            if "certificateType" not in data:
+                raise _c.missing("certificateType", _V)
+            v = data["certificateType"]
             try:
                 v = _E_GetCertificateIdUseEnumType[v]
             except (KeyError, TypeError):
@@ -2957,12 +2845,8 @@ class CertificateHashDataChainType(Datatype):
             _s_CertificateHashDataChainType_certificate_type(self, v)
             if "childCertificateHashData" in data:
                 v = data["childCertificateHashData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("childCertificateHashData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("childCertificateHashData", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("childCertificateHashData", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("childCertificateHashData", v, 1, 4, _V)
                 try:
                     v = tuple([CertificateHashDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -3043,41 +2927,31 @@ class CertificateHashDataType(Datatype):
             if not _K_CertificateHashDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateHashDataType, _V)
             self = _new(cls)
-            try:
-                v = data["hashAlgorithm"]
-            except KeyError:
-                raise _c.missing("hashAlgorithm", _V) from None
+            if "hashAlgorithm" not in data:
+                raise _c.missing("hashAlgorithm", _V)
+            v = data["hashAlgorithm"]
             try:
                 v = _E_HashAlgorithmEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("hashAlgorithm", v, _E_HashAlgorithmEnumType, _V) from None
             _s_CertificateHashDataType_hash_algorithm(self, v)
-            try:
-                v = data["issuerNameHash"]
-            except KeyError:
-                raise _c.missing("issuerNameHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerNameHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerNameHash", v, 128, _V)
+            if "issuerNameHash" not in data:
+                raise _c.missing("issuerNameHash", _V)
+            v = data["issuerNameHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerNameHash", v, None, 128, False, _V)
             _s_CertificateHashDataType_issuer_name_hash(self, v)
-            try:
-                v = data["issuerKeyHash"]
-            except KeyError:
-                raise _c.missing("issuerKeyHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerKeyHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerKeyHash", v, 128, _V)
+            if "issuerKeyHash" not in data:
+                raise _c.missing("issuerKeyHash", _V)
+            v = data["issuerKeyHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerKeyHash", v, None, 128, False, _V)
             _s_CertificateHashDataType_issuer_key_hash(self, v)
-            try:
-                v = data["serialNumber"]
-            except KeyError:
-                raise _c.missing("serialNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serialNumber", v, "string", _V)
-            if len(v) > 40:
-                raise _c.too_long("serialNumber", v, 40, _V)
+            if "serialNumber" not in data:
+                raise _c.missing("serialNumber", _V)
+            v = data["serialNumber"]
+            if not isinstance(v, str) or len(v) > 40:
+                raise _c.string_error("serialNumber", v, None, 40, False, _V)
             _s_CertificateHashDataType_serial_number(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -3154,36 +3028,27 @@ class CertificateStatusRequestInfoType(Datatype):
             if not _K_CertificateStatusRequestInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateStatusRequestInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_CertificateStatusRequestInfoType_certificate_hash_data(self, v)
-            try:
-                v = data["source"]
-            except KeyError:
-                raise _c.missing("source", _V) from None
+            if "source" not in data:
+                raise _c.missing("source", _V)
+            v = data["source"]
             try:
                 v = _E_CertificateStatusSourceEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("source", v, _E_CertificateStatusSourceEnumType, _V) from None
             _s_CertificateStatusRequestInfoType_source(self, v)
-            try:
-                v = data["urls"]
-            except KeyError:
-                raise _c.missing("urls", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("urls", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("urls", v, 1, _V)
-            if len(v) > 5:
-                raise _c.too_many("urls", v, 5, _V)
+            if "urls" not in data:
+                raise _c.missing("urls", _V)
+            v = data["urls"]
+            if type(v) is not list or len(v) < 1 or len(v) > 5:
+                raise _c.array_error("urls", v, 1, 5, _V)
             for i, x in enumerate(v):
-                if not isinstance(x, str):
-                    raise _c.wrong_type(f"urls[{i}]", x, "string", _V)
-                if len(x) > 2000:
-                    raise _c.too_long(f"urls[{i}]", x, 2000, _V)
+                if not isinstance(x, str) or len(x) > 2000:
+                    raise _c.string_error(f"urls[{i}]", x, None, 2000, False, _V)
             v = tuple(v)
             _s_CertificateStatusRequestInfoType_urls(self, v)
             if "customData" in data:
@@ -3252,38 +3117,31 @@ class CertificateStatusType(Datatype):
             if not _K_CertificateStatusType.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateStatusType, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_CertificateStatusType_certificate_hash_data(self, v)
-            try:
-                v = data["source"]
-            except KeyError:
-                raise _c.missing("source", _V) from None
+            if "source" not in data:
+                raise _c.missing("source", _V)
+            v = data["source"]
             try:
                 v = _E_CertificateStatusSourceEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("source", v, _E_CertificateStatusSourceEnumType, _V) from None
             _s_CertificateStatusType_source(self, v)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CertificateStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("status", v, _E_CertificateStatusEnumType, _V) from None
             _s_CertificateStatusType_status(self, v)
-            try:
-                v = data["nextUpdate"]
-            except KeyError:
-                raise _c.missing("nextUpdate", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("nextUpdate", v, _V)
-            v = d
+            if "nextUpdate" not in data:
+                raise _c.missing("nextUpdate", _V)
+            v = data["nextUpdate"]
+            v = _c.to_datetime("nextUpdate", v, _V)
             _s_CertificateStatusType_next_update(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -3344,14 +3202,11 @@ class ChargingLimitType(Datatype):
             if not _K_ChargingLimitType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingLimitType, _V)
             self = _new(cls)
-            try:
-                v = data["chargingLimitSource"]
-            except KeyError:
-                raise _c.missing("chargingLimitSource", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("chargingLimitSource", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("chargingLimitSource", v, 20, _V)
+            if "chargingLimitSource" not in data:
+                raise _c.missing("chargingLimitSource", _V)
+            v = data["chargingLimitSource"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("chargingLimitSource", v, None, 20, False, _V)
             _s_ChargingLimitType_charging_limit_source(self, v)
             if "isLocalGeneration" in data:
                 v = data["isLocalGeneration"]
@@ -3521,10 +3376,9 @@ class ChargingNeedsType(Datatype):
                 _s_ChargingNeedsType_ev_energy_offer(self, v)
             else:
                 _s_ChargingNeedsType_ev_energy_offer(self, None)
-            try:
-                v = data["requestedEnergyTransfer"]
-            except KeyError:
-                raise _c.missing("requestedEnergyTransfer", _V) from None
+            if "requestedEnergyTransfer" not in data:
+                raise _c.missing("requestedEnergyTransfer", _V)
+            v = data["requestedEnergyTransfer"]
             try:
                 v = _E_EnergyTransferModeEnumType[v]
             except (KeyError, TypeError):
@@ -3546,10 +3400,8 @@ class ChargingNeedsType(Datatype):
                 _s_ChargingNeedsType_v2x_charging_parameters(self, None)
             if "availableEnergyTransfer" in data:
                 v = data["availableEnergyTransfer"]
-                if type(v) is not list:
-                    raise _c.wrong_type("availableEnergyTransfer", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("availableEnergyTransfer", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("availableEnergyTransfer", v, 1, None, _V)
                 a_available_energy_transfer: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -3585,10 +3437,7 @@ class ChargingNeedsType(Datatype):
                 _s_ChargingNeedsType_mobility_needs_mode(self, None)
             if "departureTime" in data:
                 v = data["departureTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("departureTime", v, _V)
-                v = d
+                v = _c.to_datetime("departureTime", v, _V)
                 _s_ChargingNeedsType_departure_time(self, v)
             else:
                 _s_ChargingNeedsType_departure_time(self, None)
@@ -3672,10 +3521,8 @@ class ChargingPeriodType(Datatype):
             self = _new(cls)
             if "dimensions" in data:
                 v = data["dimensions"]
-                if type(v) is not list:
-                    raise _c.wrong_type("dimensions", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("dimensions", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("dimensions", v, 1, None, _V)
                 try:
                     v = tuple([CostDimensionType.from_json(x) for x in v])
                 except _Err as e:
@@ -3685,21 +3532,15 @@ class ChargingPeriodType(Datatype):
                 _s_ChargingPeriodType_dimensions(self, None)
             if "tariffId" in data:
                 v = data["tariffId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("tariffId", v, "string", _V)
-                if len(v) > 60:
-                    raise _c.too_long("tariffId", v, 60, _V)
+                if not isinstance(v, str) or len(v) > 60:
+                    raise _c.string_error("tariffId", v, None, 60, False, _V)
                 _s_ChargingPeriodType_tariff_id(self, v)
             else:
                 _s_ChargingPeriodType_tariff_id(self, None)
-            try:
-                v = data["startPeriod"]
-            except KeyError:
-                raise _c.missing("startPeriod", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("startPeriod", v, _V)
-            v = d
+            if "startPeriod" not in data:
+                raise _c.missing("startPeriod", _V)
+            v = data["startPeriod"]
+            v = _c.to_datetime("startPeriod", v, _V)
             _s_ChargingPeriodType_start_period(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -3756,7 +3597,7 @@ class ChargingProfileCriterionType(Datatype):
                 ),
             )
         if self.stack_level is not None:
-            _c.check_number(self.stack_level, "stack_level", 0, None, None, _V)
+            _c.check_integer(self.stack_level, "stack_level", 0, None, _V)
         if self.charging_profile_id is not None:
             _set(
                 self,
@@ -3813,28 +3654,20 @@ class ChargingProfileCriterionType(Datatype):
             if "stackLevel" in data:
                 v = data["stackLevel"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stackLevel", v, "integer", _V)
+                    v = _c.integer6("stackLevel", v, _V)
                 if v < 0:
-                    raise _c.too_small("stackLevel", v, 0, _V)
+                    raise _c.number_error("stackLevel", v, "integer", 0, None, None, _V)
                 _s_ChargingProfileCriterionType_stack_level(self, v)
             else:
                 _s_ChargingProfileCriterionType_stack_level(self, None)
             if "chargingProfileId" in data:
                 v = data["chargingProfileId"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingProfileId", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingProfileId", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("chargingProfileId", v, 1, None, _V)
                 a_charging_profile_id: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"chargingProfileId[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"chargingProfileId[{i}]", x, _V)
                     a_charging_profile_id.append(x)
                 v = tuple(a_charging_profile_id)
                 _s_ChargingProfileCriterionType_charging_profile_id(self, v)
@@ -3842,17 +3675,11 @@ class ChargingProfileCriterionType(Datatype):
                 _s_ChargingProfileCriterionType_charging_profile_id(self, None)
             if "chargingLimitSource" in data:
                 v = data["chargingLimitSource"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingLimitSource", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingLimitSource", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("chargingLimitSource", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("chargingLimitSource", v, 1, 4, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"chargingLimitSource[{i}]", x, "string", _V)
-                    if len(x) > 20:
-                        raise _c.too_long(f"chargingLimitSource[{i}]", x, 20, _V)
+                    if not isinstance(x, str) or len(x) > 20:
+                        raise _c.string_error(f"chargingLimitSource[{i}]", x, None, 20, False, _V)
                 v = tuple(v)
                 _s_ChargingProfileCriterionType_charging_limit_source(self, v)
             else:
@@ -3928,7 +3755,7 @@ class ChargingProfileType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.stack_level, "stack_level", 0, None, None, _V)
+        _c.check_integer(self.stack_level, "stack_level", 0, None, _V)
         _set(
             self,
             "charging_profile_purpose",
@@ -4013,32 +3840,23 @@ class ChargingProfileType(Datatype):
             if not _K_ChargingProfileType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingProfileType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ChargingProfileType_id(self, v)
-            try:
-                v = data["stackLevel"]
-            except KeyError:
-                raise _c.missing("stackLevel", _V) from None
+            if "stackLevel" not in data:
+                raise _c.missing("stackLevel", _V)
+            v = data["stackLevel"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("stackLevel", v, "integer", _V)
+                v = _c.integer6("stackLevel", v, _V)
             if v < 0:
-                raise _c.too_small("stackLevel", v, 0, _V)
+                raise _c.number_error("stackLevel", v, "integer", 0, None, None, _V)
             _s_ChargingProfileType_stack_level(self, v)
-            try:
-                v = data["chargingProfilePurpose"]
-            except KeyError:
-                raise _c.missing("chargingProfilePurpose", _V) from None
+            if "chargingProfilePurpose" not in data:
+                raise _c.missing("chargingProfilePurpose", _V)
+            v = data["chargingProfilePurpose"]
             try:
                 v = _E_ChargingProfilePurposeEnumType[v]
             except (KeyError, TypeError):
@@ -4046,10 +3864,9 @@ class ChargingProfileType(Datatype):
                     "chargingProfilePurpose", v, _E_ChargingProfilePurposeEnumType, _V
                 ) from None
             _s_ChargingProfileType_charging_profile_purpose(self, v)
-            try:
-                v = data["chargingProfileKind"]
-            except KeyError:
-                raise _c.missing("chargingProfileKind", _V) from None
+            if "chargingProfileKind" not in data:
+                raise _c.missing("chargingProfileKind", _V)
+            v = data["chargingProfileKind"]
             try:
                 v = _E_ChargingProfileKindEnumType[v]
             except (KeyError, TypeError):
@@ -4070,51 +3887,35 @@ class ChargingProfileType(Datatype):
                 _s_ChargingProfileType_recurrency_kind(self, None)
             if "validFrom" in data:
                 v = data["validFrom"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validFrom", v, _V)
-                v = d
+                v = _c.to_datetime("validFrom", v, _V)
                 _s_ChargingProfileType_valid_from(self, v)
             else:
                 _s_ChargingProfileType_valid_from(self, None)
             if "validTo" in data:
                 v = data["validTo"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validTo", v, _V)
-                v = d
+                v = _c.to_datetime("validTo", v, _V)
                 _s_ChargingProfileType_valid_to(self, v)
             else:
                 _s_ChargingProfileType_valid_to(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_ChargingProfileType_transaction_id(self, v)
             else:
                 _s_ChargingProfileType_transaction_id(self, None)
             if "maxOfflineDuration" in data:
                 v = data["maxOfflineDuration"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxOfflineDuration", v, "integer", _V)
+                    v = _c.integer6("maxOfflineDuration", v, _V)
                 _s_ChargingProfileType_max_offline_duration(self, v)
             else:
                 _s_ChargingProfileType_max_offline_duration(self, None)
-            try:
-                v = data["chargingSchedule"]
-            except KeyError:
-                raise _c.missing("chargingSchedule", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingSchedule", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingSchedule", v, 1, _V)
-            if len(v) > 3:
-                raise _c.too_many("chargingSchedule", v, 3, _V)
+            if "chargingSchedule" not in data:
+                raise _c.missing("chargingSchedule", _V)
+            v = data["chargingSchedule"]
+            if type(v) is not list or len(v) < 1 or len(v) > 3:
+                raise _c.array_error("chargingSchedule", v, 1, 3, _V)
             try:
                 v = tuple([ChargingScheduleType.from_json(x) for x in v])
             except _Err as e:
@@ -4130,28 +3931,20 @@ class ChargingProfileType(Datatype):
             if "dynUpdateInterval" in data:
                 v = data["dynUpdateInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("dynUpdateInterval", v, "integer", _V)
+                    v = _c.integer6("dynUpdateInterval", v, _V)
                 _s_ChargingProfileType_dyn_update_interval(self, v)
             else:
                 _s_ChargingProfileType_dyn_update_interval(self, None)
             if "dynUpdateTime" in data:
                 v = data["dynUpdateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("dynUpdateTime", v, _V)
-                v = d
+                v = _c.to_datetime("dynUpdateTime", v, _V)
                 _s_ChargingProfileType_dyn_update_time(self, v)
             else:
                 _s_ChargingProfileType_dyn_update_time(self, None)
             if "priceScheduleSignature" in data:
                 v = data["priceScheduleSignature"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("priceScheduleSignature", v, "string", _V)
-                if len(v) > 256:
-                    raise _c.too_long("priceScheduleSignature", v, 256, _V)
+                if not isinstance(v, str) or len(v) > 256:
+                    raise _c.string_error("priceScheduleSignature", v, None, 256, False, _V)
                 _s_ChargingProfileType_price_schedule_signature(self, v)
             else:
                 _s_ChargingProfileType_price_schedule_signature(self, None)
@@ -4267,9 +4060,9 @@ class ChargingSchedulePeriodType(Datatype):
         if self.limit_l3 is not None:
             _c.check_number(self.limit_l3, "limit_l3", None, None, None, _V)
         if self.number_phases is not None:
-            _c.check_number(self.number_phases, "number_phases", 0, 3, None, _V)
+            _c.check_integer(self.number_phases, "number_phases", 0, 3, _V)
         if self.phase_to_use is not None:
-            _c.check_number(self.phase_to_use, "phase_to_use", 0, 3, None, _V)
+            _c.check_integer(self.phase_to_use, "phase_to_use", 0, 3, _V)
         if self.discharge_limit is not None:
             _c.check_number(self.discharge_limit, "discharge_limit", None, 0.0, None, _V)
         if self.discharge_limit_l2 is not None:
@@ -4363,155 +4156,111 @@ class ChargingSchedulePeriodType(Datatype):
             if not _K_ChargingSchedulePeriodType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingSchedulePeriodType, _V)
             self = _new(cls)
-            try:
-                v = data["startPeriod"]
-            except KeyError:
-                raise _c.missing("startPeriod", _V) from None
+            if "startPeriod" not in data:
+                raise _c.missing("startPeriod", _V)
+            v = data["startPeriod"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("startPeriod", v, "integer", _V)
+                v = _c.integer6("startPeriod", v, _V)
             _s_ChargingSchedulePeriodType_start_period(self, v)
             if "limit" in data:
                 v = data["limit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("limit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("limit", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("limit", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_limit(self, v)
             else:
                 _s_ChargingSchedulePeriodType_limit(self, None)
             if "limit_L2" in data:
                 v = data["limit_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("limit_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("limit_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("limit_L2", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_limit_l2(self, v)
             else:
                 _s_ChargingSchedulePeriodType_limit_l2(self, None)
             if "limit_L3" in data:
                 v = data["limit_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("limit_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("limit_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("limit_L3", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_limit_l3(self, v)
             else:
                 _s_ChargingSchedulePeriodType_limit_l3(self, None)
             if "numberPhases" in data:
                 v = data["numberPhases"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("numberPhases", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("numberPhases", v, 0, _V)
-                if v > 3:
-                    raise _c.too_big("numberPhases", v, 3, _V)
+                    v = _c.integer6("numberPhases", v, _V)
+                if v < 0 or v > 3:
+                    raise _c.number_error("numberPhases", v, "integer", 0, 3, None, _V)
                 _s_ChargingSchedulePeriodType_number_phases(self, v)
             else:
                 _s_ChargingSchedulePeriodType_number_phases(self, None)
             if "phaseToUse" in data:
                 v = data["phaseToUse"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("phaseToUse", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("phaseToUse", v, 0, _V)
-                if v > 3:
-                    raise _c.too_big("phaseToUse", v, 3, _V)
+                    v = _c.integer6("phaseToUse", v, _V)
+                if v < 0 or v > 3:
+                    raise _c.number_error("phaseToUse", v, "integer", 0, 3, None, _V)
                 _s_ChargingSchedulePeriodType_phase_to_use(self, v)
             else:
                 _s_ChargingSchedulePeriodType_phase_to_use(self, None)
             if "dischargeLimit" in data:
                 v = data["dischargeLimit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("dischargeLimit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("dischargeLimit", v, _V)
-                if v > 0.0:
-                    raise _c.too_big("dischargeLimit", v, 0.0, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0 or v > 0.0:
+                    raise _c.number_error("dischargeLimit", v, "number", None, 0.0, None, _V)
                 _s_ChargingSchedulePeriodType_discharge_limit(self, v)
             else:
                 _s_ChargingSchedulePeriodType_discharge_limit(self, None)
             if "dischargeLimit_L2" in data:
                 v = data["dischargeLimit_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("dischargeLimit_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("dischargeLimit_L2", v, _V)
-                if v > 0.0:
-                    raise _c.too_big("dischargeLimit_L2", v, 0.0, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0 or v > 0.0:
+                    raise _c.number_error("dischargeLimit_L2", v, "number", None, 0.0, None, _V)
                 _s_ChargingSchedulePeriodType_discharge_limit_l2(self, v)
             else:
                 _s_ChargingSchedulePeriodType_discharge_limit_l2(self, None)
             if "dischargeLimit_L3" in data:
                 v = data["dischargeLimit_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("dischargeLimit_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("dischargeLimit_L3", v, _V)
-                if v > 0.0:
-                    raise _c.too_big("dischargeLimit_L3", v, 0.0, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0 or v > 0.0:
+                    raise _c.number_error("dischargeLimit_L3", v, "number", None, 0.0, None, _V)
                 _s_ChargingSchedulePeriodType_discharge_limit_l3(self, v)
             else:
                 _s_ChargingSchedulePeriodType_discharge_limit_l3(self, None)
             if "setpoint" in data:
                 v = data["setpoint"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpoint", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpoint", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpoint", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_setpoint(self, v)
             else:
                 _s_ChargingSchedulePeriodType_setpoint(self, None)
             if "setpoint_L2" in data:
                 v = data["setpoint_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpoint_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpoint_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpoint_L2", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_setpoint_l2(self, v)
             else:
                 _s_ChargingSchedulePeriodType_setpoint_l2(self, None)
             if "setpoint_L3" in data:
                 v = data["setpoint_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpoint_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpoint_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpoint_L3", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_setpoint_l3(self, v)
             else:
                 _s_ChargingSchedulePeriodType_setpoint_l3(self, None)
             if "setpointReactive" in data:
                 v = data["setpointReactive"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpointReactive", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpointReactive", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpointReactive", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_setpoint_reactive(self, v)
             else:
                 _s_ChargingSchedulePeriodType_setpoint_reactive(self, None)
             if "setpointReactive_L2" in data:
                 v = data["setpointReactive_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpointReactive_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpointReactive_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpointReactive_L2", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_setpoint_reactive_l2(self, v)
             else:
                 _s_ChargingSchedulePeriodType_setpoint_reactive_l2(self, None)
             if "setpointReactive_L3" in data:
                 v = data["setpointReactive_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpointReactive_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpointReactive_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpointReactive_L3", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_setpoint_reactive_l3(self, v)
             else:
                 _s_ChargingSchedulePeriodType_setpoint_reactive_l3(self, None)
@@ -4531,10 +4280,8 @@ class ChargingSchedulePeriodType(Datatype):
                 _s_ChargingSchedulePeriodType_evse_sleep(self, None)
             if "v2xBaseline" in data:
                 v = data["v2xBaseline"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("v2xBaseline", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("v2xBaseline", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("v2xBaseline", v, "number", None, None, None, _V)
                 _s_ChargingSchedulePeriodType_v2x_baseline(self, v)
             else:
                 _s_ChargingSchedulePeriodType_v2x_baseline(self, None)
@@ -4549,12 +4296,8 @@ class ChargingSchedulePeriodType(Datatype):
                 _s_ChargingSchedulePeriodType_operation_mode(self, None)
             if "v2xFreqWattCurve" in data:
                 v = data["v2xFreqWattCurve"]
-                if type(v) is not list:
-                    raise _c.wrong_type("v2xFreqWattCurve", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("v2xFreqWattCurve", v, 1, _V)
-                if len(v) > 20:
-                    raise _c.too_many("v2xFreqWattCurve", v, 20, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 20:
+                    raise _c.array_error("v2xFreqWattCurve", v, 1, 20, _V)
                 try:
                     v = tuple([V2XFreqWattPointType.from_json(x) for x in v])
                 except _Err as e:
@@ -4566,12 +4309,8 @@ class ChargingSchedulePeriodType(Datatype):
                 _s_ChargingSchedulePeriodType_v2x_freq_watt_curve(self, None)
             if "v2xSignalWattCurve" in data:
                 v = data["v2xSignalWattCurve"]
-                if type(v) is not list:
-                    raise _c.wrong_type("v2xSignalWattCurve", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("v2xSignalWattCurve", v, 1, _V)
-                if len(v) > 20:
-                    raise _c.too_many("v2xSignalWattCurve", v, 20, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 20:
+                    raise _c.array_error("v2xSignalWattCurve", v, 1, 20, _V)
                 try:
                     v = tuple([V2XSignalWattPointType.from_json(x) for x in v])
                 except _Err as e:
@@ -4702,7 +4441,7 @@ class ChargingScheduleType(Datatype):
         if self.power_tolerance is not None:
             _c.check_number(self.power_tolerance, "power_tolerance", None, None, None, _V)
         if self.signature_id is not None:
-            _c.check_number(self.signature_id, "signature_id", 0, None, None, _V)
+            _c.check_integer(self.signature_id, "signature_id", 0, None, _V)
         if self.digest_value is not None:
             _c.check_str(self.digest_value, "digest_value", None, 88, False, _V)
         _set(
@@ -4711,7 +4450,7 @@ class ChargingScheduleType(Datatype):
             _c.check_items(self.charging_schedule_period, "charging_schedule_period", 1, 1024, _V),
         )
         if self.randomized_delay is not None:
-            _c.check_number(self.randomized_delay, "randomized_delay", 0, None, None, _V)
+            _c.check_integer(self.randomized_delay, "randomized_delay", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -4755,15 +4494,11 @@ class ChargingScheduleType(Datatype):
             if not _K_ChargingScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_ChargingScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             _s_ChargingScheduleType_id(self, v)
             if "limitAtSoC" in data:
                 v = data["limitAtSoC"]
@@ -4773,27 +4508,20 @@ class ChargingScheduleType(Datatype):
                 _s_ChargingScheduleType_limit_at_so_c(self, None)
             if "startSchedule" in data:
                 v = data["startSchedule"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startSchedule", v, _V)
-                v = d
+                v = _c.to_datetime("startSchedule", v, _V)
                 _s_ChargingScheduleType_start_schedule(self, v)
             else:
                 _s_ChargingScheduleType_start_schedule(self, None)
             if "duration" in data:
                 v = data["duration"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("duration", v, "integer", _V)
+                    v = _c.integer6("duration", v, _V)
                 _s_ChargingScheduleType_duration(self, v)
             else:
                 _s_ChargingScheduleType_duration(self, None)
-            try:
-                v = data["chargingRateUnit"]
-            except KeyError:
-                raise _c.missing("chargingRateUnit", _V) from None
+            if "chargingRateUnit" not in data:
+                raise _c.missing("chargingRateUnit", _V)
+            v = data["chargingRateUnit"]
             try:
                 v = _E_ChargingRateUnitEnumType[v]
             except (KeyError, TypeError):
@@ -4803,40 +4531,31 @@ class ChargingScheduleType(Datatype):
             _s_ChargingScheduleType_charging_rate_unit(self, v)
             if "minChargingRate" in data:
                 v = data["minChargingRate"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargingRate", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargingRate", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minChargingRate", v, "number", None, None, None, _V)
                 _s_ChargingScheduleType_min_charging_rate(self, v)
             else:
                 _s_ChargingScheduleType_min_charging_rate(self, None)
             if "powerTolerance" in data:
                 v = data["powerTolerance"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("powerTolerance", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("powerTolerance", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("powerTolerance", v, "number", None, None, None, _V)
                 _s_ChargingScheduleType_power_tolerance(self, v)
             else:
                 _s_ChargingScheduleType_power_tolerance(self, None)
             if "signatureId" in data:
                 v = data["signatureId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("signatureId", v, "integer", _V)
+                    v = _c.integer6("signatureId", v, _V)
                 if v < 0:
-                    raise _c.too_small("signatureId", v, 0, _V)
+                    raise _c.number_error("signatureId", v, "integer", 0, None, None, _V)
                 _s_ChargingScheduleType_signature_id(self, v)
             else:
                 _s_ChargingScheduleType_signature_id(self, None)
             if "digestValue" in data:
                 v = data["digestValue"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("digestValue", v, "string", _V)
-                if len(v) > 88:
-                    raise _c.too_long("digestValue", v, 88, _V)
+                if not isinstance(v, str) or len(v) > 88:
+                    raise _c.string_error("digestValue", v, None, 88, False, _V)
                 _s_ChargingScheduleType_digest_value(self, v)
             else:
                 _s_ChargingScheduleType_digest_value(self, None)
@@ -4847,16 +4566,11 @@ class ChargingScheduleType(Datatype):
                 _s_ChargingScheduleType_use_local_time(self, v)
             else:
                 _s_ChargingScheduleType_use_local_time(self, None)
-            try:
-                v = data["chargingSchedulePeriod"]
-            except KeyError:
-                raise _c.missing("chargingSchedulePeriod", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingSchedulePeriod", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingSchedulePeriod", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("chargingSchedulePeriod", v, 1024, _V)
+            if "chargingSchedulePeriod" not in data:
+                raise _c.missing("chargingSchedulePeriod", _V)
+            v = data["chargingSchedulePeriod"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("chargingSchedulePeriod", v, 1, 1024, _V)
             try:
                 v = tuple([ChargingSchedulePeriodType.from_json(x) for x in v])
             except _Err as e:
@@ -4867,12 +4581,9 @@ class ChargingScheduleType(Datatype):
             if "randomizedDelay" in data:
                 v = data["randomizedDelay"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("randomizedDelay", v, "integer", _V)
+                    v = _c.integer6("randomizedDelay", v, _V)
                 if v < 0:
-                    raise _c.too_small("randomizedDelay", v, 0, _V)
+                    raise _c.number_error("randomizedDelay", v, "integer", 0, None, None, _V)
                 _s_ChargingScheduleType_randomized_delay(self, v)
             else:
                 _s_ChargingScheduleType_randomized_delay(self, None)
@@ -5048,115 +4759,85 @@ class ChargingScheduleUpdateType(Datatype):
             self = _new(cls)
             if "limit" in data:
                 v = data["limit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("limit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("limit", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("limit", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_limit(self, v)
             else:
                 _s_ChargingScheduleUpdateType_limit(self, None)
             if "limit_L2" in data:
                 v = data["limit_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("limit_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("limit_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("limit_L2", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_limit_l2(self, v)
             else:
                 _s_ChargingScheduleUpdateType_limit_l2(self, None)
             if "limit_L3" in data:
                 v = data["limit_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("limit_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("limit_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("limit_L3", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_limit_l3(self, v)
             else:
                 _s_ChargingScheduleUpdateType_limit_l3(self, None)
             if "dischargeLimit" in data:
                 v = data["dischargeLimit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("dischargeLimit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("dischargeLimit", v, _V)
-                if v > 0.0:
-                    raise _c.too_big("dischargeLimit", v, 0.0, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0 or v > 0.0:
+                    raise _c.number_error("dischargeLimit", v, "number", None, 0.0, None, _V)
                 _s_ChargingScheduleUpdateType_discharge_limit(self, v)
             else:
                 _s_ChargingScheduleUpdateType_discharge_limit(self, None)
             if "dischargeLimit_L2" in data:
                 v = data["dischargeLimit_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("dischargeLimit_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("dischargeLimit_L2", v, _V)
-                if v > 0.0:
-                    raise _c.too_big("dischargeLimit_L2", v, 0.0, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0 or v > 0.0:
+                    raise _c.number_error("dischargeLimit_L2", v, "number", None, 0.0, None, _V)
                 _s_ChargingScheduleUpdateType_discharge_limit_l2(self, v)
             else:
                 _s_ChargingScheduleUpdateType_discharge_limit_l2(self, None)
             if "dischargeLimit_L3" in data:
                 v = data["dischargeLimit_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("dischargeLimit_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("dischargeLimit_L3", v, _V)
-                if v > 0.0:
-                    raise _c.too_big("dischargeLimit_L3", v, 0.0, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0 or v > 0.0:
+                    raise _c.number_error("dischargeLimit_L3", v, "number", None, 0.0, None, _V)
                 _s_ChargingScheduleUpdateType_discharge_limit_l3(self, v)
             else:
                 _s_ChargingScheduleUpdateType_discharge_limit_l3(self, None)
             if "setpoint" in data:
                 v = data["setpoint"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpoint", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpoint", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpoint", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_setpoint(self, v)
             else:
                 _s_ChargingScheduleUpdateType_setpoint(self, None)
             if "setpoint_L2" in data:
                 v = data["setpoint_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpoint_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpoint_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpoint_L2", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_setpoint_l2(self, v)
             else:
                 _s_ChargingScheduleUpdateType_setpoint_l2(self, None)
             if "setpoint_L3" in data:
                 v = data["setpoint_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpoint_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpoint_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpoint_L3", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_setpoint_l3(self, v)
             else:
                 _s_ChargingScheduleUpdateType_setpoint_l3(self, None)
             if "setpointReactive" in data:
                 v = data["setpointReactive"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpointReactive", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpointReactive", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpointReactive", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_setpoint_reactive(self, v)
             else:
                 _s_ChargingScheduleUpdateType_setpoint_reactive(self, None)
             if "setpointReactive_L2" in data:
                 v = data["setpointReactive_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpointReactive_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpointReactive_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpointReactive_L2", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_setpoint_reactive_l2(self, v)
             else:
                 _s_ChargingScheduleUpdateType_setpoint_reactive_l2(self, None)
             if "setpointReactive_L3" in data:
                 v = data["setpointReactive_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("setpointReactive_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("setpointReactive_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("setpointReactive_L3", v, "number", None, None, None, _V)
                 _s_ChargingScheduleUpdateType_setpoint_reactive_l3(self, v)
             else:
                 _s_ChargingScheduleUpdateType_setpoint_reactive_l3(self, None)
@@ -5251,21 +4932,16 @@ class ChargingStationType(Datatype):
             self = _new(cls)
             if "serialNumber" in data:
                 v = data["serialNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("serialNumber", v, "string", _V)
-                if len(v) > 25:
-                    raise _c.too_long("serialNumber", v, 25, _V)
+                if not isinstance(v, str) or len(v) > 25:
+                    raise _c.string_error("serialNumber", v, None, 25, False, _V)
                 _s_ChargingStationType_serial_number(self, v)
             else:
                 _s_ChargingStationType_serial_number(self, None)
-            try:
-                v = data["model"]
-            except KeyError:
-                raise _c.missing("model", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("model", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("model", v, 20, _V)
+            if "model" not in data:
+                raise _c.missing("model", _V)
+            v = data["model"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("model", v, None, 20, False, _V)
             _s_ChargingStationType_model(self, v)
             if "modem" in data:
                 v = data["modem"]
@@ -5273,21 +4949,16 @@ class ChargingStationType(Datatype):
                 _s_ChargingStationType_modem(self, v)
             else:
                 _s_ChargingStationType_modem(self, None)
-            try:
-                v = data["vendorName"]
-            except KeyError:
-                raise _c.missing("vendorName", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorName", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("vendorName", v, 50, _V)
+            if "vendorName" not in data:
+                raise _c.missing("vendorName", _V)
+            v = data["vendorName"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("vendorName", v, None, 50, False, _V)
             _s_ChargingStationType_vendor_name(self, v)
             if "firmwareVersion" in data:
                 v = data["firmwareVersion"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("firmwareVersion", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("firmwareVersion", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("firmwareVersion", v, None, 50, False, _V)
                 _s_ChargingStationType_firmware_version(self, v)
             else:
                 _s_ChargingStationType_firmware_version(self, None)
@@ -5338,7 +5009,7 @@ class ClearChargingProfileType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
         if self.charging_profile_purpose is not None:
             _set(
                 self,
@@ -5351,7 +5022,7 @@ class ClearChargingProfileType(Datatype):
                 ),
             )
         if self.stack_level is not None:
-            _c.check_number(self.stack_level, "stack_level", 0, None, None, _V)
+            _c.check_integer(self.stack_level, "stack_level", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -5376,12 +5047,9 @@ class ClearChargingProfileType(Datatype):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_ClearChargingProfileType_evse_id(self, v)
             else:
                 _s_ClearChargingProfileType_evse_id(self, None)
@@ -5399,12 +5067,9 @@ class ClearChargingProfileType(Datatype):
             if "stackLevel" in data:
                 v = data["stackLevel"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stackLevel", v, "integer", _V)
+                    v = _c.integer6("stackLevel", v, _V)
                 if v < 0:
-                    raise _c.too_small("stackLevel", v, 0, _V)
+                    raise _c.number_error("stackLevel", v, "integer", 0, None, None, _V)
                 _s_ClearChargingProfileType_stack_level(self, v)
             else:
                 _s_ClearChargingProfileType_stack_level(self, None)
@@ -5449,7 +5114,7 @@ class ClearMonitoringResultType(Datatype):
             "status",
             _c.check_enum(self.status, _E_ClearMonitoringStatusEnumType, "status", _V),
         )
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"status": self.status._value_, "id": self.id}
@@ -5467,26 +5132,21 @@ class ClearMonitoringResultType(Datatype):
             if not _K_ClearMonitoringResultType.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearMonitoringResultType, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearMonitoringStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("status", v, _E_ClearMonitoringStatusEnumType, _V) from None
             _s_ClearMonitoringResultType_status(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_ClearMonitoringResultType_id(self, v)
             if "statusInfo" in data:
                 v = data["statusInfo"]
@@ -5558,17 +5218,14 @@ class ClearTariffsResultType(Datatype):
                 _s_ClearTariffsResultType_status_info(self, None)
             if "tariffId" in data:
                 v = data["tariffId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("tariffId", v, "string", _V)
-                if len(v) > 60:
-                    raise _c.too_long("tariffId", v, 60, _V)
+                if not isinstance(v, str) or len(v) > 60:
+                    raise _c.string_error("tariffId", v, None, 60, False, _V)
                 _s_ClearTariffsResultType_tariff_id(self, v)
             else:
                 _s_ClearTariffsResultType_tariff_id(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TariffClearStatusEnumType[v]
             except (KeyError, TypeError):
@@ -5636,21 +5293,16 @@ class ComponentType(Datatype):
                 _s_ComponentType_evse(self, v)
             else:
                 _s_ComponentType_evse(self, None)
-            try:
-                v = data["name"]
-            except KeyError:
-                raise _c.missing("name", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("name", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("name", v, 50, _V)
+            if "name" not in data:
+                raise _c.missing("name", _V)
+            v = data["name"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("name", v, None, 50, False, _V)
             _s_ComponentType_name(self, v)
             if "instance" in data:
                 v = data["instance"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("instance", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("instance", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("instance", v, None, 50, False, _V)
                 _s_ComponentType_instance(self, v)
             else:
                 _s_ComponentType_instance(self, None)
@@ -5702,10 +5354,9 @@ class ComponentVariableType(Datatype):
             if not _K_ComponentVariableType.issuperset(data):
                 raise _c.not_allowed(data, _K_ComponentVariableType, _V)
             self = _new(cls)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_ComponentVariableType_component(self, v)
             if "variable" in data:
@@ -5758,7 +5409,7 @@ class CompositeScheduleType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
         _c.check_datetime(self.schedule_start, "schedule_start", _V)
         _set(
             self,
@@ -5793,41 +5444,28 @@ class CompositeScheduleType(Datatype):
             if not _K_CompositeScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_CompositeScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_CompositeScheduleType_evse_id(self, v)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_CompositeScheduleType_duration(self, v)
-            try:
-                v = data["scheduleStart"]
-            except KeyError:
-                raise _c.missing("scheduleStart", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("scheduleStart", v, _V)
-            v = d
+            if "scheduleStart" not in data:
+                raise _c.missing("scheduleStart", _V)
+            v = data["scheduleStart"]
+            v = _c.to_datetime("scheduleStart", v, _V)
             _s_CompositeScheduleType_schedule_start(self, v)
-            try:
-                v = data["chargingRateUnit"]
-            except KeyError:
-                raise _c.missing("chargingRateUnit", _V) from None
+            if "chargingRateUnit" not in data:
+                raise _c.missing("chargingRateUnit", _V)
+            v = data["chargingRateUnit"]
             try:
                 v = _E_ChargingRateUnitEnumType[v]
             except (KeyError, TypeError):
@@ -5835,14 +5473,11 @@ class CompositeScheduleType(Datatype):
                     "chargingRateUnit", v, _E_ChargingRateUnitEnumType, _V
                 ) from None
             _s_CompositeScheduleType_charging_rate_unit(self, v)
-            try:
-                v = data["chargingSchedulePeriod"]
-            except KeyError:
-                raise _c.missing("chargingSchedulePeriod", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingSchedulePeriod", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingSchedulePeriod", v, 1, _V)
+            if "chargingSchedulePeriod" not in data:
+                raise _c.missing("chargingSchedulePeriod", _V)
+            v = data["chargingSchedulePeriod"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("chargingSchedulePeriod", v, 1, None, _V)
             try:
                 v = tuple([ChargingSchedulePeriodType.from_json(x) for x in v])
             except _Err as e:
@@ -5894,8 +5529,8 @@ class ConstantStreamDataType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
-        _c.check_number(self.variable_monitoring_id, "variable_monitoring_id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
+        _c.check_integer(self.variable_monitoring_id, "variable_monitoring_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -5915,35 +5550,26 @@ class ConstantStreamDataType(Datatype):
             if not _K_ConstantStreamDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_ConstantStreamDataType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_ConstantStreamDataType_id(self, v)
-            try:
-                v = data["params"]
-            except KeyError:
-                raise _c.missing("params", _V) from None
+            if "params" not in data:
+                raise _c.missing("params", _V)
+            v = data["params"]
             v = PeriodicEventStreamParamsType.from_json(v, "params")
             _s_ConstantStreamDataType_params(self, v)
-            try:
-                v = data["variableMonitoringId"]
-            except KeyError:
-                raise _c.missing("variableMonitoringId", _V) from None
+            if "variableMonitoringId" not in data:
+                raise _c.missing("variableMonitoringId", _V)
+            v = data["variableMonitoringId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("variableMonitoringId", v, "integer", _V)
+                v = _c.integer6("variableMonitoringId", v, _V)
             if v < 0:
-                raise _c.too_small("variableMonitoringId", v, 0, _V)
+                raise _c.number_error("variableMonitoringId", v, "integer", 0, None, None, _V)
             _s_ConstantStreamDataType_variable_monitoring_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -5998,25 +5624,17 @@ class ConsumptionCostType(Datatype):
             if not _K_ConsumptionCostType.issuperset(data):
                 raise _c.not_allowed(data, _K_ConsumptionCostType, _V)
             self = _new(cls)
-            try:
-                v = data["startValue"]
-            except KeyError:
-                raise _c.missing("startValue", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("startValue", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("startValue", v, _V)
+            if "startValue" not in data:
+                raise _c.missing("startValue", _V)
+            v = data["startValue"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("startValue", v, "number", None, None, None, _V)
             _s_ConsumptionCostType_start_value(self, v)
-            try:
-                v = data["cost"]
-            except KeyError:
-                raise _c.missing("cost", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("cost", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("cost", v, 1, _V)
-            if len(v) > 3:
-                raise _c.too_many("cost", v, 3, _V)
+            if "cost" not in data:
+                raise _c.missing("cost", _V)
+            v = data["cost"]
+            if type(v) is not list or len(v) < 1 or len(v) > 3:
+                raise _c.array_error("cost", v, 1, 3, _V)
             try:
                 v = tuple([CostType.from_json(x) for x in v])
             except _Err as e:
@@ -6100,10 +5718,8 @@ class CostDetailsType(Datatype):
             self = _new(cls)
             if "chargingPeriods" in data:
                 v = data["chargingPeriods"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingPeriods", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingPeriods", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("chargingPeriods", v, 1, None, _V)
                 try:
                     v = tuple([ChargingPeriodType.from_json(x) for x in v])
                 except _Err as e:
@@ -6111,16 +5727,14 @@ class CostDetailsType(Datatype):
                 _s_CostDetailsType_charging_periods(self, v)
             else:
                 _s_CostDetailsType_charging_periods(self, None)
-            try:
-                v = data["totalCost"]
-            except KeyError:
-                raise _c.missing("totalCost", _V) from None
+            if "totalCost" not in data:
+                raise _c.missing("totalCost", _V)
+            v = data["totalCost"]
             v = TotalCostType.from_json(v, "totalCost")
             _s_CostDetailsType_total_cost(self, v)
-            try:
-                v = data["totalUsage"]
-            except KeyError:
-                raise _c.missing("totalUsage", _V) from None
+            if "totalUsage" not in data:
+                raise _c.missing("totalUsage", _V)
+            v = data["totalUsage"]
             v = TotalUsageType.from_json(v, "totalUsage")
             _s_CostDetailsType_total_usage(self, v)
             if "failureToCalculate" in data:
@@ -6132,10 +5746,8 @@ class CostDetailsType(Datatype):
                 _s_CostDetailsType_failure_to_calculate(self, None)
             if "failureReason" in data:
                 v = data["failureReason"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("failureReason", v, "string", _V)
-                if len(v) > 500:
-                    raise _c.too_long("failureReason", v, 500, _V)
+                if not isinstance(v, str) or len(v) > 500:
+                    raise _c.string_error("failureReason", v, None, 500, False, _V)
                 _s_CostDetailsType_failure_reason(self, v)
             else:
                 _s_CostDetailsType_failure_reason(self, None)
@@ -6199,23 +5811,19 @@ class CostDimensionType(Datatype):
             if not _K_CostDimensionType.issuperset(data):
                 raise _c.not_allowed(data, _K_CostDimensionType, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_CostDimensionEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_CostDimensionEnumType, _V) from None
             _s_CostDimensionType_type(self, v)
-            try:
-                v = data["volume"]
-            except KeyError:
-                raise _c.missing("volume", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("volume", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("volume", v, _V)
+            if "volume" not in data:
+                raise _c.missing("volume", _V)
+            v = data["volume"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("volume", v, "number", None, None, None, _V)
             _s_CostDimensionType_volume(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -6252,7 +5860,7 @@ class CostType(Datatype):
     def __attrs_post_init__(self) -> None:
         _set(self, "cost_kind", _c.check_enum(self.cost_kind, _E_CostKindEnumType, "cost_kind", _V))
         if self.amount_multiplier is not None:
-            _c.check_number(self.amount_multiplier, "amount_multiplier", -3, 3, None, _V)
+            _c.check_integer(self.amount_multiplier, "amount_multiplier", -3, 3, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"costKind": self.cost_kind._value_, "amount": self.amount}
@@ -6270,36 +5878,26 @@ class CostType(Datatype):
             if not _K_CostType.issuperset(data):
                 raise _c.not_allowed(data, _K_CostType, _V)
             self = _new(cls)
-            try:
-                v = data["costKind"]
-            except KeyError:
-                raise _c.missing("costKind", _V) from None
+            if "costKind" not in data:
+                raise _c.missing("costKind", _V)
+            v = data["costKind"]
             try:
                 v = _E_CostKindEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("costKind", v, _E_CostKindEnumType, _V) from None
             _s_CostType_cost_kind(self, v)
-            try:
-                v = data["amount"]
-            except KeyError:
-                raise _c.missing("amount", _V) from None
+            if "amount" not in data:
+                raise _c.missing("amount", _V)
+            v = data["amount"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("amount", v, "integer", _V)
+                v = _c.integer6("amount", v, _V)
             _s_CostType_amount(self, v)
             if "amountMultiplier" in data:
                 v = data["amountMultiplier"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("amountMultiplier", v, "integer", _V)
-                if v < -3:
-                    raise _c.too_small("amountMultiplier", v, -3, _V)
-                if v > 3:
-                    raise _c.too_big("amountMultiplier", v, 3, _V)
+                    v = _c.integer6("amountMultiplier", v, _V)
+                if v < -3 or v > 3:
+                    raise _c.number_error("amountMultiplier", v, "integer", -3, 3, None, _V)
                 _s_CostType_amount_multiplier(self, v)
             else:
                 _s_CostType_amount_multiplier(self, None)
@@ -6350,14 +5948,11 @@ class CustomDataType(Datatype):
             if type(data) is not dict:
                 raise _c.not_object(data, False, _V)
             self = _new(cls)
-            try:
-                v = data["vendorId"]
-            except KeyError:
-                raise _c.missing("vendorId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorId", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("vendorId", v, 255, _V)
+            if "vendorId" not in data:
+                raise _c.missing("vendorId", _V)
+            v = data["vendorId"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("vendorId", v, None, 255, False, _V)
             _s_CustomDataType_vendor_id(self, v)
             _s_CustomDataType_extra(
                 self, {k: x for k, x in data.items() if k not in _K_CustomDataType}
@@ -6414,11 +6009,11 @@ class DCChargingParametersType(Datatype):
         if self.energy_amount is not None:
             _c.check_number(self.energy_amount, "energy_amount", None, None, None, _V)
         if self.state_of_charge is not None:
-            _c.check_number(self.state_of_charge, "state_of_charge", 0, 100, None, _V)
+            _c.check_integer(self.state_of_charge, "state_of_charge", 0, 100, _V)
         if self.full_so_c is not None:
-            _c.check_number(self.full_so_c, "full_so_c", 0, 100, None, _V)
+            _c.check_integer(self.full_so_c, "full_so_c", 0, 100, _V)
         if self.bulk_so_c is not None:
-            _c.check_number(self.bulk_so_c, "bulk_so_c", 0, 100, None, _V)
+            _c.check_integer(self.bulk_so_c, "bulk_so_c", 0, 100, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -6449,90 +6044,63 @@ class DCChargingParametersType(Datatype):
             if not _K_DCChargingParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_DCChargingParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["evMaxCurrent"]
-            except KeyError:
-                raise _c.missing("evMaxCurrent", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("evMaxCurrent", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("evMaxCurrent", v, _V)
+            if "evMaxCurrent" not in data:
+                raise _c.missing("evMaxCurrent", _V)
+            v = data["evMaxCurrent"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("evMaxCurrent", v, "number", None, None, None, _V)
             _s_DCChargingParametersType_ev_max_current(self, v)
-            try:
-                v = data["evMaxVoltage"]
-            except KeyError:
-                raise _c.missing("evMaxVoltage", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("evMaxVoltage", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("evMaxVoltage", v, _V)
+            if "evMaxVoltage" not in data:
+                raise _c.missing("evMaxVoltage", _V)
+            v = data["evMaxVoltage"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("evMaxVoltage", v, "number", None, None, None, _V)
             _s_DCChargingParametersType_ev_max_voltage(self, v)
             if "evMaxPower" in data:
                 v = data["evMaxPower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMaxPower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMaxPower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("evMaxPower", v, "number", None, None, None, _V)
                 _s_DCChargingParametersType_ev_max_power(self, v)
             else:
                 _s_DCChargingParametersType_ev_max_power(self, None)
             if "evEnergyCapacity" in data:
                 v = data["evEnergyCapacity"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evEnergyCapacity", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evEnergyCapacity", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("evEnergyCapacity", v, "number", None, None, None, _V)
                 _s_DCChargingParametersType_ev_energy_capacity(self, v)
             else:
                 _s_DCChargingParametersType_ev_energy_capacity(self, None)
             if "energyAmount" in data:
                 v = data["energyAmount"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("energyAmount", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("energyAmount", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("energyAmount", v, "number", None, None, None, _V)
                 _s_DCChargingParametersType_energy_amount(self, v)
             else:
                 _s_DCChargingParametersType_energy_amount(self, None)
             if "stateOfCharge" in data:
                 v = data["stateOfCharge"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stateOfCharge", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("stateOfCharge", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("stateOfCharge", v, 100, _V)
+                    v = _c.integer6("stateOfCharge", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("stateOfCharge", v, "integer", 0, 100, None, _V)
                 _s_DCChargingParametersType_state_of_charge(self, v)
             else:
                 _s_DCChargingParametersType_state_of_charge(self, None)
             if "fullSoC" in data:
                 v = data["fullSoC"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("fullSoC", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("fullSoC", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("fullSoC", v, 100, _V)
+                    v = _c.integer6("fullSoC", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("fullSoC", v, "integer", 0, 100, None, _V)
                 _s_DCChargingParametersType_full_so_c(self, v)
             else:
                 _s_DCChargingParametersType_full_so_c(self, None)
             if "bulkSoC" in data:
                 v = data["bulkSoC"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("bulkSoC", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("bulkSoC", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("bulkSoC", v, 100, _V)
+                    v = _c.integer6("bulkSoC", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("bulkSoC", v, "integer", 0, 100, None, _V)
                 _s_DCChargingParametersType_bulk_so_c(self, v)
             else:
                 _s_DCChargingParametersType_bulk_so_c(self, None)
@@ -7060,10 +6628,8 @@ class DERChargingParametersType(Datatype):
             self = _new(cls)
             if "evSupportedDERControl" in data:
                 v = data["evSupportedDERControl"]
-                if type(v) is not list:
-                    raise _c.wrong_type("evSupportedDERControl", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("evSupportedDERControl", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("evSupportedDERControl", v, 1, None, _V)
                 a_ev_supported_der_control: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -7079,298 +6645,276 @@ class DERChargingParametersType(Datatype):
                 _s_DERChargingParametersType_ev_supported_der_control(self, None)
             if "evOverExcitedMaxDischargePower" in data:
                 v = data["evOverExcitedMaxDischargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evOverExcitedMaxDischargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evOverExcitedMaxDischargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evOverExcitedMaxDischargePower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_over_excited_max_discharge_power(self, v)
             else:
                 _s_DERChargingParametersType_ev_over_excited_max_discharge_power(self, None)
             if "evOverExcitedPowerFactor" in data:
                 v = data["evOverExcitedPowerFactor"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evOverExcitedPowerFactor", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evOverExcitedPowerFactor", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evOverExcitedPowerFactor", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_over_excited_power_factor(self, v)
             else:
                 _s_DERChargingParametersType_ev_over_excited_power_factor(self, None)
             if "evUnderExcitedMaxDischargePower" in data:
                 v = data["evUnderExcitedMaxDischargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evUnderExcitedMaxDischargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evUnderExcitedMaxDischargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evUnderExcitedMaxDischargePower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_under_excited_max_discharge_power(self, v)
             else:
                 _s_DERChargingParametersType_ev_under_excited_max_discharge_power(self, None)
             if "evUnderExcitedPowerFactor" in data:
                 v = data["evUnderExcitedPowerFactor"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evUnderExcitedPowerFactor", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evUnderExcitedPowerFactor", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evUnderExcitedPowerFactor", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_under_excited_power_factor(self, v)
             else:
                 _s_DERChargingParametersType_ev_under_excited_power_factor(self, None)
             if "maxApparentPower" in data:
                 v = data["maxApparentPower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxApparentPower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxApparentPower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxApparentPower", v, "number", None, None, None, _V)
                 _s_DERChargingParametersType_max_apparent_power(self, v)
             else:
                 _s_DERChargingParametersType_max_apparent_power(self, None)
             if "maxChargeApparentPower" in data:
                 v = data["maxChargeApparentPower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeApparentPower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeApparentPower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxChargeApparentPower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_charge_apparent_power(self, v)
             else:
                 _s_DERChargingParametersType_max_charge_apparent_power(self, None)
             if "maxChargeApparentPower_L2" in data:
                 v = data["maxChargeApparentPower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeApparentPower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeApparentPower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxChargeApparentPower_L2", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_charge_apparent_power_l2(self, v)
             else:
                 _s_DERChargingParametersType_max_charge_apparent_power_l2(self, None)
             if "maxChargeApparentPower_L3" in data:
                 v = data["maxChargeApparentPower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeApparentPower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeApparentPower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxChargeApparentPower_L3", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_charge_apparent_power_l3(self, v)
             else:
                 _s_DERChargingParametersType_max_charge_apparent_power_l3(self, None)
             if "maxDischargeApparentPower" in data:
                 v = data["maxDischargeApparentPower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeApparentPower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeApparentPower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxDischargeApparentPower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_discharge_apparent_power(self, v)
             else:
                 _s_DERChargingParametersType_max_discharge_apparent_power(self, None)
             if "maxDischargeApparentPower_L2" in data:
                 v = data["maxDischargeApparentPower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeApparentPower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeApparentPower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxDischargeApparentPower_L2", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_discharge_apparent_power_l2(self, v)
             else:
                 _s_DERChargingParametersType_max_discharge_apparent_power_l2(self, None)
             if "maxDischargeApparentPower_L3" in data:
                 v = data["maxDischargeApparentPower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeApparentPower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeApparentPower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxDischargeApparentPower_L3", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_discharge_apparent_power_l3(self, v)
             else:
                 _s_DERChargingParametersType_max_discharge_apparent_power_l3(self, None)
             if "maxChargeReactivePower" in data:
                 v = data["maxChargeReactivePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeReactivePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeReactivePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxChargeReactivePower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_charge_reactive_power(self, v)
             else:
                 _s_DERChargingParametersType_max_charge_reactive_power(self, None)
             if "maxChargeReactivePower_L2" in data:
                 v = data["maxChargeReactivePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeReactivePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeReactivePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxChargeReactivePower_L2", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_charge_reactive_power_l2(self, v)
             else:
                 _s_DERChargingParametersType_max_charge_reactive_power_l2(self, None)
             if "maxChargeReactivePower_L3" in data:
                 v = data["maxChargeReactivePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeReactivePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeReactivePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxChargeReactivePower_L3", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_charge_reactive_power_l3(self, v)
             else:
                 _s_DERChargingParametersType_max_charge_reactive_power_l3(self, None)
             if "minChargeReactivePower" in data:
                 v = data["minChargeReactivePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargeReactivePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargeReactivePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "minChargeReactivePower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_min_charge_reactive_power(self, v)
             else:
                 _s_DERChargingParametersType_min_charge_reactive_power(self, None)
             if "minChargeReactivePower_L2" in data:
                 v = data["minChargeReactivePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargeReactivePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargeReactivePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "minChargeReactivePower_L2", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_min_charge_reactive_power_l2(self, v)
             else:
                 _s_DERChargingParametersType_min_charge_reactive_power_l2(self, None)
             if "minChargeReactivePower_L3" in data:
                 v = data["minChargeReactivePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargeReactivePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargeReactivePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "minChargeReactivePower_L3", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_min_charge_reactive_power_l3(self, v)
             else:
                 _s_DERChargingParametersType_min_charge_reactive_power_l3(self, None)
             if "maxDischargeReactivePower" in data:
                 v = data["maxDischargeReactivePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeReactivePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeReactivePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxDischargeReactivePower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_discharge_reactive_power(self, v)
             else:
                 _s_DERChargingParametersType_max_discharge_reactive_power(self, None)
             if "maxDischargeReactivePower_L2" in data:
                 v = data["maxDischargeReactivePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeReactivePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeReactivePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxDischargeReactivePower_L2", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_discharge_reactive_power_l2(self, v)
             else:
                 _s_DERChargingParametersType_max_discharge_reactive_power_l2(self, None)
             if "maxDischargeReactivePower_L3" in data:
                 v = data["maxDischargeReactivePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeReactivePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeReactivePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "maxDischargeReactivePower_L3", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_max_discharge_reactive_power_l3(self, v)
             else:
                 _s_DERChargingParametersType_max_discharge_reactive_power_l3(self, None)
             if "minDischargeReactivePower" in data:
                 v = data["minDischargeReactivePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargeReactivePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargeReactivePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "minDischargeReactivePower", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_min_discharge_reactive_power(self, v)
             else:
                 _s_DERChargingParametersType_min_discharge_reactive_power(self, None)
             if "minDischargeReactivePower_L2" in data:
                 v = data["minDischargeReactivePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargeReactivePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargeReactivePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "minDischargeReactivePower_L2", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_min_discharge_reactive_power_l2(self, v)
             else:
                 _s_DERChargingParametersType_min_discharge_reactive_power_l2(self, None)
             if "minDischargeReactivePower_L3" in data:
                 v = data["minDischargeReactivePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargeReactivePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargeReactivePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "minDischargeReactivePower_L3", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_min_discharge_reactive_power_l3(self, v)
             else:
                 _s_DERChargingParametersType_min_discharge_reactive_power_l3(self, None)
             if "nominalVoltage" in data:
                 v = data["nominalVoltage"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("nominalVoltage", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("nominalVoltage", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("nominalVoltage", v, "number", None, None, None, _V)
                 _s_DERChargingParametersType_nominal_voltage(self, v)
             else:
                 _s_DERChargingParametersType_nominal_voltage(self, None)
             if "nominalVoltageOffset" in data:
                 v = data["nominalVoltageOffset"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("nominalVoltageOffset", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("nominalVoltageOffset", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("nominalVoltageOffset", v, "number", None, None, None, _V)
                 _s_DERChargingParametersType_nominal_voltage_offset(self, v)
             else:
                 _s_DERChargingParametersType_nominal_voltage_offset(self, None)
             if "maxNominalVoltage" in data:
                 v = data["maxNominalVoltage"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxNominalVoltage", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxNominalVoltage", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxNominalVoltage", v, "number", None, None, None, _V)
                 _s_DERChargingParametersType_max_nominal_voltage(self, v)
             else:
                 _s_DERChargingParametersType_max_nominal_voltage(self, None)
             if "minNominalVoltage" in data:
                 v = data["minNominalVoltage"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minNominalVoltage", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minNominalVoltage", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minNominalVoltage", v, "number", None, None, None, _V)
                 _s_DERChargingParametersType_min_nominal_voltage(self, v)
             else:
                 _s_DERChargingParametersType_min_nominal_voltage(self, None)
             if "evInverterManufacturer" in data:
                 v = data["evInverterManufacturer"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("evInverterManufacturer", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("evInverterManufacturer", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("evInverterManufacturer", v, None, 50, False, _V)
                 _s_DERChargingParametersType_ev_inverter_manufacturer(self, v)
             else:
                 _s_DERChargingParametersType_ev_inverter_manufacturer(self, None)
             if "evInverterModel" in data:
                 v = data["evInverterModel"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("evInverterModel", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("evInverterModel", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("evInverterModel", v, None, 50, False, _V)
                 _s_DERChargingParametersType_ev_inverter_model(self, v)
             else:
                 _s_DERChargingParametersType_ev_inverter_model(self, None)
             if "evInverterSerialNumber" in data:
                 v = data["evInverterSerialNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("evInverterSerialNumber", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("evInverterSerialNumber", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("evInverterSerialNumber", v, None, 50, False, _V)
                 _s_DERChargingParametersType_ev_inverter_serial_number(self, v)
             else:
                 _s_DERChargingParametersType_ev_inverter_serial_number(self, None)
             if "evInverterSwVersion" in data:
                 v = data["evInverterSwVersion"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("evInverterSwVersion", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("evInverterSwVersion", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("evInverterSwVersion", v, None, 50, False, _V)
                 _s_DERChargingParametersType_ev_inverter_sw_version(self, v)
             else:
                 _s_DERChargingParametersType_ev_inverter_sw_version(self, None)
             if "evInverterHwVersion" in data:
                 v = data["evInverterHwVersion"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("evInverterHwVersion", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("evInverterHwVersion", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("evInverterHwVersion", v, None, 50, False, _V)
                 _s_DERChargingParametersType_ev_inverter_hw_version(self, v)
             else:
                 _s_DERChargingParametersType_ev_inverter_hw_version(self, None)
             if "evIslandingDetectionMethod" in data:
                 v = data["evIslandingDetectionMethod"]
-                if type(v) is not list:
-                    raise _c.wrong_type("evIslandingDetectionMethod", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("evIslandingDetectionMethod", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("evIslandingDetectionMethod", v, 1, None, _V)
                 a_ev_islanding_detection_method: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -7386,64 +6930,62 @@ class DERChargingParametersType(Datatype):
                 _s_DERChargingParametersType_ev_islanding_detection_method(self, None)
             if "evIslandingTripTime" in data:
                 v = data["evIslandingTripTime"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evIslandingTripTime", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evIslandingTripTime", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("evIslandingTripTime", v, "number", None, None, None, _V)
                 _s_DERChargingParametersType_ev_islanding_trip_time(self, v)
             else:
                 _s_DERChargingParametersType_ev_islanding_trip_time(self, None)
             if "evMaximumLevel1DCInjection" in data:
                 v = data["evMaximumLevel1DCInjection"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMaximumLevel1DCInjection", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMaximumLevel1DCInjection", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evMaximumLevel1DCInjection", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_maximum_level1_dc_injection(self, v)
             else:
                 _s_DERChargingParametersType_ev_maximum_level1_dc_injection(self, None)
             if "evDurationLevel1DCInjection" in data:
                 v = data["evDurationLevel1DCInjection"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evDurationLevel1DCInjection", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evDurationLevel1DCInjection", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evDurationLevel1DCInjection", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_duration_level1_dc_injection(self, v)
             else:
                 _s_DERChargingParametersType_ev_duration_level1_dc_injection(self, None)
             if "evMaximumLevel2DCInjection" in data:
                 v = data["evMaximumLevel2DCInjection"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMaximumLevel2DCInjection", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMaximumLevel2DCInjection", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evMaximumLevel2DCInjection", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_maximum_level2_dc_injection(self, v)
             else:
                 _s_DERChargingParametersType_ev_maximum_level2_dc_injection(self, None)
             if "evDurationLevel2DCInjection" in data:
                 v = data["evDurationLevel2DCInjection"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evDurationLevel2DCInjection", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evDurationLevel2DCInjection", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evDurationLevel2DCInjection", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_duration_level2_dc_injection(self, v)
             else:
                 _s_DERChargingParametersType_ev_duration_level2_dc_injection(self, None)
             if "evReactiveSusceptance" in data:
                 v = data["evReactiveSusceptance"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evReactiveSusceptance", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evReactiveSusceptance", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evReactiveSusceptance", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_reactive_susceptance(self, v)
             else:
                 _s_DERChargingParametersType_ev_reactive_susceptance(self, None)
             if "evSessionTotalDischargeEnergyAvailable" in data:
                 v = data["evSessionTotalDischargeEnergyAvailable"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evSessionTotalDischargeEnergyAvailable", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evSessionTotalDischargeEnergyAvailable", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evSessionTotalDischargeEnergyAvailable", v, "number", None, None, None, _V
+                    )
                 _s_DERChargingParametersType_ev_session_total_discharge_energy_available(self, v)
             else:
                 _s_DERChargingParametersType_ev_session_total_discharge_energy_available(self, None)
@@ -7594,41 +7136,34 @@ class DERCurveGetType(Datatype):
             if not _K_DERCurveGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_DERCurveGetType, _V)
             self = _new(cls)
-            try:
-                v = data["curve"]
-            except KeyError:
-                raise _c.missing("curve", _V) from None
+            if "curve" not in data:
+                raise _c.missing("curve", _V)
+            v = data["curve"]
             v = DERCurveType.from_json(v, "curve")
             _s_DERCurveGetType_curve(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_DERCurveGetType_id(self, v)
-            try:
-                v = data["curveType"]
-            except KeyError:
-                raise _c.missing("curveType", _V) from None
+            if "curveType" not in data:
+                raise _c.missing("curveType", _V)
+            v = data["curveType"]
             try:
                 v = _E_DERControlEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("curveType", v, _E_DERControlEnumType, _V) from None
             _s_DERCurveGetType_curve_type(self, v)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_DERCurveGetType_is_default(self, v)
-            try:
-                v = data["isSuperseded"]
-            except KeyError:
-                raise _c.missing("isSuperseded", _V) from None
+            if "isSuperseded" not in data:
+                raise _c.missing("isSuperseded", _V)
+            v = data["isSuperseded"]
             if type(v) is not bool:
                 raise _c.wrong_type("isSuperseded", v, "boolean", _V)
             _s_DERCurveGetType_is_superseded(self, v)
@@ -7686,23 +7221,17 @@ class DERCurvePointsType(Datatype):
             if not _K_DERCurvePointsType.issuperset(data):
                 raise _c.not_allowed(data, _K_DERCurvePointsType, _V)
             self = _new(cls)
-            try:
-                v = data["x"]
-            except KeyError:
-                raise _c.missing("x", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("x", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("x", v, _V)
+            if "x" not in data:
+                raise _c.missing("x", _V)
+            v = data["x"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("x", v, "number", None, None, None, _V)
             _s_DERCurvePointsType_x(self, v)
-            try:
-                v = data["y"]
-            except KeyError:
-                raise _c.missing("y", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("y", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("y", v, _V)
+            if "y" not in data:
+                raise _c.missing("y", _V)
+            v = data["y"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("y", v, "number", None, None, None, _V)
             _s_DERCurvePointsType_y(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -7757,7 +7286,7 @@ class DERCurveType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         _set(self, "curve_data", _c.check_items(self.curve_data, "curve_data", 1, 10, _V))
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         _set(self, "y_unit", _c.check_enum(self.y_unit, _E_DERUnitEnumType, "y_unit", _V))
         if self.response_time is not None:
             _c.check_number(self.response_time, "response_time", None, None, None, _V)
@@ -7796,16 +7325,11 @@ class DERCurveType(Datatype):
             if not _K_DERCurveType.issuperset(data):
                 raise _c.not_allowed(data, _K_DERCurveType, _V)
             self = _new(cls)
-            try:
-                v = data["curveData"]
-            except KeyError:
-                raise _c.missing("curveData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("curveData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("curveData", v, 1, _V)
-            if len(v) > 10:
-                raise _c.too_many("curveData", v, 10, _V)
+            if "curveData" not in data:
+                raise _c.missing("curveData", _V)
+            v = data["curveData"]
+            if type(v) is not list or len(v) < 1 or len(v) > 10:
+                raise _c.array_error("curveData", v, 1, 10, _V)
             try:
                 v = tuple([DERCurvePointsType.from_json(x) for x in v])
             except _Err as e:
@@ -7817,17 +7341,13 @@ class DERCurveType(Datatype):
                 _s_DERCurveType_hysteresis(self, v)
             else:
                 _s_DERCurveType_hysteresis(self, None)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_DERCurveType_priority(self, v)
             if "reactivePowerParams" in data:
                 v = data["reactivePowerParams"]
@@ -7841,10 +7361,9 @@ class DERCurveType(Datatype):
                 _s_DERCurveType_voltage_params(self, v)
             else:
                 _s_DERCurveType_voltage_params(self, None)
-            try:
-                v = data["yUnit"]
-            except KeyError:
-                raise _c.missing("yUnit", _V) from None
+            if "yUnit" not in data:
+                raise _c.missing("yUnit", _V)
+            v = data["yUnit"]
             try:
                 v = _E_DERUnitEnumType[v]
             except (KeyError, TypeError):
@@ -7852,28 +7371,21 @@ class DERCurveType(Datatype):
             _s_DERCurveType_y_unit(self, v)
             if "responseTime" in data:
                 v = data["responseTime"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("responseTime", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("responseTime", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("responseTime", v, "number", None, None, None, _V)
                 _s_DERCurveType_response_time(self, v)
             else:
                 _s_DERCurveType_response_time(self, None)
             if "startTime" in data:
                 v = data["startTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startTime", v, _V)
-                v = d
+                v = _c.to_datetime("startTime", v, _V)
                 _s_DERCurveType_start_time(self, v)
             else:
                 _s_DERCurveType_start_time(self, None)
             if "duration" in data:
                 v = data["duration"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("duration", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("duration", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("duration", v, "number", None, None, None, _V)
                 _s_DERCurveType_duration(self, v)
             else:
                 _s_DERCurveType_duration(self, None)
@@ -7947,26 +7459,17 @@ class EVAbsolutePriceScheduleEntryType(Datatype):
             if not _K_EVAbsolutePriceScheduleEntryType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVAbsolutePriceScheduleEntryType, _V)
             self = _new(cls)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_EVAbsolutePriceScheduleEntryType_duration(self, v)
-            try:
-                v = data["evPriceRule"]
-            except KeyError:
-                raise _c.missing("evPriceRule", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("evPriceRule", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("evPriceRule", v, 1, _V)
-            if len(v) > 8:
-                raise _c.too_many("evPriceRule", v, 8, _V)
+            if "evPriceRule" not in data:
+                raise _c.missing("evPriceRule", _V)
+            v = data["evPriceRule"]
+            if type(v) is not list or len(v) < 1 or len(v) > 8:
+                raise _c.array_error("evPriceRule", v, 1, 8, _V)
             try:
                 v = tuple([EVPriceRuleType.from_json(x) for x in v])
             except _Err as e:
@@ -8044,34 +7547,22 @@ class EVAbsolutePriceScheduleType(Datatype):
             if not _K_EVAbsolutePriceScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVAbsolutePriceScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["timeAnchor"]
-            except KeyError:
-                raise _c.missing("timeAnchor", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timeAnchor", v, _V)
-            v = d
+            if "timeAnchor" not in data:
+                raise _c.missing("timeAnchor", _V)
+            v = data["timeAnchor"]
+            v = _c.to_datetime("timeAnchor", v, _V)
             _s_EVAbsolutePriceScheduleType_time_anchor(self, v)
-            try:
-                v = data["currency"]
-            except KeyError:
-                raise _c.missing("currency", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("currency", v, "string", _V)
-            if len(v) > 3:
-                raise _c.too_long("currency", v, 3, _V)
+            if "currency" not in data:
+                raise _c.missing("currency", _V)
+            v = data["currency"]
+            if not isinstance(v, str) or len(v) > 3:
+                raise _c.string_error("currency", v, None, 3, False, _V)
             _s_EVAbsolutePriceScheduleType_currency(self, v)
-            try:
-                v = data["evAbsolutePriceScheduleEntries"]
-            except KeyError:
-                raise _c.missing("evAbsolutePriceScheduleEntries", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("evAbsolutePriceScheduleEntries", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("evAbsolutePriceScheduleEntries", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("evAbsolutePriceScheduleEntries", v, 1024, _V)
+            if "evAbsolutePriceScheduleEntries" not in data:
+                raise _c.missing("evAbsolutePriceScheduleEntries", _V)
+            v = data["evAbsolutePriceScheduleEntries"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("evAbsolutePriceScheduleEntries", v, 1, 1024, _V)
             try:
                 v = tuple([EVAbsolutePriceScheduleEntryType.from_json(x) for x in v])
             except _Err as e:
@@ -8082,14 +7573,11 @@ class EVAbsolutePriceScheduleType(Datatype):
                     EVAbsolutePriceScheduleEntryType.from_json,
                 ) from None
             _s_EVAbsolutePriceScheduleType_ev_absolute_price_schedule_entries(self, v)
-            try:
-                v = data["priceAlgorithm"]
-            except KeyError:
-                raise _c.missing("priceAlgorithm", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("priceAlgorithm", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("priceAlgorithm", v, 2000, _V)
+            if "priceAlgorithm" not in data:
+                raise _c.missing("priceAlgorithm", _V)
+            v = data["priceAlgorithm"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("priceAlgorithm", v, None, 2000, False, _V)
             _s_EVAbsolutePriceScheduleType_price_algorithm(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -8153,10 +7641,9 @@ class EVEnergyOfferType(Datatype):
                 _s_EVEnergyOfferType_ev_absolute_price_schedule(self, v)
             else:
                 _s_EVEnergyOfferType_ev_absolute_price_schedule(self, None)
-            try:
-                v = data["evPowerSchedule"]
-            except KeyError:
-                raise _c.missing("evPowerSchedule", _V) from None
+            if "evPowerSchedule" not in data:
+                raise _c.missing("evPowerSchedule", _V)
+            v = data["evPowerSchedule"]
             v = EVPowerScheduleType.from_json(v, "evPowerSchedule")
             _s_EVEnergyOfferType_ev_power_schedule(self, v)
             if "customData" in data:
@@ -8207,24 +7694,17 @@ class EVPowerScheduleEntryType(Datatype):
             if not _K_EVPowerScheduleEntryType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVPowerScheduleEntryType, _V)
             self = _new(cls)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_EVPowerScheduleEntryType_duration(self, v)
-            try:
-                v = data["power"]
-            except KeyError:
-                raise _c.missing("power", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("power", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("power", v, _V)
+            if "power" not in data:
+                raise _c.missing("power", _V)
+            v = data["power"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("power", v, "number", None, None, None, _V)
             _s_EVPowerScheduleEntryType_power(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -8284,16 +7764,11 @@ class EVPowerScheduleType(Datatype):
             if not _K_EVPowerScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVPowerScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["evPowerScheduleEntries"]
-            except KeyError:
-                raise _c.missing("evPowerScheduleEntries", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("evPowerScheduleEntries", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("evPowerScheduleEntries", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("evPowerScheduleEntries", v, 1024, _V)
+            if "evPowerScheduleEntries" not in data:
+                raise _c.missing("evPowerScheduleEntries", _V)
+            v = data["evPowerScheduleEntries"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("evPowerScheduleEntries", v, 1, 1024, _V)
             try:
                 v = tuple([EVPowerScheduleEntryType.from_json(x) for x in v])
             except _Err as e:
@@ -8301,14 +7776,10 @@ class EVPowerScheduleType(Datatype):
                     e, "evPowerScheduleEntries", v, EVPowerScheduleEntryType.from_json
                 ) from None
             _s_EVPowerScheduleType_ev_power_schedule_entries(self, v)
-            try:
-                v = data["timeAnchor"]
-            except KeyError:
-                raise _c.missing("timeAnchor", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timeAnchor", v, _V)
-            v = d
+            if "timeAnchor" not in data:
+                raise _c.missing("timeAnchor", _V)
+            v = data["timeAnchor"]
+            v = _c.to_datetime("timeAnchor", v, _V)
             _s_EVPowerScheduleType_time_anchor(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -8362,23 +7833,17 @@ class EVPriceRuleType(Datatype):
             if not _K_EVPriceRuleType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVPriceRuleType, _V)
             self = _new(cls)
-            try:
-                v = data["energyFee"]
-            except KeyError:
-                raise _c.missing("energyFee", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("energyFee", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("energyFee", v, _V)
+            if "energyFee" not in data:
+                raise _c.missing("energyFee", _V)
+            v = data["energyFee"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("energyFee", v, "number", None, None, None, _V)
             _s_EVPriceRuleType_energy_fee(self, v)
-            try:
-                v = data["powerRangeStart"]
-            except KeyError:
-                raise _c.missing("powerRangeStart", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("powerRangeStart", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("powerRangeStart", v, _V)
+            if "powerRangeStart" not in data:
+                raise _c.missing("powerRangeStart", _V)
+            v = data["powerRangeStart"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("powerRangeStart", v, "number", None, None, None, _V)
             _s_EVPriceRuleType_power_range_start(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -8412,9 +7877,9 @@ class EVSEType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
         if self.connector_id is not None:
-            _c.check_number(self.connector_id, "connector_id", 0, None, None, _V)
+            _c.check_integer(self.connector_id, "connector_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id}
@@ -8432,27 +7897,20 @@ class EVSEType(Datatype):
             if not _K_EVSEType.issuperset(data):
                 raise _c.not_allowed(data, _K_EVSEType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_EVSEType_id(self, v)
             if "connectorId" in data:
                 v = data["connectorId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("connectorId", v, "integer", _V)
+                    v = _c.integer6("connectorId", v, _V)
                 if v < 0:
-                    raise _c.too_small("connectorId", v, 0, _V)
+                    raise _c.number_error("connectorId", v, "integer", 0, None, None, _V)
                 _s_EVSEType_connector_id(self, v)
             else:
                 _s_EVSEType_connector_id(self, None)
@@ -8504,20 +7962,16 @@ class EnterServiceGetType(Datatype):
             if not _K_EnterServiceGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_EnterServiceGetType, _V)
             self = _new(cls)
-            try:
-                v = data["enterService"]
-            except KeyError:
-                raise _c.missing("enterService", _V) from None
+            if "enterService" not in data:
+                raise _c.missing("enterService", _V)
+            v = data["enterService"]
             v = EnterServiceType.from_json(v, "enterService")
             _s_EnterServiceGetType_enter_service(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_EnterServiceGetType_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -8569,7 +8023,7 @@ class EnterServiceType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         _c.check_number(self.high_voltage, "high_voltage", None, None, None, _V)
         _c.check_number(self.low_voltage, "low_voltage", None, None, None, _V)
         _c.check_number(self.high_freq, "high_freq", None, None, None, _V)
@@ -8607,78 +8061,56 @@ class EnterServiceType(Datatype):
             if not _K_EnterServiceType.issuperset(data):
                 raise _c.not_allowed(data, _K_EnterServiceType, _V)
             self = _new(cls)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_EnterServiceType_priority(self, v)
-            try:
-                v = data["highVoltage"]
-            except KeyError:
-                raise _c.missing("highVoltage", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("highVoltage", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("highVoltage", v, _V)
+            if "highVoltage" not in data:
+                raise _c.missing("highVoltage", _V)
+            v = data["highVoltage"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("highVoltage", v, "number", None, None, None, _V)
             _s_EnterServiceType_high_voltage(self, v)
-            try:
-                v = data["lowVoltage"]
-            except KeyError:
-                raise _c.missing("lowVoltage", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("lowVoltage", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("lowVoltage", v, _V)
+            if "lowVoltage" not in data:
+                raise _c.missing("lowVoltage", _V)
+            v = data["lowVoltage"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("lowVoltage", v, "number", None, None, None, _V)
             _s_EnterServiceType_low_voltage(self, v)
-            try:
-                v = data["highFreq"]
-            except KeyError:
-                raise _c.missing("highFreq", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("highFreq", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("highFreq", v, _V)
+            if "highFreq" not in data:
+                raise _c.missing("highFreq", _V)
+            v = data["highFreq"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("highFreq", v, "number", None, None, None, _V)
             _s_EnterServiceType_high_freq(self, v)
-            try:
-                v = data["lowFreq"]
-            except KeyError:
-                raise _c.missing("lowFreq", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("lowFreq", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("lowFreq", v, _V)
+            if "lowFreq" not in data:
+                raise _c.missing("lowFreq", _V)
+            v = data["lowFreq"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("lowFreq", v, "number", None, None, None, _V)
             _s_EnterServiceType_low_freq(self, v)
             if "delay" in data:
                 v = data["delay"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("delay", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("delay", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("delay", v, "number", None, None, None, _V)
                 _s_EnterServiceType_delay(self, v)
             else:
                 _s_EnterServiceType_delay(self, None)
             if "randomDelay" in data:
                 v = data["randomDelay"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("randomDelay", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("randomDelay", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("randomDelay", v, "number", None, None, None, _V)
                 _s_EnterServiceType_random_delay(self, v)
             else:
                 _s_EnterServiceType_random_delay(self, None)
             if "rampRate" in data:
                 v = data["rampRate"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("rampRate", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("rampRate", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("rampRate", v, "number", None, None, None, _V)
                 _s_EnterServiceType_ramp_rate(self, v)
             else:
                 _s_EnterServiceType_ramp_rate(self, None)
@@ -8761,11 +8193,11 @@ class EventDataType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.event_id, "event_id", 0, None, None, _V)
+        _c.check_integer(self.event_id, "event_id", 0, None, _V)
         _c.check_datetime(self.timestamp, "timestamp", _V)
         _set(self, "trigger", _c.check_enum(self.trigger, _E_EventTriggerEnumType, "trigger", _V))
         if self.cause is not None:
-            _c.check_number(self.cause, "cause", 0, None, None, _V)
+            _c.check_integer(self.cause, "cause", 0, None, _V)
         _c.check_str(self.actual_value, "actual_value", None, 2500, False, _V)
         if self.tech_code is not None:
             _c.check_str(self.tech_code, "tech_code", None, 50, False, _V)
@@ -8774,9 +8206,7 @@ class EventDataType(Datatype):
         if self.transaction_id is not None:
             _c.check_str(self.transaction_id, "transaction_id", None, 36, False, _V)
         if self.variable_monitoring_id is not None:
-            _c.check_number(
-                self.variable_monitoring_id, "variable_monitoring_id", 0, None, None, _V
-            )
+            _c.check_integer(self.variable_monitoring_id, "variable_monitoring_id", 0, None, _V)
         _set(
             self,
             "event_notification_type",
@@ -8788,7 +8218,7 @@ class EventDataType(Datatype):
             ),
         )
         if self.severity is not None:
-            _c.check_number(self.severity, "severity", 0, None, None, _V)
+            _c.check_integer(self.severity, "severity", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -8826,31 +8256,22 @@ class EventDataType(Datatype):
             if not _K_EventDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_EventDataType, _V)
             self = _new(cls)
-            try:
-                v = data["eventId"]
-            except KeyError:
-                raise _c.missing("eventId", _V) from None
+            if "eventId" not in data:
+                raise _c.missing("eventId", _V)
+            v = data["eventId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("eventId", v, "integer", _V)
+                v = _c.integer6("eventId", v, _V)
             if v < 0:
-                raise _c.too_small("eventId", v, 0, _V)
+                raise _c.number_error("eventId", v, "integer", 0, None, None, _V)
             _s_EventDataType_event_id(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_EventDataType_timestamp(self, v)
-            try:
-                v = data["trigger"]
-            except KeyError:
-                raise _c.missing("trigger", _V) from None
+            if "trigger" not in data:
+                raise _c.missing("trigger", _V)
+            v = data["trigger"]
             try:
                 v = _E_EventTriggerEnumType[v]
             except (KeyError, TypeError):
@@ -8859,39 +8280,29 @@ class EventDataType(Datatype):
             if "cause" in data:
                 v = data["cause"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("cause", v, "integer", _V)
+                    v = _c.integer6("cause", v, _V)
                 if v < 0:
-                    raise _c.too_small("cause", v, 0, _V)
+                    raise _c.number_error("cause", v, "integer", 0, None, None, _V)
                 _s_EventDataType_cause(self, v)
             else:
                 _s_EventDataType_cause(self, None)
-            try:
-                v = data["actualValue"]
-            except KeyError:
-                raise _c.missing("actualValue", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("actualValue", v, "string", _V)
-            if len(v) > 2500:
-                raise _c.too_long("actualValue", v, 2500, _V)
+            if "actualValue" not in data:
+                raise _c.missing("actualValue", _V)
+            v = data["actualValue"]
+            if not isinstance(v, str) or len(v) > 2500:
+                raise _c.string_error("actualValue", v, None, 2500, False, _V)
             _s_EventDataType_actual_value(self, v)
             if "techCode" in data:
                 v = data["techCode"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techCode", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("techCode", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("techCode", v, None, 50, False, _V)
                 _s_EventDataType_tech_code(self, v)
             else:
                 _s_EventDataType_tech_code(self, None)
             if "techInfo" in data:
                 v = data["techInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techInfo", v, "string", _V)
-                if len(v) > 500:
-                    raise _c.too_long("techInfo", v, 500, _V)
+                if not isinstance(v, str) or len(v) > 500:
+                    raise _c.string_error("techInfo", v, None, 500, False, _V)
                 _s_EventDataType_tech_info(self, v)
             else:
                 _s_EventDataType_tech_info(self, None)
@@ -8904,35 +8315,28 @@ class EventDataType(Datatype):
                 _s_EventDataType_cleared(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_EventDataType_transaction_id(self, v)
             else:
                 _s_EventDataType_transaction_id(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_EventDataType_component(self, v)
             if "variableMonitoringId" in data:
                 v = data["variableMonitoringId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("variableMonitoringId", v, "integer", _V)
+                    v = _c.integer6("variableMonitoringId", v, _V)
                 if v < 0:
-                    raise _c.too_small("variableMonitoringId", v, 0, _V)
+                    raise _c.number_error("variableMonitoringId", v, "integer", 0, None, None, _V)
                 _s_EventDataType_variable_monitoring_id(self, v)
             else:
                 _s_EventDataType_variable_monitoring_id(self, None)
-            try:
-                v = data["eventNotificationType"]
-            except KeyError:
-                raise _c.missing("eventNotificationType", _V) from None
+            if "eventNotificationType" not in data:
+                raise _c.missing("eventNotificationType", _V)
+            v = data["eventNotificationType"]
             try:
                 v = _E_EventNotificationEnumType[v]
             except (KeyError, TypeError):
@@ -8940,21 +8344,17 @@ class EventDataType(Datatype):
                     "eventNotificationType", v, _E_EventNotificationEnumType, _V
                 ) from None
             _s_EventDataType_event_notification_type(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_EventDataType_variable(self, v)
             if "severity" in data:
                 v = data["severity"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("severity", v, "integer", _V)
+                    v = _c.integer6("severity", v, _V)
                 if v < 0:
-                    raise _c.too_small("severity", v, 0, _V)
+                    raise _c.number_error("severity", v, "integer", 0, None, None, _V)
                 _s_EventDataType_severity(self, v)
             else:
                 _s_EventDataType_severity(self, None)
@@ -9063,48 +8463,34 @@ class FirmwareType(Datatype):
             if not _K_FirmwareType.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareType, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("location", v, 2000, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("location", v, None, 2000, False, _V)
             _s_FirmwareType_location(self, v)
-            try:
-                v = data["retrieveDateTime"]
-            except KeyError:
-                raise _c.missing("retrieveDateTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("retrieveDateTime", v, _V)
-            v = d
+            if "retrieveDateTime" not in data:
+                raise _c.missing("retrieveDateTime", _V)
+            v = data["retrieveDateTime"]
+            v = _c.to_datetime("retrieveDateTime", v, _V)
             _s_FirmwareType_retrieve_date_time(self, v)
             if "installDateTime" in data:
                 v = data["installDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("installDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("installDateTime", v, _V)
                 _s_FirmwareType_install_date_time(self, v)
             else:
                 _s_FirmwareType_install_date_time(self, None)
             if "signingCertificate" in data:
                 v = data["signingCertificate"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("signingCertificate", v, "string", _V)
-                if len(v) > 5500:
-                    raise _c.too_long("signingCertificate", v, 5500, _V)
+                if not isinstance(v, str) or len(v) > 5500:
+                    raise _c.string_error("signingCertificate", v, None, 5500, False, _V)
                 _s_FirmwareType_signing_certificate(self, v)
             else:
                 _s_FirmwareType_signing_certificate(self, None)
             if "signature" in data:
                 v = data["signature"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("signature", v, "string", _V)
-                if len(v) > 800:
-                    raise _c.too_long("signature", v, 800, _V)
+                if not isinstance(v, str) or len(v) > 800:
+                    raise _c.string_error("signature", v, None, 800, False, _V)
                 _s_FirmwareType_signature(self, v)
             else:
                 _s_FirmwareType_signature(self, None)
@@ -9174,32 +8560,26 @@ class FixedPFGetType(Datatype):
             if not _K_FixedPFGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_FixedPFGetType, _V)
             self = _new(cls)
-            try:
-                v = data["fixedPF"]
-            except KeyError:
-                raise _c.missing("fixedPF", _V) from None
+            if "fixedPF" not in data:
+                raise _c.missing("fixedPF", _V)
+            v = data["fixedPF"]
             v = FixedPFType.from_json(v, "fixedPF")
             _s_FixedPFGetType_fixed_pf(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_FixedPFGetType_id(self, v)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_FixedPFGetType_is_default(self, v)
-            try:
-                v = data["isSuperseded"]
-            except KeyError:
-                raise _c.missing("isSuperseded", _V) from None
+            if "isSuperseded" not in data:
+                raise _c.missing("isSuperseded", _V)
+            v = data["isSuperseded"]
             if type(v) is not bool:
                 raise _c.wrong_type("isSuperseded", v, "boolean", _V)
             _s_FixedPFGetType_is_superseded(self, v)
@@ -9242,7 +8622,7 @@ class FixedPFType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         _c.check_number(self.displacement, "displacement", None, None, None, _V)
         if self.start_time is not None:
             _c.check_datetime(self.start_time, "start_time", _V)
@@ -9271,49 +8651,36 @@ class FixedPFType(Datatype):
             if not _K_FixedPFType.issuperset(data):
                 raise _c.not_allowed(data, _K_FixedPFType, _V)
             self = _new(cls)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_FixedPFType_priority(self, v)
-            try:
-                v = data["displacement"]
-            except KeyError:
-                raise _c.missing("displacement", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("displacement", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("displacement", v, _V)
+            if "displacement" not in data:
+                raise _c.missing("displacement", _V)
+            v = data["displacement"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("displacement", v, "number", None, None, None, _V)
             _s_FixedPFType_displacement(self, v)
-            try:
-                v = data["excitation"]
-            except KeyError:
-                raise _c.missing("excitation", _V) from None
+            if "excitation" not in data:
+                raise _c.missing("excitation", _V)
+            v = data["excitation"]
             if type(v) is not bool:
                 raise _c.wrong_type("excitation", v, "boolean", _V)
             _s_FixedPFType_excitation(self, v)
             if "startTime" in data:
                 v = data["startTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startTime", v, _V)
-                v = d
+                v = _c.to_datetime("startTime", v, _V)
                 _s_FixedPFType_start_time(self, v)
             else:
                 _s_FixedPFType_start_time(self, None)
             if "duration" in data:
                 v = data["duration"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("duration", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("duration", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("duration", v, "number", None, None, None, _V)
                 _s_FixedPFType_duration(self, v)
             else:
                 _s_FixedPFType_duration(self, None)
@@ -9377,32 +8744,26 @@ class FixedVarGetType(Datatype):
             if not _K_FixedVarGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_FixedVarGetType, _V)
             self = _new(cls)
-            try:
-                v = data["fixedVar"]
-            except KeyError:
-                raise _c.missing("fixedVar", _V) from None
+            if "fixedVar" not in data:
+                raise _c.missing("fixedVar", _V)
+            v = data["fixedVar"]
             v = FixedVarType.from_json(v, "fixedVar")
             _s_FixedVarGetType_fixed_var(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_FixedVarGetType_id(self, v)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_FixedVarGetType_is_default(self, v)
-            try:
-                v = data["isSuperseded"]
-            except KeyError:
-                raise _c.missing("isSuperseded", _V) from None
+            if "isSuperseded" not in data:
+                raise _c.missing("isSuperseded", _V)
+            v = data["isSuperseded"]
             if type(v) is not bool:
                 raise _c.wrong_type("isSuperseded", v, "boolean", _V)
             _s_FixedVarGetType_is_superseded(self, v)
@@ -9443,7 +8804,7 @@ class FixedVarType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         _c.check_number(self.setpoint, "setpoint", None, None, None, _V)
         _set(self, "unit", _c.check_enum(self.unit, _E_DERUnitEnumType, "unit", _V))
         if self.start_time is not None:
@@ -9473,31 +8834,23 @@ class FixedVarType(Datatype):
             if not _K_FixedVarType.issuperset(data):
                 raise _c.not_allowed(data, _K_FixedVarType, _V)
             self = _new(cls)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_FixedVarType_priority(self, v)
-            try:
-                v = data["setpoint"]
-            except KeyError:
-                raise _c.missing("setpoint", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("setpoint", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("setpoint", v, _V)
+            if "setpoint" not in data:
+                raise _c.missing("setpoint", _V)
+            v = data["setpoint"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("setpoint", v, "number", None, None, None, _V)
             _s_FixedVarType_setpoint(self, v)
-            try:
-                v = data["unit"]
-            except KeyError:
-                raise _c.missing("unit", _V) from None
+            if "unit" not in data:
+                raise _c.missing("unit", _V)
+            v = data["unit"]
             try:
                 v = _E_DERUnitEnumType[v]
             except (KeyError, TypeError):
@@ -9505,19 +8858,14 @@ class FixedVarType(Datatype):
             _s_FixedVarType_unit(self, v)
             if "startTime" in data:
                 v = data["startTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startTime", v, _V)
-                v = d
+                v = _c.to_datetime("startTime", v, _V)
                 _s_FixedVarType_start_time(self, v)
             else:
                 _s_FixedVarType_start_time(self, None)
             if "duration" in data:
                 v = data["duration"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("duration", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("duration", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("duration", v, "number", None, None, None, _V)
                 _s_FixedVarType_duration(self, v)
             else:
                 _s_FixedVarType_duration(self, None)
@@ -9581,32 +8929,26 @@ class FreqDroopGetType(Datatype):
             if not _K_FreqDroopGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_FreqDroopGetType, _V)
             self = _new(cls)
-            try:
-                v = data["freqDroop"]
-            except KeyError:
-                raise _c.missing("freqDroop", _V) from None
+            if "freqDroop" not in data:
+                raise _c.missing("freqDroop", _V)
+            v = data["freqDroop"]
             v = FreqDroopType.from_json(v, "freqDroop")
             _s_FreqDroopGetType_freq_droop(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_FreqDroopGetType_id(self, v)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_FreqDroopGetType_is_default(self, v)
-            try:
-                v = data["isSuperseded"]
-            except KeyError:
-                raise _c.missing("isSuperseded", _V) from None
+            if "isSuperseded" not in data:
+                raise _c.missing("isSuperseded", _V)
+            v = data["isSuperseded"]
             if type(v) is not bool:
                 raise _c.wrong_type("isSuperseded", v, "boolean", _V)
             _s_FreqDroopGetType_is_superseded(self, v)
@@ -9662,7 +9004,7 @@ class FreqDroopType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         _c.check_number(self.over_freq, "over_freq", None, None, None, _V)
         _c.check_number(self.under_freq, "under_freq", None, None, None, _V)
         _c.check_number(self.over_droop, "over_droop", None, None, None, _V)
@@ -9698,78 +9040,54 @@ class FreqDroopType(Datatype):
             if not _K_FreqDroopType.issuperset(data):
                 raise _c.not_allowed(data, _K_FreqDroopType, _V)
             self = _new(cls)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_FreqDroopType_priority(self, v)
-            try:
-                v = data["overFreq"]
-            except KeyError:
-                raise _c.missing("overFreq", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("overFreq", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("overFreq", v, _V)
+            if "overFreq" not in data:
+                raise _c.missing("overFreq", _V)
+            v = data["overFreq"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("overFreq", v, "number", None, None, None, _V)
             _s_FreqDroopType_over_freq(self, v)
-            try:
-                v = data["underFreq"]
-            except KeyError:
-                raise _c.missing("underFreq", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("underFreq", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("underFreq", v, _V)
+            if "underFreq" not in data:
+                raise _c.missing("underFreq", _V)
+            v = data["underFreq"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("underFreq", v, "number", None, None, None, _V)
             _s_FreqDroopType_under_freq(self, v)
-            try:
-                v = data["overDroop"]
-            except KeyError:
-                raise _c.missing("overDroop", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("overDroop", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("overDroop", v, _V)
+            if "overDroop" not in data:
+                raise _c.missing("overDroop", _V)
+            v = data["overDroop"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("overDroop", v, "number", None, None, None, _V)
             _s_FreqDroopType_over_droop(self, v)
-            try:
-                v = data["underDroop"]
-            except KeyError:
-                raise _c.missing("underDroop", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("underDroop", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("underDroop", v, _V)
+            if "underDroop" not in data:
+                raise _c.missing("underDroop", _V)
+            v = data["underDroop"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("underDroop", v, "number", None, None, None, _V)
             _s_FreqDroopType_under_droop(self, v)
-            try:
-                v = data["responseTime"]
-            except KeyError:
-                raise _c.missing("responseTime", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("responseTime", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("responseTime", v, _V)
+            if "responseTime" not in data:
+                raise _c.missing("responseTime", _V)
+            v = data["responseTime"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("responseTime", v, "number", None, None, None, _V)
             _s_FreqDroopType_response_time(self, v)
             if "startTime" in data:
                 v = data["startTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startTime", v, _V)
-                v = d
+                v = _c.to_datetime("startTime", v, _V)
                 _s_FreqDroopType_start_time(self, v)
             else:
                 _s_FreqDroopType_start_time(self, None)
             if "duration" in data:
                 v = data["duration"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("duration", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("duration", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("duration", v, "number", None, None, None, _V)
                 _s_FreqDroopType_duration(self, v)
             else:
                 _s_FreqDroopType_duration(self, None)
@@ -9858,16 +9176,14 @@ class GetVariableDataType(Datatype):
                 _s_GetVariableDataType_attribute_type(self, v)
             else:
                 _s_GetVariableDataType_attribute_type(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_GetVariableDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_GetVariableDataType_variable(self, v)
             if "customData" in data:
@@ -9957,10 +9273,9 @@ class GetVariableResultType(Datatype):
             if not _K_GetVariableResultType.issuperset(data):
                 raise _c.not_allowed(data, _K_GetVariableResultType, _V)
             self = _new(cls)
-            try:
-                v = data["attributeStatus"]
-            except KeyError:
-                raise _c.missing("attributeStatus", _V) from None
+            if "attributeStatus" not in data:
+                raise _c.missing("attributeStatus", _V)
+            v = data["attributeStatus"]
             try:
                 v = _E_GetVariableStatusEnumType[v]
             except (KeyError, TypeError):
@@ -9985,23 +9300,19 @@ class GetVariableResultType(Datatype):
                 _s_GetVariableResultType_attribute_type(self, None)
             if "attributeValue" in data:
                 v = data["attributeValue"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("attributeValue", v, "string", _V)
-                if len(v) > 2500:
-                    raise _c.too_long("attributeValue", v, 2500, _V)
+                if not isinstance(v, str) or len(v) > 2500:
+                    raise _c.string_error("attributeValue", v, None, 2500, False, _V)
                 _s_GetVariableResultType_attribute_value(self, v)
             else:
                 _s_GetVariableResultType_attribute_value(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_GetVariableResultType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_GetVariableResultType_variable(self, v)
             if "customData" in data:
@@ -10065,20 +9376,16 @@ class GradientGetType(Datatype):
             if not _K_GradientGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_GradientGetType, _V)
             self = _new(cls)
-            try:
-                v = data["gradient"]
-            except KeyError:
-                raise _c.missing("gradient", _V) from None
+            if "gradient" not in data:
+                raise _c.missing("gradient", _V)
+            v = data["gradient"]
             v = GradientType.from_json(v, "gradient")
             _s_GradientGetType_gradient(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_GradientGetType_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -10113,7 +9420,7 @@ class GradientType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         _c.check_number(self.gradient, "gradient", None, None, None, _V)
         _c.check_number(self.soft_gradient, "soft_gradient", None, None, None, _V)
 
@@ -10135,35 +9442,25 @@ class GradientType(Datatype):
             if not _K_GradientType.issuperset(data):
                 raise _c.not_allowed(data, _K_GradientType, _V)
             self = _new(cls)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_GradientType_priority(self, v)
-            try:
-                v = data["gradient"]
-            except KeyError:
-                raise _c.missing("gradient", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("gradient", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("gradient", v, _V)
+            if "gradient" not in data:
+                raise _c.missing("gradient", _V)
+            v = data["gradient"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("gradient", v, "number", None, None, None, _V)
             _s_GradientType_gradient(self, v)
-            try:
-                v = data["softGradient"]
-            except KeyError:
-                raise _c.missing("softGradient", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("softGradient", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("softGradient", v, _V)
+            if "softGradient" not in data:
+                raise _c.missing("softGradient", _V)
+            v = data["softGradient"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("softGradient", v, "number", None, None, None, _V)
             _s_GradientType_soft_gradient(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -10235,37 +9532,29 @@ class HysteresisType(Datatype):
             self = _new(cls)
             if "hysteresisHigh" in data:
                 v = data["hysteresisHigh"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("hysteresisHigh", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("hysteresisHigh", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("hysteresisHigh", v, "number", None, None, None, _V)
                 _s_HysteresisType_hysteresis_high(self, v)
             else:
                 _s_HysteresisType_hysteresis_high(self, None)
             if "hysteresisLow" in data:
                 v = data["hysteresisLow"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("hysteresisLow", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("hysteresisLow", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("hysteresisLow", v, "number", None, None, None, _V)
                 _s_HysteresisType_hysteresis_low(self, v)
             else:
                 _s_HysteresisType_hysteresis_low(self, None)
             if "hysteresisDelay" in data:
                 v = data["hysteresisDelay"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("hysteresisDelay", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("hysteresisDelay", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("hysteresisDelay", v, "number", None, None, None, _V)
                 _s_HysteresisType_hysteresis_delay(self, v)
             else:
                 _s_HysteresisType_hysteresis_delay(self, None)
             if "hysteresisGradient" in data:
                 v = data["hysteresisGradient"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("hysteresisGradient", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("hysteresisGradient", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("hysteresisGradient", v, "number", None, None, None, _V)
                 _s_HysteresisType_hysteresis_gradient(self, v)
             else:
                 _s_HysteresisType_hysteresis_gradient(self, None)
@@ -10334,7 +9623,7 @@ class IdTokenInfoType(Datatype):
         if self.cache_expiry_date_time is not None:
             _c.check_datetime(self.cache_expiry_date_time, "cache_expiry_date_time", _V)
         if self.charging_priority is not None:
-            _c.check_number(self.charging_priority, "charging_priority", -9, 9, None, _V)
+            _c.check_integer(self.charging_priority, "charging_priority", -9, 9, _V)
         if self.language1 is not None:
             _c.check_str(self.language1, "language1", None, 8, False, _V)
         if self.language2 is not None:
@@ -10349,7 +9638,7 @@ class IdTokenInfoType(Datatype):
                     1,
                     None,
                     _V,
-                    lambda x, p: _c.check_number(x, p, 0, None, None, _V),
+                    lambda x, p: _c.check_integer(x, p, 0, None, _V),
                 ),
             )
 
@@ -10381,10 +9670,9 @@ class IdTokenInfoType(Datatype):
             if not _K_IdTokenInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_IdTokenInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_AuthorizationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -10392,24 +9680,16 @@ class IdTokenInfoType(Datatype):
             _s_IdTokenInfoType_status(self, v)
             if "cacheExpiryDateTime" in data:
                 v = data["cacheExpiryDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("cacheExpiryDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("cacheExpiryDateTime", v, _V)
                 _s_IdTokenInfoType_cache_expiry_date_time(self, v)
             else:
                 _s_IdTokenInfoType_cache_expiry_date_time(self, None)
             if "chargingPriority" in data:
                 v = data["chargingPriority"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("chargingPriority", v, "integer", _V)
-                if v < -9:
-                    raise _c.too_small("chargingPriority", v, -9, _V)
-                if v > 9:
-                    raise _c.too_big("chargingPriority", v, 9, _V)
+                    v = _c.integer6("chargingPriority", v, _V)
+                if v < -9 or v > 9:
+                    raise _c.number_error("chargingPriority", v, "integer", -9, 9, None, _V)
                 _s_IdTokenInfoType_charging_priority(self, v)
             else:
                 _s_IdTokenInfoType_charging_priority(self, None)
@@ -10421,37 +9701,28 @@ class IdTokenInfoType(Datatype):
                 _s_IdTokenInfoType_group_id_token(self, None)
             if "language1" in data:
                 v = data["language1"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("language1", v, "string", _V)
-                if len(v) > 8:
-                    raise _c.too_long("language1", v, 8, _V)
+                if not isinstance(v, str) or len(v) > 8:
+                    raise _c.string_error("language1", v, None, 8, False, _V)
                 _s_IdTokenInfoType_language1(self, v)
             else:
                 _s_IdTokenInfoType_language1(self, None)
             if "language2" in data:
                 v = data["language2"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("language2", v, "string", _V)
-                if len(v) > 8:
-                    raise _c.too_long("language2", v, 8, _V)
+                if not isinstance(v, str) or len(v) > 8:
+                    raise _c.string_error("language2", v, None, 8, False, _V)
                 _s_IdTokenInfoType_language2(self, v)
             else:
                 _s_IdTokenInfoType_language2(self, None)
             if "evseId" in data:
                 v = data["evseId"]
-                if type(v) is not list:
-                    raise _c.wrong_type("evseId", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("evseId", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("evseId", v, 1, None, _V)
                 a_evse_id: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"evseId[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"evseId[{i}]", x, _V)
                     if x < 0:
-                        raise _c.too_small(f"evseId[{i}]", x, 0, _V)
+                        raise _c.number_error(f"evseId[{i}]", x, "integer", 0, None, None, _V)
                     a_evse_id.append(x)
                 v = tuple(a_evse_id)
                 _s_IdTokenInfoType_evse_id(self, v)
@@ -10540,10 +9811,8 @@ class IdTokenType(Datatype):
             self = _new(cls)
             if "additionalInfo" in data:
                 v = data["additionalInfo"]
-                if type(v) is not list:
-                    raise _c.wrong_type("additionalInfo", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("additionalInfo", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("additionalInfo", v, 1, None, _V)
                 try:
                     v = tuple([AdditionalInfoType.from_json(x) for x in v])
                 except _Err as e:
@@ -10551,23 +9820,17 @@ class IdTokenType(Datatype):
                 _s_IdTokenType_additional_info(self, v)
             else:
                 _s_IdTokenType_additional_info(self, None)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("idToken", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("idToken", v, 255, _V)
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("idToken", v, None, 255, False, _V)
             _s_IdTokenType_id_token(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("type", v, 20, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("type", v, None, 20, False, _V)
             _s_IdTokenType_type(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -10602,7 +9865,7 @@ class LimitAtSoCType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.soc, "soc", 0, 100, None, _V)
+        _c.check_integer(self.soc, "soc", 0, 100, _V)
         _c.check_number(self.limit, "limit", None, None, None, _V)
 
     def to_json(self) -> dict[str, Any]:
@@ -10619,28 +9882,19 @@ class LimitAtSoCType(Datatype):
             if not _K_LimitAtSoCType.issuperset(data):
                 raise _c.not_allowed(data, _K_LimitAtSoCType, _V)
             self = _new(cls)
-            try:
-                v = data["soc"]
-            except KeyError:
-                raise _c.missing("soc", _V) from None
+            if "soc" not in data:
+                raise _c.missing("soc", _V)
+            v = data["soc"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("soc", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("soc", v, 0, _V)
-            if v > 100:
-                raise _c.too_big("soc", v, 100, _V)
+                v = _c.integer6("soc", v, _V)
+            if v < 0 or v > 100:
+                raise _c.number_error("soc", v, "integer", 0, 100, None, _V)
             _s_LimitAtSoCType_soc(self, v)
-            try:
-                v = data["limit"]
-            except KeyError:
-                raise _c.missing("limit", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("limit", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("limit", v, _V)
+            if "limit" not in data:
+                raise _c.missing("limit", _V)
+            v = data["limit"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("limit", v, "number", None, None, None, _V)
             _s_LimitAtSoCType_limit(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -10699,33 +9953,27 @@ class LimitMaxDischargeGetType(Datatype):
             if not _K_LimitMaxDischargeGetType.issuperset(data):
                 raise _c.not_allowed(data, _K_LimitMaxDischargeGetType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("id", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("id", v, 36, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("id", v, None, 36, False, _V)
             _s_LimitMaxDischargeGetType_id(self, v)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_LimitMaxDischargeGetType_is_default(self, v)
-            try:
-                v = data["isSuperseded"]
-            except KeyError:
-                raise _c.missing("isSuperseded", _V) from None
+            if "isSuperseded" not in data:
+                raise _c.missing("isSuperseded", _V)
+            v = data["isSuperseded"]
             if type(v) is not bool:
                 raise _c.wrong_type("isSuperseded", v, "boolean", _V)
             _s_LimitMaxDischargeGetType_is_superseded(self, v)
-            try:
-                v = data["limitMaxDischarge"]
-            except KeyError:
-                raise _c.missing("limitMaxDischarge", _V) from None
+            if "limitMaxDischarge" not in data:
+                raise _c.missing("limitMaxDischarge", _V)
+            v = data["limitMaxDischarge"]
             v = LimitMaxDischargeType.from_json(v, "limitMaxDischarge")
             _s_LimitMaxDischargeGetType_limit_max_discharge(self, v)
             if "customData" in data:
@@ -10781,7 +10029,7 @@ class LimitMaxDischargeType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.priority, "priority", 0, None, None, _V)
+        _c.check_integer(self.priority, "priority", 0, None, _V)
         if self.pct_max_discharge_power is not None:
             _c.check_number(
                 self.pct_max_discharge_power, "pct_max_discharge_power", None, None, None, _V
@@ -10813,24 +10061,18 @@ class LimitMaxDischargeType(Datatype):
             if not _K_LimitMaxDischargeType.issuperset(data):
                 raise _c.not_allowed(data, _K_LimitMaxDischargeType, _V)
             self = _new(cls)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priority", v, "integer", _V)
+                v = _c.integer6("priority", v, _V)
             if v < 0:
-                raise _c.too_small("priority", v, 0, _V)
+                raise _c.number_error("priority", v, "integer", 0, None, None, _V)
             _s_LimitMaxDischargeType_priority(self, v)
             if "pctMaxDischargePower" in data:
                 v = data["pctMaxDischargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("pctMaxDischargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("pctMaxDischargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("pctMaxDischargePower", v, "number", None, None, None, _V)
                 _s_LimitMaxDischargeType_pct_max_discharge_power(self, v)
             else:
                 _s_LimitMaxDischargeType_pct_max_discharge_power(self, None)
@@ -10842,19 +10084,14 @@ class LimitMaxDischargeType(Datatype):
                 _s_LimitMaxDischargeType_power_monitoring_must_trip(self, None)
             if "startTime" in data:
                 v = data["startTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startTime", v, _V)
-                v = d
+                v = _c.to_datetime("startTime", v, _V)
                 _s_LimitMaxDischargeType_start_time(self, v)
             else:
                 _s_LimitMaxDischargeType_start_time(self, None)
             if "duration" in data:
                 v = data["duration"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("duration", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("duration", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("duration", v, "number", None, None, None, _V)
                 _s_LimitMaxDischargeType_duration(self, v)
             else:
                 _s_LimitMaxDischargeType_duration(self, None)
@@ -10928,30 +10165,21 @@ class LogParametersType(Datatype):
             if not _K_LogParametersType.issuperset(data):
                 raise _c.not_allowed(data, _K_LogParametersType, _V)
             self = _new(cls)
-            try:
-                v = data["remoteLocation"]
-            except KeyError:
-                raise _c.missing("remoteLocation", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("remoteLocation", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("remoteLocation", v, 2000, _V)
+            if "remoteLocation" not in data:
+                raise _c.missing("remoteLocation", _V)
+            v = data["remoteLocation"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("remoteLocation", v, None, 2000, False, _V)
             _s_LogParametersType_remote_location(self, v)
             if "oldestTimestamp" in data:
                 v = data["oldestTimestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("oldestTimestamp", v, _V)
-                v = d
+                v = _c.to_datetime("oldestTimestamp", v, _V)
                 _s_LogParametersType_oldest_timestamp(self, v)
             else:
                 _s_LogParametersType_oldest_timestamp(self, None)
             if "latestTimestamp" in data:
                 v = data["latestTimestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("latestTimestamp", v, _V)
-                v = d
+                v = _c.to_datetime("latestTimestamp", v, _V)
                 _s_LogParametersType_latest_timestamp(self, v)
             else:
                 _s_LogParametersType_latest_timestamp(self, None)
@@ -11012,10 +10240,9 @@ class MessageContentType(Datatype):
             if not _K_MessageContentType.issuperset(data):
                 raise _c.not_allowed(data, _K_MessageContentType, _V)
             self = _new(cls)
-            try:
-                v = data["format"]
-            except KeyError:
-                raise _c.missing("format", _V) from None
+            if "format" not in data:
+                raise _c.missing("format", _V)
+            v = data["format"]
             try:
                 v = _E_MessageFormatEnumType[v]
             except (KeyError, TypeError):
@@ -11023,21 +10250,16 @@ class MessageContentType(Datatype):
             _s_MessageContentType_format(self, v)
             if "language" in data:
                 v = data["language"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("language", v, "string", _V)
-                if len(v) > 8:
-                    raise _c.too_long("language", v, 8, _V)
+                if not isinstance(v, str) or len(v) > 8:
+                    raise _c.string_error("language", v, None, 8, False, _V)
                 _s_MessageContentType_language(self, v)
             else:
                 _s_MessageContentType_language(self, None)
-            try:
-                v = data["content"]
-            except KeyError:
-                raise _c.missing("content", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("content", v, "string", _V)
-            if len(v) > 1024:
-                raise _c.too_long("content", v, 1024, _V)
+            if "content" not in data:
+                raise _c.missing("content", _V)
+            v = data["content"]
+            if not isinstance(v, str) or len(v) > 1024:
+                raise _c.string_error("content", v, None, 1024, False, _V)
             _s_MessageContentType_content(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -11092,7 +10314,7 @@ class MessageInfoType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
         _set(
             self,
             "priority",
@@ -11147,22 +10369,17 @@ class MessageInfoType(Datatype):
                 _s_MessageInfoType_display(self, v)
             else:
                 _s_MessageInfoType_display(self, None)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_MessageInfoType_id(self, v)
-            try:
-                v = data["priority"]
-            except KeyError:
-                raise _c.missing("priority", _V) from None
+            if "priority" not in data:
+                raise _c.missing("priority", _V)
+            v = data["priority"]
             try:
                 v = _E_MessagePriorityEnumType[v]
             except (KeyError, TypeError):
@@ -11179,45 +10396,32 @@ class MessageInfoType(Datatype):
                 _s_MessageInfoType_state(self, None)
             if "startDateTime" in data:
                 v = data["startDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("startDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("startDateTime", v, _V)
                 _s_MessageInfoType_start_date_time(self, v)
             else:
                 _s_MessageInfoType_start_date_time(self, None)
             if "endDateTime" in data:
                 v = data["endDateTime"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("endDateTime", v, _V)
-                v = d
+                v = _c.to_datetime("endDateTime", v, _V)
                 _s_MessageInfoType_end_date_time(self, v)
             else:
                 _s_MessageInfoType_end_date_time(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_MessageInfoType_transaction_id(self, v)
             else:
                 _s_MessageInfoType_transaction_id(self, None)
-            try:
-                v = data["message"]
-            except KeyError:
-                raise _c.missing("message", _V) from None
+            if "message" not in data:
+                raise _c.missing("message", _V)
+            v = data["message"]
             v = MessageContentType.from_json(v, "message")
             _s_MessageInfoType_message(self, v)
             if "messageExtra" in data:
                 v = data["messageExtra"]
-                if type(v) is not list:
-                    raise _c.wrong_type("messageExtra", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("messageExtra", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("messageExtra", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("messageExtra", v, 1, 4, _V)
                 try:
                     v = tuple([MessageContentType.from_json(x) for x in v])
                 except _Err as e:
@@ -11298,27 +10502,20 @@ class MeterValueType(Datatype):
             if not _K_MeterValueType.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValueType, _V)
             self = _new(cls)
-            try:
-                v = data["sampledValue"]
-            except KeyError:
-                raise _c.missing("sampledValue", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("sampledValue", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("sampledValue", v, 1, _V)
+            if "sampledValue" not in data:
+                raise _c.missing("sampledValue", _V)
+            v = data["sampledValue"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("sampledValue", v, 1, None, _V)
             try:
                 v = tuple([SampledValueType.from_json(x) for x in v])
             except _Err as e:
                 raise _c.locate(e, "sampledValue", v, SampledValueType.from_json) from None
             _s_MeterValueType_sampled_value(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_MeterValueType_timestamp(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -11377,19 +10574,15 @@ class ModemType(Datatype):
             self = _new(cls)
             if "iccid" in data:
                 v = data["iccid"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("iccid", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("iccid", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("iccid", v, None, 20, False, _V)
                 _s_ModemType_iccid(self, v)
             else:
                 _s_ModemType_iccid(self, None)
             if "imsi" in data:
                 v = data["imsi"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("imsi", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("imsi", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("imsi", v, None, 20, False, _V)
                 _s_ModemType_imsi(self, v)
             else:
                 _s_ModemType_imsi(self, None)
@@ -11450,26 +10643,21 @@ class MonitoringDataType(Datatype):
             if not _K_MonitoringDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_MonitoringDataType, _V)
             self = _new(cls)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_MonitoringDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_MonitoringDataType_variable(self, v)
-            try:
-                v = data["variableMonitoring"]
-            except KeyError:
-                raise _c.missing("variableMonitoring", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("variableMonitoring", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("variableMonitoring", v, 1, _V)
+            if "variableMonitoring" not in data:
+                raise _c.missing("variableMonitoring", _V)
+            v = data["variableMonitoring"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("variableMonitoring", v, 1, None, _V)
             try:
                 v = tuple([VariableMonitoringType.from_json(x) for x in v])
             except _Err as e:
@@ -11549,7 +10737,7 @@ class NetworkConnectionProfileType(Datatype):
             _c.check_enum(self.ocpp_transport, _E_OCPPTransportEnumType, "ocpp_transport", _V),
         )
         _c.check_str(self.ocpp_csms_url, "ocpp_csms_url", None, 2000, False, _V)
-        _c.check_number(self.security_profile, "security_profile", 0, None, None, _V)
+        _c.check_integer(self.security_profile, "security_profile", 0, None, _V)
         if self.identity is not None:
             _c.check_str(self.identity, "identity", None, 48, False, _V)
         if self.basic_auth_password is not None:
@@ -11600,70 +10788,53 @@ class NetworkConnectionProfileType(Datatype):
                 _s_NetworkConnectionProfileType_ocpp_version(self, v)
             else:
                 _s_NetworkConnectionProfileType_ocpp_version(self, None)
-            try:
-                v = data["ocppInterface"]
-            except KeyError:
-                raise _c.missing("ocppInterface", _V) from None
+            if "ocppInterface" not in data:
+                raise _c.missing("ocppInterface", _V)
+            v = data["ocppInterface"]
             try:
                 v = _E_OCPPInterfaceEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("ocppInterface", v, _E_OCPPInterfaceEnumType, _V) from None
             _s_NetworkConnectionProfileType_ocpp_interface(self, v)
-            try:
-                v = data["ocppTransport"]
-            except KeyError:
-                raise _c.missing("ocppTransport", _V) from None
+            if "ocppTransport" not in data:
+                raise _c.missing("ocppTransport", _V)
+            v = data["ocppTransport"]
             try:
                 v = _E_OCPPTransportEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("ocppTransport", v, _E_OCPPTransportEnumType, _V) from None
             _s_NetworkConnectionProfileType_ocpp_transport(self, v)
-            try:
-                v = data["messageTimeout"]
-            except KeyError:
-                raise _c.missing("messageTimeout", _V) from None
+            if "messageTimeout" not in data:
+                raise _c.missing("messageTimeout", _V)
+            v = data["messageTimeout"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("messageTimeout", v, "integer", _V)
+                v = _c.integer6("messageTimeout", v, _V)
             _s_NetworkConnectionProfileType_message_timeout(self, v)
-            try:
-                v = data["ocppCsmsUrl"]
-            except KeyError:
-                raise _c.missing("ocppCsmsUrl", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("ocppCsmsUrl", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("ocppCsmsUrl", v, 2000, _V)
+            if "ocppCsmsUrl" not in data:
+                raise _c.missing("ocppCsmsUrl", _V)
+            v = data["ocppCsmsUrl"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("ocppCsmsUrl", v, None, 2000, False, _V)
             _s_NetworkConnectionProfileType_ocpp_csms_url(self, v)
-            try:
-                v = data["securityProfile"]
-            except KeyError:
-                raise _c.missing("securityProfile", _V) from None
+            if "securityProfile" not in data:
+                raise _c.missing("securityProfile", _V)
+            v = data["securityProfile"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("securityProfile", v, "integer", _V)
+                v = _c.integer6("securityProfile", v, _V)
             if v < 0:
-                raise _c.too_small("securityProfile", v, 0, _V)
+                raise _c.number_error("securityProfile", v, "integer", 0, None, None, _V)
             _s_NetworkConnectionProfileType_security_profile(self, v)
             if "identity" in data:
                 v = data["identity"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("identity", v, "string", _V)
-                if len(v) > 48:
-                    raise _c.too_long("identity", v, 48, _V)
+                if not isinstance(v, str) or len(v) > 48:
+                    raise _c.string_error("identity", v, None, 48, False, _V)
                 _s_NetworkConnectionProfileType_identity(self, v)
             else:
                 _s_NetworkConnectionProfileType_identity(self, None)
             if "basicAuthPassword" in data:
                 v = data["basicAuthPassword"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("basicAuthPassword", v, "string", _V)
-                if len(v) > 64:
-                    raise _c.too_long("basicAuthPassword", v, 64, _V)
+                if not isinstance(v, str) or len(v) > 64:
+                    raise _c.string_error("basicAuthPassword", v, None, 64, False, _V)
                 _s_NetworkConnectionProfileType_basic_auth_password(self, v)
             else:
                 _s_NetworkConnectionProfileType_basic_auth_password(self, None)
@@ -11768,50 +10939,37 @@ class OCSPRequestDataType(Datatype):
             if not _K_OCSPRequestDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_OCSPRequestDataType, _V)
             self = _new(cls)
-            try:
-                v = data["hashAlgorithm"]
-            except KeyError:
-                raise _c.missing("hashAlgorithm", _V) from None
+            if "hashAlgorithm" not in data:
+                raise _c.missing("hashAlgorithm", _V)
+            v = data["hashAlgorithm"]
             try:
                 v = _E_HashAlgorithmEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("hashAlgorithm", v, _E_HashAlgorithmEnumType, _V) from None
             _s_OCSPRequestDataType_hash_algorithm(self, v)
-            try:
-                v = data["issuerNameHash"]
-            except KeyError:
-                raise _c.missing("issuerNameHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerNameHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerNameHash", v, 128, _V)
+            if "issuerNameHash" not in data:
+                raise _c.missing("issuerNameHash", _V)
+            v = data["issuerNameHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerNameHash", v, None, 128, False, _V)
             _s_OCSPRequestDataType_issuer_name_hash(self, v)
-            try:
-                v = data["issuerKeyHash"]
-            except KeyError:
-                raise _c.missing("issuerKeyHash", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("issuerKeyHash", v, "string", _V)
-            if len(v) > 128:
-                raise _c.too_long("issuerKeyHash", v, 128, _V)
+            if "issuerKeyHash" not in data:
+                raise _c.missing("issuerKeyHash", _V)
+            v = data["issuerKeyHash"]
+            if not isinstance(v, str) or len(v) > 128:
+                raise _c.string_error("issuerKeyHash", v, None, 128, False, _V)
             _s_OCSPRequestDataType_issuer_key_hash(self, v)
-            try:
-                v = data["serialNumber"]
-            except KeyError:
-                raise _c.missing("serialNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("serialNumber", v, "string", _V)
-            if len(v) > 40:
-                raise _c.too_long("serialNumber", v, 40, _V)
+            if "serialNumber" not in data:
+                raise _c.missing("serialNumber", _V)
+            v = data["serialNumber"]
+            if not isinstance(v, str) or len(v) > 40:
+                raise _c.string_error("serialNumber", v, None, 40, False, _V)
             _s_OCSPRequestDataType_serial_number(self, v)
-            try:
-                v = data["responderURL"]
-            except KeyError:
-                raise _c.missing("responderURL", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("responderURL", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("responderURL", v, 2000, _V)
+            if "responderURL" not in data:
+                raise _c.missing("responderURL", _V)
+            v = data["responderURL"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("responderURL", v, None, 2000, False, _V)
             _s_OCSPRequestDataType_responder_url(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -11885,16 +11043,11 @@ class OverstayRuleListType(Datatype):
                 _s_OverstayRuleListType_overstay_power_threshold(self, v)
             else:
                 _s_OverstayRuleListType_overstay_power_threshold(self, None)
-            try:
-                v = data["overstayRule"]
-            except KeyError:
-                raise _c.missing("overstayRule", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("overstayRule", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("overstayRule", v, 1, _V)
-            if len(v) > 5:
-                raise _c.too_many("overstayRule", v, 5, _V)
+            if "overstayRule" not in data:
+                raise _c.missing("overstayRule", _V)
+            v = data["overstayRule"]
+            if type(v) is not list or len(v) < 1 or len(v) > 5:
+                raise _c.array_error("overstayRule", v, 1, 5, _V)
             try:
                 v = tuple([OverstayRuleType.from_json(x) for x in v])
             except _Err as e:
@@ -11903,10 +11056,7 @@ class OverstayRuleListType(Datatype):
             if "overstayTimeThreshold" in data:
                 v = data["overstayTimeThreshold"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("overstayTimeThreshold", v, "integer", _V)
+                    v = _c.integer6("overstayTimeThreshold", v, _V)
                 _s_OverstayRuleListType_overstay_time_threshold(self, v)
             else:
                 _s_OverstayRuleListType_overstay_time_threshold(self, None)
@@ -11978,40 +11128,29 @@ class OverstayRuleType(Datatype):
             if not _K_OverstayRuleType.issuperset(data):
                 raise _c.not_allowed(data, _K_OverstayRuleType, _V)
             self = _new(cls)
-            try:
-                v = data["overstayFee"]
-            except KeyError:
-                raise _c.missing("overstayFee", _V) from None
+            if "overstayFee" not in data:
+                raise _c.missing("overstayFee", _V)
+            v = data["overstayFee"]
             v = RationalNumberType.from_json(v, "overstayFee")
             _s_OverstayRuleType_overstay_fee(self, v)
             if "overstayRuleDescription" in data:
                 v = data["overstayRuleDescription"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("overstayRuleDescription", v, "string", _V)
-                if len(v) > 32:
-                    raise _c.too_long("overstayRuleDescription", v, 32, _V)
+                if not isinstance(v, str) or len(v) > 32:
+                    raise _c.string_error("overstayRuleDescription", v, None, 32, False, _V)
                 _s_OverstayRuleType_overstay_rule_description(self, v)
             else:
                 _s_OverstayRuleType_overstay_rule_description(self, None)
-            try:
-                v = data["startTime"]
-            except KeyError:
-                raise _c.missing("startTime", _V) from None
+            if "startTime" not in data:
+                raise _c.missing("startTime", _V)
+            v = data["startTime"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("startTime", v, "integer", _V)
+                v = _c.integer6("startTime", v, _V)
             _s_OverstayRuleType_start_time(self, v)
-            try:
-                v = data["overstayFeePeriod"]
-            except KeyError:
-                raise _c.missing("overstayFeePeriod", _V) from None
+            if "overstayFeePeriod" not in data:
+                raise _c.missing("overstayFeePeriod", _V)
+            v = data["overstayFeePeriod"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("overstayFeePeriod", v, "integer", _V)
+                v = _c.integer6("overstayFeePeriod", v, _V)
             _s_OverstayRuleType_overstay_fee_period(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12055,9 +11194,9 @@ class PeriodicEventStreamParamsType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.interval is not None:
-            _c.check_number(self.interval, "interval", 0, None, None, _V)
+            _c.check_integer(self.interval, "interval", 0, None, _V)
         if self.values is not None:
-            _c.check_number(self.values, "values", 0, None, None, _V)
+            _c.check_integer(self.values, "values", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -12080,24 +11219,18 @@ class PeriodicEventStreamParamsType(Datatype):
             if "interval" in data:
                 v = data["interval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("interval", v, "integer", _V)
+                    v = _c.integer6("interval", v, _V)
                 if v < 0:
-                    raise _c.too_small("interval", v, 0, _V)
+                    raise _c.number_error("interval", v, "integer", 0, None, None, _V)
                 _s_PeriodicEventStreamParamsType_interval(self, v)
             else:
                 _s_PeriodicEventStreamParamsType_interval(self, None)
             if "values" in data:
                 v = data["values"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("values", v, "integer", _V)
+                    v = _c.integer6("values", v, _V)
                 if v < 0:
-                    raise _c.too_small("values", v, 0, _V)
+                    raise _c.number_error("values", v, "integer", 0, None, None, _V)
                 _s_PeriodicEventStreamParamsType_values(self, v)
             else:
                 _s_PeriodicEventStreamParamsType_values(self, None)
@@ -12133,7 +11266,7 @@ class PriceLevelScheduleEntryType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.price_level, "price_level", 0, None, None, _V)
+        _c.check_integer(self.price_level, "price_level", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"duration": self.duration, "priceLevel": self.price_level}
@@ -12149,27 +11282,19 @@ class PriceLevelScheduleEntryType(Datatype):
             if not _K_PriceLevelScheduleEntryType.issuperset(data):
                 raise _c.not_allowed(data, _K_PriceLevelScheduleEntryType, _V)
             self = _new(cls)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_PriceLevelScheduleEntryType_duration(self, v)
-            try:
-                v = data["priceLevel"]
-            except KeyError:
-                raise _c.missing("priceLevel", _V) from None
+            if "priceLevel" not in data:
+                raise _c.missing("priceLevel", _V)
+            v = data["priceLevel"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priceLevel", v, "integer", _V)
+                v = _c.integer6("priceLevel", v, _V)
             if v < 0:
-                raise _c.too_small("priceLevel", v, 0, _V)
+                raise _c.number_error("priceLevel", v, "integer", 0, None, None, _V)
             _s_PriceLevelScheduleEntryType_price_level(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12223,12 +11348,12 @@ class PriceLevelScheduleType(Datatype):
             ),
         )
         _c.check_datetime(self.time_anchor, "time_anchor", _V)
-        _c.check_number(self.price_schedule_id, "price_schedule_id", 0, None, None, _V)
+        _c.check_integer(self.price_schedule_id, "price_schedule_id", 0, None, _V)
         if self.price_schedule_description is not None:
             _c.check_str(
                 self.price_schedule_description, "price_schedule_description", None, 32, False, _V
             )
-        _c.check_number(self.number_of_price_levels, "number_of_price_levels", 0, None, None, _V)
+        _c.check_integer(self.number_of_price_levels, "number_of_price_levels", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -12251,16 +11376,11 @@ class PriceLevelScheduleType(Datatype):
             if not _K_PriceLevelScheduleType.issuperset(data):
                 raise _c.not_allowed(data, _K_PriceLevelScheduleType, _V)
             self = _new(cls)
-            try:
-                v = data["priceLevelScheduleEntries"]
-            except KeyError:
-                raise _c.missing("priceLevelScheduleEntries", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("priceLevelScheduleEntries", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("priceLevelScheduleEntries", v, 1, _V)
-            if len(v) > 100:
-                raise _c.too_many("priceLevelScheduleEntries", v, 100, _V)
+            if "priceLevelScheduleEntries" not in data:
+                raise _c.missing("priceLevelScheduleEntries", _V)
+            v = data["priceLevelScheduleEntries"]
+            if type(v) is not list or len(v) < 1 or len(v) > 100:
+                raise _c.array_error("priceLevelScheduleEntries", v, 1, 100, _V)
             try:
                 v = tuple([PriceLevelScheduleEntryType.from_json(x) for x in v])
             except _Err as e:
@@ -12268,47 +11388,33 @@ class PriceLevelScheduleType(Datatype):
                     e, "priceLevelScheduleEntries", v, PriceLevelScheduleEntryType.from_json
                 ) from None
             _s_PriceLevelScheduleType_price_level_schedule_entries(self, v)
-            try:
-                v = data["timeAnchor"]
-            except KeyError:
-                raise _c.missing("timeAnchor", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timeAnchor", v, _V)
-            v = d
+            if "timeAnchor" not in data:
+                raise _c.missing("timeAnchor", _V)
+            v = data["timeAnchor"]
+            v = _c.to_datetime("timeAnchor", v, _V)
             _s_PriceLevelScheduleType_time_anchor(self, v)
-            try:
-                v = data["priceScheduleId"]
-            except KeyError:
-                raise _c.missing("priceScheduleId", _V) from None
+            if "priceScheduleId" not in data:
+                raise _c.missing("priceScheduleId", _V)
+            v = data["priceScheduleId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("priceScheduleId", v, "integer", _V)
+                v = _c.integer6("priceScheduleId", v, _V)
             if v < 0:
-                raise _c.too_small("priceScheduleId", v, 0, _V)
+                raise _c.number_error("priceScheduleId", v, "integer", 0, None, None, _V)
             _s_PriceLevelScheduleType_price_schedule_id(self, v)
             if "priceScheduleDescription" in data:
                 v = data["priceScheduleDescription"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("priceScheduleDescription", v, "string", _V)
-                if len(v) > 32:
-                    raise _c.too_long("priceScheduleDescription", v, 32, _V)
+                if not isinstance(v, str) or len(v) > 32:
+                    raise _c.string_error("priceScheduleDescription", v, None, 32, False, _V)
                 _s_PriceLevelScheduleType_price_schedule_description(self, v)
             else:
                 _s_PriceLevelScheduleType_price_schedule_description(self, None)
-            try:
-                v = data["numberOfPriceLevels"]
-            except KeyError:
-                raise _c.missing("numberOfPriceLevels", _V) from None
+            if "numberOfPriceLevels" not in data:
+                raise _c.missing("numberOfPriceLevels", _V)
+            v = data["numberOfPriceLevels"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("numberOfPriceLevels", v, "integer", _V)
+                v = _c.integer6("numberOfPriceLevels", v, _V)
             if v < 0:
-                raise _c.too_small("numberOfPriceLevels", v, 0, _V)
+                raise _c.number_error("numberOfPriceLevels", v, "integer", 0, None, None, _V)
             _s_PriceLevelScheduleType_number_of_price_levels(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12372,26 +11478,17 @@ class PriceRuleStackType(Datatype):
             if not _K_PriceRuleStackType.issuperset(data):
                 raise _c.not_allowed(data, _K_PriceRuleStackType, _V)
             self = _new(cls)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_PriceRuleStackType_duration(self, v)
-            try:
-                v = data["priceRule"]
-            except KeyError:
-                raise _c.missing("priceRule", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("priceRule", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("priceRule", v, 1, _V)
-            if len(v) > 8:
-                raise _c.too_many("priceRule", v, 8, _V)
+            if "priceRule" not in data:
+                raise _c.missing("priceRule", _V)
+            v = data["priceRule"]
+            if type(v) is not list or len(v) < 1 or len(v) > 8:
+                raise _c.array_error("priceRule", v, 1, 8, _V)
             try:
                 v = tuple([PriceRuleType.from_json(x) for x in v])
             except _Err as e:
@@ -12444,17 +11541,10 @@ class PriceRuleType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.carbon_dioxide_emission is not None:
-            _c.check_number(
-                self.carbon_dioxide_emission, "carbon_dioxide_emission", 0, None, None, _V
-            )
+            _c.check_integer(self.carbon_dioxide_emission, "carbon_dioxide_emission", 0, None, _V)
         if self.renewable_generation_percentage is not None:
-            _c.check_number(
-                self.renewable_generation_percentage,
-                "renewable_generation_percentage",
-                0,
-                100,
-                None,
-                _V,
+            _c.check_integer(
+                self.renewable_generation_percentage, "renewable_generation_percentage", 0, 100, _V
             )
 
     def to_json(self) -> dict[str, Any]:
@@ -12485,43 +11575,33 @@ class PriceRuleType(Datatype):
             if "parkingFeePeriod" in data:
                 v = data["parkingFeePeriod"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("parkingFeePeriod", v, "integer", _V)
+                    v = _c.integer6("parkingFeePeriod", v, _V)
                 _s_PriceRuleType_parking_fee_period(self, v)
             else:
                 _s_PriceRuleType_parking_fee_period(self, None)
             if "carbonDioxideEmission" in data:
                 v = data["carbonDioxideEmission"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("carbonDioxideEmission", v, "integer", _V)
+                    v = _c.integer6("carbonDioxideEmission", v, _V)
                 if v < 0:
-                    raise _c.too_small("carbonDioxideEmission", v, 0, _V)
+                    raise _c.number_error("carbonDioxideEmission", v, "integer", 0, None, None, _V)
                 _s_PriceRuleType_carbon_dioxide_emission(self, v)
             else:
                 _s_PriceRuleType_carbon_dioxide_emission(self, None)
             if "renewableGenerationPercentage" in data:
                 v = data["renewableGenerationPercentage"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("renewableGenerationPercentage", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("renewableGenerationPercentage", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("renewableGenerationPercentage", v, 100, _V)
+                    v = _c.integer6("renewableGenerationPercentage", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error(
+                        "renewableGenerationPercentage", v, "integer", 0, 100, None, _V
+                    )
                 _s_PriceRuleType_renewable_generation_percentage(self, v)
             else:
                 _s_PriceRuleType_renewable_generation_percentage(self, None)
-            try:
-                v = data["energyFee"]
-            except KeyError:
-                raise _c.missing("energyFee", _V) from None
+            if "energyFee" not in data:
+                raise _c.missing("energyFee", _V)
+            v = data["energyFee"]
             v = RationalNumberType.from_json(v, "energyFee")
             _s_PriceRuleType_energy_fee(self, v)
             if "parkingFee" in data:
@@ -12530,10 +11610,9 @@ class PriceRuleType(Datatype):
                 _s_PriceRuleType_parking_fee(self, v)
             else:
                 _s_PriceRuleType_parking_fee(self, None)
-            try:
-                v = data["powerRangeStart"]
-            except KeyError:
-                raise _c.missing("powerRangeStart", _V) from None
+            if "powerRangeStart" not in data:
+                raise _c.missing("powerRangeStart", _V)
+            v = data["powerRangeStart"]
             v = RationalNumberType.from_json(v, "powerRangeStart")
             _s_PriceRuleType_power_range_start(self, v)
             if "customData" in data:
@@ -12611,30 +11690,22 @@ class PriceType(Datatype):
             self = _new(cls)
             if "exclTax" in data:
                 v = data["exclTax"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("exclTax", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("exclTax", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("exclTax", v, "number", None, None, None, _V)
                 _s_PriceType_excl_tax(self, v)
             else:
                 _s_PriceType_excl_tax(self, None)
             if "inclTax" in data:
                 v = data["inclTax"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("inclTax", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("inclTax", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("inclTax", v, "number", None, None, None, _V)
                 _s_PriceType_incl_tax(self, v)
             else:
                 _s_PriceType_incl_tax(self, None)
             if "taxRates" in data:
                 v = data["taxRates"]
-                if type(v) is not list:
-                    raise _c.wrong_type("taxRates", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("taxRates", v, 1, _V)
-                if len(v) > 5:
-                    raise _c.too_many("taxRates", v, 5, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 5:
+                    raise _c.array_error("taxRates", v, 1, 5, _V)
                 try:
                     v = tuple([TaxRateType.from_json(x) for x in v])
                 except _Err as e:
@@ -12688,25 +11759,17 @@ class RationalNumberType(Datatype):
             if not _K_RationalNumberType.issuperset(data):
                 raise _c.not_allowed(data, _K_RationalNumberType, _V)
             self = _new(cls)
-            try:
-                v = data["exponent"]
-            except KeyError:
-                raise _c.missing("exponent", _V) from None
+            if "exponent" not in data:
+                raise _c.missing("exponent", _V)
+            v = data["exponent"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("exponent", v, "integer", _V)
+                v = _c.integer6("exponent", v, _V)
             _s_RationalNumberType_exponent(self, v)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("value", v, "integer", _V)
+                v = _c.integer6("value", v, _V)
             _s_RationalNumberType_value(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -12777,10 +11840,8 @@ class ReactivePowerParamsType(Datatype):
             self = _new(cls)
             if "vRef" in data:
                 v = data["vRef"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("vRef", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("vRef", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("vRef", v, "number", None, None, None, _V)
                 _s_ReactivePowerParamsType_v_ref(self, v)
             else:
                 _s_ReactivePowerParamsType_v_ref(self, None)
@@ -12793,10 +11854,10 @@ class ReactivePowerParamsType(Datatype):
                 _s_ReactivePowerParamsType_autonomous_v_ref_enable(self, None)
             if "autonomousVRefTimeConstant" in data:
                 v = data["autonomousVRefTimeConstant"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("autonomousVRefTimeConstant", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("autonomousVRefTimeConstant", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "autonomousVRefTimeConstant", v, "number", None, None, None, _V
+                    )
                 _s_ReactivePowerParamsType_autonomous_v_ref_time_constant(self, v)
             else:
                 _s_ReactivePowerParamsType_autonomous_v_ref_time_constant(self, None)
@@ -12854,23 +11915,16 @@ class RelativeTimeIntervalType(Datatype):
             if not _K_RelativeTimeIntervalType.issuperset(data):
                 raise _c.not_allowed(data, _K_RelativeTimeIntervalType, _V)
             self = _new(cls)
-            try:
-                v = data["start"]
-            except KeyError:
-                raise _c.missing("start", _V) from None
+            if "start" not in data:
+                raise _c.missing("start", _V)
+            v = data["start"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("start", v, "integer", _V)
+                v = _c.integer6("start", v, _V)
             _s_RelativeTimeIntervalType_start(self, v)
             if "duration" in data:
                 v = data["duration"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("duration", v, "integer", _V)
+                    v = _c.integer6("duration", v, _V)
                 _s_RelativeTimeIntervalType_duration(self, v)
             else:
                 _s_RelativeTimeIntervalType_duration(self, None)
@@ -12936,28 +11990,21 @@ class ReportDataType(Datatype):
             if not _K_ReportDataType.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportDataType, _V)
             self = _new(cls)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_ReportDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_ReportDataType_variable(self, v)
-            try:
-                v = data["variableAttribute"]
-            except KeyError:
-                raise _c.missing("variableAttribute", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("variableAttribute", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("variableAttribute", v, 1, _V)
-            if len(v) > 4:
-                raise _c.too_many("variableAttribute", v, 4, _V)
+            if "variableAttribute" not in data:
+                raise _c.missing("variableAttribute", _V)
+            v = data["variableAttribute"]
+            if type(v) is not list or len(v) < 1 or len(v) > 4:
+                raise _c.array_error("variableAttribute", v, 1, 4, _V)
             try:
                 v = tuple([VariableAttributeType.from_json(x) for x in v])
             except _Err as e:
@@ -13016,7 +12063,7 @@ class SalesTariffEntryType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.e_price_level is not None:
-            _c.check_number(self.e_price_level, "e_price_level", 0, None, None, _V)
+            _c.check_integer(self.e_price_level, "e_price_level", 0, None, _V)
         if self.consumption_cost is not None:
             _set(
                 self,
@@ -13042,32 +12089,24 @@ class SalesTariffEntryType(Datatype):
             if not _K_SalesTariffEntryType.issuperset(data):
                 raise _c.not_allowed(data, _K_SalesTariffEntryType, _V)
             self = _new(cls)
-            try:
-                v = data["relativeTimeInterval"]
-            except KeyError:
-                raise _c.missing("relativeTimeInterval", _V) from None
+            if "relativeTimeInterval" not in data:
+                raise _c.missing("relativeTimeInterval", _V)
+            v = data["relativeTimeInterval"]
             v = RelativeTimeIntervalType.from_json(v, "relativeTimeInterval")
             _s_SalesTariffEntryType_relative_time_interval(self, v)
             if "ePriceLevel" in data:
                 v = data["ePriceLevel"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("ePriceLevel", v, "integer", _V)
+                    v = _c.integer6("ePriceLevel", v, _V)
                 if v < 0:
-                    raise _c.too_small("ePriceLevel", v, 0, _V)
+                    raise _c.number_error("ePriceLevel", v, "integer", 0, None, None, _V)
                 _s_SalesTariffEntryType_e_price_level(self, v)
             else:
                 _s_SalesTariffEntryType_e_price_level(self, None)
             if "consumptionCost" in data:
                 v = data["consumptionCost"]
-                if type(v) is not list:
-                    raise _c.wrong_type("consumptionCost", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("consumptionCost", v, 1, _V)
-                if len(v) > 3:
-                    raise _c.too_many("consumptionCost", v, 3, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 3:
+                    raise _c.array_error("consumptionCost", v, 1, 3, _V)
                 try:
                     v = tuple([ConsumptionCostType.from_json(x) for x in v])
                 except _Err as e:
@@ -13120,13 +12159,13 @@ class SalesTariffType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
         if self.sales_tariff_description is not None:
             _c.check_str(
                 self.sales_tariff_description, "sales_tariff_description", None, 32, False, _V
             )
         if self.num_e_price_levels is not None:
-            _c.check_number(self.num_e_price_levels, "num_e_price_levels", 0, None, None, _V)
+            _c.check_integer(self.num_e_price_levels, "num_e_price_levels", 0, None, _V)
         _set(
             self,
             "sales_tariff_entry",
@@ -13154,49 +12193,35 @@ class SalesTariffType(Datatype):
             if not _K_SalesTariffType.issuperset(data):
                 raise _c.not_allowed(data, _K_SalesTariffType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_SalesTariffType_id(self, v)
             if "salesTariffDescription" in data:
                 v = data["salesTariffDescription"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("salesTariffDescription", v, "string", _V)
-                if len(v) > 32:
-                    raise _c.too_long("salesTariffDescription", v, 32, _V)
+                if not isinstance(v, str) or len(v) > 32:
+                    raise _c.string_error("salesTariffDescription", v, None, 32, False, _V)
                 _s_SalesTariffType_sales_tariff_description(self, v)
             else:
                 _s_SalesTariffType_sales_tariff_description(self, None)
             if "numEPriceLevels" in data:
                 v = data["numEPriceLevels"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("numEPriceLevels", v, "integer", _V)
+                    v = _c.integer6("numEPriceLevels", v, _V)
                 if v < 0:
-                    raise _c.too_small("numEPriceLevels", v, 0, _V)
+                    raise _c.number_error("numEPriceLevels", v, "integer", 0, None, None, _V)
                 _s_SalesTariffType_num_e_price_levels(self, v)
             else:
                 _s_SalesTariffType_num_e_price_levels(self, None)
-            try:
-                v = data["salesTariffEntry"]
-            except KeyError:
-                raise _c.missing("salesTariffEntry", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("salesTariffEntry", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("salesTariffEntry", v, 1, _V)
-            if len(v) > 1024:
-                raise _c.too_many("salesTariffEntry", v, 1024, _V)
+            if "salesTariffEntry" not in data:
+                raise _c.missing("salesTariffEntry", _V)
+            v = data["salesTariffEntry"]
+            if type(v) is not list or len(v) < 1 or len(v) > 1024:
+                raise _c.array_error("salesTariffEntry", v, 1, 1024, _V)
             try:
                 v = tuple([SalesTariffEntryType.from_json(x) for x in v])
             except _Err as e:
@@ -13305,14 +12330,11 @@ class SampledValueType(Datatype):
             if not _K_SampledValueType.issuperset(data):
                 raise _c.not_allowed(data, _K_SampledValueType, _V)
             self = _new(cls)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("value", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("value", v, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("value", v, "number", None, None, None, _V)
             _s_SampledValueType_value(self, v)
             if "measurand" in data:
                 v = data["measurand"]
@@ -13428,10 +12450,10 @@ class SetMonitoringDataType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.id is not None:
-            _c.check_number(self.id, "id", 0, None, None, _V)
+            _c.check_integer(self.id, "id", 0, None, _V)
         _c.check_number(self.value, "value", None, None, None, _V)
         _set(self, "type", _c.check_enum(self.type, _E_MonitorEnumType, "type", _V))
-        _c.check_number(self.severity, "severity", 0, 9, None, _V)
+        _c.check_integer(self.severity, "severity", 0, 9, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -13462,12 +12484,9 @@ class SetMonitoringDataType(Datatype):
             if "id" in data:
                 v = data["id"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("id", v, "integer", _V)
+                    v = _c.integer6("id", v, _V)
                 if v < 0:
-                    raise _c.too_small("id", v, 0, _V)
+                    raise _c.number_error("id", v, "integer", 0, None, None, _V)
                 _s_SetMonitoringDataType_id(self, v)
             else:
                 _s_SetMonitoringDataType_id(self, None)
@@ -13484,48 +12503,36 @@ class SetMonitoringDataType(Datatype):
                 _s_SetMonitoringDataType_transaction(self, v)
             else:
                 _s_SetMonitoringDataType_transaction(self, None)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("value", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("value", v, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("value", v, "number", None, None, None, _V)
             _s_SetMonitoringDataType_value(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_MonitorEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_MonitorEnumType, _V) from None
             _s_SetMonitoringDataType_type(self, v)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
-            if v > 9:
-                raise _c.too_big("severity", v, 9, _V)
+                v = _c.integer6("severity", v, _V)
+            if v < 0 or v > 9:
+                raise _c.number_error("severity", v, "integer", 0, 9, None, _V)
             _s_SetMonitoringDataType_severity(self, v)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetMonitoringDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetMonitoringDataType_variable(self, v)
             if "customData" in data:
@@ -13585,12 +12592,12 @@ class SetMonitoringResultType(Datatype):
 
     def __attrs_post_init__(self) -> None:
         if self.id is not None:
-            _c.check_number(self.id, "id", 0, None, None, _V)
+            _c.check_integer(self.id, "id", 0, None, _V)
         _set(
             self, "status", _c.check_enum(self.status, _E_SetMonitoringStatusEnumType, "status", _V)
         )
         _set(self, "type", _c.check_enum(self.type, _E_MonitorEnumType, "type", _V))
-        _c.check_number(self.severity, "severity", 0, None, None, _V)
+        _c.check_integer(self.severity, "severity", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -13619,12 +12626,9 @@ class SetMonitoringResultType(Datatype):
             if "id" in data:
                 v = data["id"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("id", v, "integer", _V)
+                    v = _c.integer6("id", v, _V)
                 if v < 0:
-                    raise _c.too_small("id", v, 0, _V)
+                    raise _c.number_error("id", v, "integer", 0, None, None, _V)
                 _s_SetMonitoringResultType_id(self, v)
             else:
                 _s_SetMonitoringResultType_id(self, None)
@@ -13634,47 +12638,39 @@ class SetMonitoringResultType(Datatype):
                 _s_SetMonitoringResultType_status_info(self, v)
             else:
                 _s_SetMonitoringResultType_status_info(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_SetMonitoringStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("status", v, _E_SetMonitoringStatusEnumType, _V) from None
             _s_SetMonitoringResultType_status(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_MonitorEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_MonitorEnumType, _V) from None
             _s_SetMonitoringResultType_type(self, v)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetMonitoringResultType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetMonitoringResultType_variable(self, v)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
+                v = _c.integer6("severity", v, _V)
             if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
+                raise _c.number_error("severity", v, "integer", 0, None, None, _V)
             _s_SetMonitoringResultType_severity(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -13764,25 +12760,20 @@ class SetVariableDataType(Datatype):
                 _s_SetVariableDataType_attribute_type(self, v)
             else:
                 _s_SetVariableDataType_attribute_type(self, None)
-            try:
-                v = data["attributeValue"]
-            except KeyError:
-                raise _c.missing("attributeValue", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("attributeValue", v, "string", _V)
-            if len(v) > 2500:
-                raise _c.too_long("attributeValue", v, 2500, _V)
+            if "attributeValue" not in data:
+                raise _c.missing("attributeValue", _V)
+            v = data["attributeValue"]
+            if not isinstance(v, str) or len(v) > 2500:
+                raise _c.string_error("attributeValue", v, None, 2500, False, _V)
             _s_SetVariableDataType_attribute_value(self, v)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetVariableDataType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetVariableDataType_variable(self, v)
             if "customData" in data:
@@ -13878,10 +12869,9 @@ class SetVariableResultType(Datatype):
                 _s_SetVariableResultType_attribute_type(self, v)
             else:
                 _s_SetVariableResultType_attribute_type(self, None)
-            try:
-                v = data["attributeStatus"]
-            except KeyError:
-                raise _c.missing("attributeStatus", _V) from None
+            if "attributeStatus" not in data:
+                raise _c.missing("attributeStatus", _V)
+            v = data["attributeStatus"]
             try:
                 v = _E_SetVariableStatusEnumType[v]
             except (KeyError, TypeError):
@@ -13895,16 +12885,14 @@ class SetVariableResultType(Datatype):
                 _s_SetVariableResultType_attribute_status_info(self, v)
             else:
                 _s_SetVariableResultType_attribute_status_info(self, None)
-            try:
-                v = data["component"]
-            except KeyError:
-                raise _c.missing("component", _V) from None
+            if "component" not in data:
+                raise _c.missing("component", _V)
+            v = data["component"]
             v = ComponentType.from_json(v, "component")
             _s_SetVariableResultType_component(self, v)
-            try:
-                v = data["variable"]
-            except KeyError:
-                raise _c.missing("variable", _V) from None
+            if "variable" not in data:
+                raise _c.missing("variable", _V)
+            v = data["variable"]
             v = VariableType.from_json(v, "variable")
             _s_SetVariableResultType_variable(self, v)
             if "customData" in data:
@@ -13982,39 +12970,29 @@ class SignedMeterValueType(Datatype):
             if not _K_SignedMeterValueType.issuperset(data):
                 raise _c.not_allowed(data, _K_SignedMeterValueType, _V)
             self = _new(cls)
-            try:
-                v = data["signedMeterData"]
-            except KeyError:
-                raise _c.missing("signedMeterData", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("signedMeterData", v, "string", _V)
-            if len(v) > 32768:
-                raise _c.too_long("signedMeterData", v, 32768, _V)
+            if "signedMeterData" not in data:
+                raise _c.missing("signedMeterData", _V)
+            v = data["signedMeterData"]
+            if not isinstance(v, str) or len(v) > 32768:
+                raise _c.string_error("signedMeterData", v, None, 32768, False, _V)
             _s_SignedMeterValueType_signed_meter_data(self, v)
             if "signingMethod" in data:
                 v = data["signingMethod"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("signingMethod", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("signingMethod", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("signingMethod", v, None, 50, False, _V)
                 _s_SignedMeterValueType_signing_method(self, v)
             else:
                 _s_SignedMeterValueType_signing_method(self, None)
-            try:
-                v = data["encodingMethod"]
-            except KeyError:
-                raise _c.missing("encodingMethod", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("encodingMethod", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("encodingMethod", v, 50, _V)
+            if "encodingMethod" not in data:
+                raise _c.missing("encodingMethod", _V)
+            v = data["encodingMethod"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("encodingMethod", v, None, 50, False, _V)
             _s_SignedMeterValueType_encoding_method(self, v)
             if "publicKey" in data:
                 v = data["publicKey"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("publicKey", v, "string", _V)
-                if len(v) > 2500:
-                    raise _c.too_long("publicKey", v, 2500, _V)
+                if not isinstance(v, str) or len(v) > 2500:
+                    raise _c.string_error("publicKey", v, None, 2500, False, _V)
                 _s_SignedMeterValueType_public_key(self, v)
             else:
                 _s_SignedMeterValueType_public_key(self, None)
@@ -14079,21 +13057,16 @@ class StatusInfoType(Datatype):
             if not _K_StatusInfoType.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusInfoType, _V)
             self = _new(cls)
-            try:
-                v = data["reasonCode"]
-            except KeyError:
-                raise _c.missing("reasonCode", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("reasonCode", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("reasonCode", v, 20, _V)
+            if "reasonCode" not in data:
+                raise _c.missing("reasonCode", _V)
+            v = data["reasonCode"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("reasonCode", v, None, 20, False, _V)
             _s_StatusInfoType_reason_code(self, v)
             if "additionalInfo" in data:
                 v = data["additionalInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("additionalInfo", v, "string", _V)
-                if len(v) > 1024:
-                    raise _c.too_long("additionalInfo", v, 1024, _V)
+                if not isinstance(v, str) or len(v) > 1024:
+                    raise _c.string_error("additionalInfo", v, None, 1024, False, _V)
                 _s_StatusInfoType_additional_info(self, v)
             else:
                 _s_StatusInfoType_additional_info(self, None)
@@ -14146,23 +13119,17 @@ class StreamDataElementType(Datatype):
             if not _K_StreamDataElementType.issuperset(data):
                 raise _c.not_allowed(data, _K_StreamDataElementType, _V)
             self = _new(cls)
-            try:
-                v = data["t"]
-            except KeyError:
-                raise _c.missing("t", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("t", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("t", v, _V)
+            if "t" not in data:
+                raise _c.missing("t", _V)
+            v = data["t"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("t", v, "number", None, None, None, _V)
             _s_StreamDataElementType_t(self, v)
-            try:
-                v = data["v"]
-            except KeyError:
-                raise _c.missing("v", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("v", v, "string", _V)
-            if len(v) > 2500:
-                raise _c.too_long("v", v, 2500, _V)
+            if "v" not in data:
+                raise _c.missing("v", _V)
+            v = data["v"]
+            if not isinstance(v, str) or len(v) > 2500:
+                raise _c.string_error("v", v, None, 2500, False, _V)
             _s_StreamDataElementType_v(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -14219,7 +13186,7 @@ class TariffAssignmentType(Datatype):
                     1,
                     None,
                     _V,
-                    lambda x, p: _c.check_number(x, p, 0, None, None, _V),
+                    lambda x, p: _c.check_integer(x, p, 0, None, _V),
                 ),
             )
         if self.id_tokens is not None:
@@ -14256,19 +13223,15 @@ class TariffAssignmentType(Datatype):
             if not _K_TariffAssignmentType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffAssignmentType, _V)
             self = _new(cls)
-            try:
-                v = data["tariffId"]
-            except KeyError:
-                raise _c.missing("tariffId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("tariffId", v, "string", _V)
-            if len(v) > 60:
-                raise _c.too_long("tariffId", v, 60, _V)
+            if "tariffId" not in data:
+                raise _c.missing("tariffId", _V)
+            v = data["tariffId"]
+            if not isinstance(v, str) or len(v) > 60:
+                raise _c.string_error("tariffId", v, None, 60, False, _V)
             _s_TariffAssignmentType_tariff_id(self, v)
-            try:
-                v = data["tariffKind"]
-            except KeyError:
-                raise _c.missing("tariffKind", _V) from None
+            if "tariffKind" not in data:
+                raise _c.missing("tariffKind", _V)
+            v = data["tariffKind"]
             try:
                 v = _E_TariffKindEnumType[v]
             except (KeyError, TypeError):
@@ -14276,28 +13239,20 @@ class TariffAssignmentType(Datatype):
             _s_TariffAssignmentType_tariff_kind(self, v)
             if "validFrom" in data:
                 v = data["validFrom"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validFrom", v, _V)
-                v = d
+                v = _c.to_datetime("validFrom", v, _V)
                 _s_TariffAssignmentType_valid_from(self, v)
             else:
                 _s_TariffAssignmentType_valid_from(self, None)
             if "evseIds" in data:
                 v = data["evseIds"]
-                if type(v) is not list:
-                    raise _c.wrong_type("evseIds", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("evseIds", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("evseIds", v, 1, None, _V)
                 a_evse_ids: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"evseIds[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"evseIds[{i}]", x, _V)
                     if x < 0:
-                        raise _c.too_small(f"evseIds[{i}]", x, 0, _V)
+                        raise _c.number_error(f"evseIds[{i}]", x, "integer", 0, None, None, _V)
                     a_evse_ids.append(x)
                 v = tuple(a_evse_ids)
                 _s_TariffAssignmentType_evse_ids(self, v)
@@ -14305,15 +13260,11 @@ class TariffAssignmentType(Datatype):
                 _s_TariffAssignmentType_evse_ids(self, None)
             if "idTokens" in data:
                 v = data["idTokens"]
-                if type(v) is not list:
-                    raise _c.wrong_type("idTokens", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("idTokens", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("idTokens", v, 1, None, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"idTokens[{i}]", x, "string", _V)
-                    if len(x) > 255:
-                        raise _c.too_long(f"idTokens[{i}]", x, 255, _V)
+                    if not isinstance(x, str) or len(x) > 255:
+                        raise _c.string_error(f"idTokens[{i}]", x, None, 255, False, _V)
                 v = tuple(v)
                 _s_TariffAssignmentType_id_tokens(self, v)
             else:
@@ -14436,25 +13387,21 @@ class TariffConditionsFixedType(Datatype):
             if "startTimeOfDay" in data:
                 v = data["startTimeOfDay"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("startTimeOfDay", v, "string", _V)
+                    raise _c.string_error("startTimeOfDay", v, None, None, False, _V)
                 _s_TariffConditionsFixedType_start_time_of_day(self, v)
             else:
                 _s_TariffConditionsFixedType_start_time_of_day(self, None)
             if "endTimeOfDay" in data:
                 v = data["endTimeOfDay"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("endTimeOfDay", v, "string", _V)
+                    raise _c.string_error("endTimeOfDay", v, None, None, False, _V)
                 _s_TariffConditionsFixedType_end_time_of_day(self, v)
             else:
                 _s_TariffConditionsFixedType_end_time_of_day(self, None)
             if "dayOfWeek" in data:
                 v = data["dayOfWeek"]
-                if type(v) is not list:
-                    raise _c.wrong_type("dayOfWeek", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("dayOfWeek", v, 1, _V)
-                if len(v) > 7:
-                    raise _c.too_many("dayOfWeek", v, 7, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 7:
+                    raise _c.array_error("dayOfWeek", v, 1, 7, _V)
                 a_day_of_week: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -14471,14 +13418,14 @@ class TariffConditionsFixedType(Datatype):
             if "validFromDate" in data:
                 v = data["validFromDate"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("validFromDate", v, "string", _V)
+                    raise _c.string_error("validFromDate", v, None, None, False, _V)
                 _s_TariffConditionsFixedType_valid_from_date(self, v)
             else:
                 _s_TariffConditionsFixedType_valid_from_date(self, None)
             if "validToDate" in data:
                 v = data["validToDate"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("validToDate", v, "string", _V)
+                    raise _c.string_error("validToDate", v, None, None, False, _V)
                 _s_TariffConditionsFixedType_valid_to_date(self, v)
             else:
                 _s_TariffConditionsFixedType_valid_to_date(self, None)
@@ -14493,19 +13440,15 @@ class TariffConditionsFixedType(Datatype):
                 _s_TariffConditionsFixedType_evse_kind(self, None)
             if "paymentBrand" in data:
                 v = data["paymentBrand"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("paymentBrand", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("paymentBrand", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("paymentBrand", v, None, 20, False, _V)
                 _s_TariffConditionsFixedType_payment_brand(self, v)
             else:
                 _s_TariffConditionsFixedType_payment_brand(self, None)
             if "paymentRecognition" in data:
                 v = data["paymentRecognition"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("paymentRecognition", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("paymentRecognition", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("paymentRecognition", v, None, 20, False, _V)
                 _s_TariffConditionsFixedType_payment_recognition(self, v)
             else:
                 _s_TariffConditionsFixedType_payment_recognition(self, None)
@@ -14681,25 +13624,21 @@ class TariffConditionsType(Datatype):
             if "startTimeOfDay" in data:
                 v = data["startTimeOfDay"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("startTimeOfDay", v, "string", _V)
+                    raise _c.string_error("startTimeOfDay", v, None, None, False, _V)
                 _s_TariffConditionsType_start_time_of_day(self, v)
             else:
                 _s_TariffConditionsType_start_time_of_day(self, None)
             if "endTimeOfDay" in data:
                 v = data["endTimeOfDay"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("endTimeOfDay", v, "string", _V)
+                    raise _c.string_error("endTimeOfDay", v, None, None, False, _V)
                 _s_TariffConditionsType_end_time_of_day(self, v)
             else:
                 _s_TariffConditionsType_end_time_of_day(self, None)
             if "dayOfWeek" in data:
                 v = data["dayOfWeek"]
-                if type(v) is not list:
-                    raise _c.wrong_type("dayOfWeek", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("dayOfWeek", v, 1, _V)
-                if len(v) > 7:
-                    raise _c.too_many("dayOfWeek", v, 7, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 7:
+                    raise _c.array_error("dayOfWeek", v, 1, 7, _V)
                 a_day_of_week: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -14716,14 +13655,14 @@ class TariffConditionsType(Datatype):
             if "validFromDate" in data:
                 v = data["validFromDate"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("validFromDate", v, "string", _V)
+                    raise _c.string_error("validFromDate", v, None, None, False, _V)
                 _s_TariffConditionsType_valid_from_date(self, v)
             else:
                 _s_TariffConditionsType_valid_from_date(self, None)
             if "validToDate" in data:
                 v = data["validToDate"]
                 if not isinstance(v, str):
-                    raise _c.wrong_type("validToDate", v, "string", _V)
+                    raise _c.string_error("validToDate", v, None, None, False, _V)
                 _s_TariffConditionsType_valid_to_date(self, v)
             else:
                 _s_TariffConditionsType_valid_to_date(self, None)
@@ -14738,115 +13677,85 @@ class TariffConditionsType(Datatype):
                 _s_TariffConditionsType_evse_kind(self, None)
             if "minEnergy" in data:
                 v = data["minEnergy"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minEnergy", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minEnergy", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minEnergy", v, "number", None, None, None, _V)
                 _s_TariffConditionsType_min_energy(self, v)
             else:
                 _s_TariffConditionsType_min_energy(self, None)
             if "maxEnergy" in data:
                 v = data["maxEnergy"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxEnergy", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxEnergy", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxEnergy", v, "number", None, None, None, _V)
                 _s_TariffConditionsType_max_energy(self, v)
             else:
                 _s_TariffConditionsType_max_energy(self, None)
             if "minCurrent" in data:
                 v = data["minCurrent"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minCurrent", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minCurrent", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minCurrent", v, "number", None, None, None, _V)
                 _s_TariffConditionsType_min_current(self, v)
             else:
                 _s_TariffConditionsType_min_current(self, None)
             if "maxCurrent" in data:
                 v = data["maxCurrent"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxCurrent", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxCurrent", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxCurrent", v, "number", None, None, None, _V)
                 _s_TariffConditionsType_max_current(self, v)
             else:
                 _s_TariffConditionsType_max_current(self, None)
             if "minPower" in data:
                 v = data["minPower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minPower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minPower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minPower", v, "number", None, None, None, _V)
                 _s_TariffConditionsType_min_power(self, v)
             else:
                 _s_TariffConditionsType_min_power(self, None)
             if "maxPower" in data:
                 v = data["maxPower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxPower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxPower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxPower", v, "number", None, None, None, _V)
                 _s_TariffConditionsType_max_power(self, v)
             else:
                 _s_TariffConditionsType_max_power(self, None)
             if "minTime" in data:
                 v = data["minTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("minTime", v, "integer", _V)
+                    v = _c.integer6("minTime", v, _V)
                 _s_TariffConditionsType_min_time(self, v)
             else:
                 _s_TariffConditionsType_min_time(self, None)
             if "maxTime" in data:
                 v = data["maxTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxTime", v, "integer", _V)
+                    v = _c.integer6("maxTime", v, _V)
                 _s_TariffConditionsType_max_time(self, v)
             else:
                 _s_TariffConditionsType_max_time(self, None)
             if "minChargingTime" in data:
                 v = data["minChargingTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("minChargingTime", v, "integer", _V)
+                    v = _c.integer6("minChargingTime", v, _V)
                 _s_TariffConditionsType_min_charging_time(self, v)
             else:
                 _s_TariffConditionsType_min_charging_time(self, None)
             if "maxChargingTime" in data:
                 v = data["maxChargingTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxChargingTime", v, "integer", _V)
+                    v = _c.integer6("maxChargingTime", v, _V)
                 _s_TariffConditionsType_max_charging_time(self, v)
             else:
                 _s_TariffConditionsType_max_charging_time(self, None)
             if "minIdleTime" in data:
                 v = data["minIdleTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("minIdleTime", v, "integer", _V)
+                    v = _c.integer6("minIdleTime", v, _V)
                 _s_TariffConditionsType_min_idle_time(self, v)
             else:
                 _s_TariffConditionsType_min_idle_time(self, None)
             if "maxIdleTime" in data:
                 v = data["maxIdleTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxIdleTime", v, "integer", _V)
+                    v = _c.integer6("maxIdleTime", v, _V)
                 _s_TariffConditionsType_max_idle_time(self, v)
             else:
                 _s_TariffConditionsType_max_idle_time(self, None)
@@ -14937,14 +13846,11 @@ class TariffEnergyPriceType(Datatype):
             if not _K_TariffEnergyPriceType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffEnergyPriceType, _V)
             self = _new(cls)
-            try:
-                v = data["priceKwh"]
-            except KeyError:
-                raise _c.missing("priceKwh", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("priceKwh", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("priceKwh", v, _V)
+            if "priceKwh" not in data:
+                raise _c.missing("priceKwh", _V)
+            v = data["priceKwh"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("priceKwh", v, "number", None, None, None, _V)
             _s_TariffEnergyPriceType_price_kwh(self, v)
             if "conditions" in data:
                 v = data["conditions"]
@@ -15004,14 +13910,11 @@ class TariffEnergyType(Datatype):
             if not _K_TariffEnergyType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffEnergyType, _V)
             self = _new(cls)
-            try:
-                v = data["prices"]
-            except KeyError:
-                raise _c.missing("prices", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("prices", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("prices", v, 1, _V)
+            if "prices" not in data:
+                raise _c.missing("prices", _V)
+            v = data["prices"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("prices", v, 1, None, _V)
             try:
                 v = tuple([TariffEnergyPriceType.from_json(x) for x in v])
             except _Err as e:
@@ -15019,12 +13922,8 @@ class TariffEnergyType(Datatype):
             _s_TariffEnergyType_prices(self, v)
             if "taxRates" in data:
                 v = data["taxRates"]
-                if type(v) is not list:
-                    raise _c.wrong_type("taxRates", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("taxRates", v, 1, _V)
-                if len(v) > 5:
-                    raise _c.too_many("taxRates", v, 5, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 5:
+                    raise _c.array_error("taxRates", v, 1, 5, _V)
                 try:
                     v = tuple([TaxRateType.from_json(x) for x in v])
                 except _Err as e:
@@ -15088,14 +13987,11 @@ class TariffFixedPriceType(Datatype):
                 _s_TariffFixedPriceType_conditions(self, v)
             else:
                 _s_TariffFixedPriceType_conditions(self, None)
-            try:
-                v = data["priceFixed"]
-            except KeyError:
-                raise _c.missing("priceFixed", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("priceFixed", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("priceFixed", v, _V)
+            if "priceFixed" not in data:
+                raise _c.missing("priceFixed", _V)
+            v = data["priceFixed"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("priceFixed", v, "number", None, None, None, _V)
             _s_TariffFixedPriceType_price_fixed(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -15149,14 +14045,11 @@ class TariffFixedType(Datatype):
             if not _K_TariffFixedType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffFixedType, _V)
             self = _new(cls)
-            try:
-                v = data["prices"]
-            except KeyError:
-                raise _c.missing("prices", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("prices", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("prices", v, 1, _V)
+            if "prices" not in data:
+                raise _c.missing("prices", _V)
+            v = data["prices"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("prices", v, 1, None, _V)
             try:
                 v = tuple([TariffFixedPriceType.from_json(x) for x in v])
             except _Err as e:
@@ -15164,12 +14057,8 @@ class TariffFixedType(Datatype):
             _s_TariffFixedType_prices(self, v)
             if "taxRates" in data:
                 v = data["taxRates"]
-                if type(v) is not list:
-                    raise _c.wrong_type("taxRates", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("taxRates", v, 1, _V)
-                if len(v) > 5:
-                    raise _c.too_many("taxRates", v, 5, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 5:
+                    raise _c.array_error("taxRates", v, 1, 5, _V)
                 try:
                     v = tuple([TaxRateType.from_json(x) for x in v])
                 except _Err as e:
@@ -15227,14 +14116,11 @@ class TariffTimePriceType(Datatype):
             if not _K_TariffTimePriceType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffTimePriceType, _V)
             self = _new(cls)
-            try:
-                v = data["priceMinute"]
-            except KeyError:
-                raise _c.missing("priceMinute", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("priceMinute", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("priceMinute", v, _V)
+            if "priceMinute" not in data:
+                raise _c.missing("priceMinute", _V)
+            v = data["priceMinute"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("priceMinute", v, "number", None, None, None, _V)
             _s_TariffTimePriceType_price_minute(self, v)
             if "conditions" in data:
                 v = data["conditions"]
@@ -15294,14 +14180,11 @@ class TariffTimeType(Datatype):
             if not _K_TariffTimeType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffTimeType, _V)
             self = _new(cls)
-            try:
-                v = data["prices"]
-            except KeyError:
-                raise _c.missing("prices", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("prices", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("prices", v, 1, _V)
+            if "prices" not in data:
+                raise _c.missing("prices", _V)
+            v = data["prices"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("prices", v, 1, None, _V)
             try:
                 v = tuple([TariffTimePriceType.from_json(x) for x in v])
             except _Err as e:
@@ -15309,12 +14192,8 @@ class TariffTimeType(Datatype):
             _s_TariffTimeType_prices(self, v)
             if "taxRates" in data:
                 v = data["taxRates"]
-                if type(v) is not list:
-                    raise _c.wrong_type("taxRates", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("taxRates", v, 1, _V)
-                if len(v) > 5:
-                    raise _c.too_many("taxRates", v, 5, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 5:
+                    raise _c.array_error("taxRates", v, 1, 5, _V)
                 try:
                     v = tuple([TaxRateType.from_json(x) for x in v])
                 except _Err as e:
@@ -15421,23 +14300,16 @@ class TariffType(Datatype):
             if not _K_TariffType.issuperset(data):
                 raise _c.not_allowed(data, _K_TariffType, _V)
             self = _new(cls)
-            try:
-                v = data["tariffId"]
-            except KeyError:
-                raise _c.missing("tariffId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("tariffId", v, "string", _V)
-            if len(v) > 60:
-                raise _c.too_long("tariffId", v, 60, _V)
+            if "tariffId" not in data:
+                raise _c.missing("tariffId", _V)
+            v = data["tariffId"]
+            if not isinstance(v, str) or len(v) > 60:
+                raise _c.string_error("tariffId", v, None, 60, False, _V)
             _s_TariffType_tariff_id(self, v)
             if "description" in data:
                 v = data["description"]
-                if type(v) is not list:
-                    raise _c.wrong_type("description", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("description", v, 1, _V)
-                if len(v) > 10:
-                    raise _c.too_many("description", v, 10, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 10:
+                    raise _c.array_error("description", v, 1, 10, _V)
                 try:
                     v = tuple([MessageContentType.from_json(x) for x in v])
                 except _Err as e:
@@ -15445,14 +14317,11 @@ class TariffType(Datatype):
                 _s_TariffType_description(self, v)
             else:
                 _s_TariffType_description(self, None)
-            try:
-                v = data["currency"]
-            except KeyError:
-                raise _c.missing("currency", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("currency", v, "string", _V)
-            if len(v) > 3:
-                raise _c.too_long("currency", v, 3, _V)
+            if "currency" not in data:
+                raise _c.missing("currency", _V)
+            v = data["currency"]
+            if not isinstance(v, str) or len(v) > 3:
+                raise _c.string_error("currency", v, None, 3, False, _V)
             _s_TariffType_currency(self, v)
             if "energy" in data:
                 v = data["energy"]
@@ -15462,10 +14331,7 @@ class TariffType(Datatype):
                 _s_TariffType_energy(self, None)
             if "validFrom" in data:
                 v = data["validFrom"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("validFrom", v, _V)
-                v = d
+                v = _c.to_datetime("validFrom", v, _V)
                 _s_TariffType_valid_from(self, v)
             else:
                 _s_TariffType_valid_from(self, None)
@@ -15572,7 +14438,7 @@ class TaxRateType(Datatype):
         _c.check_str(self.type, "type", None, 20, False, _V)
         _c.check_number(self.tax, "tax", None, None, None, _V)
         if self.stack is not None:
-            _c.check_number(self.stack, "stack", 0, None, None, _V)
+            _c.check_integer(self.stack, "stack", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.type, "tax": self.tax}
@@ -15590,33 +14456,24 @@ class TaxRateType(Datatype):
             if not _K_TaxRateType.issuperset(data):
                 raise _c.not_allowed(data, _K_TaxRateType, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("type", v, 20, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("type", v, None, 20, False, _V)
             _s_TaxRateType_type(self, v)
-            try:
-                v = data["tax"]
-            except KeyError:
-                raise _c.missing("tax", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("tax", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("tax", v, _V)
+            if "tax" not in data:
+                raise _c.missing("tax", _V)
+            v = data["tax"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("tax", v, "number", None, None, None, _V)
             _s_TaxRateType_tax(self, v)
             if "stack" in data:
                 v = data["stack"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("stack", v, "integer", _V)
+                    v = _c.integer6("stack", v, _V)
                 if v < 0:
-                    raise _c.too_small("stack", v, 0, _V)
+                    raise _c.number_error("stack", v, "integer", 0, None, None, _V)
                 _s_TaxRateType_stack(self, v)
             else:
                 _s_TaxRateType_stack(self, None)
@@ -15671,7 +14528,7 @@ class TaxRuleType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.tax_rule_id, "tax_rule_id", 0, None, None, _V)
+        _c.check_integer(self.tax_rule_id, "tax_rule_id", 0, None, _V)
         if self.tax_rule_name is not None:
             _c.check_str(self.tax_rule_name, "tax_rule_name", None, 100, False, _V)
 
@@ -15700,24 +14557,18 @@ class TaxRuleType(Datatype):
             if not _K_TaxRuleType.issuperset(data):
                 raise _c.not_allowed(data, _K_TaxRuleType, _V)
             self = _new(cls)
-            try:
-                v = data["taxRuleID"]
-            except KeyError:
-                raise _c.missing("taxRuleID", _V) from None
+            if "taxRuleID" not in data:
+                raise _c.missing("taxRuleID", _V)
+            v = data["taxRuleID"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("taxRuleID", v, "integer", _V)
+                v = _c.integer6("taxRuleID", v, _V)
             if v < 0:
-                raise _c.too_small("taxRuleID", v, 0, _V)
+                raise _c.number_error("taxRuleID", v, "integer", 0, None, None, _V)
             _s_TaxRuleType_tax_rule_id(self, v)
             if "taxRuleName" in data:
                 v = data["taxRuleName"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("taxRuleName", v, "string", _V)
-                if len(v) > 100:
-                    raise _c.too_long("taxRuleName", v, 100, _V)
+                if not isinstance(v, str) or len(v) > 100:
+                    raise _c.string_error("taxRuleName", v, None, 100, False, _V)
                 _s_TaxRuleType_tax_rule_name(self, v)
             else:
                 _s_TaxRuleType_tax_rule_name(self, None)
@@ -15728,38 +14579,33 @@ class TaxRuleType(Datatype):
                 _s_TaxRuleType_tax_included_in_price(self, v)
             else:
                 _s_TaxRuleType_tax_included_in_price(self, None)
-            try:
-                v = data["appliesToEnergyFee"]
-            except KeyError:
-                raise _c.missing("appliesToEnergyFee", _V) from None
+            if "appliesToEnergyFee" not in data:
+                raise _c.missing("appliesToEnergyFee", _V)
+            v = data["appliesToEnergyFee"]
             if type(v) is not bool:
                 raise _c.wrong_type("appliesToEnergyFee", v, "boolean", _V)
             _s_TaxRuleType_applies_to_energy_fee(self, v)
-            try:
-                v = data["appliesToParkingFee"]
-            except KeyError:
-                raise _c.missing("appliesToParkingFee", _V) from None
+            if "appliesToParkingFee" not in data:
+                raise _c.missing("appliesToParkingFee", _V)
+            v = data["appliesToParkingFee"]
             if type(v) is not bool:
                 raise _c.wrong_type("appliesToParkingFee", v, "boolean", _V)
             _s_TaxRuleType_applies_to_parking_fee(self, v)
-            try:
-                v = data["appliesToOverstayFee"]
-            except KeyError:
-                raise _c.missing("appliesToOverstayFee", _V) from None
+            if "appliesToOverstayFee" not in data:
+                raise _c.missing("appliesToOverstayFee", _V)
+            v = data["appliesToOverstayFee"]
             if type(v) is not bool:
                 raise _c.wrong_type("appliesToOverstayFee", v, "boolean", _V)
             _s_TaxRuleType_applies_to_overstay_fee(self, v)
-            try:
-                v = data["appliesToMinimumMaximumCost"]
-            except KeyError:
-                raise _c.missing("appliesToMinimumMaximumCost", _V) from None
+            if "appliesToMinimumMaximumCost" not in data:
+                raise _c.missing("appliesToMinimumMaximumCost", _V)
+            v = data["appliesToMinimumMaximumCost"]
             if type(v) is not bool:
                 raise _c.wrong_type("appliesToMinimumMaximumCost", v, "boolean", _V)
             _s_TaxRuleType_applies_to_minimum_maximum_cost(self, v)
-            try:
-                v = data["taxRate"]
-            except KeyError:
-                raise _c.missing("taxRate", _V) from None
+            if "taxRate" not in data:
+                raise _c.missing("taxRate", _V)
+            v = data["taxRate"]
             v = RationalNumberType.from_json(v, "taxRate")
             _s_TaxRuleType_tax_rate(self, v)
             if "customData" in data:
@@ -15868,19 +14714,15 @@ class TotalCostType(Datatype):
             if not _K_TotalCostType.issuperset(data):
                 raise _c.not_allowed(data, _K_TotalCostType, _V)
             self = _new(cls)
-            try:
-                v = data["currency"]
-            except KeyError:
-                raise _c.missing("currency", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("currency", v, "string", _V)
-            if len(v) > 3:
-                raise _c.too_long("currency", v, 3, _V)
+            if "currency" not in data:
+                raise _c.missing("currency", _V)
+            v = data["currency"]
+            if not isinstance(v, str) or len(v) > 3:
+                raise _c.string_error("currency", v, None, 3, False, _V)
             _s_TotalCostType_currency(self, v)
-            try:
-                v = data["typeOfCost"]
-            except KeyError:
-                raise _c.missing("typeOfCost", _V) from None
+            if "typeOfCost" not in data:
+                raise _c.missing("typeOfCost", _V)
+            v = data["typeOfCost"]
             try:
                 v = _E_TariffCostEnumType[v]
             except (KeyError, TypeError):
@@ -15922,10 +14764,9 @@ class TotalCostType(Datatype):
                 _s_TotalCostType_reservation_fixed(self, v)
             else:
                 _s_TotalCostType_reservation_fixed(self, None)
-            try:
-                v = data["total"]
-            except KeyError:
-                raise _c.missing("total", _V) from None
+            if "total" not in data:
+                raise _c.missing("total", _V)
+            v = data["total"]
             v = TotalPriceType.from_json(v, "total")
             _s_TotalCostType_total(self, v)
             if "customData" in data:
@@ -16004,19 +14845,15 @@ class TotalPriceType(Datatype):
             self = _new(cls)
             if "exclTax" in data:
                 v = data["exclTax"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("exclTax", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("exclTax", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("exclTax", v, "number", None, None, None, _V)
                 _s_TotalPriceType_excl_tax(self, v)
             else:
                 _s_TotalPriceType_excl_tax(self, None)
             if "inclTax" in data:
                 v = data["inclTax"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("inclTax", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("inclTax", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("inclTax", v, "number", None, None, None, _V)
                 _s_TotalPriceType_incl_tax(self, v)
             else:
                 _s_TotalPriceType_incl_tax(self, None)
@@ -16078,42 +14915,28 @@ class TotalUsageType(Datatype):
             if not _K_TotalUsageType.issuperset(data):
                 raise _c.not_allowed(data, _K_TotalUsageType, _V)
             self = _new(cls)
-            try:
-                v = data["energy"]
-            except KeyError:
-                raise _c.missing("energy", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("energy", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("energy", v, _V)
+            if "energy" not in data:
+                raise _c.missing("energy", _V)
+            v = data["energy"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("energy", v, "number", None, None, None, _V)
             _s_TotalUsageType_energy(self, v)
-            try:
-                v = data["chargingTime"]
-            except KeyError:
-                raise _c.missing("chargingTime", _V) from None
+            if "chargingTime" not in data:
+                raise _c.missing("chargingTime", _V)
+            v = data["chargingTime"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("chargingTime", v, "integer", _V)
+                v = _c.integer6("chargingTime", v, _V)
             _s_TotalUsageType_charging_time(self, v)
-            try:
-                v = data["idleTime"]
-            except KeyError:
-                raise _c.missing("idleTime", _V) from None
+            if "idleTime" not in data:
+                raise _c.missing("idleTime", _V)
+            v = data["idleTime"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("idleTime", v, "integer", _V)
+                v = _c.integer6("idleTime", v, _V)
             _s_TotalUsageType_idle_time(self, v)
             if "reservationTime" in data:
                 v = data["reservationTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("reservationTime", v, "integer", _V)
+                    v = _c.integer6("reservationTime", v, _V)
                 _s_TotalUsageType_reservation_time(self, v)
             else:
                 _s_TotalUsageType_reservation_time(self, None)
@@ -16160,7 +14983,7 @@ class TransactionLimitType(Datatype):
         if self.max_energy is not None:
             _c.check_number(self.max_energy, "max_energy", None, None, None, _V)
         if self.max_so_c is not None:
-            _c.check_number(self.max_so_c, "max_so_c", 0, 100, None, _V)
+            _c.check_integer(self.max_so_c, "max_so_c", 0, 100, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -16186,43 +15009,31 @@ class TransactionLimitType(Datatype):
             self = _new(cls)
             if "maxCost" in data:
                 v = data["maxCost"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxCost", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxCost", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxCost", v, "number", None, None, None, _V)
                 _s_TransactionLimitType_max_cost(self, v)
             else:
                 _s_TransactionLimitType_max_cost(self, None)
             if "maxEnergy" in data:
                 v = data["maxEnergy"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxEnergy", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxEnergy", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxEnergy", v, "number", None, None, None, _V)
                 _s_TransactionLimitType_max_energy(self, v)
             else:
                 _s_TransactionLimitType_max_energy(self, None)
             if "maxTime" in data:
                 v = data["maxTime"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxTime", v, "integer", _V)
+                    v = _c.integer6("maxTime", v, _V)
                 _s_TransactionLimitType_max_time(self, v)
             else:
                 _s_TransactionLimitType_max_time(self, None)
             if "maxSoC" in data:
                 v = data["maxSoC"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxSoC", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("maxSoC", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("maxSoC", v, 100, _V)
+                    v = _c.integer6("maxSoC", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("maxSoC", v, "integer", 0, 100, None, _V)
                 _s_TransactionLimitType_max_so_c(self, v)
             else:
                 _s_TransactionLimitType_max_so_c(self, None)
@@ -16330,14 +15141,11 @@ class TransactionType(Datatype):
             if not _K_TransactionType.issuperset(data):
                 raise _c.not_allowed(data, _K_TransactionType, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_TransactionType_transaction_id(self, v)
             if "chargingState" in data:
                 v = data["chargingState"]
@@ -16351,10 +15159,7 @@ class TransactionType(Datatype):
             if "timeSpentCharging" in data:
                 v = data["timeSpentCharging"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("timeSpentCharging", v, "integer", _V)
+                    v = _c.integer6("timeSpentCharging", v, _V)
                 _s_TransactionType_time_spent_charging(self, v)
             else:
                 _s_TransactionType_time_spent_charging(self, None)
@@ -16370,10 +15175,7 @@ class TransactionType(Datatype):
             if "remoteStartId" in data:
                 v = data["remoteStartId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("remoteStartId", v, "integer", _V)
+                    v = _c.integer6("remoteStartId", v, _V)
                 _s_TransactionType_remote_start_id(self, v)
             else:
                 _s_TransactionType_remote_start_id(self, None)
@@ -16388,10 +15190,8 @@ class TransactionType(Datatype):
                 _s_TransactionType_operation_mode(self, None)
             if "tariffId" in data:
                 v = data["tariffId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("tariffId", v, "string", _V)
-                if len(v) > 60:
-                    raise _c.too_long("tariffId", v, 60, _V)
+                if not isinstance(v, str) or len(v) > 60:
+                    raise _c.string_error("tariffId", v, None, 60, False, _V)
                 _s_TransactionType_tariff_id(self, v)
             else:
                 _s_TransactionType_tariff_id(self, None)
@@ -16473,20 +15273,15 @@ class UnitOfMeasureType(Datatype):
             self = _new(cls)
             if "unit" in data:
                 v = data["unit"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("unit", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("unit", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("unit", v, None, 20, False, _V)
                 _s_UnitOfMeasureType_unit(self, v)
             else:
                 _s_UnitOfMeasureType_unit(self, None)
             if "multiplier" in data:
                 v = data["multiplier"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("multiplier", v, "integer", _V)
+                    v = _c.integer6("multiplier", v, _V)
                 _s_UnitOfMeasureType_multiplier(self, v)
             else:
                 _s_UnitOfMeasureType_multiplier(self, None)
@@ -16641,7 +15436,7 @@ class V2XChargingParametersType(Datatype):
                 self.ev_max_v2x_energy_request, "ev_max_v2x_energy_request", None, None, None, _V
             )
         if self.target_so_c is not None:
-            _c.check_number(self.target_so_c, "target_so_c", 0, 100, None, _V)
+            _c.check_integer(self.target_so_c, "target_so_c", 0, 100, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -16707,222 +15502,177 @@ class V2XChargingParametersType(Datatype):
             self = _new(cls)
             if "minChargePower" in data:
                 v = data["minChargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minChargePower", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_charge_power(self, v)
             else:
                 _s_V2XChargingParametersType_min_charge_power(self, None)
             if "minChargePower_L2" in data:
                 v = data["minChargePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minChargePower_L2", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_charge_power_l2(self, v)
             else:
                 _s_V2XChargingParametersType_min_charge_power_l2(self, None)
             if "minChargePower_L3" in data:
                 v = data["minChargePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minChargePower_L3", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_charge_power_l3(self, v)
             else:
                 _s_V2XChargingParametersType_min_charge_power_l3(self, None)
             if "maxChargePower" in data:
                 v = data["maxChargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxChargePower", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_charge_power(self, v)
             else:
                 _s_V2XChargingParametersType_max_charge_power(self, None)
             if "maxChargePower_L2" in data:
                 v = data["maxChargePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxChargePower_L2", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_charge_power_l2(self, v)
             else:
                 _s_V2XChargingParametersType_max_charge_power_l2(self, None)
             if "maxChargePower_L3" in data:
                 v = data["maxChargePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxChargePower_L3", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_charge_power_l3(self, v)
             else:
                 _s_V2XChargingParametersType_max_charge_power_l3(self, None)
             if "minDischargePower" in data:
                 v = data["minDischargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minDischargePower", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_discharge_power(self, v)
             else:
                 _s_V2XChargingParametersType_min_discharge_power(self, None)
             if "minDischargePower_L2" in data:
                 v = data["minDischargePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minDischargePower_L2", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_discharge_power_l2(self, v)
             else:
                 _s_V2XChargingParametersType_min_discharge_power_l2(self, None)
             if "minDischargePower_L3" in data:
                 v = data["minDischargePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minDischargePower_L3", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_discharge_power_l3(self, v)
             else:
                 _s_V2XChargingParametersType_min_discharge_power_l3(self, None)
             if "maxDischargePower" in data:
                 v = data["maxDischargePower"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargePower", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargePower", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxDischargePower", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_discharge_power(self, v)
             else:
                 _s_V2XChargingParametersType_max_discharge_power(self, None)
             if "maxDischargePower_L2" in data:
                 v = data["maxDischargePower_L2"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargePower_L2", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargePower_L2", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxDischargePower_L2", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_discharge_power_l2(self, v)
             else:
                 _s_V2XChargingParametersType_max_discharge_power_l2(self, None)
             if "maxDischargePower_L3" in data:
                 v = data["maxDischargePower_L3"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargePower_L3", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargePower_L3", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxDischargePower_L3", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_discharge_power_l3(self, v)
             else:
                 _s_V2XChargingParametersType_max_discharge_power_l3(self, None)
             if "minChargeCurrent" in data:
                 v = data["minChargeCurrent"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minChargeCurrent", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minChargeCurrent", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minChargeCurrent", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_charge_current(self, v)
             else:
                 _s_V2XChargingParametersType_min_charge_current(self, None)
             if "maxChargeCurrent" in data:
                 v = data["maxChargeCurrent"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxChargeCurrent", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxChargeCurrent", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxChargeCurrent", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_charge_current(self, v)
             else:
                 _s_V2XChargingParametersType_max_charge_current(self, None)
             if "minDischargeCurrent" in data:
                 v = data["minDischargeCurrent"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minDischargeCurrent", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minDischargeCurrent", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minDischargeCurrent", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_discharge_current(self, v)
             else:
                 _s_V2XChargingParametersType_min_discharge_current(self, None)
             if "maxDischargeCurrent" in data:
                 v = data["maxDischargeCurrent"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxDischargeCurrent", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxDischargeCurrent", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxDischargeCurrent", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_discharge_current(self, v)
             else:
                 _s_V2XChargingParametersType_max_discharge_current(self, None)
             if "minVoltage" in data:
                 v = data["minVoltage"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minVoltage", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minVoltage", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minVoltage", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_min_voltage(self, v)
             else:
                 _s_V2XChargingParametersType_min_voltage(self, None)
             if "maxVoltage" in data:
                 v = data["maxVoltage"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxVoltage", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxVoltage", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxVoltage", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_max_voltage(self, v)
             else:
                 _s_V2XChargingParametersType_max_voltage(self, None)
             if "evTargetEnergyRequest" in data:
                 v = data["evTargetEnergyRequest"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evTargetEnergyRequest", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evTargetEnergyRequest", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evTargetEnergyRequest", v, "number", None, None, None, _V
+                    )
                 _s_V2XChargingParametersType_ev_target_energy_request(self, v)
             else:
                 _s_V2XChargingParametersType_ev_target_energy_request(self, None)
             if "evMinEnergyRequest" in data:
                 v = data["evMinEnergyRequest"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMinEnergyRequest", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMinEnergyRequest", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("evMinEnergyRequest", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_ev_min_energy_request(self, v)
             else:
                 _s_V2XChargingParametersType_ev_min_energy_request(self, None)
             if "evMaxEnergyRequest" in data:
                 v = data["evMaxEnergyRequest"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMaxEnergyRequest", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMaxEnergyRequest", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("evMaxEnergyRequest", v, "number", None, None, None, _V)
                 _s_V2XChargingParametersType_ev_max_energy_request(self, v)
             else:
                 _s_V2XChargingParametersType_ev_max_energy_request(self, None)
             if "evMinV2XEnergyRequest" in data:
                 v = data["evMinV2XEnergyRequest"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMinV2XEnergyRequest", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMinV2XEnergyRequest", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evMinV2XEnergyRequest", v, "number", None, None, None, _V
+                    )
                 _s_V2XChargingParametersType_ev_min_v2x_energy_request(self, v)
             else:
                 _s_V2XChargingParametersType_ev_min_v2x_energy_request(self, None)
             if "evMaxV2XEnergyRequest" in data:
                 v = data["evMaxV2XEnergyRequest"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("evMaxV2XEnergyRequest", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("evMaxV2XEnergyRequest", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error(
+                        "evMaxV2XEnergyRequest", v, "number", None, None, None, _V
+                    )
                 _s_V2XChargingParametersType_ev_max_v2x_energy_request(self, v)
             else:
                 _s_V2XChargingParametersType_ev_max_v2x_energy_request(self, None)
             if "targetSoC" in data:
                 v = data["targetSoC"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("targetSoC", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("targetSoC", v, 0, _V)
-                if v > 100:
-                    raise _c.too_big("targetSoC", v, 100, _V)
+                    v = _c.integer6("targetSoC", v, _V)
+                if v < 0 or v > 100:
+                    raise _c.number_error("targetSoC", v, "integer", 0, 100, None, _V)
                 _s_V2XChargingParametersType_target_so_c(self, v)
             else:
                 _s_V2XChargingParametersType_target_so_c(self, None)
@@ -17024,23 +15774,17 @@ class V2XFreqWattPointType(Datatype):
             if not _K_V2XFreqWattPointType.issuperset(data):
                 raise _c.not_allowed(data, _K_V2XFreqWattPointType, _V)
             self = _new(cls)
-            try:
-                v = data["frequency"]
-            except KeyError:
-                raise _c.missing("frequency", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("frequency", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("frequency", v, _V)
+            if "frequency" not in data:
+                raise _c.missing("frequency", _V)
+            v = data["frequency"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("frequency", v, "number", None, None, None, _V)
             _s_V2XFreqWattPointType_frequency(self, v)
-            try:
-                v = data["power"]
-            except KeyError:
-                raise _c.missing("power", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("power", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("power", v, _V)
+            if "power" not in data:
+                raise _c.missing("power", _V)
+            v = data["power"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("power", v, "number", None, None, None, _V)
             _s_V2XFreqWattPointType_power(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -17090,24 +15834,17 @@ class V2XSignalWattPointType(Datatype):
             if not _K_V2XSignalWattPointType.issuperset(data):
                 raise _c.not_allowed(data, _K_V2XSignalWattPointType, _V)
             self = _new(cls)
-            try:
-                v = data["signal"]
-            except KeyError:
-                raise _c.missing("signal", _V) from None
+            if "signal" not in data:
+                raise _c.missing("signal", _V)
+            v = data["signal"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("signal", v, "integer", _V)
+                v = _c.integer6("signal", v, _V)
             _s_V2XSignalWattPointType_signal(self, v)
-            try:
-                v = data["power"]
-            except KeyError:
-                raise _c.missing("power", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("power", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("power", v, _V)
+            if "power" not in data:
+                raise _c.missing("power", _V)
+            v = data["power"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("power", v, "number", None, None, None, _V)
             _s_V2XSignalWattPointType_power(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -17175,55 +15912,40 @@ class VPNType(Datatype):
             if not _K_VPNType.issuperset(data):
                 raise _c.not_allowed(data, _K_VPNType, _V)
             self = _new(cls)
-            try:
-                v = data["server"]
-            except KeyError:
-                raise _c.missing("server", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("server", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("server", v, 2000, _V)
+            if "server" not in data:
+                raise _c.missing("server", _V)
+            v = data["server"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("server", v, None, 2000, False, _V)
             _s_VPNType_server(self, v)
-            try:
-                v = data["user"]
-            except KeyError:
-                raise _c.missing("user", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("user", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("user", v, 50, _V)
+            if "user" not in data:
+                raise _c.missing("user", _V)
+            v = data["user"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("user", v, None, 50, False, _V)
             _s_VPNType_user(self, v)
             if "group" in data:
                 v = data["group"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("group", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("group", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("group", v, None, 50, False, _V)
                 _s_VPNType_group(self, v)
             else:
                 _s_VPNType_group(self, None)
-            try:
-                v = data["password"]
-            except KeyError:
-                raise _c.missing("password", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("password", v, "string", _V)
-            if len(v) > 64:
-                raise _c.too_long("password", v, 64, _V)
+            if "password" not in data:
+                raise _c.missing("password", _V)
+            v = data["password"]
+            if not isinstance(v, str) or len(v) > 64:
+                raise _c.string_error("password", v, None, 64, False, _V)
             _s_VPNType_password(self, v)
-            try:
-                v = data["key"]
-            except KeyError:
-                raise _c.missing("key", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("key", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("key", v, 255, _V)
+            if "key" not in data:
+                raise _c.missing("key", _V)
+            v = data["key"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("key", v, None, 255, False, _V)
             _s_VPNType_key(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_VPNEnumType[v]
             except (KeyError, TypeError):
@@ -17316,10 +16038,8 @@ class VariableAttributeType(Datatype):
                 _s_VariableAttributeType_type(self, None)
             if "value" in data:
                 v = data["value"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("value", v, "string", _V)
-                if len(v) > 2500:
-                    raise _c.too_long("value", v, 2500, _V)
+                if not isinstance(v, str) or len(v) > 2500:
+                    raise _c.string_error("value", v, None, 2500, False, _V)
                 _s_VariableAttributeType_value(self, v)
             else:
                 _s_VariableAttributeType_value(self, None)
@@ -17407,7 +16127,7 @@ class VariableCharacteristicsType(Datatype):
         if self.max_limit is not None:
             _c.check_number(self.max_limit, "max_limit", None, None, None, _V)
         if self.max_elements is not None:
-            _c.check_number(self.max_elements, "max_elements", 1, None, None, _V)
+            _c.check_integer(self.max_elements, "max_elements", 1, None, _V)
         if self.values_list is not None:
             _c.check_str(self.values_list, "values_list", None, 1000, False, _V)
 
@@ -17440,17 +16160,14 @@ class VariableCharacteristicsType(Datatype):
             self = _new(cls)
             if "unit" in data:
                 v = data["unit"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("unit", v, "string", _V)
-                if len(v) > 16:
-                    raise _c.too_long("unit", v, 16, _V)
+                if not isinstance(v, str) or len(v) > 16:
+                    raise _c.string_error("unit", v, None, 16, False, _V)
                 _s_VariableCharacteristicsType_unit(self, v)
             else:
                 _s_VariableCharacteristicsType_unit(self, None)
-            try:
-                v = data["dataType"]
-            except KeyError:
-                raise _c.missing("dataType", _V) from None
+            if "dataType" not in data:
+                raise _c.missing("dataType", _V)
+            v = data["dataType"]
             try:
                 v = _E_DataEnumType[v]
             except (KeyError, TypeError):
@@ -17458,47 +16175,37 @@ class VariableCharacteristicsType(Datatype):
             _s_VariableCharacteristicsType_data_type(self, v)
             if "minLimit" in data:
                 v = data["minLimit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("minLimit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("minLimit", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("minLimit", v, "number", None, None, None, _V)
                 _s_VariableCharacteristicsType_min_limit(self, v)
             else:
                 _s_VariableCharacteristicsType_min_limit(self, None)
             if "maxLimit" in data:
                 v = data["maxLimit"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("maxLimit", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("maxLimit", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("maxLimit", v, "number", None, None, None, _V)
                 _s_VariableCharacteristicsType_max_limit(self, v)
             else:
                 _s_VariableCharacteristicsType_max_limit(self, None)
             if "maxElements" in data:
                 v = data["maxElements"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxElements", v, "integer", _V)
+                    v = _c.integer6("maxElements", v, _V)
                 if v < 1:
-                    raise _c.too_small("maxElements", v, 1, _V)
+                    raise _c.number_error("maxElements", v, "integer", 1, None, None, _V)
                 _s_VariableCharacteristicsType_max_elements(self, v)
             else:
                 _s_VariableCharacteristicsType_max_elements(self, None)
             if "valuesList" in data:
                 v = data["valuesList"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("valuesList", v, "string", _V)
-                if len(v) > 1000:
-                    raise _c.too_long("valuesList", v, 1000, _V)
+                if not isinstance(v, str) or len(v) > 1000:
+                    raise _c.string_error("valuesList", v, None, 1000, False, _V)
                 _s_VariableCharacteristicsType_values_list(self, v)
             else:
                 _s_VariableCharacteristicsType_values_list(self, None)
-            try:
-                v = data["supportsMonitoring"]
-            except KeyError:
-                raise _c.missing("supportsMonitoring", _V) from None
+            if "supportsMonitoring" not in data:
+                raise _c.missing("supportsMonitoring", _V)
+            v = data["supportsMonitoring"]
             if type(v) is not bool:
                 raise _c.wrong_type("supportsMonitoring", v, "boolean", _V)
             _s_VariableCharacteristicsType_supports_monitoring(self, v)
@@ -17555,10 +16262,10 @@ class VariableMonitoringType(Datatype):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
         _c.check_number(self.value, "value", None, None, None, _V)
         _set(self, "type", _c.check_enum(self.type, _E_MonitorEnumType, "type", _V))
-        _c.check_number(self.severity, "severity", 0, 9, None, _V)
+        _c.check_integer(self.severity, "severity", 0, 9, _V)
         _set(
             self,
             "event_notification_type",
@@ -17591,61 +16298,45 @@ class VariableMonitoringType(Datatype):
             if not _K_VariableMonitoringType.issuperset(data):
                 raise _c.not_allowed(data, _K_VariableMonitoringType, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_VariableMonitoringType_id(self, v)
-            try:
-                v = data["transaction"]
-            except KeyError:
-                raise _c.missing("transaction", _V) from None
+            if "transaction" not in data:
+                raise _c.missing("transaction", _V)
+            v = data["transaction"]
             if type(v) is not bool:
                 raise _c.wrong_type("transaction", v, "boolean", _V)
             _s_VariableMonitoringType_transaction(self, v)
-            try:
-                v = data["value"]
-            except KeyError:
-                raise _c.missing("value", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("value", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("value", v, _V)
+            if "value" not in data:
+                raise _c.missing("value", _V)
+            v = data["value"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("value", v, "number", None, None, None, _V)
             _s_VariableMonitoringType_value(self, v)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_MonitorEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("type", v, _E_MonitorEnumType, _V) from None
             _s_VariableMonitoringType_type(self, v)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
-            if v > 9:
-                raise _c.too_big("severity", v, 9, _V)
+                v = _c.integer6("severity", v, _V)
+            if v < 0 or v > 9:
+                raise _c.number_error("severity", v, "integer", 0, 9, None, _V)
             _s_VariableMonitoringType_severity(self, v)
-            try:
-                v = data["eventNotificationType"]
-            except KeyError:
-                raise _c.missing("eventNotificationType", _V) from None
+            if "eventNotificationType" not in data:
+                raise _c.missing("eventNotificationType", _V)
+            v = data["eventNotificationType"]
             try:
                 v = _E_EventNotificationEnumType[v]
             except (KeyError, TypeError):
@@ -17718,21 +16409,16 @@ class VariableType(Datatype):
             if not _K_VariableType.issuperset(data):
                 raise _c.not_allowed(data, _K_VariableType, _V)
             self = _new(cls)
-            try:
-                v = data["name"]
-            except KeyError:
-                raise _c.missing("name", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("name", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("name", v, 50, _V)
+            if "name" not in data:
+                raise _c.missing("name", _V)
+            v = data["name"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("name", v, None, 50, False, _V)
             _s_VariableType_name(self, v)
             if "instance" in data:
                 v = data["instance"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("instance", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("instance", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("instance", v, None, 50, False, _V)
                 _s_VariableType_instance(self, v)
             else:
                 _s_VariableType_instance(self, None)
@@ -17811,19 +16497,15 @@ class VoltageParamsType(Datatype):
             self = _new(cls)
             if "hv10MinMeanValue" in data:
                 v = data["hv10MinMeanValue"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("hv10MinMeanValue", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("hv10MinMeanValue", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("hv10MinMeanValue", v, "number", None, None, None, _V)
                 _s_VoltageParamsType_hv10_min_mean_value(self, v)
             else:
                 _s_VoltageParamsType_hv10_min_mean_value(self, None)
             if "hv10MinMeanTripDelay" in data:
                 v = data["hv10MinMeanTripDelay"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("hv10MinMeanTripDelay", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("hv10MinMeanTripDelay", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("hv10MinMeanTripDelay", v, "number", None, None, None, _V)
                 _s_VoltageParamsType_hv10_min_mean_trip_delay(self, v)
             else:
                 _s_VoltageParamsType_hv10_min_mean_trip_delay(self, None)
@@ -17896,10 +16578,9 @@ class AFRRSignalResponse(Response):
             if not _K_AFRRSignalResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_AFRRSignalResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -17962,10 +16643,9 @@ class AdjustPeriodicEventStreamResponse(Response):
             if not _K_AdjustPeriodicEventStreamResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_AdjustPeriodicEventStreamResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18059,10 +16739,9 @@ class AuthorizeResponse(Response):
             if not _K_AuthorizeResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizeResponse, _V)
             self = _new(cls)
-            try:
-                v = data["idTokenInfo"]
-            except KeyError:
-                raise _c.missing("idTokenInfo", _V) from None
+            if "idTokenInfo" not in data:
+                raise _c.missing("idTokenInfo", _V)
+            v = data["idTokenInfo"]
             v = IdTokenInfoType.from_json(v, "idTokenInfo")
             _s_AuthorizeResponse_id_token_info(self, v)
             if "certificateStatus" in data:
@@ -18078,10 +16757,8 @@ class AuthorizeResponse(Response):
                 _s_AuthorizeResponse_certificate_status(self, None)
             if "allowedEnergyTransfer" in data:
                 v = data["allowedEnergyTransfer"]
-                if type(v) is not list:
-                    raise _c.wrong_type("allowedEnergyTransfer", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("allowedEnergyTransfer", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("allowedEnergyTransfer", v, 1, None, _V)
                 a_allowed_energy_transfer: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -18212,29 +16889,20 @@ class BootNotificationResponse(Response):
             if not _K_BootNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_BootNotificationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["currentTime"]
-            except KeyError:
-                raise _c.missing("currentTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("currentTime", v, _V)
-            v = d
+            if "currentTime" not in data:
+                raise _c.missing("currentTime", _V)
+            v = data["currentTime"]
+            v = _c.to_datetime("currentTime", v, _V)
             _s_BootNotificationResponse_current_time(self, v)
-            try:
-                v = data["interval"]
-            except KeyError:
-                raise _c.missing("interval", _V) from None
+            if "interval" not in data:
+                raise _c.missing("interval", _V)
+            v = data["interval"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("interval", v, "integer", _V)
+                v = _c.integer6("interval", v, _V)
             _s_BootNotificationResponse_interval(self, v)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RegistrationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18305,10 +16973,9 @@ class CancelReservationResponse(Response):
             if not _K_CancelReservationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CancelReservationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CancelReservationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18375,10 +17042,9 @@ class CertificateSignedResponse(Response):
             if not _K_CertificateSignedResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateSignedResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CertificateSignedStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18445,10 +17111,9 @@ class ChangeAvailabilityResponse(Response):
             if not _K_ChangeAvailabilityResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeAvailabilityResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChangeAvailabilityStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18513,10 +17178,9 @@ class ChangeTransactionTariffResponse(Response):
             if not _K_ChangeTransactionTariffResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeTransactionTariffResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TariffChangeStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18579,10 +17243,9 @@ class ClearCacheResponse(Response):
             if not _K_ClearCacheResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearCacheResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearCacheStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18649,10 +17312,9 @@ class ClearChargingProfileResponse(Response):
             if not _K_ClearChargingProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearChargingProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18717,10 +17379,9 @@ class ClearDERControlResponse(Response):
             if not _K_ClearDERControlResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearDERControlResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DERControlStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18785,10 +17446,9 @@ class ClearDisplayMessageResponse(Response):
             if not _K_ClearDisplayMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearDisplayMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ClearMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -18852,14 +17512,11 @@ class ClearTariffsResponse(Response):
             if not _K_ClearTariffsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearTariffsResponse, _V)
             self = _new(cls)
-            try:
-                v = data["clearTariffsResult"]
-            except KeyError:
-                raise _c.missing("clearTariffsResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("clearTariffsResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("clearTariffsResult", v, 1, _V)
+            if "clearTariffsResult" not in data:
+                raise _c.missing("clearTariffsResult", _V)
+            v = data["clearTariffsResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("clearTariffsResult", v, 1, None, _V)
             try:
                 v = tuple([ClearTariffsResultType.from_json(x) for x in v])
             except _Err as e:
@@ -18920,14 +17577,11 @@ class ClearVariableMonitoringResponse(Response):
             if not _K_ClearVariableMonitoringResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearVariableMonitoringResponse, _V)
             self = _new(cls)
-            try:
-                v = data["clearMonitoringResult"]
-            except KeyError:
-                raise _c.missing("clearMonitoringResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("clearMonitoringResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("clearMonitoringResult", v, 1, _V)
+            if "clearMonitoringResult" not in data:
+                raise _c.missing("clearMonitoringResult", _V)
+            v = data["clearMonitoringResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("clearMonitoringResult", v, 1, None, _V)
             try:
                 v = tuple([ClearMonitoringResultType.from_json(x) for x in v])
             except _Err as e:
@@ -19113,10 +17767,9 @@ class CustomerInformationResponse(Response):
             if not _K_CustomerInformationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CustomerInformationResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_CustomerInformationStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19186,10 +17839,9 @@ class DataTransferResponse(Response):
             if not _K_DataTransferResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_DataTransferResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DataTransferStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19262,10 +17914,9 @@ class DeleteCertificateResponse(Response):
             if not _K_DeleteCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_DeleteCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DeleteCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19363,7 +18014,7 @@ class Get15118EVCertificateResponse(Response):
         )
         _c.check_str(self.exi_response, "exi_response", None, 17000, False, _V)
         if self.remaining_contracts is not None:
-            _c.check_number(self.remaining_contracts, "remaining_contracts", 0, None, None, _V)
+            _c.check_integer(self.remaining_contracts, "remaining_contracts", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"status": self.status._value_, "exiResponse": self.exi_response}
@@ -19383,10 +18034,9 @@ class Get15118EVCertificateResponse(Response):
             if not _K_Get15118EVCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_Get15118EVCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_Iso15118EVCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19400,24 +18050,18 @@ class Get15118EVCertificateResponse(Response):
                 _s_Get15118EVCertificateResponse_status_info(self, v)
             else:
                 _s_Get15118EVCertificateResponse_status_info(self, None)
-            try:
-                v = data["exiResponse"]
-            except KeyError:
-                raise _c.missing("exiResponse", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("exiResponse", v, "string", _V)
-            if len(v) > 17000:
-                raise _c.too_long("exiResponse", v, 17000, _V)
+            if "exiResponse" not in data:
+                raise _c.missing("exiResponse", _V)
+            v = data["exiResponse"]
+            if not isinstance(v, str) or len(v) > 17000:
+                raise _c.string_error("exiResponse", v, None, 17000, False, _V)
             _s_Get15118EVCertificateResponse_exi_response(self, v)
             if "remainingContracts" in data:
                 v = data["remainingContracts"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("remainingContracts", v, "integer", _V)
+                    v = _c.integer6("remainingContracts", v, _V)
                 if v < 0:
-                    raise _c.too_small("remainingContracts", v, 0, _V)
+                    raise _c.number_error("remainingContracts", v, "integer", 0, None, None, _V)
                 _s_Get15118EVCertificateResponse_remaining_contracts(self, v)
             else:
                 _s_Get15118EVCertificateResponse_remaining_contracts(self, None)
@@ -19485,10 +18129,9 @@ class GetBaseReportResponse(Response):
             if not _K_GetBaseReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetBaseReportResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19552,16 +18195,11 @@ class GetCertificateChainStatusResponse(Response):
             if not _K_GetCertificateChainStatusResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCertificateChainStatusResponse, _V)
             self = _new(cls)
-            try:
-                v = data["certificateStatus"]
-            except KeyError:
-                raise _c.missing("certificateStatus", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("certificateStatus", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("certificateStatus", v, 1, _V)
-            if len(v) > 4:
-                raise _c.too_many("certificateStatus", v, 4, _V)
+            if "certificateStatus" not in data:
+                raise _c.missing("certificateStatus", _V)
+            v = data["certificateStatus"]
+            if type(v) is not list or len(v) < 1 or len(v) > 4:
+                raise _c.array_error("certificateStatus", v, 1, 4, _V)
             try:
                 v = tuple([CertificateStatusType.from_json(x) for x in v])
             except _Err as e:
@@ -19628,10 +18266,9 @@ class GetCertificateStatusResponse(Response):
             if not _K_GetCertificateStatusResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCertificateStatusResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19645,10 +18282,8 @@ class GetCertificateStatusResponse(Response):
                 _s_GetCertificateStatusResponse_status_info(self, None)
             if "ocspResult" in data:
                 v = data["ocspResult"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("ocspResult", v, "string", _V)
-                if len(v) > 18000:
-                    raise _c.too_long("ocspResult", v, 18000, _V)
+                if not isinstance(v, str) or len(v) > 18000:
+                    raise _c.string_error("ocspResult", v, None, 18000, False, _V)
                 _s_GetCertificateStatusResponse_ocsp_result(self, v)
             else:
                 _s_GetCertificateStatusResponse_ocsp_result(self, None)
@@ -19708,10 +18343,9 @@ class GetChargingProfilesResponse(Response):
             if not _K_GetChargingProfilesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetChargingProfilesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19777,10 +18411,9 @@ class GetCompositeScheduleResponse(Response):
             if not _K_GetCompositeScheduleResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCompositeScheduleResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19850,10 +18483,9 @@ class GetDERControlResponse(Response):
             if not _K_GetDERControlResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetDERControlResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DERControlStatusEnumType[v]
             except (KeyError, TypeError):
@@ -19920,10 +18552,9 @@ class GetDisplayMessagesResponse(Response):
             if not _K_GetDisplayMessagesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetDisplayMessagesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetDisplayMessagesStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20003,10 +18634,9 @@ class GetInstalledCertificateIdsResponse(Response):
             if not _K_GetInstalledCertificateIdsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetInstalledCertificateIdsResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GetInstalledCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20022,10 +18652,8 @@ class GetInstalledCertificateIdsResponse(Response):
                 _s_GetInstalledCertificateIdsResponse_status_info(self, None)
             if "certificateHashDataChain" in data:
                 v = data["certificateHashDataChain"]
-                if type(v) is not list:
-                    raise _c.wrong_type("certificateHashDataChain", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("certificateHashDataChain", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("certificateHashDataChain", v, 1, None, _V)
                 try:
                     v = tuple([CertificateHashDataChainType.from_json(x) for x in v])
                 except _Err as e:
@@ -20087,15 +18715,11 @@ class GetLocalListVersionResponse(Response):
             if not _K_GetLocalListVersionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLocalListVersionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["versionNumber"]
-            except KeyError:
-                raise _c.missing("versionNumber", _V) from None
+            if "versionNumber" not in data:
+                raise _c.missing("versionNumber", _V)
+            v = data["versionNumber"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("versionNumber", v, "integer", _V)
+                v = _c.integer6("versionNumber", v, _V)
             _s_GetLocalListVersionResponse_version_number(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -20152,10 +18776,9 @@ class GetLogResponse(Response):
             if not _K_GetLogResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLogResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_LogStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20169,10 +18792,8 @@ class GetLogResponse(Response):
                 _s_GetLogResponse_status_info(self, None)
             if "filename" in data:
                 v = data["filename"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("filename", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("filename", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("filename", v, None, 255, False, _V)
                 _s_GetLogResponse_filename(self, v)
             else:
                 _s_GetLogResponse_filename(self, None)
@@ -20232,10 +18853,9 @@ class GetMonitoringReportResponse(Response):
             if not _K_GetMonitoringReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetMonitoringReportResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20304,10 +18924,8 @@ class GetPeriodicEventStreamResponse(Response):
             self = _new(cls)
             if "constantStreamData" in data:
                 v = data["constantStreamData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("constantStreamData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("constantStreamData", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("constantStreamData", v, 1, None, _V)
                 try:
                     v = tuple([ConstantStreamDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -20371,10 +18989,9 @@ class GetReportResponse(Response):
             if not _K_GetReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetReportResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20446,10 +19063,9 @@ class GetTariffsResponse(Response):
             if not _K_GetTariffsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetTariffsResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TariffGetStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20463,10 +19079,8 @@ class GetTariffsResponse(Response):
                 _s_GetTariffsResponse_status_info(self, None)
             if "tariffAssignments" in data:
                 v = data["tariffAssignments"]
-                if type(v) is not list:
-                    raise _c.wrong_type("tariffAssignments", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("tariffAssignments", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("tariffAssignments", v, 1, None, _V)
                 try:
                     v = tuple([TariffAssignmentType.from_json(x) for x in v])
                 except _Err as e:
@@ -20532,10 +19146,9 @@ class GetTransactionStatusResponse(Response):
                 _s_GetTransactionStatusResponse_ongoing_indicator(self, v)
             else:
                 _s_GetTransactionStatusResponse_ongoing_indicator(self, None)
-            try:
-                v = data["messagesInQueue"]
-            except KeyError:
-                raise _c.missing("messagesInQueue", _V) from None
+            if "messagesInQueue" not in data:
+                raise _c.missing("messagesInQueue", _V)
+            v = data["messagesInQueue"]
             if type(v) is not bool:
                 raise _c.wrong_type("messagesInQueue", v, "boolean", _V)
             _s_GetTransactionStatusResponse_messages_in_queue(self, v)
@@ -20593,14 +19206,11 @@ class GetVariablesResponse(Response):
             if not _K_GetVariablesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetVariablesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["getVariableResult"]
-            except KeyError:
-                raise _c.missing("getVariableResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("getVariableResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("getVariableResult", v, 1, _V)
+            if "getVariableResult" not in data:
+                raise _c.missing("getVariableResult", _V)
+            v = data["getVariableResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("getVariableResult", v, 1, None, _V)
             try:
                 v = tuple([GetVariableResultType.from_json(x) for x in v])
             except _Err as e:
@@ -20655,14 +19265,10 @@ class HeartbeatResponse(Response):
             if not _K_HeartbeatResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_HeartbeatResponse, _V)
             self = _new(cls)
-            try:
-                v = data["currentTime"]
-            except KeyError:
-                raise _c.missing("currentTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("currentTime", v, _V)
-            v = d
+            if "currentTime" not in data:
+                raise _c.missing("currentTime", _V)
+            v = data["currentTime"]
+            v = _c.to_datetime("currentTime", v, _V)
             _s_HeartbeatResponse_current_time(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -20718,10 +19324,9 @@ class InstallCertificateResponse(Response):
             if not _K_InstallCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_InstallCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_InstallCertificateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -20870,10 +19475,9 @@ class NotifyAllowedEnergyTransferResponse(Response):
             if not _K_NotifyAllowedEnergyTransferResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyAllowedEnergyTransferResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_NotifyAllowedEnergyTransferStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21148,10 +19752,9 @@ class NotifyEVChargingNeedsResponse(Response):
             if not _K_NotifyEVChargingNeedsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingNeedsResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_NotifyEVChargingNeedsStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21216,10 +19819,9 @@ class NotifyEVChargingScheduleResponse(Response):
             if not _K_NotifyEVChargingScheduleResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingScheduleResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21453,19 +20055,15 @@ class NotifySettlementResponse(Response):
             self = _new(cls)
             if "receiptUrl" in data:
                 v = data["receiptUrl"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("receiptUrl", v, "string", _V)
-                if len(v) > 2000:
-                    raise _c.too_long("receiptUrl", v, 2000, _V)
+                if not isinstance(v, str) or len(v) > 2000:
+                    raise _c.string_error("receiptUrl", v, None, 2000, False, _V)
                 _s_NotifySettlementResponse_receipt_url(self, v)
             else:
                 _s_NotifySettlementResponse_receipt_url(self, None)
             if "receiptId" in data:
                 v = data["receiptId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("receiptId", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("receiptId", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("receiptId", v, None, 50, False, _V)
                 _s_NotifySettlementResponse_receipt_id(self, v)
             else:
                 _s_NotifySettlementResponse_receipt_id(self, None)
@@ -21562,10 +20160,9 @@ class OpenPeriodicEventStreamResponse(Response):
             if not _K_OpenPeriodicEventStreamResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_OpenPeriodicEventStreamResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21628,10 +20225,9 @@ class PublishFirmwareResponse(Response):
             if not _K_PublishFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21751,10 +20347,9 @@ class PullDynamicScheduleUpdateResponse(Response):
                 _s_PullDynamicScheduleUpdateResponse_schedule_update(self, v)
             else:
                 _s_PullDynamicScheduleUpdateResponse_schedule_update(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21902,10 +20497,9 @@ class RequestBatterySwapResponse(Response):
             if not _K_RequestBatterySwapResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestBatterySwapResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21979,10 +20573,9 @@ class RequestStartTransactionResponse(Response):
             if not _K_RequestStartTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestStartTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RequestStartStopStatusEnumType[v]
             except (KeyError, TypeError):
@@ -21996,10 +20589,8 @@ class RequestStartTransactionResponse(Response):
                 _s_RequestStartTransactionResponse_status_info(self, None)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_RequestStartTransactionResponse_transaction_id(self, v)
             else:
                 _s_RequestStartTransactionResponse_transaction_id(self, None)
@@ -22061,10 +20652,9 @@ class RequestStopTransactionResponse(Response):
             if not _K_RequestStopTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestStopTransactionResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_RequestStartStopStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22169,10 +20759,9 @@ class ReserveNowResponse(Response):
             if not _K_ReserveNowResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReserveNowResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ReserveNowStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22235,10 +20824,9 @@ class ResetResponse(Response):
             if not _K_ResetResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ResetResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ResetStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22345,10 +20933,9 @@ class SendLocalListResponse(Response):
             if not _K_SendLocalListResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SendLocalListResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_SendLocalListStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22415,10 +21002,9 @@ class SetChargingProfileResponse(Response):
             if not _K_SetChargingProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetChargingProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22497,10 +21083,9 @@ class SetDERControlResponse(Response):
             if not _K_SetDERControlResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDERControlResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DERControlStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22514,17 +21099,11 @@ class SetDERControlResponse(Response):
                 _s_SetDERControlResponse_status_info(self, None)
             if "supersededIds" in data:
                 v = data["supersededIds"]
-                if type(v) is not list:
-                    raise _c.wrong_type("supersededIds", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("supersededIds", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("supersededIds", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("supersededIds", v, 1, 24, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"supersededIds[{i}]", x, "string", _V)
-                    if len(x) > 36:
-                        raise _c.too_long(f"supersededIds[{i}]", x, 36, _V)
+                    if not isinstance(x, str) or len(x) > 36:
+                        raise _c.string_error(f"supersededIds[{i}]", x, None, 36, False, _V)
                 v = tuple(v)
                 _s_SetDERControlResponse_superseded_ids(self, v)
             else:
@@ -22581,10 +21160,9 @@ class SetDefaultTariffResponse(Response):
             if not _K_SetDefaultTariffResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDefaultTariffResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TariffSetStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22651,10 +21229,9 @@ class SetDisplayMessageResponse(Response):
             if not _K_SetDisplayMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDisplayMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_DisplayMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22721,10 +21298,9 @@ class SetMonitoringBaseResponse(Response):
             if not _K_SetMonitoringBaseResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringBaseResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericDeviceModelStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22787,10 +21363,9 @@ class SetMonitoringLevelResponse(Response):
             if not _K_SetMonitoringLevelResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringLevelResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22857,10 +21432,9 @@ class SetNetworkProfileResponse(Response):
             if not _K_SetNetworkProfileResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetNetworkProfileResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_SetNetworkProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -22926,14 +21500,11 @@ class SetVariableMonitoringResponse(Response):
             if not _K_SetVariableMonitoringResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariableMonitoringResponse, _V)
             self = _new(cls)
-            try:
-                v = data["setMonitoringResult"]
-            except KeyError:
-                raise _c.missing("setMonitoringResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setMonitoringResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setMonitoringResult", v, 1, _V)
+            if "setMonitoringResult" not in data:
+                raise _c.missing("setMonitoringResult", _V)
+            v = data["setMonitoringResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setMonitoringResult", v, 1, None, _V)
             try:
                 v = tuple([SetMonitoringResultType.from_json(x) for x in v])
             except _Err as e:
@@ -22992,14 +21563,11 @@ class SetVariablesResponse(Response):
             if not _K_SetVariablesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariablesResponse, _V)
             self = _new(cls)
-            try:
-                v = data["setVariableResult"]
-            except KeyError:
-                raise _c.missing("setVariableResult", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setVariableResult", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setVariableResult", v, 1, _V)
+            if "setVariableResult" not in data:
+                raise _c.missing("setVariableResult", _V)
+            v = data["setVariableResult"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setVariableResult", v, 1, None, _V)
             try:
                 v = tuple([SetVariableResultType.from_json(x) for x in v])
             except _Err as e:
@@ -23057,10 +21625,9 @@ class SignCertificateResponse(Response):
             if not _K_SignCertificateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SignCertificateResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23162,7 +21729,7 @@ class TransactionEventResponse(Response):
         if self.total_cost is not None:
             _c.check_number(self.total_cost, "total_cost", None, None, None, _V)
         if self.charging_priority is not None:
-            _c.check_number(self.charging_priority, "charging_priority", -9, 9, None, _V)
+            _c.check_integer(self.charging_priority, "charging_priority", -9, 9, _V)
         if self.updated_personal_message_extra is not None:
             _set(
                 self,
@@ -23202,24 +21769,17 @@ class TransactionEventResponse(Response):
             self = _new(cls)
             if "totalCost" in data:
                 v = data["totalCost"]
-                if type(v) is not float and type(v) is not int:
-                    raise _c.wrong_type("totalCost", v, "number", _V)
-                if v - v != 0:  # NaN or an infinity
-                    raise _c.not_finite("totalCost", v, _V)
+                if (type(v) is not float and type(v) is not int) or v - v != 0:
+                    raise _c.number_error("totalCost", v, "number", None, None, None, _V)
                 _s_TransactionEventResponse_total_cost(self, v)
             else:
                 _s_TransactionEventResponse_total_cost(self, None)
             if "chargingPriority" in data:
                 v = data["chargingPriority"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("chargingPriority", v, "integer", _V)
-                if v < -9:
-                    raise _c.too_small("chargingPriority", v, -9, _V)
-                if v > 9:
-                    raise _c.too_big("chargingPriority", v, 9, _V)
+                    v = _c.integer6("chargingPriority", v, _V)
+                if v < -9 or v > 9:
+                    raise _c.number_error("chargingPriority", v, "integer", -9, 9, None, _V)
                 _s_TransactionEventResponse_charging_priority(self, v)
             else:
                 _s_TransactionEventResponse_charging_priority(self, None)
@@ -23243,12 +21803,8 @@ class TransactionEventResponse(Response):
                 _s_TransactionEventResponse_updated_personal_message(self, None)
             if "updatedPersonalMessageExtra" in data:
                 v = data["updatedPersonalMessageExtra"]
-                if type(v) is not list:
-                    raise _c.wrong_type("updatedPersonalMessageExtra", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("updatedPersonalMessageExtra", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("updatedPersonalMessageExtra", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("updatedPersonalMessageExtra", v, 1, 4, _V)
                 try:
                     v = tuple([MessageContentType.from_json(x) for x in v])
                 except _Err as e:
@@ -23326,10 +21882,9 @@ class TriggerMessageResponse(Response):
             if not _K_TriggerMessageResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_TriggerMessageResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_TriggerMessageStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23392,10 +21947,9 @@ class UnlockConnectorResponse(Response):
             if not _K_UnlockConnectorResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UnlockConnectorResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UnlockStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23459,10 +22013,9 @@ class UnpublishFirmwareResponse(Response):
             if not _K_UnpublishFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UnpublishFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UnpublishFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23522,10 +22075,9 @@ class UpdateDynamicScheduleResponse(Response):
             if not _K_UpdateDynamicScheduleResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UpdateDynamicScheduleResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_ChargingProfileStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23592,10 +22144,9 @@ class UpdateFirmwareResponse(Response):
             if not _K_UpdateFirmwareResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UpdateFirmwareResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UpdateFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23662,10 +22213,9 @@ class UsePriorityChargingResponse(Response):
             if not _K_UsePriorityChargingResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_UsePriorityChargingResponse, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_PriorityChargingStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23717,7 +22267,7 @@ class VatNumberValidationResponse(Response):
     def __attrs_post_init__(self) -> None:
         _c.check_str(self.vat_number, "vat_number", None, 20, False, _V)
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
         _set(self, "status", _c.check_enum(self.status, _E_GenericStatusEnumType, "status", _V))
 
     def to_json(self) -> dict[str, Any]:
@@ -23752,31 +22302,24 @@ class VatNumberValidationResponse(Response):
                 _s_VatNumberValidationResponse_status_info(self, v)
             else:
                 _s_VatNumberValidationResponse_status_info(self, None)
-            try:
-                v = data["vatNumber"]
-            except KeyError:
-                raise _c.missing("vatNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vatNumber", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("vatNumber", v, 20, _V)
+            if "vatNumber" not in data:
+                raise _c.missing("vatNumber", _V)
+            v = data["vatNumber"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("vatNumber", v, None, 20, False, _V)
             _s_VatNumberValidationResponse_vat_number(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_VatNumberValidationResponse_evse_id(self, v)
             else:
                 _s_VatNumberValidationResponse_evse_id(self, None)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_GenericStatusEnumType[v]
             except (KeyError, TypeError):
@@ -23843,24 +22386,16 @@ class AFRRSignalRequest(Request[AFRRSignalResponse]):
             if not _K_AFRRSignalRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_AFRRSignalRequest, _V)
             self = _new(cls)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_AFRRSignalRequest_timestamp(self, v)
-            try:
-                v = data["signal"]
-            except KeyError:
-                raise _c.missing("signal", _V) from None
+            if "signal" not in data:
+                raise _c.missing("signal", _V)
+            v = data["signal"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("signal", v, "integer", _V)
+                v = _c.integer6("signal", v, _V)
             _s_AFRRSignalRequest_signal(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -23898,7 +22433,7 @@ class AdjustPeriodicEventStreamRequest(Request[AdjustPeriodicEventStreamResponse
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "params": self.params.to_json()}
@@ -23914,22 +22449,17 @@ class AdjustPeriodicEventStreamRequest(Request[AdjustPeriodicEventStreamResponse
             if not _K_AdjustPeriodicEventStreamRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_AdjustPeriodicEventStreamRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_AdjustPeriodicEventStreamRequest_id(self, v)
-            try:
-                v = data["params"]
-            except KeyError:
-                raise _c.missing("params", _V) from None
+            if "params" not in data:
+                raise _c.missing("params", _V)
+            v = data["params"]
             v = PeriodicEventStreamParamsType.from_json(v, "params")
             _s_AdjustPeriodicEventStreamRequest_params(self, v)
             if "customData" in data:
@@ -24000,29 +22530,22 @@ class AuthorizeRequest(Request[AuthorizeResponse]):
             if not _K_AuthorizeRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_AuthorizeRequest, _V)
             self = _new(cls)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_AuthorizeRequest_id_token(self, v)
             if "certificate" in data:
                 v = data["certificate"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("certificate", v, "string", _V)
-                if len(v) > 10000:
-                    raise _c.too_long("certificate", v, 10000, _V)
+                if not isinstance(v, str) or len(v) > 10000:
+                    raise _c.string_error("certificate", v, None, 10000, False, _V)
                 _s_AuthorizeRequest_certificate(self, v)
             else:
                 _s_AuthorizeRequest_certificate(self, None)
             if "iso15118CertificateHashData" in data:
                 v = data["iso15118CertificateHashData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("iso15118CertificateHashData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("iso15118CertificateHashData", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("iso15118CertificateHashData", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("iso15118CertificateHashData", v, 1, 4, _V)
                 try:
                     v = tuple([OCSPRequestDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -24099,43 +22622,34 @@ class BatterySwapRequest(Request[BatterySwapResponse]):
             if not _K_BatterySwapRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_BatterySwapRequest, _V)
             self = _new(cls)
-            try:
-                v = data["batteryData"]
-            except KeyError:
-                raise _c.missing("batteryData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("batteryData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("batteryData", v, 1, _V)
+            if "batteryData" not in data:
+                raise _c.missing("batteryData", _V)
+            v = data["batteryData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("batteryData", v, 1, None, _V)
             try:
                 v = tuple([BatteryDataType.from_json(x) for x in v])
             except _Err as e:
                 raise _c.locate(e, "batteryData", v, BatteryDataType.from_json) from None
             _s_BatterySwapRequest_battery_data(self, v)
-            try:
-                v = data["eventType"]
-            except KeyError:
-                raise _c.missing("eventType", _V) from None
+            if "eventType" not in data:
+                raise _c.missing("eventType", _V)
+            v = data["eventType"]
             try:
                 v = _E_BatterySwapEventEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("eventType", v, _E_BatterySwapEventEnumType, _V) from None
             _s_BatterySwapRequest_event_type(self, v)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_BatterySwapRequest_id_token(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_BatterySwapRequest_request_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -24194,16 +22708,14 @@ class BootNotificationRequest(Request[BootNotificationResponse]):
             if not _K_BootNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_BootNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargingStation"]
-            except KeyError:
-                raise _c.missing("chargingStation", _V) from None
+            if "chargingStation" not in data:
+                raise _c.missing("chargingStation", _V)
+            v = data["chargingStation"]
             v = ChargingStationType.from_json(v, "chargingStation")
             _s_BootNotificationRequest_charging_station(self, v)
-            try:
-                v = data["reason"]
-            except KeyError:
-                raise _c.missing("reason", _V) from None
+            if "reason" not in data:
+                raise _c.missing("reason", _V)
+            v = data["reason"]
             try:
                 v = _E_BootReasonEnumType[v]
             except (KeyError, TypeError):
@@ -24242,7 +22754,7 @@ class CancelReservationRequest(Request[CancelReservationResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.reservation_id, "reservation_id", 0, None, None, _V)
+        _c.check_integer(self.reservation_id, "reservation_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"reservationId": self.reservation_id}
@@ -24258,17 +22770,13 @@ class CancelReservationRequest(Request[CancelReservationResponse]):
             if not _K_CancelReservationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CancelReservationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["reservationId"]
-            except KeyError:
-                raise _c.missing("reservationId", _V) from None
+            if "reservationId" not in data:
+                raise _c.missing("reservationId", _V)
+            v = data["reservationId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("reservationId", v, "integer", _V)
+                v = _c.integer6("reservationId", v, _V)
             if v < 0:
-                raise _c.too_small("reservationId", v, 0, _V)
+                raise _c.number_error("reservationId", v, "integer", 0, None, None, _V)
             _s_CancelReservationRequest_reservation_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -24334,14 +22842,11 @@ class CertificateSignedRequest(Request[CertificateSignedResponse]):
             if not _K_CertificateSignedRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CertificateSignedRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateChain"]
-            except KeyError:
-                raise _c.missing("certificateChain", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("certificateChain", v, "string", _V)
-            if len(v) > 10000:
-                raise _c.too_long("certificateChain", v, 10000, _V)
+            if "certificateChain" not in data:
+                raise _c.missing("certificateChain", _V)
+            v = data["certificateChain"]
+            if not isinstance(v, str) or len(v) > 10000:
+                raise _c.string_error("certificateChain", v, None, 10000, False, _V)
             _s_CertificateSignedRequest_certificate_chain(self, v)
             if "certificateType" in data:
                 v = data["certificateType"]
@@ -24357,10 +22862,7 @@ class CertificateSignedRequest(Request[CertificateSignedResponse]):
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_CertificateSignedRequest_request_id(self, v)
             else:
                 _s_CertificateSignedRequest_request_id(self, None)
@@ -24431,10 +22933,9 @@ class ChangeAvailabilityRequest(Request[ChangeAvailabilityResponse]):
                 _s_ChangeAvailabilityRequest_evse(self, v)
             else:
                 _s_ChangeAvailabilityRequest_evse(self, None)
-            try:
-                v = data["operationalStatus"]
-            except KeyError:
-                raise _c.missing("operationalStatus", _V) from None
+            if "operationalStatus" not in data:
+                raise _c.missing("operationalStatus", _V)
+            v = data["operationalStatus"]
             try:
                 v = _E_OperationalStatusEnumType[v]
             except (KeyError, TypeError):
@@ -24494,20 +22995,16 @@ class ChangeTransactionTariffRequest(Request[ChangeTransactionTariffResponse]):
             if not _K_ChangeTransactionTariffRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ChangeTransactionTariffRequest, _V)
             self = _new(cls)
-            try:
-                v = data["tariff"]
-            except KeyError:
-                raise _c.missing("tariff", _V) from None
+            if "tariff" not in data:
+                raise _c.missing("tariff", _V)
+            v = data["tariff"]
             v = TariffType.from_json(v, "tariff")
             _s_ChangeTransactionTariffRequest_tariff(self, v)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_ChangeTransactionTariffRequest_transaction_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -24606,10 +23103,7 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
             if "chargingProfileId" in data:
                 v = data["chargingProfileId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("chargingProfileId", v, "integer", _V)
+                    v = _c.integer6("chargingProfileId", v, _V)
                 _s_ClearChargingProfileRequest_charging_profile_id(self, v)
             else:
                 _s_ClearChargingProfileRequest_charging_profile_id(self, None)
@@ -24683,10 +23177,9 @@ class ClearDERControlRequest(Request[ClearDERControlResponse]):
             if not _K_ClearDERControlRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearDERControlRequest, _V)
             self = _new(cls)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_ClearDERControlRequest_is_default(self, v)
@@ -24701,10 +23194,8 @@ class ClearDERControlRequest(Request[ClearDERControlResponse]):
                 _s_ClearDERControlRequest_control_type(self, None)
             if "controlId" in data:
                 v = data["controlId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("controlId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("controlId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("controlId", v, None, 36, False, _V)
                 _s_ClearDERControlRequest_control_id(self, v)
             else:
                 _s_ClearDERControlRequest_control_id(self, None)
@@ -24742,7 +23233,7 @@ class ClearDisplayMessageRequest(Request[ClearDisplayMessageResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id}
@@ -24758,17 +23249,13 @@ class ClearDisplayMessageRequest(Request[ClearDisplayMessageResponse]):
             if not _K_ClearDisplayMessageRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearDisplayMessageRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_ClearDisplayMessageRequest_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -24817,7 +23304,7 @@ class ClearTariffsRequest(Request[ClearTariffsResponse]):
                 ),
             )
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -24839,15 +23326,11 @@ class ClearTariffsRequest(Request[ClearTariffsResponse]):
             self = _new(cls)
             if "tariffIds" in data:
                 v = data["tariffIds"]
-                if type(v) is not list:
-                    raise _c.wrong_type("tariffIds", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("tariffIds", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("tariffIds", v, 1, None, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"tariffIds[{i}]", x, "string", _V)
-                    if len(x) > 60:
-                        raise _c.too_long(f"tariffIds[{i}]", x, 60, _V)
+                    if not isinstance(x, str) or len(x) > 60:
+                        raise _c.string_error(f"tariffIds[{i}]", x, None, 60, False, _V)
                 v = tuple(v)
                 _s_ClearTariffsRequest_tariff_ids(self, v)
             else:
@@ -24855,12 +23338,9 @@ class ClearTariffsRequest(Request[ClearTariffsResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_ClearTariffsRequest_evse_id(self, v)
             else:
                 _s_ClearTariffsRequest_evse_id(self, None)
@@ -24903,7 +23383,7 @@ class ClearVariableMonitoringRequest(Request[ClearVariableMonitoringResponse]):
             self,
             "id",
             _c.check_items(
-                self.id, "id", 1, None, _V, lambda x, p: _c.check_number(x, p, 0, None, None, _V)
+                self.id, "id", 1, None, _V, lambda x, p: _c.check_integer(x, p, 0, None, _V)
             ),
         )
 
@@ -24921,23 +23401,17 @@ class ClearVariableMonitoringRequest(Request[ClearVariableMonitoringResponse]):
             if not _K_ClearVariableMonitoringRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearVariableMonitoringRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("id", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("id", v, 1, _V)
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("id", v, 1, None, _V)
             a_id: list[Any] = []
             for i, x in enumerate(v):
                 if type(x) is not int:
-                    if type(x) is float and x.is_integer():
-                        x = int(x)
-                    else:
-                        raise _c.wrong_type(f"id[{i}]", x, "integer", _V)
+                    x = _c.integer6(f"id[{i}]", x, _V)
                 if x < 0:
-                    raise _c.too_small(f"id[{i}]", x, 0, _V)
+                    raise _c.number_error(f"id[{i}]", x, "integer", 0, None, None, _V)
                 a_id.append(x)
             v = tuple(a_id)
             _s_ClearVariableMonitoringRequest_id(self, v)
@@ -24976,7 +23450,7 @@ class ClearedChargingLimitRequest(Request[ClearedChargingLimitResponse]):
     def __attrs_post_init__(self) -> None:
         _c.check_str(self.charging_limit_source, "charging_limit_source", None, 20, False, _V)
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"chargingLimitSource": self.charging_limit_source}
@@ -24994,24 +23468,18 @@ class ClearedChargingLimitRequest(Request[ClearedChargingLimitResponse]):
             if not _K_ClearedChargingLimitRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearedChargingLimitRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargingLimitSource"]
-            except KeyError:
-                raise _c.missing("chargingLimitSource", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("chargingLimitSource", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("chargingLimitSource", v, 20, _V)
+            if "chargingLimitSource" not in data:
+                raise _c.missing("chargingLimitSource", _V)
+            v = data["chargingLimitSource"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("chargingLimitSource", v, None, 20, False, _V)
             _s_ClearedChargingLimitRequest_charging_limit_source(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_ClearedChargingLimitRequest_evse_id(self, v)
             else:
                 _s_ClearedChargingLimitRequest_evse_id(self, None)
@@ -25050,7 +23518,7 @@ class ClosePeriodicEventStreamRequest(Request[ClosePeriodicEventStreamResponse])
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id}
@@ -25066,17 +23534,13 @@ class ClosePeriodicEventStreamRequest(Request[ClosePeriodicEventStreamResponse])
             if not _K_ClosePeriodicEventStreamRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClosePeriodicEventStreamRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_ClosePeriodicEventStreamRequest_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -25128,23 +23592,17 @@ class CostUpdatedRequest(Request[CostUpdatedResponse]):
             if not _K_CostUpdatedRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_CostUpdatedRequest, _V)
             self = _new(cls)
-            try:
-                v = data["totalCost"]
-            except KeyError:
-                raise _c.missing("totalCost", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("totalCost", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("totalCost", v, _V)
+            if "totalCost" not in data:
+                raise _c.missing("totalCost", _V)
+            v = data["totalCost"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("totalCost", v, "number", None, None, None, _V)
             _s_CostUpdatedRequest_total_cost(self, v)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_CostUpdatedRequest_transaction_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -25194,7 +23652,7 @@ class CustomerInformationRequest(Request[CustomerInformationResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.request_id, "request_id", 0, None, None, _V)
+        _c.check_integer(self.request_id, "request_id", 0, None, _V)
         if self.customer_identifier is not None:
             _c.check_str(self.customer_identifier, "customer_identifier", None, 64, False, _V)
 
@@ -25234,38 +23692,30 @@ class CustomerInformationRequest(Request[CustomerInformationResponse]):
                 _s_CustomerInformationRequest_id_token(self, v)
             else:
                 _s_CustomerInformationRequest_id_token(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             if v < 0:
-                raise _c.too_small("requestId", v, 0, _V)
+                raise _c.number_error("requestId", v, "integer", 0, None, None, _V)
             _s_CustomerInformationRequest_request_id(self, v)
-            try:
-                v = data["report"]
-            except KeyError:
-                raise _c.missing("report", _V) from None
+            if "report" not in data:
+                raise _c.missing("report", _V)
+            v = data["report"]
             if type(v) is not bool:
                 raise _c.wrong_type("report", v, "boolean", _V)
             _s_CustomerInformationRequest_report(self, v)
-            try:
-                v = data["clear"]
-            except KeyError:
-                raise _c.missing("clear", _V) from None
+            if "clear" not in data:
+                raise _c.missing("clear", _V)
+            v = data["clear"]
             if type(v) is not bool:
                 raise _c.wrong_type("clear", v, "boolean", _V)
             _s_CustomerInformationRequest_clear(self, v)
             if "customerIdentifier" in data:
                 v = data["customerIdentifier"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("customerIdentifier", v, "string", _V)
-                if len(v) > 64:
-                    raise _c.too_long("customerIdentifier", v, 64, _V)
+                if not isinstance(v, str) or len(v) > 64:
+                    raise _c.string_error("customerIdentifier", v, None, 64, False, _V)
                 _s_CustomerInformationRequest_customer_identifier(self, v)
             else:
                 _s_CustomerInformationRequest_customer_identifier(self, None)
@@ -25341,10 +23791,8 @@ class DataTransferRequest(Request[DataTransferResponse]):
             self = _new(cls)
             if "messageId" in data:
                 v = data["messageId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("messageId", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("messageId", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("messageId", v, None, 50, False, _V)
                 _s_DataTransferRequest_message_id(self, v)
             else:
                 _s_DataTransferRequest_message_id(self, None)
@@ -25353,14 +23801,11 @@ class DataTransferRequest(Request[DataTransferResponse]):
                 _s_DataTransferRequest_data(self, v)
             else:
                 _s_DataTransferRequest_data(self, None)
-            try:
-                v = data["vendorId"]
-            except KeyError:
-                raise _c.missing("vendorId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vendorId", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("vendorId", v, 255, _V)
+            if "vendorId" not in data:
+                raise _c.missing("vendorId", _V)
+            v = data["vendorId"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("vendorId", v, None, 255, False, _V)
             _s_DataTransferRequest_vendor_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -25409,10 +23854,9 @@ class DeleteCertificateRequest(Request[DeleteCertificateResponse]):
             if not _K_DeleteCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_DeleteCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateHashData"]
-            except KeyError:
-                raise _c.missing("certificateHashData", _V) from None
+            if "certificateHashData" not in data:
+                raise _c.missing("certificateHashData", _V)
+            v = data["certificateHashData"]
             v = CertificateHashDataType.from_json(v, "certificateHashData")
             _s_DeleteCertificateRequest_certificate_hash_data(self, v)
             if "customData" in data:
@@ -25473,10 +23917,9 @@ class FirmwareStatusNotificationRequest(Request[FirmwareStatusNotificationRespon
             if not _K_FirmwareStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_FirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -25485,10 +23928,7 @@ class FirmwareStatusNotificationRequest(Request[FirmwareStatusNotificationRespon
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_FirmwareStatusNotificationRequest_request_id(self, v)
             else:
                 _s_FirmwareStatusNotificationRequest_request_id(self, None)
@@ -25551,11 +23991,10 @@ class Get15118EVCertificateRequest(Request[Get15118EVCertificateResponse]):
         _set(self, "action", _c.check_enum(self.action, _E_CertificateActionEnumType, "action", _V))
         _c.check_str(self.exi_request, "exi_request", None, 11000, False, _V)
         if self.maximum_contract_certificate_chains is not None:
-            _c.check_number(
+            _c.check_integer(
                 self.maximum_contract_certificate_chains,
                 "maximum_contract_certificate_chains",
                 0,
-                None,
                 None,
                 _V,
             )
@@ -25595,58 +24034,44 @@ class Get15118EVCertificateRequest(Request[Get15118EVCertificateResponse]):
             if not _K_Get15118EVCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_Get15118EVCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["iso15118SchemaVersion"]
-            except KeyError:
-                raise _c.missing("iso15118SchemaVersion", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("iso15118SchemaVersion", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("iso15118SchemaVersion", v, 50, _V)
+            if "iso15118SchemaVersion" not in data:
+                raise _c.missing("iso15118SchemaVersion", _V)
+            v = data["iso15118SchemaVersion"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("iso15118SchemaVersion", v, None, 50, False, _V)
             _s_Get15118EVCertificateRequest_iso15118_schema_version(self, v)
-            try:
-                v = data["action"]
-            except KeyError:
-                raise _c.missing("action", _V) from None
+            if "action" not in data:
+                raise _c.missing("action", _V)
+            v = data["action"]
             try:
                 v = _E_CertificateActionEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("action", v, _E_CertificateActionEnumType, _V) from None
             _s_Get15118EVCertificateRequest_action(self, v)
-            try:
-                v = data["exiRequest"]
-            except KeyError:
-                raise _c.missing("exiRequest", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("exiRequest", v, "string", _V)
-            if len(v) > 11000:
-                raise _c.too_long("exiRequest", v, 11000, _V)
+            if "exiRequest" not in data:
+                raise _c.missing("exiRequest", _V)
+            v = data["exiRequest"]
+            if not isinstance(v, str) or len(v) > 11000:
+                raise _c.string_error("exiRequest", v, None, 11000, False, _V)
             _s_Get15118EVCertificateRequest_exi_request(self, v)
             if "maximumContractCertificateChains" in data:
                 v = data["maximumContractCertificateChains"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maximumContractCertificateChains", v, "integer", _V)
+                    v = _c.integer6("maximumContractCertificateChains", v, _V)
                 if v < 0:
-                    raise _c.too_small("maximumContractCertificateChains", v, 0, _V)
+                    raise _c.number_error(
+                        "maximumContractCertificateChains", v, "integer", 0, None, None, _V
+                    )
                 _s_Get15118EVCertificateRequest_maximum_contract_certificate_chains(self, v)
             else:
                 _s_Get15118EVCertificateRequest_maximum_contract_certificate_chains(self, None)
             if "prioritizedEMAIDs" in data:
                 v = data["prioritizedEMAIDs"]
-                if type(v) is not list:
-                    raise _c.wrong_type("prioritizedEMAIDs", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("prioritizedEMAIDs", v, 1, _V)
-                if len(v) > 8:
-                    raise _c.too_many("prioritizedEMAIDs", v, 8, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 8:
+                    raise _c.array_error("prioritizedEMAIDs", v, 1, 8, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"prioritizedEMAIDs[{i}]", x, "string", _V)
-                    if len(x) > 255:
-                        raise _c.too_long(f"prioritizedEMAIDs[{i}]", x, 255, _V)
+                    if not isinstance(x, str) or len(x) > 255:
+                        raise _c.string_error(f"prioritizedEMAIDs[{i}]", x, None, 255, False, _V)
                 v = tuple(v)
                 _s_Get15118EVCertificateRequest_prioritized_emaids(self, v)
             else:
@@ -25716,20 +24141,15 @@ class GetBaseReportRequest(Request[GetBaseReportResponse]):
             if not _K_GetBaseReportRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetBaseReportRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetBaseReportRequest_request_id(self, v)
-            try:
-                v = data["reportBase"]
-            except KeyError:
-                raise _c.missing("reportBase", _V) from None
+            if "reportBase" not in data:
+                raise _c.missing("reportBase", _V)
+            v = data["reportBase"]
             try:
                 v = _E_ReportBaseEnumType[v]
             except (KeyError, TypeError):
@@ -25794,16 +24214,11 @@ class GetCertificateChainStatusRequest(Request[GetCertificateChainStatusResponse
             if not _K_GetCertificateChainStatusRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCertificateChainStatusRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateStatusRequests"]
-            except KeyError:
-                raise _c.missing("certificateStatusRequests", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("certificateStatusRequests", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("certificateStatusRequests", v, 1, _V)
-            if len(v) > 4:
-                raise _c.too_many("certificateStatusRequests", v, 4, _V)
+            if "certificateStatusRequests" not in data:
+                raise _c.missing("certificateStatusRequests", _V)
+            v = data["certificateStatusRequests"]
+            if type(v) is not list or len(v) < 1 or len(v) > 4:
+                raise _c.array_error("certificateStatusRequests", v, 1, 4, _V)
             try:
                 v = tuple([CertificateStatusRequestInfoType.from_json(x) for x in v])
             except _Err as e:
@@ -25856,10 +24271,9 @@ class GetCertificateStatusRequest(Request[GetCertificateStatusResponse]):
             if not _K_GetCertificateStatusRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCertificateStatusRequest, _V)
             self = _new(cls)
-            try:
-                v = data["ocspRequestData"]
-            except KeyError:
-                raise _c.missing("ocspRequestData", _V) from None
+            if "ocspRequestData" not in data:
+                raise _c.missing("ocspRequestData", _V)
+            v = data["ocspRequestData"]
             v = OCSPRequestDataType.from_json(v, "ocspRequestData")
             _s_GetCertificateStatusRequest_ocsp_request_data(self, v)
             if "customData" in data:
@@ -25897,7 +24311,7 @@ class GetChargingProfilesRequest(Request[GetChargingProfilesResponse]):
 
     def __attrs_post_init__(self) -> None:
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -25918,32 +24332,24 @@ class GetChargingProfilesRequest(Request[GetChargingProfilesResponse]):
             if not _K_GetChargingProfilesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetChargingProfilesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetChargingProfilesRequest_request_id(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_GetChargingProfilesRequest_evse_id(self, v)
             else:
                 _s_GetChargingProfilesRequest_evse_id(self, None)
-            try:
-                v = data["chargingProfile"]
-            except KeyError:
-                raise _c.missing("chargingProfile", _V) from None
+            if "chargingProfile" not in data:
+                raise _c.missing("chargingProfile", _V)
+            v = data["chargingProfile"]
             v = ChargingProfileCriterionType.from_json(v, "chargingProfile")
             _s_GetChargingProfilesRequest_charging_profile(self, v)
             if "customData" in data:
@@ -25992,7 +24398,7 @@ class GetCompositeScheduleRequest(Request[GetCompositeScheduleResponse]):
                     self.charging_rate_unit, _E_ChargingRateUnitEnumType, "charging_rate_unit", _V
                 ),
             )
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"duration": self.duration, "evseId": self.evse_id}
@@ -26010,15 +24416,11 @@ class GetCompositeScheduleRequest(Request[GetCompositeScheduleResponse]):
             if not _K_GetCompositeScheduleRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetCompositeScheduleRequest, _V)
             self = _new(cls)
-            try:
-                v = data["duration"]
-            except KeyError:
-                raise _c.missing("duration", _V) from None
+            if "duration" not in data:
+                raise _c.missing("duration", _V)
+            v = data["duration"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("duration", v, "integer", _V)
+                v = _c.integer6("duration", v, _V)
             _s_GetCompositeScheduleRequest_duration(self, v)
             if "chargingRateUnit" in data:
                 v = data["chargingRateUnit"]
@@ -26031,17 +24433,13 @@ class GetCompositeScheduleRequest(Request[GetCompositeScheduleResponse]):
                 _s_GetCompositeScheduleRequest_charging_rate_unit(self, v)
             else:
                 _s_GetCompositeScheduleRequest_charging_rate_unit(self, None)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_GetCompositeScheduleRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -26113,15 +24511,11 @@ class GetDERControlRequest(Request[GetDERControlResponse]):
             if not _K_GetDERControlRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetDERControlRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetDERControlRequest_request_id(self, v)
             if "isDefault" in data:
                 v = data["isDefault"]
@@ -26141,10 +24535,8 @@ class GetDERControlRequest(Request[GetDERControlResponse]):
                 _s_GetDERControlRequest_control_type(self, None)
             if "controlId" in data:
                 v = data["controlId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("controlId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("controlId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("controlId", v, None, 36, False, _V)
                 _s_GetDERControlRequest_control_id(self, v)
             else:
                 _s_GetDERControlRequest_control_id(self, None)
@@ -26193,12 +24585,7 @@ class GetDisplayMessagesRequest(Request[GetDisplayMessagesResponse]):
                 self,
                 "id",
                 _c.check_items(
-                    self.id,
-                    "id",
-                    1,
-                    None,
-                    _V,
-                    lambda x, p: _c.check_number(x, p, 0, None, None, _V),
+                    self.id, "id", 1, None, _V, lambda x, p: _c.check_integer(x, p, 0, None, _V)
                 ),
             )
         if self.priority is not None:
@@ -26232,33 +24619,24 @@ class GetDisplayMessagesRequest(Request[GetDisplayMessagesResponse]):
             self = _new(cls)
             if "id" in data:
                 v = data["id"]
-                if type(v) is not list:
-                    raise _c.wrong_type("id", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("id", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("id", v, 1, None, _V)
                 a_id: list[Any] = []
                 for i, x in enumerate(v):
                     if type(x) is not int:
-                        if type(x) is float and x.is_integer():
-                            x = int(x)
-                        else:
-                            raise _c.wrong_type(f"id[{i}]", x, "integer", _V)
+                        x = _c.integer6(f"id[{i}]", x, _V)
                     if x < 0:
-                        raise _c.too_small(f"id[{i}]", x, 0, _V)
+                        raise _c.number_error(f"id[{i}]", x, "integer", 0, None, None, _V)
                     a_id.append(x)
                 v = tuple(a_id)
                 _s_GetDisplayMessagesRequest_id(self, v)
             else:
                 _s_GetDisplayMessagesRequest_id(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetDisplayMessagesRequest_request_id(self, v)
             if "priority" in data:
                 v = data["priority"]
@@ -26347,10 +24725,8 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
             self = _new(cls)
             if "certificateType" in data:
                 v = data["certificateType"]
-                if type(v) is not list:
-                    raise _c.wrong_type("certificateType", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("certificateType", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("certificateType", v, 1, None, _V)
                 a_certificate_type: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -26445,7 +24821,7 @@ class GetLogRequest(Request[GetLogResponse]):
     def __attrs_post_init__(self) -> None:
         _set(self, "log_type", _c.check_enum(self.log_type, _E_LogEnumType, "log_type", _V))
         if self.retries is not None:
-            _c.check_number(self.retries, "retries", 0, None, None, _V)
+            _c.check_integer(self.retries, "retries", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -26469,50 +24845,38 @@ class GetLogRequest(Request[GetLogResponse]):
             if not _K_GetLogRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLogRequest, _V)
             self = _new(cls)
-            try:
-                v = data["log"]
-            except KeyError:
-                raise _c.missing("log", _V) from None
+            if "log" not in data:
+                raise _c.missing("log", _V)
+            v = data["log"]
             v = LogParametersType.from_json(v, "log")
             _s_GetLogRequest_log(self, v)
-            try:
-                v = data["logType"]
-            except KeyError:
-                raise _c.missing("logType", _V) from None
+            if "logType" not in data:
+                raise _c.missing("logType", _V)
+            v = data["logType"]
             try:
                 v = _E_LogEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("logType", v, _E_LogEnumType, _V) from None
             _s_GetLogRequest_log_type(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetLogRequest_request_id(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 if v < 0:
-                    raise _c.too_small("retries", v, 0, _V)
+                    raise _c.number_error("retries", v, "integer", 0, None, None, _V)
                 _s_GetLogRequest_retries(self, v)
             else:
                 _s_GetLogRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_GetLogRequest_retry_interval(self, v)
             else:
                 _s_GetLogRequest_retry_interval(self, None)
@@ -26598,10 +24962,8 @@ class GetMonitoringReportRequest(Request[GetMonitoringReportResponse]):
             self = _new(cls)
             if "componentVariable" in data:
                 v = data["componentVariable"]
-                if type(v) is not list:
-                    raise _c.wrong_type("componentVariable", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("componentVariable", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("componentVariable", v, 1, None, _V)
                 try:
                     v = tuple([ComponentVariableType.from_json(x) for x in v])
                 except _Err as e:
@@ -26611,24 +24973,16 @@ class GetMonitoringReportRequest(Request[GetMonitoringReportResponse]):
                 _s_GetMonitoringReportRequest_component_variable(self, v)
             else:
                 _s_GetMonitoringReportRequest_component_variable(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetMonitoringReportRequest_request_id(self, v)
             if "monitoringCriteria" in data:
                 v = data["monitoringCriteria"]
-                if type(v) is not list:
-                    raise _c.wrong_type("monitoringCriteria", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("monitoringCriteria", v, 1, _V)
-                if len(v) > 3:
-                    raise _c.too_many("monitoringCriteria", v, 3, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 3:
+                    raise _c.array_error("monitoringCriteria", v, 1, 3, _V)
                 a_monitoring_criteria: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -26771,10 +25125,8 @@ class GetReportRequest(Request[GetReportResponse]):
             self = _new(cls)
             if "componentVariable" in data:
                 v = data["componentVariable"]
-                if type(v) is not list:
-                    raise _c.wrong_type("componentVariable", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("componentVariable", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("componentVariable", v, 1, None, _V)
                 try:
                     v = tuple([ComponentVariableType.from_json(x) for x in v])
                 except _Err as e:
@@ -26784,24 +25136,16 @@ class GetReportRequest(Request[GetReportResponse]):
                 _s_GetReportRequest_component_variable(self, v)
             else:
                 _s_GetReportRequest_component_variable(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_GetReportRequest_request_id(self, v)
             if "componentCriteria" in data:
                 v = data["componentCriteria"]
-                if type(v) is not list:
-                    raise _c.wrong_type("componentCriteria", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("componentCriteria", v, 1, _V)
-                if len(v) > 4:
-                    raise _c.too_many("componentCriteria", v, 4, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 4:
+                    raise _c.array_error("componentCriteria", v, 1, 4, _V)
                 a_component_criteria: list[Any] = []
                 for i, x in enumerate(v):
                     try:
@@ -26851,7 +25195,7 @@ class GetTariffsRequest(Request[GetTariffsResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"evseId": self.evse_id}
@@ -26867,17 +25211,13 @@ class GetTariffsRequest(Request[GetTariffsResponse]):
             if not _K_GetTariffsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetTariffsRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_GetTariffsRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -26932,10 +25272,8 @@ class GetTransactionStatusRequest(Request[GetTransactionStatusResponse]):
             self = _new(cls)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_GetTransactionStatusRequest_transaction_id(self, v)
             else:
                 _s_GetTransactionStatusRequest_transaction_id(self, None)
@@ -26991,14 +25329,11 @@ class GetVariablesRequest(Request[GetVariablesResponse]):
             if not _K_GetVariablesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetVariablesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["getVariableData"]
-            except KeyError:
-                raise _c.missing("getVariableData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("getVariableData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("getVariableData", v, 1, _V)
+            if "getVariableData" not in data:
+                raise _c.missing("getVariableData", _V)
+            v = data["getVariableData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("getVariableData", v, 1, None, _V)
             try:
                 v = tuple([GetVariableDataType.from_json(x) for x in v])
             except _Err as e:
@@ -27104,10 +25439,9 @@ class InstallCertificateRequest(Request[InstallCertificateResponse]):
             if not _K_InstallCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_InstallCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["certificateType"]
-            except KeyError:
-                raise _c.missing("certificateType", _V) from None
+            if "certificateType" not in data:
+                raise _c.missing("certificateType", _V)
+            v = data["certificateType"]
             try:
                 v = _E_InstallCertificateUseEnumType[v]
             except (KeyError, TypeError):
@@ -27115,14 +25449,11 @@ class InstallCertificateRequest(Request[InstallCertificateResponse]):
                     "certificateType", v, _E_InstallCertificateUseEnumType, _V
                 ) from None
             _s_InstallCertificateRequest_certificate_type(self, v)
-            try:
-                v = data["certificate"]
-            except KeyError:
-                raise _c.missing("certificate", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("certificate", v, "string", _V)
-            if len(v) > 10000:
-                raise _c.too_long("certificate", v, 10000, _V)
+            if "certificate" not in data:
+                raise _c.missing("certificate", _V)
+            v = data["certificate"]
+            if not isinstance(v, str) or len(v) > 10000:
+                raise _c.string_error("certificate", v, None, 10000, False, _V)
             _s_InstallCertificateRequest_certificate(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -27179,10 +25510,9 @@ class LogStatusNotificationRequest(Request[LogStatusNotificationResponse]):
             if not _K_LogStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_LogStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_UploadLogStatusEnumType[v]
             except (KeyError, TypeError):
@@ -27191,10 +25521,7 @@ class LogStatusNotificationRequest(Request[LogStatusNotificationResponse]):
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_LogStatusNotificationRequest_request_id(self, v)
             else:
                 _s_LogStatusNotificationRequest_request_id(self, None)
@@ -27239,7 +25566,7 @@ class MeterValuesRequest(Request[MeterValuesResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
         _set(self, "meter_value", _c.check_items(self.meter_value, "meter_value", 1, None, _V))
 
     def to_json(self) -> dict[str, Any]:
@@ -27259,26 +25586,19 @@ class MeterValuesRequest(Request[MeterValuesResponse]):
             if not _K_MeterValuesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValuesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_MeterValuesRequest_evse_id(self, v)
-            try:
-                v = data["meterValue"]
-            except KeyError:
-                raise _c.missing("meterValue", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("meterValue", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("meterValue", v, 1, _V)
+            if "meterValue" not in data:
+                raise _c.missing("meterValue", _V)
+            v = data["meterValue"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("meterValue", v, 1, None, _V)
             try:
                 v = tuple([MeterValueType.from_json(x) for x in v])
             except _Err as e:
@@ -27353,23 +25673,17 @@ class NotifyAllowedEnergyTransferRequest(Request[NotifyAllowedEnergyTransferResp
             if not _K_NotifyAllowedEnergyTransferRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyAllowedEnergyTransferRequest, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_NotifyAllowedEnergyTransferRequest_transaction_id(self, v)
-            try:
-                v = data["allowedEnergyTransfer"]
-            except KeyError:
-                raise _c.missing("allowedEnergyTransfer", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("allowedEnergyTransfer", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("allowedEnergyTransfer", v, 1, _V)
+            if "allowedEnergyTransfer" not in data:
+                raise _c.missing("allowedEnergyTransfer", _V)
+            v = data["allowedEnergyTransfer"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("allowedEnergyTransfer", v, 1, None, _V)
             a_allowed_energy_transfer: list[Any] = []
             for i, x in enumerate(v):
                 try:
@@ -27427,7 +25741,7 @@ class NotifyChargingLimitRequest(Request[NotifyChargingLimitResponse]):
                 _c.check_items(self.charging_schedule, "charging_schedule", 1, None, _V),
             )
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"chargingLimit": self.charging_limit.to_json()}
@@ -27449,10 +25763,8 @@ class NotifyChargingLimitRequest(Request[NotifyChargingLimitResponse]):
             self = _new(cls)
             if "chargingSchedule" in data:
                 v = data["chargingSchedule"]
-                if type(v) is not list:
-                    raise _c.wrong_type("chargingSchedule", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("chargingSchedule", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("chargingSchedule", v, 1, None, _V)
                 try:
                     v = tuple([ChargingScheduleType.from_json(x) for x in v])
                 except _Err as e:
@@ -27465,19 +25777,15 @@ class NotifyChargingLimitRequest(Request[NotifyChargingLimitResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_NotifyChargingLimitRequest_evse_id(self, v)
             else:
                 _s_NotifyChargingLimitRequest_evse_id(self, None)
-            try:
-                v = data["chargingLimit"]
-            except KeyError:
-                raise _c.missing("chargingLimit", _V) from None
+            if "chargingLimit" not in data:
+                raise _c.missing("chargingLimit", _V)
+            v = data["chargingLimit"]
             v = ChargingLimitType.from_json(v, "chargingLimit")
             _s_NotifyChargingLimitRequest_charging_limit(self, v)
             if "customData" in data:
@@ -27525,9 +25833,9 @@ class NotifyCustomerInformationRequest(Request[NotifyCustomerInformationResponse
 
     def __attrs_post_init__(self) -> None:
         _c.check_str(self.data, "data", None, 512, False, _V)
-        _c.check_number(self.seq_no, "seq_no", 0, None, None, _V)
+        _c.check_integer(self.seq_no, "seq_no", 0, None, _V)
         _c.check_datetime(self.generated_at, "generated_at", _V)
-        _c.check_number(self.request_id, "request_id", 0, None, None, _V)
+        _c.check_integer(self.request_id, "request_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -27550,14 +25858,11 @@ class NotifyCustomerInformationRequest(Request[NotifyCustomerInformationResponse
             if not _K_NotifyCustomerInformationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyCustomerInformationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["data"]
-            except KeyError:
-                raise _c.missing("data", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("data", v, "string", _V)
-            if len(v) > 512:
-                raise _c.too_long("data", v, 512, _V)
+            if "data" not in data:
+                raise _c.missing("data", _V)
+            v = data["data"]
+            if not isinstance(v, str) or len(v) > 512:
+                raise _c.string_error("data", v, None, 512, False, _V)
             _s_NotifyCustomerInformationRequest_data(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -27566,38 +25871,26 @@ class NotifyCustomerInformationRequest(Request[NotifyCustomerInformationResponse
                 _s_NotifyCustomerInformationRequest_tbc(self, v)
             else:
                 _s_NotifyCustomerInformationRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             if v < 0:
-                raise _c.too_small("seqNo", v, 0, _V)
+                raise _c.number_error("seqNo", v, "integer", 0, None, None, _V)
             _s_NotifyCustomerInformationRequest_seq_no(self, v)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyCustomerInformationRequest_generated_at(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             if v < 0:
-                raise _c.too_small("requestId", v, 0, _V)
+                raise _c.number_error("requestId", v, "integer", 0, None, None, _V)
             _s_NotifyCustomerInformationRequest_request_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -27689,10 +25982,9 @@ class NotifyDERAlarmRequest(Request[NotifyDERAlarmResponse]):
             if not _K_NotifyDERAlarmRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyDERAlarmRequest, _V)
             self = _new(cls)
-            try:
-                v = data["controlType"]
-            except KeyError:
-                raise _c.missing("controlType", _V) from None
+            if "controlType" not in data:
+                raise _c.missing("controlType", _V)
+            v = data["controlType"]
             try:
                 v = _E_DERControlEnumType[v]
             except (KeyError, TypeError):
@@ -27716,21 +26008,15 @@ class NotifyDERAlarmRequest(Request[NotifyDERAlarmResponse]):
                 _s_NotifyDERAlarmRequest_alarm_ended(self, v)
             else:
                 _s_NotifyDERAlarmRequest_alarm_ended(self, None)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_NotifyDERAlarmRequest_timestamp(self, v)
             if "extraInfo" in data:
                 v = data["extraInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("extraInfo", v, "string", _V)
-                if len(v) > 200:
-                    raise _c.too_long("extraInfo", v, 200, _V)
+                if not isinstance(v, str) or len(v) > 200:
+                    raise _c.string_error("extraInfo", v, None, 200, False, _V)
                 _s_NotifyDERAlarmRequest_extra_info(self, v)
             else:
                 _s_NotifyDERAlarmRequest_extra_info(self, None)
@@ -27819,44 +26105,30 @@ class NotifyDERStartStopRequest(Request[NotifyDERStartStopResponse]):
             if not _K_NotifyDERStartStopRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyDERStartStopRequest, _V)
             self = _new(cls)
-            try:
-                v = data["controlId"]
-            except KeyError:
-                raise _c.missing("controlId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("controlId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("controlId", v, 36, _V)
+            if "controlId" not in data:
+                raise _c.missing("controlId", _V)
+            v = data["controlId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("controlId", v, None, 36, False, _V)
             _s_NotifyDERStartStopRequest_control_id(self, v)
-            try:
-                v = data["started"]
-            except KeyError:
-                raise _c.missing("started", _V) from None
+            if "started" not in data:
+                raise _c.missing("started", _V)
+            v = data["started"]
             if type(v) is not bool:
                 raise _c.wrong_type("started", v, "boolean", _V)
             _s_NotifyDERStartStopRequest_started(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_NotifyDERStartStopRequest_timestamp(self, v)
             if "supersededIds" in data:
                 v = data["supersededIds"]
-                if type(v) is not list:
-                    raise _c.wrong_type("supersededIds", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("supersededIds", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("supersededIds", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("supersededIds", v, 1, 24, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"supersededIds[{i}]", x, "string", _V)
-                    if len(x) > 36:
-                        raise _c.too_long(f"supersededIds[{i}]", x, 36, _V)
+                    if not isinstance(x, str) or len(x) > 36:
+                        raise _c.string_error(f"supersededIds[{i}]", x, None, 36, False, _V)
                 v = tuple(v)
                 _s_NotifyDERStartStopRequest_superseded_ids(self, v)
             else:
@@ -27925,10 +26197,8 @@ class NotifyDisplayMessagesRequest(Request[NotifyDisplayMessagesResponse]):
             self = _new(cls)
             if "messageInfo" in data:
                 v = data["messageInfo"]
-                if type(v) is not list:
-                    raise _c.wrong_type("messageInfo", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("messageInfo", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("messageInfo", v, 1, None, _V)
                 try:
                     v = tuple([MessageInfoType.from_json(x) for x in v])
                 except _Err as e:
@@ -27936,15 +26206,11 @@ class NotifyDisplayMessagesRequest(Request[NotifyDisplayMessagesResponse]):
                 _s_NotifyDisplayMessagesRequest_message_info(self, v)
             else:
                 _s_NotifyDisplayMessagesRequest_message_info(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyDisplayMessagesRequest_request_id(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -27992,9 +26258,9 @@ class NotifyEVChargingNeedsRequest(Request[NotifyEVChargingNeedsResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 1, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 1, None, _V)
         if self.max_schedule_tuples is not None:
-            _c.check_number(self.max_schedule_tuples, "max_schedule_tuples", 0, None, None, _V)
+            _c.check_integer(self.max_schedule_tuples, "max_schedule_tuples", 0, None, _V)
         if self.timestamp is not None:
             _c.check_datetime(self.timestamp, "timestamp", _V)
 
@@ -28016,42 +26282,31 @@ class NotifyEVChargingNeedsRequest(Request[NotifyEVChargingNeedsResponse]):
             if not _K_NotifyEVChargingNeedsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingNeedsRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 1:
-                raise _c.too_small("evseId", v, 1, _V)
+                raise _c.number_error("evseId", v, "integer", 1, None, None, _V)
             _s_NotifyEVChargingNeedsRequest_evse_id(self, v)
             if "maxScheduleTuples" in data:
                 v = data["maxScheduleTuples"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("maxScheduleTuples", v, "integer", _V)
+                    v = _c.integer6("maxScheduleTuples", v, _V)
                 if v < 0:
-                    raise _c.too_small("maxScheduleTuples", v, 0, _V)
+                    raise _c.number_error("maxScheduleTuples", v, "integer", 0, None, None, _V)
                 _s_NotifyEVChargingNeedsRequest_max_schedule_tuples(self, v)
             else:
                 _s_NotifyEVChargingNeedsRequest_max_schedule_tuples(self, None)
-            try:
-                v = data["chargingNeeds"]
-            except KeyError:
-                raise _c.missing("chargingNeeds", _V) from None
+            if "chargingNeeds" not in data:
+                raise _c.missing("chargingNeeds", _V)
+            v = data["chargingNeeds"]
             v = ChargingNeedsType.from_json(v, "chargingNeeds")
             _s_NotifyEVChargingNeedsRequest_charging_needs(self, v)
             if "timestamp" in data:
                 v = data["timestamp"]
-                d = _c.parse_datetime(v)
-                if d is None:
-                    raise _c.bad_datetime("timestamp", v, _V)
-                v = d
+                v = _c.to_datetime("timestamp", v, _V)
                 _s_NotifyEVChargingNeedsRequest_timestamp(self, v)
             else:
                 _s_NotifyEVChargingNeedsRequest_timestamp(self, None)
@@ -28113,15 +26368,10 @@ class NotifyEVChargingScheduleRequest(Request[NotifyEVChargingScheduleResponse])
 
     def __attrs_post_init__(self) -> None:
         _c.check_datetime(self.time_base, "time_base", _V)
-        _c.check_number(self.evse_id, "evse_id", 1, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 1, None, _V)
         if self.selected_charging_schedule_id is not None:
-            _c.check_number(
-                self.selected_charging_schedule_id,
-                "selected_charging_schedule_id",
-                0,
-                None,
-                None,
-                _V,
+            _c.check_integer(
+                self.selected_charging_schedule_id, "selected_charging_schedule_id", 0, None, _V
             )
 
     def to_json(self) -> dict[str, Any]:
@@ -28146,42 +26396,32 @@ class NotifyEVChargingScheduleRequest(Request[NotifyEVChargingScheduleResponse])
             if not _K_NotifyEVChargingScheduleRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEVChargingScheduleRequest, _V)
             self = _new(cls)
-            try:
-                v = data["timeBase"]
-            except KeyError:
-                raise _c.missing("timeBase", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timeBase", v, _V)
-            v = d
+            if "timeBase" not in data:
+                raise _c.missing("timeBase", _V)
+            v = data["timeBase"]
+            v = _c.to_datetime("timeBase", v, _V)
             _s_NotifyEVChargingScheduleRequest_time_base(self, v)
-            try:
-                v = data["chargingSchedule"]
-            except KeyError:
-                raise _c.missing("chargingSchedule", _V) from None
+            if "chargingSchedule" not in data:
+                raise _c.missing("chargingSchedule", _V)
+            v = data["chargingSchedule"]
             v = ChargingScheduleType.from_json(v, "chargingSchedule")
             _s_NotifyEVChargingScheduleRequest_charging_schedule(self, v)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 1:
-                raise _c.too_small("evseId", v, 1, _V)
+                raise _c.number_error("evseId", v, "integer", 1, None, None, _V)
             _s_NotifyEVChargingScheduleRequest_evse_id(self, v)
             if "selectedChargingScheduleId" in data:
                 v = data["selectedChargingScheduleId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("selectedChargingScheduleId", v, "integer", _V)
+                    v = _c.integer6("selectedChargingScheduleId", v, _V)
                 if v < 0:
-                    raise _c.too_small("selectedChargingScheduleId", v, 0, _V)
+                    raise _c.number_error(
+                        "selectedChargingScheduleId", v, "integer", 0, None, None, _V
+                    )
                 _s_NotifyEVChargingScheduleRequest_selected_charging_schedule_id(self, v)
             else:
                 _s_NotifyEVChargingScheduleRequest_selected_charging_schedule_id(self, None)
@@ -28240,7 +26480,7 @@ class NotifyEventRequest(Request[NotifyEventResponse]):
 
     def __attrs_post_init__(self) -> None:
         _c.check_datetime(self.generated_at, "generated_at", _V)
-        _c.check_number(self.seq_no, "seq_no", 0, None, None, _V)
+        _c.check_integer(self.seq_no, "seq_no", 0, None, _V)
         _set(self, "event_data", _c.check_items(self.event_data, "event_data", 1, None, _V))
 
     def to_json(self) -> dict[str, Any]:
@@ -28263,14 +26503,10 @@ class NotifyEventRequest(Request[NotifyEventResponse]):
             if not _K_NotifyEventRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEventRequest, _V)
             self = _new(cls)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyEventRequest_generated_at(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -28279,26 +26515,19 @@ class NotifyEventRequest(Request[NotifyEventResponse]):
                 _s_NotifyEventRequest_tbc(self, v)
             else:
                 _s_NotifyEventRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             if v < 0:
-                raise _c.too_small("seqNo", v, 0, _V)
+                raise _c.number_error("seqNo", v, "integer", 0, None, None, _V)
             _s_NotifyEventRequest_seq_no(self, v)
-            try:
-                v = data["eventData"]
-            except KeyError:
-                raise _c.missing("eventData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("eventData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("eventData", v, 1, _V)
+            if "eventData" not in data:
+                raise _c.missing("eventData", _V)
+            v = data["eventData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("eventData", v, 1, None, _V)
             try:
                 v = tuple([EventDataType.from_json(x) for x in v])
             except _Err as e:
@@ -28349,7 +26578,7 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
     def __attrs_post_init__(self) -> None:
         if self.monitor is not None:
             _set(self, "monitor", _c.check_items(self.monitor, "monitor", 1, None, _V))
-        _c.check_number(self.seq_no, "seq_no", 0, None, None, _V)
+        _c.check_integer(self.seq_no, "seq_no", 0, None, _V)
         _c.check_datetime(self.generated_at, "generated_at", _V)
 
     def to_json(self) -> dict[str, Any]:
@@ -28376,10 +26605,8 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
             self = _new(cls)
             if "monitor" in data:
                 v = data["monitor"]
-                if type(v) is not list:
-                    raise _c.wrong_type("monitor", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("monitor", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("monitor", v, 1, None, _V)
                 try:
                     v = tuple([MonitoringDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -28387,15 +26614,11 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
                 _s_NotifyMonitoringReportRequest_monitor(self, v)
             else:
                 _s_NotifyMonitoringReportRequest_monitor(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyMonitoringReportRequest_request_id(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -28404,26 +26627,18 @@ class NotifyMonitoringReportRequest(Request[NotifyMonitoringReportResponse]):
                 _s_NotifyMonitoringReportRequest_tbc(self, v)
             else:
                 _s_NotifyMonitoringReportRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             if v < 0:
-                raise _c.too_small("seqNo", v, 0, _V)
+                raise _c.number_error("seqNo", v, "integer", 0, None, None, _V)
             _s_NotifyMonitoringReportRequest_seq_no(self, v)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyMonitoringReportRequest_generated_at(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -28488,19 +26703,15 @@ class NotifyPriorityChargingRequest(Request[NotifyPriorityChargingResponse]):
             if not _K_NotifyPriorityChargingRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyPriorityChargingRequest, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_NotifyPriorityChargingRequest_transaction_id(self, v)
-            try:
-                v = data["activated"]
-            except KeyError:
-                raise _c.missing("activated", _V) from None
+            if "activated" not in data:
+                raise _c.missing("activated", _V)
+            v = data["activated"]
             if type(v) is not bool:
                 raise _c.wrong_type("activated", v, "boolean", _V)
             _s_NotifyPriorityChargingRequest_activated(self, v)
@@ -28546,7 +26757,7 @@ class NotifyReportRequest(Request[NotifyReportResponse]):
         _c.check_datetime(self.generated_at, "generated_at", _V)
         if self.report_data is not None:
             _set(self, "report_data", _c.check_items(self.report_data, "report_data", 1, None, _V))
-        _c.check_number(self.seq_no, "seq_no", 0, None, None, _V)
+        _c.check_integer(self.seq_no, "seq_no", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -28570,31 +26781,21 @@ class NotifyReportRequest(Request[NotifyReportResponse]):
             if not _K_NotifyReportRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyReportRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_NotifyReportRequest_request_id(self, v)
-            try:
-                v = data["generatedAt"]
-            except KeyError:
-                raise _c.missing("generatedAt", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("generatedAt", v, _V)
-            v = d
+            if "generatedAt" not in data:
+                raise _c.missing("generatedAt", _V)
+            v = data["generatedAt"]
+            v = _c.to_datetime("generatedAt", v, _V)
             _s_NotifyReportRequest_generated_at(self, v)
             if "reportData" in data:
                 v = data["reportData"]
-                if type(v) is not list:
-                    raise _c.wrong_type("reportData", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("reportData", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("reportData", v, 1, None, _V)
                 try:
                     v = tuple([ReportDataType.from_json(x) for x in v])
                 except _Err as e:
@@ -28609,17 +26810,13 @@ class NotifyReportRequest(Request[NotifyReportResponse]):
                 _s_NotifyReportRequest_tbc(self, v)
             else:
                 _s_NotifyReportRequest_tbc(self, None)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             if v < 0:
-                raise _c.too_small("seqNo", v, 0, _V)
+                raise _c.number_error("seqNo", v, "integer", 0, None, None, _V)
             _s_NotifyReportRequest_seq_no(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -28730,26 +26927,20 @@ class NotifySettlementRequest(Request[NotifySettlementResponse]):
             self = _new(cls)
             if "transactionId" in data:
                 v = data["transactionId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("transactionId", v, "string", _V)
-                if len(v) > 36:
-                    raise _c.too_long("transactionId", v, 36, _V)
+                if not isinstance(v, str) or len(v) > 36:
+                    raise _c.string_error("transactionId", v, None, 36, False, _V)
                 _s_NotifySettlementRequest_transaction_id(self, v)
             else:
                 _s_NotifySettlementRequest_transaction_id(self, None)
-            try:
-                v = data["pspRef"]
-            except KeyError:
-                raise _c.missing("pspRef", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("pspRef", v, "string", _V)
-            if len(v) > 255:
-                raise _c.too_long("pspRef", v, 255, _V)
+            if "pspRef" not in data:
+                raise _c.missing("pspRef", _V)
+            v = data["pspRef"]
+            if not isinstance(v, str) or len(v) > 255:
+                raise _c.string_error("pspRef", v, None, 255, False, _V)
             _s_NotifySettlementRequest_psp_ref(self, v)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_PaymentStatusEnumType[v]
             except (KeyError, TypeError):
@@ -28757,46 +26948,33 @@ class NotifySettlementRequest(Request[NotifySettlementResponse]):
             _s_NotifySettlementRequest_status(self, v)
             if "statusInfo" in data:
                 v = data["statusInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("statusInfo", v, "string", _V)
-                if len(v) > 500:
-                    raise _c.too_long("statusInfo", v, 500, _V)
+                if not isinstance(v, str) or len(v) > 500:
+                    raise _c.string_error("statusInfo", v, None, 500, False, _V)
                 _s_NotifySettlementRequest_status_info(self, v)
             else:
                 _s_NotifySettlementRequest_status_info(self, None)
-            try:
-                v = data["settlementAmount"]
-            except KeyError:
-                raise _c.missing("settlementAmount", _V) from None
-            if type(v) is not float and type(v) is not int:
-                raise _c.wrong_type("settlementAmount", v, "number", _V)
-            if v - v != 0:  # NaN or an infinity
-                raise _c.not_finite("settlementAmount", v, _V)
+            if "settlementAmount" not in data:
+                raise _c.missing("settlementAmount", _V)
+            v = data["settlementAmount"]
+            if (type(v) is not float and type(v) is not int) or v - v != 0:
+                raise _c.number_error("settlementAmount", v, "number", None, None, None, _V)
             _s_NotifySettlementRequest_settlement_amount(self, v)
-            try:
-                v = data["settlementTime"]
-            except KeyError:
-                raise _c.missing("settlementTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("settlementTime", v, _V)
-            v = d
+            if "settlementTime" not in data:
+                raise _c.missing("settlementTime", _V)
+            v = data["settlementTime"]
+            v = _c.to_datetime("settlementTime", v, _V)
             _s_NotifySettlementRequest_settlement_time(self, v)
             if "receiptId" in data:
                 v = data["receiptId"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("receiptId", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("receiptId", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("receiptId", v, None, 50, False, _V)
                 _s_NotifySettlementRequest_receipt_id(self, v)
             else:
                 _s_NotifySettlementRequest_receipt_id(self, None)
             if "receiptUrl" in data:
                 v = data["receiptUrl"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("receiptUrl", v, "string", _V)
-                if len(v) > 2000:
-                    raise _c.too_long("receiptUrl", v, 2000, _V)
+                if not isinstance(v, str) or len(v) > 2000:
+                    raise _c.string_error("receiptUrl", v, None, 2000, False, _V)
                 _s_NotifySettlementRequest_receipt_url(self, v)
             else:
                 _s_NotifySettlementRequest_receipt_url(self, None)
@@ -28808,10 +26986,8 @@ class NotifySettlementRequest(Request[NotifySettlementResponse]):
                 _s_NotifySettlementRequest_vat_company(self, None)
             if "vatNumber" in data:
                 v = data["vatNumber"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("vatNumber", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("vatNumber", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("vatNumber", v, None, 20, False, _V)
                 _s_NotifySettlementRequest_vat_number(self, v)
             else:
                 _s_NotifySettlementRequest_vat_number(self, None)
@@ -28872,7 +27048,7 @@ class NotifyWebPaymentStartedRequest(Request[NotifyWebPaymentStartedResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"evseId": self.evse_id, "timeout": self.timeout}
@@ -28888,27 +27064,19 @@ class NotifyWebPaymentStartedRequest(Request[NotifyWebPaymentStartedResponse]):
             if not _K_NotifyWebPaymentStartedRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyWebPaymentStartedRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_NotifyWebPaymentStartedRequest_evse_id(self, v)
-            try:
-                v = data["timeout"]
-            except KeyError:
-                raise _c.missing("timeout", _V) from None
+            if "timeout" not in data:
+                raise _c.missing("timeout", _V)
+            v = data["timeout"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("timeout", v, "integer", _V)
+                v = _c.integer6("timeout", v, _V)
             _s_NotifyWebPaymentStartedRequest_timeout(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -28958,10 +27126,9 @@ class OpenPeriodicEventStreamRequest(Request[OpenPeriodicEventStreamResponse]):
             if not _K_OpenPeriodicEventStreamRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_OpenPeriodicEventStreamRequest, _V)
             self = _new(cls)
-            try:
-                v = data["constantStreamData"]
-            except KeyError:
-                raise _c.missing("constantStreamData", _V) from None
+            if "constantStreamData" not in data:
+                raise _c.missing("constantStreamData", _V)
+            v = data["constantStreamData"]
             v = ConstantStreamDataType.from_json(v, "constantStreamData")
             _s_OpenPeriodicEventStreamRequest_constant_stream_data(self, v)
             if "customData" in data:
@@ -29004,11 +27171,11 @@ class PublishFirmwareRequest(Request[PublishFirmwareResponse]):
     def __attrs_post_init__(self) -> None:
         _c.check_str(self.location, "location", None, 2000, False, _V)
         if self.retries is not None:
-            _c.check_number(self.retries, "retries", 0, None, None, _V)
+            _c.check_integer(self.retries, "retries", 0, None, _V)
         _c.check_str(self.checksum, "checksum", None, 32, False, _V)
-        _c.check_number(self.request_id, "request_id", 0, None, None, _V)
+        _c.check_integer(self.request_id, "request_id", 0, None, _V)
         if self.retry_interval is not None:
-            _c.check_number(self.retry_interval, "retry_interval", 0, None, None, _V)
+            _c.check_integer(self.retry_interval, "retry_interval", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -29032,57 +27199,41 @@ class PublishFirmwareRequest(Request[PublishFirmwareResponse]):
             if not _K_PublishFirmwareRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareRequest, _V)
             self = _new(cls)
-            try:
-                v = data["location"]
-            except KeyError:
-                raise _c.missing("location", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("location", v, "string", _V)
-            if len(v) > 2000:
-                raise _c.too_long("location", v, 2000, _V)
+            if "location" not in data:
+                raise _c.missing("location", _V)
+            v = data["location"]
+            if not isinstance(v, str) or len(v) > 2000:
+                raise _c.string_error("location", v, None, 2000, False, _V)
             _s_PublishFirmwareRequest_location(self, v)
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 if v < 0:
-                    raise _c.too_small("retries", v, 0, _V)
+                    raise _c.number_error("retries", v, "integer", 0, None, None, _V)
                 _s_PublishFirmwareRequest_retries(self, v)
             else:
                 _s_PublishFirmwareRequest_retries(self, None)
-            try:
-                v = data["checksum"]
-            except KeyError:
-                raise _c.missing("checksum", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("checksum", v, "string", _V)
-            if len(v) > 32:
-                raise _c.too_long("checksum", v, 32, _V)
+            if "checksum" not in data:
+                raise _c.missing("checksum", _V)
+            v = data["checksum"]
+            if not isinstance(v, str) or len(v) > 32:
+                raise _c.string_error("checksum", v, None, 32, False, _V)
             _s_PublishFirmwareRequest_checksum(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             if v < 0:
-                raise _c.too_small("requestId", v, 0, _V)
+                raise _c.number_error("requestId", v, "integer", 0, None, None, _V)
             _s_PublishFirmwareRequest_request_id(self, v)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 if v < 0:
-                    raise _c.too_small("retryInterval", v, 0, _V)
+                    raise _c.number_error("retryInterval", v, "integer", 0, None, None, _V)
                 _s_PublishFirmwareRequest_retry_interval(self, v)
             else:
                 _s_PublishFirmwareRequest_retry_interval(self, None)
@@ -29156,7 +27307,7 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
                 ),
             )
         if self.request_id is not None:
-            _c.check_number(self.request_id, "request_id", 0, None, None, _V)
+            _c.check_integer(self.request_id, "request_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"status": self.status._value_}
@@ -29178,10 +27329,9 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
             if not _K_PublishFirmwareStatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareStatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["status"]
-            except KeyError:
-                raise _c.missing("status", _V) from None
+            if "status" not in data:
+                raise _c.missing("status", _V)
+            v = data["status"]
             try:
                 v = _E_PublishFirmwareStatusEnumType[v]
             except (KeyError, TypeError):
@@ -29189,15 +27339,11 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
             _s_PublishFirmwareStatusNotificationRequest_status(self, v)
             if "location" in data:
                 v = data["location"]
-                if type(v) is not list:
-                    raise _c.wrong_type("location", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("location", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("location", v, 1, None, _V)
                 for i, x in enumerate(v):
-                    if not isinstance(x, str):
-                        raise _c.wrong_type(f"location[{i}]", x, "string", _V)
-                    if len(x) > 2000:
-                        raise _c.too_long(f"location[{i}]", x, 2000, _V)
+                    if not isinstance(x, str) or len(x) > 2000:
+                        raise _c.string_error(f"location[{i}]", x, None, 2000, False, _V)
                 v = tuple(v)
                 _s_PublishFirmwareStatusNotificationRequest_location(self, v)
             else:
@@ -29205,12 +27351,9 @@ class PublishFirmwareStatusNotificationRequest(Request[PublishFirmwareStatusNoti
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 if v < 0:
-                    raise _c.too_small("requestId", v, 0, _V)
+                    raise _c.number_error("requestId", v, "integer", 0, None, None, _V)
                 _s_PublishFirmwareStatusNotificationRequest_request_id(self, v)
             else:
                 _s_PublishFirmwareStatusNotificationRequest_request_id(self, None)
@@ -29277,15 +27420,11 @@ class PullDynamicScheduleUpdateRequest(Request[PullDynamicScheduleUpdateResponse
             if not _K_PullDynamicScheduleUpdateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_PullDynamicScheduleUpdateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargingProfileId"]
-            except KeyError:
-                raise _c.missing("chargingProfileId", _V) from None
+            if "chargingProfileId" not in data:
+                raise _c.missing("chargingProfileId", _V)
+            v = data["chargingProfileId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("chargingProfileId", v, "integer", _V)
+                v = _c.integer6("chargingProfileId", v, _V)
             _s_PullDynamicScheduleUpdateRequest_charging_profile_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -29333,7 +27472,7 @@ class ReportChargingProfilesRequest(Request[ReportChargingProfilesResponse]):
             "charging_profile",
             _c.check_items(self.charging_profile, "charging_profile", 1, None, _V),
         )
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -29356,33 +27495,23 @@ class ReportChargingProfilesRequest(Request[ReportChargingProfilesResponse]):
             if not _K_ReportChargingProfilesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportChargingProfilesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_ReportChargingProfilesRequest_request_id(self, v)
-            try:
-                v = data["chargingLimitSource"]
-            except KeyError:
-                raise _c.missing("chargingLimitSource", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("chargingLimitSource", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("chargingLimitSource", v, 20, _V)
+            if "chargingLimitSource" not in data:
+                raise _c.missing("chargingLimitSource", _V)
+            v = data["chargingLimitSource"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("chargingLimitSource", v, None, 20, False, _V)
             _s_ReportChargingProfilesRequest_charging_limit_source(self, v)
-            try:
-                v = data["chargingProfile"]
-            except KeyError:
-                raise _c.missing("chargingProfile", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("chargingProfile", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("chargingProfile", v, 1, _V)
+            if "chargingProfile" not in data:
+                raise _c.missing("chargingProfile", _V)
+            v = data["chargingProfile"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("chargingProfile", v, 1, None, _V)
             try:
                 v = tuple([ChargingProfileType.from_json(x) for x in v])
             except _Err as e:
@@ -29395,17 +27524,13 @@ class ReportChargingProfilesRequest(Request[ReportChargingProfilesResponse]):
                 _s_ReportChargingProfilesRequest_tbc(self, v)
             else:
                 _s_ReportChargingProfilesRequest_tbc(self, None)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_ReportChargingProfilesRequest_evse_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -29541,12 +27666,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
             self = _new(cls)
             if "curve" in data:
                 v = data["curve"]
-                if type(v) is not list:
-                    raise _c.wrong_type("curve", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("curve", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("curve", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("curve", v, 1, 24, _V)
                 try:
                     v = tuple([DERCurveGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29556,12 +27677,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_curve(self, None)
             if "enterService" in data:
                 v = data["enterService"]
-                if type(v) is not list:
-                    raise _c.wrong_type("enterService", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("enterService", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("enterService", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("enterService", v, 1, 24, _V)
                 try:
                     v = tuple([EnterServiceGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29571,12 +27688,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_enter_service(self, None)
             if "fixedPFAbsorb" in data:
                 v = data["fixedPFAbsorb"]
-                if type(v) is not list:
-                    raise _c.wrong_type("fixedPFAbsorb", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("fixedPFAbsorb", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("fixedPFAbsorb", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("fixedPFAbsorb", v, 1, 24, _V)
                 try:
                     v = tuple([FixedPFGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29586,12 +27699,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_fixed_pf_absorb(self, None)
             if "fixedPFInject" in data:
                 v = data["fixedPFInject"]
-                if type(v) is not list:
-                    raise _c.wrong_type("fixedPFInject", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("fixedPFInject", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("fixedPFInject", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("fixedPFInject", v, 1, 24, _V)
                 try:
                     v = tuple([FixedPFGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29601,12 +27710,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_fixed_pf_inject(self, None)
             if "fixedVar" in data:
                 v = data["fixedVar"]
-                if type(v) is not list:
-                    raise _c.wrong_type("fixedVar", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("fixedVar", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("fixedVar", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("fixedVar", v, 1, 24, _V)
                 try:
                     v = tuple([FixedVarGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29616,12 +27721,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_fixed_var(self, None)
             if "freqDroop" in data:
                 v = data["freqDroop"]
-                if type(v) is not list:
-                    raise _c.wrong_type("freqDroop", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("freqDroop", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("freqDroop", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("freqDroop", v, 1, 24, _V)
                 try:
                     v = tuple([FreqDroopGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29631,12 +27732,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_freq_droop(self, None)
             if "gradient" in data:
                 v = data["gradient"]
-                if type(v) is not list:
-                    raise _c.wrong_type("gradient", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("gradient", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("gradient", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("gradient", v, 1, 24, _V)
                 try:
                     v = tuple([GradientGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29646,12 +27743,8 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_gradient(self, None)
             if "limitMaxDischarge" in data:
                 v = data["limitMaxDischarge"]
-                if type(v) is not list:
-                    raise _c.wrong_type("limitMaxDischarge", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("limitMaxDischarge", v, 1, _V)
-                if len(v) > 24:
-                    raise _c.too_many("limitMaxDischarge", v, 24, _V)
+                if type(v) is not list or len(v) < 1 or len(v) > 24:
+                    raise _c.array_error("limitMaxDischarge", v, 1, 24, _V)
                 try:
                     v = tuple([LimitMaxDischargeGetType.from_json(x) for x in v])
                 except _Err as e:
@@ -29661,15 +27754,11 @@ class ReportDERControlRequest(Request[ReportDERControlResponse]):
                 _s_ReportDERControlRequest_limit_max_discharge(self, v)
             else:
                 _s_ReportDERControlRequest_limit_max_discharge(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_ReportDERControlRequest_request_id(self, v)
             if "tbc" in data:
                 v = data["tbc"]
@@ -29746,21 +27835,16 @@ class RequestBatterySwapRequest(Request[RequestBatterySwapResponse]):
             if not _K_RequestBatterySwapRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestBatterySwapRequest, _V)
             self = _new(cls)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_RequestBatterySwapRequest_id_token(self, v)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_RequestBatterySwapRequest_request_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -29804,7 +27888,7 @@ class RequestStartTransactionRequest(Request[RequestStartTransactionResponse]):
 
     def __attrs_post_init__(self) -> None:
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 1, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 1, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -29832,12 +27916,9 @@ class RequestStartTransactionRequest(Request[RequestStartTransactionResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 1:
-                    raise _c.too_small("evseId", v, 1, _V)
+                    raise _c.number_error("evseId", v, "integer", 1, None, None, _V)
                 _s_RequestStartTransactionRequest_evse_id(self, v)
             else:
                 _s_RequestStartTransactionRequest_evse_id(self, None)
@@ -29847,21 +27928,16 @@ class RequestStartTransactionRequest(Request[RequestStartTransactionResponse]):
                 _s_RequestStartTransactionRequest_group_id_token(self, v)
             else:
                 _s_RequestStartTransactionRequest_group_id_token(self, None)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_RequestStartTransactionRequest_id_token(self, v)
-            try:
-                v = data["remoteStartId"]
-            except KeyError:
-                raise _c.missing("remoteStartId", _V) from None
+            if "remoteStartId" not in data:
+                raise _c.missing("remoteStartId", _V)
+            v = data["remoteStartId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("remoteStartId", v, "integer", _V)
+                v = _c.integer6("remoteStartId", v, _V)
             _s_RequestStartTransactionRequest_remote_start_id(self, v)
             if "chargingProfile" in data:
                 v = data["chargingProfile"]
@@ -29931,14 +28007,11 @@ class RequestStopTransactionRequest(Request[RequestStopTransactionResponse]):
             if not _K_RequestStopTransactionRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_RequestStopTransactionRequest, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_RequestStopTransactionRequest_transaction_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -29977,7 +28050,7 @@ class ReservationStatusUpdateRequest(Request[ReservationStatusUpdateResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.reservation_id, "reservation_id", 0, None, None, _V)
+        _c.check_integer(self.reservation_id, "reservation_id", 0, None, _V)
         _set(
             self,
             "reservation_update_status",
@@ -30006,22 +28079,17 @@ class ReservationStatusUpdateRequest(Request[ReservationStatusUpdateResponse]):
             if not _K_ReservationStatusUpdateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReservationStatusUpdateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["reservationId"]
-            except KeyError:
-                raise _c.missing("reservationId", _V) from None
+            if "reservationId" not in data:
+                raise _c.missing("reservationId", _V)
+            v = data["reservationId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("reservationId", v, "integer", _V)
+                v = _c.integer6("reservationId", v, _V)
             if v < 0:
-                raise _c.too_small("reservationId", v, 0, _V)
+                raise _c.number_error("reservationId", v, "integer", 0, None, None, _V)
             _s_ReservationStatusUpdateRequest_reservation_id(self, v)
-            try:
-                v = data["reservationUpdateStatus"]
-            except KeyError:
-                raise _c.missing("reservationUpdateStatus", _V) from None
+            if "reservationUpdateStatus" not in data:
+                raise _c.missing("reservationUpdateStatus", _V)
+            v = data["reservationUpdateStatus"]
             try:
                 v = _E_ReservationUpdateStatusEnumType[v]
             except (KeyError, TypeError):
@@ -30071,12 +28139,12 @@ class ReserveNowRequest(Request[ReserveNowResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.id, "id", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
         _c.check_datetime(self.expiry_date_time, "expiry_date_time", _V)
         if self.connector_type is not None:
             _c.check_str(self.connector_type, "connector_type", None, 20, False, _V)
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -30102,51 +28170,37 @@ class ReserveNowRequest(Request[ReserveNowResponse]):
             if not _K_ReserveNowRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ReserveNowRequest, _V)
             self = _new(cls)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_ReserveNowRequest_id(self, v)
-            try:
-                v = data["expiryDateTime"]
-            except KeyError:
-                raise _c.missing("expiryDateTime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("expiryDateTime", v, _V)
-            v = d
+            if "expiryDateTime" not in data:
+                raise _c.missing("expiryDateTime", _V)
+            v = data["expiryDateTime"]
+            v = _c.to_datetime("expiryDateTime", v, _V)
             _s_ReserveNowRequest_expiry_date_time(self, v)
             if "connectorType" in data:
                 v = data["connectorType"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("connectorType", v, "string", _V)
-                if len(v) > 20:
-                    raise _c.too_long("connectorType", v, 20, _V)
+                if not isinstance(v, str) or len(v) > 20:
+                    raise _c.string_error("connectorType", v, None, 20, False, _V)
                 _s_ReserveNowRequest_connector_type(self, v)
             else:
                 _s_ReserveNowRequest_connector_type(self, None)
-            try:
-                v = data["idToken"]
-            except KeyError:
-                raise _c.missing("idToken", _V) from None
+            if "idToken" not in data:
+                raise _c.missing("idToken", _V)
+            v = data["idToken"]
             v = IdTokenType.from_json(v, "idToken")
             _s_ReserveNowRequest_id_token(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_ReserveNowRequest_evse_id(self, v)
             else:
                 _s_ReserveNowRequest_evse_id(self, None)
@@ -30205,7 +28259,7 @@ class ResetRequest(Request[ResetResponse]):
     def __attrs_post_init__(self) -> None:
         _set(self, "type", _c.check_enum(self.type, _E_ResetEnumType, "type", _V))
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"type": self.type._value_}
@@ -30223,10 +28277,9 @@ class ResetRequest(Request[ResetResponse]):
             if not _K_ResetRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ResetRequest, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
             try:
                 v = _E_ResetEnumType[v]
             except (KeyError, TypeError):
@@ -30235,12 +28288,9 @@ class ResetRequest(Request[ResetResponse]):
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_ResetRequest_evse_id(self, v)
             else:
                 _s_ResetRequest_evse_id(self, None)
@@ -30302,30 +28352,21 @@ class SecurityEventNotificationRequest(Request[SecurityEventNotificationResponse
             if not _K_SecurityEventNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SecurityEventNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["type"]
-            except KeyError:
-                raise _c.missing("type", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("type", v, "string", _V)
-            if len(v) > 50:
-                raise _c.too_long("type", v, 50, _V)
+            if "type" not in data:
+                raise _c.missing("type", _V)
+            v = data["type"]
+            if not isinstance(v, str) or len(v) > 50:
+                raise _c.string_error("type", v, None, 50, False, _V)
             _s_SecurityEventNotificationRequest_type(self, v)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_SecurityEventNotificationRequest_timestamp(self, v)
             if "techInfo" in data:
                 v = data["techInfo"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("techInfo", v, "string", _V)
-                if len(v) > 255:
-                    raise _c.too_long("techInfo", v, 255, _V)
+                if not isinstance(v, str) or len(v) > 255:
+                    raise _c.string_error("techInfo", v, None, 255, False, _V)
                 _s_SecurityEventNotificationRequest_tech_info(self, v)
             else:
                 _s_SecurityEventNotificationRequest_tech_info(self, None)
@@ -30402,10 +28443,8 @@ class SendLocalListRequest(Request[SendLocalListResponse]):
             self = _new(cls)
             if "localAuthorizationList" in data:
                 v = data["localAuthorizationList"]
-                if type(v) is not list:
-                    raise _c.wrong_type("localAuthorizationList", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("localAuthorizationList", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("localAuthorizationList", v, 1, None, _V)
                 try:
                     v = tuple([AuthorizationData.from_json(x) for x in v])
                 except _Err as e:
@@ -30415,20 +28454,15 @@ class SendLocalListRequest(Request[SendLocalListResponse]):
                 _s_SendLocalListRequest_local_authorization_list(self, v)
             else:
                 _s_SendLocalListRequest_local_authorization_list(self, None)
-            try:
-                v = data["versionNumber"]
-            except KeyError:
-                raise _c.missing("versionNumber", _V) from None
+            if "versionNumber" not in data:
+                raise _c.missing("versionNumber", _V)
+            v = data["versionNumber"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("versionNumber", v, "integer", _V)
+                v = _c.integer6("versionNumber", v, _V)
             _s_SendLocalListRequest_version_number(self, v)
-            try:
-                v = data["updateType"]
-            except KeyError:
-                raise _c.missing("updateType", _V) from None
+            if "updateType" not in data:
+                raise _c.missing("updateType", _V)
+            v = data["updateType"]
             try:
                 v = _E_UpdateEnumType[v]
             except (KeyError, TypeError):
@@ -30471,7 +28505,7 @@ class SetChargingProfileRequest(Request[SetChargingProfileResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -30490,22 +28524,17 @@ class SetChargingProfileRequest(Request[SetChargingProfileResponse]):
             if not _K_SetChargingProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetChargingProfileRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_SetChargingProfileRequest_evse_id(self, v)
-            try:
-                v = data["chargingProfile"]
-            except KeyError:
-                raise _c.missing("chargingProfile", _V) from None
+            if "chargingProfile" not in data:
+                raise _c.missing("chargingProfile", _V)
+            v = data["chargingProfile"]
             v = ChargingProfileType.from_json(v, "chargingProfile")
             _s_SetChargingProfileRequest_charging_profile(self, v)
             if "customData" in data:
@@ -30607,26 +28636,21 @@ class SetDERControlRequest(Request[SetDERControlResponse]):
             if not _K_SetDERControlRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDERControlRequest, _V)
             self = _new(cls)
-            try:
-                v = data["isDefault"]
-            except KeyError:
-                raise _c.missing("isDefault", _V) from None
+            if "isDefault" not in data:
+                raise _c.missing("isDefault", _V)
+            v = data["isDefault"]
             if type(v) is not bool:
                 raise _c.wrong_type("isDefault", v, "boolean", _V)
             _s_SetDERControlRequest_is_default(self, v)
-            try:
-                v = data["controlId"]
-            except KeyError:
-                raise _c.missing("controlId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("controlId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("controlId", v, 36, _V)
+            if "controlId" not in data:
+                raise _c.missing("controlId", _V)
+            v = data["controlId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("controlId", v, None, 36, False, _V)
             _s_SetDERControlRequest_control_id(self, v)
-            try:
-                v = data["controlType"]
-            except KeyError:
-                raise _c.missing("controlType", _V) from None
+            if "controlType" not in data:
+                raise _c.missing("controlType", _V)
+            v = data["controlType"]
             try:
                 v = _E_DERControlEnumType[v]
             except (KeyError, TypeError):
@@ -30737,7 +28761,7 @@ class SetDefaultTariffRequest(Request[SetDefaultTariffResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"evseId": self.evse_id, "tariff": self.tariff.to_json()}
@@ -30753,22 +28777,17 @@ class SetDefaultTariffRequest(Request[SetDefaultTariffResponse]):
             if not _K_SetDefaultTariffRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDefaultTariffRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_SetDefaultTariffRequest_evse_id(self, v)
-            try:
-                v = data["tariff"]
-            except KeyError:
-                raise _c.missing("tariff", _V) from None
+            if "tariff" not in data:
+                raise _c.missing("tariff", _V)
+            v = data["tariff"]
             v = TariffType.from_json(v, "tariff")
             _s_SetDefaultTariffRequest_tariff(self, v)
             if "customData" in data:
@@ -30817,10 +28836,9 @@ class SetDisplayMessageRequest(Request[SetDisplayMessageResponse]):
             if not _K_SetDisplayMessageRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetDisplayMessageRequest, _V)
             self = _new(cls)
-            try:
-                v = data["message"]
-            except KeyError:
-                raise _c.missing("message", _V) from None
+            if "message" not in data:
+                raise _c.missing("message", _V)
+            v = data["message"]
             v = MessageInfoType.from_json(v, "message")
             _s_SetDisplayMessageRequest_message(self, v)
             if "customData" in data:
@@ -30875,10 +28893,9 @@ class SetMonitoringBaseRequest(Request[SetMonitoringBaseResponse]):
             if not _K_SetMonitoringBaseRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringBaseRequest, _V)
             self = _new(cls)
-            try:
-                v = data["monitoringBase"]
-            except KeyError:
-                raise _c.missing("monitoringBase", _V) from None
+            if "monitoringBase" not in data:
+                raise _c.missing("monitoringBase", _V)
+            v = data["monitoringBase"]
             try:
                 v = _E_MonitoringBaseEnumType[v]
             except (KeyError, TypeError):
@@ -30916,7 +28933,7 @@ class SetMonitoringLevelRequest(Request[SetMonitoringLevelResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.severity, "severity", 0, 9, None, _V)
+        _c.check_integer(self.severity, "severity", 0, 9, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"severity": self.severity}
@@ -30932,19 +28949,13 @@ class SetMonitoringLevelRequest(Request[SetMonitoringLevelResponse]):
             if not _K_SetMonitoringLevelRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetMonitoringLevelRequest, _V)
             self = _new(cls)
-            try:
-                v = data["severity"]
-            except KeyError:
-                raise _c.missing("severity", _V) from None
+            if "severity" not in data:
+                raise _c.missing("severity", _V)
+            v = data["severity"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("severity", v, "integer", _V)
-            if v < 0:
-                raise _c.too_small("severity", v, 0, _V)
-            if v > 9:
-                raise _c.too_big("severity", v, 9, _V)
+                v = _c.integer6("severity", v, _V)
+            if v < 0 or v > 9:
+                raise _c.number_error("severity", v, "integer", 0, 9, None, _V)
             _s_SetMonitoringLevelRequest_severity(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -30995,20 +29006,15 @@ class SetNetworkProfileRequest(Request[SetNetworkProfileResponse]):
             if not _K_SetNetworkProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetNetworkProfileRequest, _V)
             self = _new(cls)
-            try:
-                v = data["configurationSlot"]
-            except KeyError:
-                raise _c.missing("configurationSlot", _V) from None
+            if "configurationSlot" not in data:
+                raise _c.missing("configurationSlot", _V)
+            v = data["configurationSlot"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("configurationSlot", v, "integer", _V)
+                v = _c.integer6("configurationSlot", v, _V)
             _s_SetNetworkProfileRequest_configuration_slot(self, v)
-            try:
-                v = data["connectionData"]
-            except KeyError:
-                raise _c.missing("connectionData", _V) from None
+            if "connectionData" not in data:
+                raise _c.missing("connectionData", _V)
+            v = data["connectionData"]
             v = NetworkConnectionProfileType.from_json(v, "connectionData")
             _s_SetNetworkProfileRequest_connection_data(self, v)
             if "customData" in data:
@@ -31064,14 +29070,11 @@ class SetVariableMonitoringRequest(Request[SetVariableMonitoringResponse]):
             if not _K_SetVariableMonitoringRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariableMonitoringRequest, _V)
             self = _new(cls)
-            try:
-                v = data["setMonitoringData"]
-            except KeyError:
-                raise _c.missing("setMonitoringData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setMonitoringData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setMonitoringData", v, 1, _V)
+            if "setMonitoringData" not in data:
+                raise _c.missing("setMonitoringData", _V)
+            v = data["setMonitoringData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setMonitoringData", v, 1, None, _V)
             try:
                 v = tuple([SetMonitoringDataType.from_json(x) for x in v])
             except _Err as e:
@@ -31131,14 +29134,11 @@ class SetVariablesRequest(Request[SetVariablesResponse]):
             if not _K_SetVariablesRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SetVariablesRequest, _V)
             self = _new(cls)
-            try:
-                v = data["setVariableData"]
-            except KeyError:
-                raise _c.missing("setVariableData", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("setVariableData", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("setVariableData", v, 1, _V)
+            if "setVariableData" not in data:
+                raise _c.missing("setVariableData", _V)
+            v = data["setVariableData"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("setVariableData", v, 1, None, _V)
             try:
                 v = tuple([SetVariableDataType.from_json(x) for x in v])
             except _Err as e:
@@ -31211,14 +29211,11 @@ class SignCertificateRequest(Request[SignCertificateResponse]):
             if not _K_SignCertificateRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_SignCertificateRequest, _V)
             self = _new(cls)
-            try:
-                v = data["csr"]
-            except KeyError:
-                raise _c.missing("csr", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("csr", v, "string", _V)
-            if len(v) > 5500:
-                raise _c.too_long("csr", v, 5500, _V)
+            if "csr" not in data:
+                raise _c.missing("csr", _V)
+            v = data["csr"]
+            if not isinstance(v, str) or len(v) > 5500:
+                raise _c.string_error("csr", v, None, 5500, False, _V)
             _s_SignCertificateRequest_csr(self, v)
             if "certificateType" in data:
                 v = data["certificateType"]
@@ -31240,10 +29237,7 @@ class SignCertificateRequest(Request[SignCertificateResponse]):
             if "requestId" in data:
                 v = data["requestId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("requestId", v, "integer", _V)
+                    v = _c.integer6("requestId", v, _V)
                 _s_SignCertificateRequest_request_id(self, v)
             else:
                 _s_SignCertificateRequest_request_id(self, None)
@@ -31302,8 +29296,8 @@ class StatusNotificationRequest(Request[StatusNotificationResponse]):
                 self.connector_status, _E_ConnectorStatusEnumType, "connector_status", _V
             ),
         )
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
-        _c.check_number(self.connector_id, "connector_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
+        _c.check_integer(self.connector_id, "connector_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -31324,47 +29318,34 @@ class StatusNotificationRequest(Request[StatusNotificationResponse]):
             if not _K_StatusNotificationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusNotificationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_StatusNotificationRequest_timestamp(self, v)
-            try:
-                v = data["connectorStatus"]
-            except KeyError:
-                raise _c.missing("connectorStatus", _V) from None
+            if "connectorStatus" not in data:
+                raise _c.missing("connectorStatus", _V)
+            v = data["connectorStatus"]
             try:
                 v = _E_ConnectorStatusEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("connectorStatus", v, _E_ConnectorStatusEnumType, _V) from None
             _s_StatusNotificationRequest_connector_status(self, v)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_StatusNotificationRequest_evse_id(self, v)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                v = _c.integer6("connectorId", v, _V)
             if v < 0:
-                raise _c.too_small("connectorId", v, 0, _V)
+                raise _c.number_error("connectorId", v, "integer", 0, None, None, _V)
             _s_StatusNotificationRequest_connector_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -31454,11 +29435,11 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
             "trigger_reason",
             _c.check_enum(self.trigger_reason, _E_TriggerReasonEnumType, "trigger_reason", _V),
         )
-        _c.check_number(self.seq_no, "seq_no", 0, None, None, _V)
+        _c.check_integer(self.seq_no, "seq_no", 0, None, _V)
         if self.number_of_phases_used is not None:
-            _c.check_number(self.number_of_phases_used, "number_of_phases_used", 0, 3, None, _V)
+            _c.check_integer(self.number_of_phases_used, "number_of_phases_used", 0, 3, _V)
         if self.reservation_id is not None:
-            _c.check_number(self.reservation_id, "reservation_id", 0, None, None, _V)
+            _c.check_integer(self.reservation_id, "reservation_id", 0, None, _V)
         if self.preconditioning_status is not None:
             _set(
                 self,
@@ -31517,10 +29498,9 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
                 _s_TransactionEventRequest_cost_details(self, v)
             else:
                 _s_TransactionEventRequest_cost_details(self, None)
-            try:
-                v = data["eventType"]
-            except KeyError:
-                raise _c.missing("eventType", _V) from None
+            if "eventType" not in data:
+                raise _c.missing("eventType", _V)
+            v = data["eventType"]
             try:
                 v = _E_TransactionEventEnumType[v]
             except (KeyError, TypeError):
@@ -31528,10 +29508,8 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
             _s_TransactionEventRequest_event_type(self, v)
             if "meterValue" in data:
                 v = data["meterValue"]
-                if type(v) is not list:
-                    raise _c.wrong_type("meterValue", v, "array", _V)
-                if len(v) < 1:
-                    raise _c.too_few("meterValue", v, 1, _V)
+                if type(v) is not list or len(v) < 1:
+                    raise _c.array_error("meterValue", v, 1, None, _V)
                 try:
                     v = tuple([MeterValueType.from_json(x) for x in v])
                 except _Err as e:
@@ -31539,35 +29517,26 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
                 _s_TransactionEventRequest_meter_value(self, v)
             else:
                 _s_TransactionEventRequest_meter_value(self, None)
-            try:
-                v = data["timestamp"]
-            except KeyError:
-                raise _c.missing("timestamp", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("timestamp", v, _V)
-            v = d
+            if "timestamp" not in data:
+                raise _c.missing("timestamp", _V)
+            v = data["timestamp"]
+            v = _c.to_datetime("timestamp", v, _V)
             _s_TransactionEventRequest_timestamp(self, v)
-            try:
-                v = data["triggerReason"]
-            except KeyError:
-                raise _c.missing("triggerReason", _V) from None
+            if "triggerReason" not in data:
+                raise _c.missing("triggerReason", _V)
+            v = data["triggerReason"]
             try:
                 v = _E_TriggerReasonEnumType[v]
             except (KeyError, TypeError):
                 raise _c.not_in_enum("triggerReason", v, _E_TriggerReasonEnumType, _V) from None
             _s_TransactionEventRequest_trigger_reason(self, v)
-            try:
-                v = data["seqNo"]
-            except KeyError:
-                raise _c.missing("seqNo", _V) from None
+            if "seqNo" not in data:
+                raise _c.missing("seqNo", _V)
+            v = data["seqNo"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("seqNo", v, "integer", _V)
+                v = _c.integer6("seqNo", v, _V)
             if v < 0:
-                raise _c.too_small("seqNo", v, 0, _V)
+                raise _c.number_error("seqNo", v, "integer", 0, None, None, _V)
             _s_TransactionEventRequest_seq_no(self, v)
             if "offline" in data:
                 v = data["offline"]
@@ -31579,36 +29548,25 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
             if "numberOfPhasesUsed" in data:
                 v = data["numberOfPhasesUsed"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("numberOfPhasesUsed", v, "integer", _V)
-                if v < 0:
-                    raise _c.too_small("numberOfPhasesUsed", v, 0, _V)
-                if v > 3:
-                    raise _c.too_big("numberOfPhasesUsed", v, 3, _V)
+                    v = _c.integer6("numberOfPhasesUsed", v, _V)
+                if v < 0 or v > 3:
+                    raise _c.number_error("numberOfPhasesUsed", v, "integer", 0, 3, None, _V)
                 _s_TransactionEventRequest_number_of_phases_used(self, v)
             else:
                 _s_TransactionEventRequest_number_of_phases_used(self, None)
             if "cableMaxCurrent" in data:
                 v = data["cableMaxCurrent"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("cableMaxCurrent", v, "integer", _V)
+                    v = _c.integer6("cableMaxCurrent", v, _V)
                 _s_TransactionEventRequest_cable_max_current(self, v)
             else:
                 _s_TransactionEventRequest_cable_max_current(self, None)
             if "reservationId" in data:
                 v = data["reservationId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("reservationId", v, "integer", _V)
+                    v = _c.integer6("reservationId", v, _V)
                 if v < 0:
-                    raise _c.too_small("reservationId", v, 0, _V)
+                    raise _c.number_error("reservationId", v, "integer", 0, None, None, _V)
                 _s_TransactionEventRequest_reservation_id(self, v)
             else:
                 _s_TransactionEventRequest_reservation_id(self, None)
@@ -31630,10 +29588,9 @@ class TransactionEventRequest(Request[TransactionEventResponse]):
                 _s_TransactionEventRequest_evse_sleep(self, v)
             else:
                 _s_TransactionEventRequest_evse_sleep(self, None)
-            try:
-                v = data["transactionInfo"]
-            except KeyError:
-                raise _c.missing("transactionInfo", _V) from None
+            if "transactionInfo" not in data:
+                raise _c.missing("transactionInfo", _V)
+            v = data["transactionInfo"]
             v = TransactionType.from_json(v, "transactionInfo")
             _s_TransactionEventRequest_transaction_info(self, v)
             if "evse" in data:
@@ -31748,10 +29705,9 @@ class TriggerMessageRequest(Request[TriggerMessageResponse]):
                 _s_TriggerMessageRequest_evse(self, v)
             else:
                 _s_TriggerMessageRequest_evse(self, None)
-            try:
-                v = data["requestedMessage"]
-            except KeyError:
-                raise _c.missing("requestedMessage", _V) from None
+            if "requestedMessage" not in data:
+                raise _c.missing("requestedMessage", _V)
+            v = data["requestedMessage"]
             try:
                 v = _E_MessageTriggerEnumType[v]
             except (KeyError, TypeError):
@@ -31759,10 +29715,8 @@ class TriggerMessageRequest(Request[TriggerMessageResponse]):
             _s_TriggerMessageRequest_requested_message(self, v)
             if "customTrigger" in data:
                 v = data["customTrigger"]
-                if not isinstance(v, str):
-                    raise _c.wrong_type("customTrigger", v, "string", _V)
-                if len(v) > 50:
-                    raise _c.too_long("customTrigger", v, 50, _V)
+                if not isinstance(v, str) or len(v) > 50:
+                    raise _c.string_error("customTrigger", v, None, 50, False, _V)
                 _s_TriggerMessageRequest_custom_trigger(self, v)
             else:
                 _s_TriggerMessageRequest_custom_trigger(self, None)
@@ -31801,8 +29755,8 @@ class UnlockConnectorRequest(Request[UnlockConnectorResponse]):
     custom_data: CustomDataType | None = None
 
     def __attrs_post_init__(self) -> None:
-        _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
-        _c.check_number(self.connector_id, "connector_id", 0, None, None, _V)
+        _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
+        _c.check_integer(self.connector_id, "connector_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"evseId": self.evse_id, "connectorId": self.connector_id}
@@ -31818,29 +29772,21 @@ class UnlockConnectorRequest(Request[UnlockConnectorResponse]):
             if not _K_UnlockConnectorRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UnlockConnectorRequest, _V)
             self = _new(cls)
-            try:
-                v = data["evseId"]
-            except KeyError:
-                raise _c.missing("evseId", _V) from None
+            if "evseId" not in data:
+                raise _c.missing("evseId", _V)
+            v = data["evseId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("evseId", v, "integer", _V)
+                v = _c.integer6("evseId", v, _V)
             if v < 0:
-                raise _c.too_small("evseId", v, 0, _V)
+                raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
             _s_UnlockConnectorRequest_evse_id(self, v)
-            try:
-                v = data["connectorId"]
-            except KeyError:
-                raise _c.missing("connectorId", _V) from None
+            if "connectorId" not in data:
+                raise _c.missing("connectorId", _V)
+            v = data["connectorId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("connectorId", v, "integer", _V)
+                v = _c.integer6("connectorId", v, _V)
             if v < 0:
-                raise _c.too_small("connectorId", v, 0, _V)
+                raise _c.number_error("connectorId", v, "integer", 0, None, None, _V)
             _s_UnlockConnectorRequest_connector_id(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -31891,14 +29837,11 @@ class UnpublishFirmwareRequest(Request[UnpublishFirmwareResponse]):
             if not _K_UnpublishFirmwareRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UnpublishFirmwareRequest, _V)
             self = _new(cls)
-            try:
-                v = data["checksum"]
-            except KeyError:
-                raise _c.missing("checksum", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("checksum", v, "string", _V)
-            if len(v) > 32:
-                raise _c.too_long("checksum", v, 32, _V)
+            if "checksum" not in data:
+                raise _c.missing("checksum", _V)
+            v = data["checksum"]
+            if not isinstance(v, str) or len(v) > 32:
+                raise _c.string_error("checksum", v, None, 32, False, _V)
             _s_UnpublishFirmwareRequest_checksum(self, v)
             if "customData" in data:
                 v = data["customData"]
@@ -31949,20 +29892,15 @@ class UpdateDynamicScheduleRequest(Request[UpdateDynamicScheduleResponse]):
             if not _K_UpdateDynamicScheduleRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UpdateDynamicScheduleRequest, _V)
             self = _new(cls)
-            try:
-                v = data["chargingProfileId"]
-            except KeyError:
-                raise _c.missing("chargingProfileId", _V) from None
+            if "chargingProfileId" not in data:
+                raise _c.missing("chargingProfileId", _V)
+            v = data["chargingProfileId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("chargingProfileId", v, "integer", _V)
+                v = _c.integer6("chargingProfileId", v, _V)
             _s_UpdateDynamicScheduleRequest_charging_profile_id(self, v)
-            try:
-                v = data["scheduleUpdate"]
-            except KeyError:
-                raise _c.missing("scheduleUpdate", _V) from None
+            if "scheduleUpdate" not in data:
+                raise _c.missing("scheduleUpdate", _V)
+            v = data["scheduleUpdate"]
             v = ChargingScheduleUpdateType.from_json(v, "scheduleUpdate")
             _s_UpdateDynamicScheduleRequest_schedule_update(self, v)
             if "customData" in data:
@@ -32006,7 +29944,7 @@ class UpdateFirmwareRequest(Request[UpdateFirmwareResponse]):
 
     def __attrs_post_init__(self) -> None:
         if self.retries is not None:
-            _c.check_number(self.retries, "retries", 0, None, None, _V)
+            _c.check_integer(self.retries, "retries", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"requestId": self.request_id, "firmware": self.firmware.to_json()}
@@ -32029,39 +29967,28 @@ class UpdateFirmwareRequest(Request[UpdateFirmwareResponse]):
             if "retries" in data:
                 v = data["retries"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retries", v, "integer", _V)
+                    v = _c.integer6("retries", v, _V)
                 if v < 0:
-                    raise _c.too_small("retries", v, 0, _V)
+                    raise _c.number_error("retries", v, "integer", 0, None, None, _V)
                 _s_UpdateFirmwareRequest_retries(self, v)
             else:
                 _s_UpdateFirmwareRequest_retries(self, None)
             if "retryInterval" in data:
                 v = data["retryInterval"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("retryInterval", v, "integer", _V)
+                    v = _c.integer6("retryInterval", v, _V)
                 _s_UpdateFirmwareRequest_retry_interval(self, v)
             else:
                 _s_UpdateFirmwareRequest_retry_interval(self, None)
-            try:
-                v = data["requestId"]
-            except KeyError:
-                raise _c.missing("requestId", _V) from None
+            if "requestId" not in data:
+                raise _c.missing("requestId", _V)
+            v = data["requestId"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("requestId", v, "integer", _V)
+                v = _c.integer6("requestId", v, _V)
             _s_UpdateFirmwareRequest_request_id(self, v)
-            try:
-                v = data["firmware"]
-            except KeyError:
-                raise _c.missing("firmware", _V) from None
+            if "firmware" not in data:
+                raise _c.missing("firmware", _V)
+            v = data["firmware"]
             v = FirmwareType.from_json(v, "firmware")
             _s_UpdateFirmwareRequest_firmware(self, v)
             if "customData" in data:
@@ -32118,19 +30045,15 @@ class UsePriorityChargingRequest(Request[UsePriorityChargingResponse]):
             if not _K_UsePriorityChargingRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_UsePriorityChargingRequest, _V)
             self = _new(cls)
-            try:
-                v = data["transactionId"]
-            except KeyError:
-                raise _c.missing("transactionId", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("transactionId", v, "string", _V)
-            if len(v) > 36:
-                raise _c.too_long("transactionId", v, 36, _V)
+            if "transactionId" not in data:
+                raise _c.missing("transactionId", _V)
+            v = data["transactionId"]
+            if not isinstance(v, str) or len(v) > 36:
+                raise _c.string_error("transactionId", v, None, 36, False, _V)
             _s_UsePriorityChargingRequest_transaction_id(self, v)
-            try:
-                v = data["activate"]
-            except KeyError:
-                raise _c.missing("activate", _V) from None
+            if "activate" not in data:
+                raise _c.missing("activate", _V)
+            v = data["activate"]
             if type(v) is not bool:
                 raise _c.wrong_type("activate", v, "boolean", _V)
             _s_UsePriorityChargingRequest_activate(self, v)
@@ -32170,7 +30093,7 @@ class VatNumberValidationRequest(Request[VatNumberValidationResponse]):
     def __attrs_post_init__(self) -> None:
         _c.check_str(self.vat_number, "vat_number", None, 20, False, _V)
         if self.evse_id is not None:
-            _c.check_number(self.evse_id, "evse_id", 0, None, None, _V)
+            _c.check_integer(self.evse_id, "evse_id", 0, None, _V)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"vatNumber": self.vat_number}
@@ -32188,24 +30111,18 @@ class VatNumberValidationRequest(Request[VatNumberValidationResponse]):
             if not _K_VatNumberValidationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_VatNumberValidationRequest, _V)
             self = _new(cls)
-            try:
-                v = data["vatNumber"]
-            except KeyError:
-                raise _c.missing("vatNumber", _V) from None
-            if not isinstance(v, str):
-                raise _c.wrong_type("vatNumber", v, "string", _V)
-            if len(v) > 20:
-                raise _c.too_long("vatNumber", v, 20, _V)
+            if "vatNumber" not in data:
+                raise _c.missing("vatNumber", _V)
+            v = data["vatNumber"]
+            if not isinstance(v, str) or len(v) > 20:
+                raise _c.string_error("vatNumber", v, None, 20, False, _V)
             _s_VatNumberValidationRequest_vat_number(self, v)
             if "evseId" in data:
                 v = data["evseId"]
                 if type(v) is not int:
-                    if type(v) is float and v.is_integer():
-                        v = int(v)
-                    else:
-                        raise _c.wrong_type("evseId", v, "integer", _V)
+                    v = _c.integer6("evseId", v, _V)
                 if v < 0:
-                    raise _c.too_small("evseId", v, 0, _V)
+                    raise _c.number_error("evseId", v, "integer", 0, None, None, _V)
                 _s_VatNumberValidationRequest_evse_id(self, v)
             else:
                 _s_VatNumberValidationRequest_evse_id(self, None)
@@ -32245,8 +30162,8 @@ class NotifyPeriodicEventStream(Send):
 
     def __attrs_post_init__(self) -> None:
         _set(self, "data", _c.check_items(self.data, "data", 1, None, _V))
-        _c.check_number(self.id, "id", 0, None, None, _V)
-        _c.check_number(self.pending, "pending", 0, None, None, _V)
+        _c.check_integer(self.id, "id", 0, None, _V)
+        _c.check_integer(self.pending, "pending", 0, None, _V)
         _c.check_datetime(self.basetime, "basetime", _V)
 
     def to_json(self) -> dict[str, Any]:
@@ -32268,51 +30185,36 @@ class NotifyPeriodicEventStream(Send):
             if not _K_NotifyPeriodicEventStream.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyPeriodicEventStream, _V)
             self = _new(cls)
-            try:
-                v = data["data"]
-            except KeyError:
-                raise _c.missing("data", _V) from None
-            if type(v) is not list:
-                raise _c.wrong_type("data", v, "array", _V)
-            if len(v) < 1:
-                raise _c.too_few("data", v, 1, _V)
+            if "data" not in data:
+                raise _c.missing("data", _V)
+            v = data["data"]
+            if type(v) is not list or len(v) < 1:
+                raise _c.array_error("data", v, 1, None, _V)
             try:
                 v = tuple([StreamDataElementType.from_json(x) for x in v])
             except _Err as e:
                 raise _c.locate(e, "data", v, StreamDataElementType.from_json) from None
             _s_NotifyPeriodicEventStream_data(self, v)
-            try:
-                v = data["id"]
-            except KeyError:
-                raise _c.missing("id", _V) from None
+            if "id" not in data:
+                raise _c.missing("id", _V)
+            v = data["id"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("id", v, "integer", _V)
+                v = _c.integer6("id", v, _V)
             if v < 0:
-                raise _c.too_small("id", v, 0, _V)
+                raise _c.number_error("id", v, "integer", 0, None, None, _V)
             _s_NotifyPeriodicEventStream_id(self, v)
-            try:
-                v = data["pending"]
-            except KeyError:
-                raise _c.missing("pending", _V) from None
+            if "pending" not in data:
+                raise _c.missing("pending", _V)
+            v = data["pending"]
             if type(v) is not int:
-                if type(v) is float and v.is_integer():
-                    v = int(v)
-                else:
-                    raise _c.wrong_type("pending", v, "integer", _V)
+                v = _c.integer6("pending", v, _V)
             if v < 0:
-                raise _c.too_small("pending", v, 0, _V)
+                raise _c.number_error("pending", v, "integer", 0, None, None, _V)
             _s_NotifyPeriodicEventStream_pending(self, v)
-            try:
-                v = data["basetime"]
-            except KeyError:
-                raise _c.missing("basetime", _V) from None
-            d = _c.parse_datetime(v)
-            if d is None:
-                raise _c.bad_datetime("basetime", v, _V)
-            v = d
+            if "basetime" not in data:
+                raise _c.missing("basetime", _V)
+            v = data["basetime"]
+            v = _c.to_datetime("basetime", v, _V)
             _s_NotifyPeriodicEventStream_basetime(self, v)
             if "customData" in data:
                 v = data["customData"]
