@@ -18,14 +18,19 @@ port is taken: ``OSError``) is raised as is.  Cancellation passes through untouc
 Duplicate connections: a new connection for an identity that is connected replaces the old one
 (closed with 1000, "replaced by a new connection"), or, with :attr:`DuplicatePolicy.REFUSE`, is
 itself closed with 1008.  There are never two live sessions for one identity.
+
+Persistence: with ``CSMSConfig(store=...)`` every station's registration and machines are kept
+in the store, written ahead of the answers that acknowledge them, and a station that connects is
+resumed from it (see :mod:`ocpp_trio._recovery`); :meth:`CSMS.run` then runs the store writer.
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from types import MappingProxyType
@@ -48,6 +53,7 @@ from ocpp_trio._events import (
 from ocpp_trio._handlers import Router
 from ocpp_trio._machines import StationMachines, StationSnapshot
 from ocpp_trio._machines_events import E, MachineEvent, TransactionChanged, subscribe_to
+from ocpp_trio._recovery import Recovery, RecoveryAction, RecoveryConfig, RecoveryPlan
 from ocpp_trio._server import (
     RequestChecker,
     ServerConfig,
@@ -57,6 +63,8 @@ from ocpp_trio._server import (
     serve_ocpp_websocket,
 )
 from ocpp_trio._station import Station, StationConfig
+from ocpp_trio._store import Registration, Store, StoreError
+from ocpp_trio._store_writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio._supervisor import RegistrationStatus
 from ocpp_trio._transactions import TransactionIdAllocator, TransactionIdCounter
 from ocpp_trio._transport import CloseCode, Transport
@@ -101,7 +109,11 @@ class CSMSConfig:
             for that subscriber and counted).
         close_timeout: seconds :meth:`CSMS.aclose` waits for its stations to close.
         transaction_ids: assigns 1.6 transaction ids, CSMS-wide (save its state to continue
-            after a restart, e.g. ``TransactionIdCounter.next_id``).
+            after a restart, e.g. ``TransactionIdCounter.next_id``; with a store, a
+            ``TransactionIdCounter`` is continued from the stored counter and kept there).
+        store: where station state is kept (``None``: in memory only); the application opens
+            and closes it (e.g. ``open_sqlite_store``), the CSMS writes to it while it runs.
+        recovery: how stations are resumed from the store, and what happens when they cannot.
     """
 
     station: StationConfig = attrs.Factory(StationConfig)
@@ -110,6 +122,8 @@ class CSMSConfig:
     event_buffer: int = 64
     close_timeout: float = 10.0
     transaction_ids: TransactionIdAllocator = attrs.field(factory=TransactionIdCounter)
+    store: Store | None = None
+    recovery: RecoveryConfig = attrs.Factory(RecoveryConfig)
 
 
 @attrs.frozen(kw_only=True)
@@ -129,6 +143,8 @@ class CSMSStatistics:
     machine_events: BroadcastStatistics | None = None
     #: station identities with machines (added, or seen connected)
     stations_known: int = 0
+    #: the store writer's counters, with a store
+    store: StoreWriterStatistics | None = None
 
 
 @attrs.define
@@ -163,6 +179,17 @@ class CSMS:
         self._nursery: trio.Nursery | None = None
         self._closed = False
         self._counts = _Counts()
+        self._writer: StoreWriter | None = None
+        self._recovery: Recovery | None = None
+        self._transaction_ids = self.config.transaction_ids
+        if self.config.store is not None:
+            recovery = self.config.recovery
+            self._writer = StoreWriter(self.config.store, snapshot_every=recovery.snapshot_every)
+            self._recovery = Recovery(self._writer, recovery, self._machine_events)
+            if type(self._transaction_ids) is TransactionIdCounter:
+                self._transaction_ids = StoredTransactionIds.wrapping(
+                    self._writer, self._transaction_ids
+                )
 
     # -- registry ------------------------------------------------------------------------
 
@@ -181,7 +208,20 @@ class CSMS:
 
     def remember_status(self, identity: str, status: RegistrationStatus | None) -> None:
         """Seed (or forget, with ``None``) the registration of ``identity``: an ``ACCEPTED``
-        station's next connection starts accepted, without waiting for a BootNotification."""
+        station's next connection starts accepted, without waiting for a BootNotification.
+        With a store, the registration is stored too (with the writer's next commit)."""
+        self._remember(identity, status)
+        if self._writer is not None:
+            registration = (
+                None
+                if status is None
+                else Registration(
+                    status=RegistrationStatus(status), at=datetime.datetime.now(datetime.UTC)
+                )
+            )
+            self._writer.put_registration(identity, registration)
+
+    def _remember(self, identity: str, status: RegistrationStatus | None) -> None:
         if status is None:
             self._statuses.pop(identity, None)
         else:
@@ -199,7 +239,8 @@ class CSMS:
 
         Returns the identity's :class:`StationMachines` (query its state at any time, also
         while the station is offline).  A known identity keeps its machines; ``device_model``
-        then replaces its model, and ``snapshot`` is refused while it is connected.
+        then replaces its model, and ``snapshot`` is refused while it is connected.  With a
+        store, what is seeded here replaces the stored state when the station next connects.
 
         Raises:
             RuntimeError: ``snapshot`` for a connected station.
@@ -216,11 +257,13 @@ class CSMS:
                 initial=snapshot,
                 device_model=device_model,
                 events=self._machine_events,
-                transaction_ids=self.config.transaction_ids,
+                transaction_ids=self._transaction_ids,
             )
             self._machines[identity] = machines
         elif device_model is not None:
             machines.set_device_model(device_model)
+        if self._recovery is not None and (snapshot is not None or device_model is not None):
+            self._recovery.seed(identity, snapshot=snapshot is not None, device_model=device_model)
         return machines
 
     def machines(self, identity: str) -> StationMachines | None:
@@ -303,6 +346,7 @@ class CSMS:
             extra_errors=sum(r.errors for r in self._extras),
             machine_events=self._machine_events.statistics(),
             stations_known=len(self._machines),
+            store=self._writer.statistics() if self._writer is not None else None,
         )
 
     # -- serving -------------------------------------------------------------------------
@@ -341,6 +385,15 @@ class CSMS:
             await transport.aclose(CloseCode.GOING_AWAY, "CSMS shutting down")
             task_status.started(None)
             return
+        plan: RecoveryPlan | None = None
+        if self._recovery is not None and identity not in self._stations:
+            try:
+                plan = await self._claim(identity, Version(version))
+            except StoreError as exc:
+                log.error("station %r: the store failed (%s); connection closed", identity, exc)  # noqa: TRY400
+                await transport.aclose(CloseCode.INTERNAL_ERROR, "storage unavailable")
+                task_status.started(None)
+                return
         old = self._stations.get(identity)
         if old is not None and self.config.duplicate_connections is DuplicatePolicy.REFUSE:
             self._counts.refused += 1
@@ -348,18 +401,25 @@ class CSMS:
             await transport.aclose(CloseCode.POLICY_VIOLATION, "already connected")
             task_status.started(None)
             return
+        if old is not None:
+            initial_status = old.status
+        elif plan is not None:
+            initial_status = plan.status
+        else:
+            initial_status = self._statuses.get(identity)
         station = Station(
             identity,
             version,
             transport,
             self.router,
             config=self.config.station,
-            initial_status=old.status if old is not None else self._statuses.get(identity),
+            initial_status=initial_status,
             request=connection.request if connection is not None else None,
             events=self._events,
             shared_extra_handlers=self._extras,
             machines=self.add_station(identity),
         )
+        on_started = self._recovery_started(station, plan) if plan is not None else None
         # registered before the old one is closed, so a third connection arriving meanwhile
         # replaces this one: never two live sessions for one identity
         self._stations[identity] = station
@@ -372,11 +432,50 @@ class CSMS:
                     CloseCode.NORMAL, "replaced by a new connection", DisconnectReason.REPLACED
                 )
                 station.supervisor.restore(old.status)  # in case it changed while closing
-            await station.run(task_status=_ReportStation(task_status, station))
+            await station.run(task_status=_ReportStation(task_status, station, on_started))
         finally:
             if self._stations.get(identity) is station:
                 del self._stations[identity]
-                self.remember_status(identity, station.status)
+                forgotten = self._recovery is not None and self._recovery.forget(identity)
+                self._remember(identity, None if forgotten else station.status)
+
+    async def _claim(self, identity: str, version: Version) -> RecoveryPlan | None:
+        """Claim ``identity`` in the store and restore its machines (``None``: another
+        connection for it registered meanwhile, and this one replaces it as usual)."""
+        recovery = self._recovery
+        assert recovery is not None
+        if not recovery.writer.running:
+            raise RuntimeError("a CSMS with a store serves stations only while CSMS.run runs")
+        lock = recovery.lock(identity)
+        try:
+            async with lock:
+                if identity in self._stations:
+                    return None
+                known = identity in self._machines
+                machines = self.add_station(identity)
+                plan = await recovery.claim(identity, version, machines, known=known)
+                self._remember(identity, plan.status)
+                return plan
+        finally:
+            recovery.unlock(identity)
+
+    def _recovery_started(self, station: Station, plan: RecoveryPlan) -> Callable[[], None] | None:
+        """What to start once ``station`` runs: the fallback Reset of a failed recovery, and
+        the watch for a resumed station that does not take itself for accepted."""
+        recovery = self._recovery
+        assert recovery is not None
+        if plan.resumed and recovery.config.watch_security_errors:
+            station.add_extra_handler(
+                recovery.watcher(plan.journal), buffer=64, max_failures=0, name="recovery watch"
+            )
+        if plan.action is not RecoveryAction.RESET:
+            return None
+
+        def start() -> None:
+            if self._nursery is not None:
+                self._nursery.start_soon(recovery.send_reset, station)
+
+        return start
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the CSMS's own tasks (CSMS-wide extra handlers) until cancelled.
@@ -387,6 +486,10 @@ class CSMS:
         """
         try:
             async with trio.open_nursery() as nursery:
+                if self._writer is not None:
+                    if isinstance(self._transaction_ids, StoredTransactionIds):
+                        await self._transaction_ids.load()
+                    await nursery.start(self._writer.run)
                 self._nursery = nursery
                 for runner in self._extras:
                     nursery.start_soon(runner.run)
@@ -402,12 +505,16 @@ class CSMS:
 
         Waits for: the stations to close, at most ``config.close_timeout`` seconds.
         Closes: the stations and the broadcast; new connections are refused afterwards.
+        With a store, what the stations left to write is committed (not the store itself).
         """
         self._closed = True
         with trio.move_on_after(self.config.close_timeout):
             async with trio.open_nursery() as nursery:
                 for station in list(self._stations.values()):
                     nursery.start_soon(station.aclose, CloseCode.GOING_AWAY, "CSMS shutting down")
+        if self._writer is not None:
+            with trio.move_on_after(self.config.close_timeout):
+                await self._writer.flush()
         self._events.close()
         self._machine_events.close()
 
@@ -415,12 +522,20 @@ class CSMS:
 class _ReportStation:
     """A ``TaskStatus[None]`` for :meth:`Station.run` that reports the station itself."""
 
-    def __init__(self, task_status: trio.TaskStatus[Station | None], station: Station) -> None:
+    def __init__(
+        self,
+        task_status: trio.TaskStatus[Station | None],
+        station: Station,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         self._task_status = task_status
         self._station = station
+        self._on_started = on_started
 
     def started(self, value: object = None) -> None:
         self._task_status.started(self._station)
+        if self._on_started is not None:
+            self._on_started()
 
 
 async def serve_csms(

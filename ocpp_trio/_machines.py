@@ -33,15 +33,17 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TypeVar
 
 import trio
 
+from ocpp_trio._events import Broadcast
 from ocpp_trio._evse import Evse, EvseCommand, RemoveEvse
 from ocpp_trio._machines_events import (
     DeviceModelUpdated,
+    MachineEvent,
 )
 from ocpp_trio._machines_state import (
     MachinesConfig,
@@ -66,6 +68,7 @@ from ocpp_trio._observations import (
     ToTransaction,
     interpret,
 )
+from ocpp_trio._reconcile import closed_by_reboot, reboot_effects
 from ocpp_trio._reports import (
     expire_report,
 )
@@ -124,6 +127,9 @@ class StationMachines(MachinesState):
         send = self._send
         if send is None or observation.action not in OBSERVED_ACTIONS:
             return
+        if self.journal is not None:
+            # journaled in submission order, the order the dispatcher applies them in
+            self.journal.record(observation)
         self._seq += 1
         tracker = _Tracker(self, self._seq)
         self._outstanding.add(tracker.seq)
@@ -201,6 +207,9 @@ class StationMachines(MachinesState):
             for waits in self._report_waits.values():
                 for report_wait in waits:
                     report_wait.fail(lost)
+            # everything submitted has been applied: fold the journal into a snapshot
+            if self.journal is not None and self.journal.unfolded:
+                self.journal.put_snapshot(self.snapshot())
 
     async def remove_evse(self, evse_id: int) -> None:
         """Forget EVSE ``evse_id`` (decommissioned); its task ends.
@@ -221,7 +230,7 @@ class StationMachines(MachinesState):
     async def _dispatch(self, observation: Observation, tracker: _Tracker | None) -> None:
         self._observations += 1
         assert self.version is not None
-        effects = interpret(self, observation, self.version)
+        effects = self._interpret(observation, self.version)
         for index, effect in enumerate(effects):
             try:
                 await self._perform(effect, tracker)
@@ -229,6 +238,39 @@ class StationMachines(MachinesState):
                 # the connection is ending: what no task took is applied once they are done
                 self._leftover.extend(effects[index:])
                 raise
+
+    def _interpret(self, observation: Observation, version: Version) -> list[Effect]:
+        """The effects of an exchange, with the transactions a reboot closes."""
+        effects = interpret(self, observation, version)
+        if observation.action == "BootNotification":
+            effects += reboot_effects(self._open.values(), observation, version)
+        return effects
+
+    def restore(
+        self, snapshot: StationSnapshot | None, observations: Iterable[Observation] = ()
+    ) -> None:
+        """Replace the state with ``snapshot`` (empty when ``None``), then apply
+        ``observations`` in order, as the tasks would have (recovery from a store).
+
+        No events are published for the replayed exchanges (they were when they happened).
+
+        Raises:
+            RuntimeError: a connection is being served.
+            Exception: an observation could not be applied (the state is then partial).
+        """
+        if self.running:
+            raise RuntimeError(f"station {self.identity!r} is connected; cannot restore it now")
+        self._load_snapshot(snapshot or StationSnapshot(identity=self.identity))
+        events, self._events = self._events, Broadcast[MachineEvent](name="replay")
+        try:
+            for observation in observations:
+                version = observation.request.VERSION
+                self.version = version
+                self._observations += 1
+                for effect in self._interpret(observation, version):
+                    self._perform_now(effect, strict=True)
+        finally:
+            self._events = events
 
     async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
         if isinstance(effect, ToEvse):
@@ -246,8 +288,8 @@ class StationMachines(MachinesState):
         else:
             self._perform_now(effect)
 
-    def _perform_now(self, effect: Effect) -> None:
-        """Apply an effect here and now (no task involved)."""
+    def _perform_now(self, effect: Effect, *, strict: bool = False) -> None:
+        """Apply an effect here and now (no task involved); ``strict`` raises what fails."""
         try:
             if isinstance(effect, ToEvse):
                 self._apply_evse(effect.evse_id, effect.command)
@@ -273,6 +315,8 @@ class StationMachines(MachinesState):
             else:
                 self._remote_starts.pop(effect.remote_start_id, None)
         except Exception:
+            if strict:
+                raise
             log.exception("station %r: BUG (ours): applying %r failed", self.identity, effect)
 
     def _wind_down(self, receive: trio.MemoryReceiveChannel[_Envelope[Observation]]) -> None:
@@ -286,7 +330,7 @@ class StationMachines(MachinesState):
 
         def apply(observation: Observation) -> None:
             self._observations += 1
-            for effect in interpret(self, observation, version):
+            for effect in self._interpret(observation, version):
                 self._perform_now(effect)
 
         self._drain(receive, apply)
@@ -444,7 +488,8 @@ class StationMachines(MachinesState):
             while True:
                 tx = self._open.get(tx_id)
                 envelope: _Envelope[_TxItem] | None = None
-                if tx is not None and tx.complete:
+                # closed by a reboot: wait for the station's own account like for a gap
+                if tx is not None and tx.complete and not closed_by_reboot(tx):
                     try:  # no checkpoint from here to the close: nothing can slip in
                         envelope = receive.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
@@ -457,12 +502,19 @@ class StationMachines(MachinesState):
                     with trio.move_on_after(wait):
                         envelope = await receive.receive()
                     if envelope is None:
-                        log.info(
-                            "station %r: transaction %s ended with seqNo %s missing",
-                            self.identity,
-                            tx_id,
-                            tx.missing_seq_nos if tx is not None else (),
-                        )
+                        if tx is not None and closed_by_reboot(tx):
+                            log.info(
+                                "station %r: transaction %s closed: the station rebooted",
+                                self.identity,
+                                tx_id,
+                            )
+                        else:
+                            log.info(
+                                "station %r: transaction %s ended with seqNo %s missing",
+                                self.identity,
+                                tx_id,
+                                tx.missing_seq_nos if tx is not None else (),
+                            )
                         finished = True
                         return
                 try:

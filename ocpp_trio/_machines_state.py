@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 import trio
@@ -38,6 +38,7 @@ from ocpp_trio._machines_events import (
     subscribe_to,
 )
 from ocpp_trio._observations import Effect, Observation, ToReport
+from ocpp_trio._reconcile import superseded
 from ocpp_trio._reports import (
     Report,
     add_part,
@@ -56,6 +57,9 @@ from ocpp_trio._transactions import (
 )
 from ocpp_trio._trio_errors import ConnectionLostError
 from ocpp_trio._version import Version
+
+if TYPE_CHECKING:
+    from ocpp_trio._store_writer import StationJournal
 
 __all__ = ["MachinesConfig", "MachinesState", "ReportWatch", "StationSnapshot"]
 
@@ -237,6 +241,8 @@ class MachinesState:
         self._next_request_id = snap.next_request_id
         self._next_remote_start_id = snap.next_remote_start_id
         self.version: Version | None = None
+        #: where persisted exchanges are journaled (set by a CSMS with a store)
+        self.journal: StationJournal | None = None
         # per connection
         self._run_lock = trio.Lock()
         self._leftover: list[Effect] = []
@@ -351,6 +357,48 @@ class MachinesState:
             next_request_id=self._next_request_id,
             next_remote_start_id=self._next_remote_start_id,
         )
+
+    def _load_snapshot(self, snapshot: StationSnapshot) -> None:
+        """Replace the records on the board with ``snapshot``'s (the history is cleared)."""
+        self._model = snapshot.device_model
+        self._evses = {e.evse_id: e for e in snapshot.evses}
+        self._open = {t.transaction_id: t for t in snapshot.transactions}
+        self._ended.clear()
+        self._reports = {r.key: r for r in snapshot.reports}
+        self._report_history.clear()
+        self._remote_starts = {r.remote_start_id: r for r in snapshot.remote_starts}
+        self._expected_remote.clear()
+        self._next_request_id = snapshot.next_request_id
+        self._next_remote_start_id = snapshot.next_remote_start_id
+
+    # -- persistence -----------------------------------------------------------------------
+
+    async def durable(self) -> None:
+        """Wait until every exchange journaled so far is committed to the store (at once
+        without a store).
+
+        Waits for: the store writer's commit.  Cancellation: safe.  Closes: nothing.
+
+        Raises:
+            StoreError: the commit failed, or another process claimed the station.
+        """
+        journal = self.journal
+        if journal is not None:
+            await journal.durable()
+
+    async def checkpoint(self) -> None:
+        """Fold the journal into a new stored snapshot when it has grown long enough.
+
+        Waits for: the machines to settle.  Cancellation: safe (no snapshot then).
+        Closes: nothing.
+        """
+        journal = self.journal
+        if journal is None or not journal.wants_snapshot:
+            return
+        await self.settle()
+        # the snapshot must reflect exactly what was journaled: nothing may be in flight
+        if self.journal is journal and not self._outstanding:
+            journal.put_snapshot(self.snapshot())
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -498,6 +546,8 @@ class MachinesState:
         old = self._open.get(tx_id)
         if isinstance(item, TransactionEventRecord):
             assert self.version is not None
+            if old is not None:
+                old = superseded(old, item)  # the station's own events win over a reboot's
             new, notices = apply_record(
                 old, item, identity=self.identity, transaction_id=tx_id, version=self.version
             )

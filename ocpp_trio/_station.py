@@ -77,6 +77,7 @@ from ocpp_trio._rpc import (
 from ocpp_trio._server import ConnectionRequest
 from ocpp_trio._station_config import StationConfig, _Counts
 from ocpp_trio._station_ops import StationOperations
+from ocpp_trio._store import StaleEpochError, StoreError
 from ocpp_trio._supervisor import (
     BOOT,
     CallTicket,
@@ -576,6 +577,7 @@ class Station(StationOperations):
             self._boot_bookkeeping(event, response)
         if observe:
             await self.machines.observe(event.action, event.request, response, True)
+            await self._durable(event)
         await self._transport.send_message(text)
         if event.action == BOOT and response is not None:
             self._publish_boot(event, response)
@@ -588,6 +590,29 @@ class Station(StationOperations):
             error if response is None else None,
             started,
         )
+        if observe:
+            await self.machines.checkpoint()
+
+    async def _durable(self, event: IncomingCall) -> None:
+        """Write-ahead: wait until the exchange is in the store before it is answered.  When
+        it cannot be stored, the connection is closed instead (1011; 1000 when another process
+        claimed the station): the station sends again what it did not get an answer for."""
+        try:
+            await self.machines.durable()
+        except StoreError as exc:
+            log.error(  # noqa: TRY400 - the cause is logged by the store writer
+                "station %r: %s not stored (%s); closing the connection unanswered",
+                self.identity,
+                event.action,
+                exc,
+            )
+            if self._close_request is None:
+                self._close_request = (
+                    (1000, "served by another process", DisconnectReason.CLOSED_BY_US)
+                    if isinstance(exc, StaleEpochError)
+                    else (1011, "storage unavailable", DisconnectReason.CLOSED_BY_US)
+                )
+            raise ConnectionLostError(f"station {self.identity!r}: not stored") from exc
 
     def _boot_bookkeeping(self, event: IncomingCall, response: Response | None) -> None:
         if response is None:
