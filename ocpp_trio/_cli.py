@@ -1,9 +1,20 @@
-"""``ocpp-trio serve``: a working CSMS with a default handler set that accepts every station.
+"""The ``ocpp-trio`` command: ``serve``, ``simulate`` and ``demo``.
+
+``ocpp-trio serve``: a working CSMS with a default handler set that accepts every station (or
+the stations of ``--stations FILE``, and the idTokens of ``--id-tokens FILE``), with a JSON admin
+API on a second port (``--admin-port``, see :mod:`ocpp_trio._admin`); ``--config FILE`` gives the
+options in TOML.  ``ocpp-trio simulate`` runs simulated stations against a CSMS
+(:mod:`ocpp_trio._simulator_cli`); ``ocpp-trio demo`` runs both in one process.
 
 Run it with ``python -m ocpp_trio serve --host 127.0.0.1 --port 9000`` (or ``ocpp-trio serve``).
 Stations connect to ``ws://HOST:PORT/<station id>``.  Every finished exchange, in both
 directions, is logged on one line (logger ``ocpp_trio.exchange``); the library's own
 connection/disconnection lines come from ``ocpp_trio`` and ``ocpp_trio.server``.
+
+Station state (registrations, transactions, EVSE statuses, the device model, the 1.6 transaction
+id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.db``;
+``:memory:`` keeps it in memory only): a restarted server resumes accepted stations without a
+BootNotification (see docs/recovery.md).
 
 SIGINT (Ctrl-C) and SIGTERM stop the server in order: the listener closes, every station gets a
 1001 close, and the process exits with status 0 and no traceback.  Status 1 means the server
@@ -13,22 +24,41 @@ could not start (e.g. the port is taken), 2 a command-line error.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+import tomllib
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import trio
 
-from ocpp_trio._csms import CSMS, CSMSConfig, serve_csms
+from ocpp_trio._admin import AdminInfo, serve_admin
+from ocpp_trio._csms import CSMS, CSMSConfig, serve_csms, start_csms
 from ocpp_trio._errors import CallError, ErrorCode, MessageValidationError
 from ocpp_trio._events import Exchange
 from ocpp_trio._handlers import Router
+from ocpp_trio._machines_events import TransactionEnded, TransactionStarted
+from ocpp_trio._security_config import build_security
 from ocpp_trio._server import ServerConfig
+from ocpp_trio._simulator import Simulator
+from ocpp_trio._simulator_cli import (
+    LiveView,
+    add_simulate_parser,
+    add_simulation_options,
+    build_simulator_config,
+    open_view,
+    run_simulation,
+    simulate,
+    summary,
+)
 from ocpp_trio._station import Station, StationConfig
+from ocpp_trio._store import Store, StoreError
+from ocpp_trio._store_memory import MemoryStore
+from ocpp_trio._store_sqlite import open_sqlite_store
 from ocpp_trio._supervisor import RegistrationStatus
 from ocpp_trio._version import Version
 from ocpp_trio.messages import Direction, Message, Request, Response, v1_6, v2_0_1, v2_1
@@ -54,13 +84,16 @@ def default_router(
     *,
     boot_status: RegistrationStatus | str = RegistrationStatus.ACCEPTED,
     interval: int = 300,
+    id_tokens: Collection[str] | None = None,
 ) -> Router:
     """The handlers of ``ocpp-trio serve``: accept everything, remember nothing.
 
     * BootNotification (every version): ``boot_status`` with ``interval`` seconds.
     * Heartbeat: the runtime's built-in answer (current UTC time).
-    * Authorize, 1.6 Start/StopTransaction, 2.x TransactionEvent: the id token is Accepted;
-      1.6 StartTransaction gets a transaction id unique for this process (1, 2, 3, ...).
+    * Authorize, 1.6 Start/StopTransaction, 2.x TransactionEvent: the id token is Accepted
+      (with ``id_tokens``: when it is one of them, else Invalid; 1.6 idTags compare
+      case-insensitively); 1.6 StartTransaction gets a transaction id from the CSMS-wide
+      allocator (1, 2, 3, ...; kept in the store, so it continues after a restart).
     * DataTransfer: ``UnknownVendorId`` (this CSMS knows no vendor extension).
     * Every other station request whose response has no required field (StatusNotification,
       MeterValues, NotifyReport, NotifyEvent, SecurityEventNotification, the status
@@ -69,21 +102,34 @@ def default_router(
     """
     router = Router()
     router.set_default_boot(boot_status, interval)
-    transaction_ids = itertools.count(1)
+    known = None if id_tokens is None else frozenset(id_tokens)
+    known_16 = None if known is None else frozenset(t.casefold() for t in known)
+
+    def tag_info(id_tag: str) -> v1_6.IdTagInfo:
+        if known_16 is None or id_tag.casefold() in known_16:
+            return _ID_TAG_ACCEPTED
+        return _ID_TAG_INVALID
+
+    def token_info_201(token: str) -> v2_0_1.IdTokenInfoType:
+        return _TOKEN_ACCEPTED_201 if known is None or token in known else _TOKEN_INVALID_201
+
+    def token_info_21(token: str) -> v2_1.IdTokenInfoType:
+        return _TOKEN_ACCEPTED_21 if known is None or token in known else _TOKEN_INVALID_21
 
     # -- 1.6
     @router.on(v1_6.AuthorizeRequest)
     async def authorize_16(
         station: Station, request: v1_6.AuthorizeRequest
     ) -> v1_6.AuthorizeResponse:
-        return v1_6.AuthorizeResponse(id_tag_info=_ID_TAG_ACCEPTED)
+        return v1_6.AuthorizeResponse(id_tag_info=tag_info(request.id_tag))
 
     @router.on(v1_6.StartTransactionRequest)
     async def start_transaction_16(
         station: Station, request: v1_6.StartTransactionRequest
     ) -> v1_6.StartTransactionResponse:
+        transaction_id = station.machines.transaction_ids.allocate(station.identity)
         return v1_6.StartTransactionResponse(
-            id_tag_info=_ID_TAG_ACCEPTED, transaction_id=next(transaction_ids)
+            id_tag_info=tag_info(request.id_tag), transaction_id=transaction_id
         )
 
     @router.on(v1_6.StopTransactionRequest)
@@ -92,7 +138,7 @@ def default_router(
     ) -> v1_6.StopTransactionResponse:
         if request.id_tag is None:
             return v1_6.StopTransactionResponse()
-        return v1_6.StopTransactionResponse(id_tag_info=_ID_TAG_ACCEPTED)
+        return v1_6.StopTransactionResponse(id_tag_info=tag_info(request.id_tag))
 
     @router.on(v1_6.DataTransferRequest)
     async def data_transfer_16(
@@ -105,7 +151,7 @@ def default_router(
     async def authorize_201(
         station: Station, request: v2_0_1.AuthorizeRequest
     ) -> v2_0_1.AuthorizeResponse:
-        return v2_0_1.AuthorizeResponse(id_token_info=_TOKEN_ACCEPTED_201)
+        return v2_0_1.AuthorizeResponse(id_token_info=token_info_201(request.id_token.id_token))
 
     @router.on(v2_0_1.TransactionEventRequest)
     async def transaction_event_201(
@@ -113,7 +159,9 @@ def default_router(
     ) -> v2_0_1.TransactionEventResponse:
         if request.id_token is None:
             return v2_0_1.TransactionEventResponse()
-        return v2_0_1.TransactionEventResponse(id_token_info=_TOKEN_ACCEPTED_201)
+        return v2_0_1.TransactionEventResponse(
+            id_token_info=token_info_201(request.id_token.id_token)
+        )
 
     @router.on(v2_0_1.DataTransferRequest)
     async def data_transfer_201(
@@ -128,7 +176,7 @@ def default_router(
     async def authorize_21(
         station: Station, request: v2_1.AuthorizeRequest
     ) -> v2_1.AuthorizeResponse:
-        return v2_1.AuthorizeResponse(id_token_info=_TOKEN_ACCEPTED_21)
+        return v2_1.AuthorizeResponse(id_token_info=token_info_21(request.id_token.id_token))
 
     @router.on(v2_1.TransactionEventRequest)
     async def transaction_event_21(
@@ -136,7 +184,7 @@ def default_router(
     ) -> v2_1.TransactionEventResponse:
         if request.id_token is None:
             return v2_1.TransactionEventResponse()
-        return v2_1.TransactionEventResponse(id_token_info=_TOKEN_ACCEPTED_21)
+        return v2_1.TransactionEventResponse(id_token_info=token_info_21(request.id_token.id_token))
 
     @router.on(v2_1.DataTransferRequest)
     async def data_transfer_21(
@@ -151,6 +199,9 @@ def default_router(
 _ID_TAG_ACCEPTED = v1_6.IdTagInfo(status=v1_6.AuthorizationStatus.ACCEPTED)
 _TOKEN_ACCEPTED_201 = v2_0_1.IdTokenInfoType(status=v2_0_1.AuthorizationStatusEnumType.ACCEPTED)
 _TOKEN_ACCEPTED_21 = v2_1.IdTokenInfoType(status=v2_1.AuthorizationStatusEnumType.ACCEPTED)
+_ID_TAG_INVALID = v1_6.IdTagInfo(status=v1_6.AuthorizationStatus.INVALID)
+_TOKEN_INVALID_201 = v2_0_1.IdTokenInfoType(status=v2_0_1.AuthorizationStatusEnumType.INVALID)
+_TOKEN_INVALID_21 = v2_1.IdTokenInfoType(status=v2_1.AuthorizationStatusEnumType.INVALID)
 
 # response class -> its empty instance, or None when the schema requires a field
 _EMPTY: dict[type[Response], Response | None] = {}
@@ -331,22 +382,110 @@ def build_parser() -> argparse.ArgumentParser:
         help="cut logged payloads to N characters, 0 for no cut (default %(default)s)",
     )
     serve.add_argument(
+        "--db",
+        default="./ocpp-trio.db",
+        metavar="FILE",
+        help="SQLite file keeping station state across restarts, ':memory:' for none "
+        "(default %(default)s)",
+    )
+    _add_serve_extras(serve)
+    serve.add_argument(
         "--log-level",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         default="INFO",
         help="logging level (default %(default)s; exchanges are logged at INFO)",
     )
+    add_simulate_parser(commands)
+    demo = commands.add_parser(
+        "demo",
+        help="run a CSMS and simulated stations together: a charging session within seconds",
+        description=(
+            "Run `serve` (with its admin API) and `simulate` in one process: a few stations "
+            "connect, boot and charge, and every transaction the CSMS sees is printed.  "
+            "Ctrl-C stops both."
+        ),
+    )
+    demo.add_argument("--port", type=int, default=9000, help="CSMS port (default %(default)s)")
+    demo.add_argument(
+        "--admin-port",
+        type=int,
+        help="admin API port, 0 for any (default 9001; when taken the demo runs without it)",
+    )
+    add_simulation_options(demo, demo=True)
+    demo.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="WARNING",
+        help="logging level on stderr (default %(default)s)",
+    )
     return parser
 
 
-def _config(args: argparse.Namespace) -> CSMSConfig:
+def _add_serve_extras(serve: argparse.ArgumentParser) -> None:
+    """The admin API, security and configuration-file options of ``serve``."""
+    serve.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="interface of the admin HTTP API (default %(default)s: this machine only)",
+    )
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="PORT",
+        help="port of the admin HTTP API, 0 for any (default 9001; when 9001 is taken the "
+        "server runs without it)",
+    )
+    serve.add_argument("--no-admin", action="store_true", help="run without the admin API")
+    serve.add_argument(
+        "--stations",
+        dest="stations_file",
+        metavar="FILE",
+        help="TOML allow-list of stations with their Basic-auth passwords and security "
+        "profiles (see docs/security.md); default: any station may connect",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate")
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="CA of the client certificates (security profile 3)",
+    )
+    serve.add_argument(
+        "--id-tokens",
+        metavar="FILE",
+        help="idTokens (1.6 idTags) to accept, one per line ('#' starts a comment); "
+        "default: accept all",
+    )
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of option values (names as the long options, e.g. port = 9000, "
+        "admin-port = 9001); options given on the command line win",
+    )
+
+
+def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
     versions = tuple(dict.fromkeys(args.versions)) if args.versions else tuple(Version)
     return CSMSConfig(
         station=StationConfig(call_timeout=args.call_timeout),
         server=ServerConfig(versions=versions, ping_interval=args.ping_interval),
         close_timeout=5.0,
+        store=store,
     )
+
+
+@asynccontextmanager
+async def _open_store(path: str) -> AsyncIterator[Store]:
+    """The store of ``--db``: the SQLite file, or a memory store for ``:memory:``."""
+    if path == ":memory:":
+        yield MemoryStore()
+        return
+    async with open_sqlite_store(path) as store:
+        log.info("station state kept in %s", path)
+        yield store
 
 
 async def serve(
@@ -357,16 +496,29 @@ async def serve(
     Waits for: a stop signal or cancellation; then for the CSMS to close its stations.
     Closes: the listener and every connection.  Exceptions: ``OSError`` when binding fails.
     """
-    router = default_router(boot_status=args.boot_status, interval=args.heartbeat_interval)
+    router = default_router(
+        boot_status=args.boot_status,
+        interval=args.heartbeat_interval,
+        id_tokens=getattr(args, "id_token_set", None),
+    )
+    check_request, ssl_context = getattr(args, "security", (None, None))
     stop_signals = (
         {signal.SIGINT, signal.SIGTERM} if hasattr(signal, "SIGTERM") else {signal.SIGINT}
     )
     # While the receiver is open trio delivers SIGINT here instead of raising
     # KeyboardInterrupt at an arbitrary checkpoint, so shutdown is a plain cancellation.
     with trio.open_signal_receiver(*stop_signals) as signals:
-        async with trio.open_nursery() as nursery:
+        async with _open_store(args.db) as store, trio.open_nursery() as nursery:
             csms: CSMS = await nursery.start(
-                _serve_csms, router, args.host, args.port, _config(args)
+                partial(
+                    serve_csms,
+                    router,
+                    args.host,
+                    args.port,
+                    config=_config(args, store),
+                    check_request=check_request,
+                    ssl_context=ssl_context,
+                )
             )
             csms.add_extra_handler(
                 ExchangeLogger(payload_chars=args.payload_chars),
@@ -376,8 +528,13 @@ async def serve(
             )
             assert csms.server_info is not None
             versions = ", ".join(v.value for v in csms.config.server.versions)
+            scheme = "ws" if ssl_context is None else "wss"
             for host, port in csms.server_info.addresses:
-                log.info("listening on ws://%s:%d/<station id> (OCPP %s)", host, port, versions)
+                log.info(
+                    "listening on %s://%s:%d/<station id> (OCPP %s)", scheme, host, port, versions
+                )
+            if not args.no_admin:
+                await _start_admin(nursery, csms, args.admin_host, args.admin_port)
             task_status.started(csms)
             async for signum in signals:
                 log.info("%s received: shutting down", signal.Signals(signum).name)
@@ -385,21 +542,46 @@ async def serve(
                 break
 
 
-async def _serve_csms(
-    router: Router,
-    host: str,
-    port: int,
-    config: CSMSConfig,
-    *,
-    task_status: trio.TaskStatus[CSMS] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await serve_csms(router, host, port, config=config, task_status=task_status)
+class AdminBindError(OSError):
+    """The admin API's port given with ``--admin-port`` cannot be bound."""
+
+
+async def _start_admin(
+    nursery: trio.Nursery, csms: CSMS, host: str, port: int | None
+) -> AdminInfo | None:
+    """Serve the admin API in ``nursery``; the default port (9001) being taken is only
+    logged, an explicit ``--admin-port`` that cannot be bound is an error."""
+    try:
+        info: AdminInfo = await nursery.start(
+            partial(serve_admin, csms, host, 9001 if port is None else port)
+        )
+    except OSError as exc:
+        if port is not None:
+            raise AdminBindError(f"admin API on {host}:{port}: {exc}") from exc
+        log.warning("admin API not started: %s:9001: %s", host, exc)
+        return None
+    for address, bound in info.addresses:
+        log.info("admin API on http://%s:%d/ (GET /stations, /transactions, ...)", address, bound)
+    return info
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``ocpp-trio`` command: parse ``argv`` and run; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.config:
+        _apply_config_file(parser, args.config, argv)
+        args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
+    if args.command == "simulate":
+        return trio.run(simulate, args)
+    if args.command == "demo":
+        return _run_demo(args)
+    try:
+        _load_serve_files(args)
+    except (OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400
+        return 1
     try:
         trio.run(serve, args)
     except BaseException as exc:
@@ -409,11 +591,167 @@ def main(argv: Sequence[str] | None = None) -> int:
         if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
             log.info("interrupted")
             return 0
+        if len(leaves) == 1 and isinstance(leaves[0], StoreError):
+            log.error("cannot use the store %s: %s", args.db, leaves[0])  # noqa: TRY400
+            return 1
+        if len(leaves) == 1 and isinstance(leaves[0], AdminBindError):
+            log.error("cannot serve the %s", leaves[0])  # noqa: TRY400
+            return 1
         if len(leaves) == 1 and isinstance(leaves[0], OSError):
             log.error("cannot serve on %s:%s: %s", args.host, args.port, leaves[0])  # noqa: TRY400
             return 1
         raise
     return 0
+
+
+# -- serve's files: --config, --id-tokens, --stations and TLS ------------------------------------
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)  # pragma: no cover - build_parser always adds it
+
+
+def _apply_config_file(
+    parser: argparse.ArgumentParser, path: str, argv: Sequence[str] | None
+) -> None:
+    """Make the values of the TOML file ``path`` the defaults of ``serve``'s options, so that
+    the command line still wins.  Keys are the long options' names (``admin-port`` or
+    ``admin_port``); a mistake exits with status 2 like any other command-line error."""
+    serve = _subparser(parser, "serve")
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        serve.error(f"--config {path}: {exc}")
+    options = {
+        option[2:]: action
+        for action in serve._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--config")
+    }
+    given = {arg.split("=", 1)[0] for arg in (argv if argv is not None else sys.argv[1:])}
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        action = options.get(key.replace("_", "-"))
+        if action is None:
+            serve.error(f"--config {path}: unknown option {key!r}")
+        if f"--{key.replace('_', '-')}" in given:
+            continue  # the command line wins (and would extend a list default)
+        try:
+            defaults[action.dest] = _config_value(action, value)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            serve.error(f"--config {path}: {key}: {exc}")
+    serve.set_defaults(**defaults)
+
+
+def _config_value(action: argparse.Action, value: Any) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise TypeError("must be true or false")
+        return value
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, dict | bool) or any(isinstance(v, dict | list) for v in items):
+        raise TypeError(f"unexpected value {value!r}")
+    convert = action.type if callable(action.type) else str
+    converted = [convert(str(v)) for v in items]
+    for v in converted:
+        if action.choices is not None and v not in action.choices:
+            raise ValueError(f"{v!r} is not one of {', '.join(map(str, action.choices))}")
+    if isinstance(action, argparse._ExtendAction):
+        return [x for v in converted for x in (v if isinstance(v, list) else [v])]
+    if len(converted) != 1:
+        raise TypeError("expects one value")
+    return converted[0]
+
+
+def load_id_tokens(path: str) -> frozenset[str]:
+    """The idTokens of ``--id-tokens``: one per line, blank lines and ``#`` comments ignored.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it holds no token.
+    """
+    with open(path, encoding="utf-8") as file:
+        tokens = frozenset(
+            line.split("#", 1)[0].strip() for line in file if line.split("#", 1)[0].strip()
+        )
+    if not tokens:
+        raise ValueError(f"{path}: no idToken in the file")
+    return tokens
+
+
+def _load_serve_files(args: argparse.Namespace) -> None:
+    """Read ``--id-tokens``, ``--stations`` and the TLS files before serving, so that a
+    mistake stops the command before anything listens (exit status 1)."""
+    args.id_token_set = load_id_tokens(args.id_tokens) if args.id_tokens else None
+    if args.id_token_set is not None:
+        log.info("accepting %d idTokens from %s", len(args.id_token_set), args.id_tokens)
+    files = (args.stations_file, args.tls_cert, args.tls_key, args.tls_client_ca)
+    args.security = build_security(*files) if any(files) else (None, None)
+    if args.stations_file:
+        log.info("only the stations listed in %s may connect", args.stations_file)
+
+
+# -- demo: serve and simulate in one process -----------------------------------------------------
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        return trio.run(demo, args)
+    except BaseException as exc:
+        leaves = _leaves(exc)
+        if len(leaves) == 1 and isinstance(leaves[0], OSError):
+            log.error("cannot start the demo: %s", leaves[0])  # noqa: TRY400
+            return 1
+        raise
+
+
+async def demo(args: argparse.Namespace) -> int:
+    """Run ``ocpp-trio demo``: a CSMS, its admin API and simulated stations in one process,
+    printing each transaction the CSMS sees; returns the exit status."""
+    config = CSMSConfig(station=StationConfig(call_timeout=30.0), close_timeout=5.0)
+    async with trio.open_nursery() as nursery:
+        csms = await start_csms(
+            nursery, default_router(interval=60), "127.0.0.1", args.port, config=config
+        )
+        assert csms.server_info is not None
+        port = csms.server_info.port
+        admin = await _start_admin(nursery, csms, "127.0.0.1", args.admin_port)
+        simulator = Simulator(build_simulator_config(args, f"ws://127.0.0.1:{port}"))
+        with open_view(args.quiet) as view:
+            view.line(f"CSMS listening on ws://127.0.0.1:{port}/<station id>")
+            if admin is not None:
+                view.line(
+                    f"admin API on http://127.0.0.1:{admin.port}/ "
+                    f"(try: curl http://127.0.0.1:{admin.port}/transactions)"
+                )
+            nursery.start_soon(_print_transactions, csms, view)
+            elapsed = await run_simulation(
+                simulator, view, duration=args.duration, grace=args.grace
+            )
+        nursery.cancel_scope.cancel()
+    result = summary(simulator, elapsed)
+    print(json.dumps(result), flush=True)
+    return 0 if result["sessions_started"] or args.duration is None else 1
+
+
+async def _print_transactions(csms: CSMS, view: LiveView) -> None:
+    async with csms.subscribe_transactions(buffer=256) as events:
+        async for event in events:
+            tx = event.transaction
+            short = tx.transaction_id[:8]
+            if isinstance(event, TransactionStarted):
+                view.line(f"CSMS: {tx.identity} started transaction {short} on EVSE {tx.evse_id}")
+            elif isinstance(event, TransactionEnded):
+                energy = tx.energy_wh or 0.0
+                view.line(
+                    f"CSMS: {tx.identity} ended transaction {short}: {energy:.1f} Wh "
+                    f"({tx.stopped_reason or 'no reason given'})"
+                )
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

@@ -238,7 +238,17 @@ async def test_default_router_2x(module: Any, autojump_clock: Any) -> None:
 
 
 def serve_command(*options: str) -> list[str]:
-    return [sys.executable, "-m", "ocpp_trio", "serve", "--host", "127.0.0.1", *options]
+    return [
+        sys.executable,
+        "-m",
+        "ocpp_trio",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--db",
+        ":memory:",
+        *options,
+    ]
 
 
 async def listening_port(server: RunningProcess) -> int:

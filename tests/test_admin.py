@@ -1,0 +1,368 @@
+"""The admin HTTP API of ``serve``: its endpoints, its errors and its limits, over real sockets.
+
+The CSMS runs in-process without a socket; the charge points reach it over memory pairs (the
+``Link`` of test_client) and the admin API is served on 127.0.0.1 and spoken to with h11.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import h11
+import trio
+from test_client import Link
+
+from ocpp_trio import CSMS, Version, open_csms
+from ocpp_trio._admin import AdminConfig, AdminInfo, serve_admin
+from ocpp_trio._cli import default_router
+from ocpp_trio._client import ChargePoint
+from ocpp_trio._client_config import ChargePointConfig, RetryBackOff
+from ocpp_trio._client_handlers import ChargePointRouter
+from ocpp_trio.messages import v1_6, v2_0_1
+
+NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+TIMEOUT = 10
+
+
+@attrs.frozen
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+async def http(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> Answer:
+    """One request over a fresh connection (the API closes it after answering)."""
+    conn = h11.Connection(h11.CLIENT)
+    data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        request_headers = [("Host", "admin"), ("Content-Length", str(len(data)))]
+        await stream.send_all(
+            conn.send(
+                h11.Request(method=method, target=path, headers=request_headers + (headers or []))
+            )
+            + (conn.send(h11.Data(data=data)) or b"")
+            + (conn.send(h11.EndOfMessage()) or b"")
+        )
+        return await read_answer(stream, conn)
+
+
+async def read_answer(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
+    response: h11.Response | None = None
+    content = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            content += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            assert response is not None
+            found = {k.decode(): v.decode() for k, v in response.headers}
+            return Answer(response.status_code, json.loads(content), found)
+
+
+@asynccontextmanager
+async def admin_api(
+    config: AdminConfig | None = None,
+) -> AsyncIterator[tuple[CSMS, trio.Nursery, int]]:
+    async with (
+        open_csms(default_router(), None, None) as csms,
+        trio.open_nursery() as nursery,
+    ):
+        info: AdminInfo = await nursery.start(
+            partial(serve_admin, csms, "127.0.0.1", 0, config=config)
+        )
+        assert info.addresses[0][0] == "127.0.0.1"
+        yield csms, nursery, info.port
+        nursery.cancel_scope.cancel()
+
+
+async def charge_point(
+    csms: CSMS,
+    nursery: trio.Nursery,
+    identity: str,
+    version: Version = Version.V201,
+    router: ChargePointRouter | None = None,
+) -> tuple[ChargePoint, Link]:
+    link = Link(csms, nursery, identity)
+    cp = ChargePoint(
+        identity,
+        link.connect,
+        versions=(version,),
+        router=router,
+        config=ChargePointConfig(
+            retry_back_off=RetryBackOff(wait_minimum=0.05, random_range=0.0, repeat_times=1)
+        ),
+    )
+    await nursery.start(cp.run)
+    await cp.wait_accepted()
+    return cp, link
+
+
+def station_router() -> ChargePointRouter:
+    router = ChargePointRouter()
+
+    @router.on(v2_0_1.ResetRequest)
+    async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
+        return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
+
+    @router.on(v2_0_1.GetVariablesRequest)
+    async def get_variables(
+        cp: ChargePoint, request: v2_0_1.GetVariablesRequest
+    ) -> v2_0_1.GetVariablesResponse:
+        return v2_0_1.GetVariablesResponse(
+            get_variable_result=tuple(
+                v2_0_1.GetVariableResultType(
+                    attribute_status=v2_0_1.GetVariableStatusEnumType.ACCEPTED,
+                    attribute_value="120",
+                    component=item.component,
+                    variable=item.variable,
+                )
+                for item in request.get_variable_data
+            )
+        )
+
+    @router.on(v2_0_1.ClearCacheRequest)
+    async def slow(cp: ChargePoint, request: v2_0_1.ClearCacheRequest) -> Any:
+        await trio.sleep(5)
+        raise AssertionError("not reached")  # pragma: no cover
+
+    return router
+
+
+async def test_stations_calls_and_device_model() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (csms, nursery, port):
+            index = await http(port, "GET", "/")
+            assert index.status == 200
+            assert "POST /stations/{id}/call" in index.body["endpoints"]
+            cp, link = await charge_point(csms, nursery, "CS 1", router=station_router())
+            await charge_point(csms, nursery, "OLD", Version.V16)
+            listed = await http(port, "GET", "/stations")
+            assert listed.status == 200
+            assert listed.headers["content-type"].startswith("application/json")
+            by_id = {s["identity"]: s for s in listed.body["stations"]}
+            assert set(by_id) == {"CS 1", "OLD"}
+            assert by_id["CS 1"]["version"] == "2.0.1"
+            assert by_id["OLD"]["version"] == "1.6"
+            assert by_id["CS 1"]["connected"] is True
+            assert by_id["CS 1"]["status"] == "Accepted"
+            one = await http(port, "GET", "/stations/CS%201")
+            assert one.body["identity"] == "CS 1"
+
+            reset = await http(
+                port,
+                "POST",
+                "/stations/CS%201/call",
+                {"action": "Reset", "payload": {"type": "Immediate"}},
+            )
+            assert reset.status == 200, reset.body
+            assert reset.body == {"action": "Reset", "response": {"status": "Accepted"}}
+
+            wanted = {
+                "getVariableData": [
+                    {
+                        "component": {"name": "OCPPCommCtrlr"},
+                        "variable": {"name": "HeartbeatInterval"},
+                    }
+                ]
+            }
+            got = await http(
+                port, "POST", "/stations/CS%201/call", {"action": "GetVariables", "payload": wanted}
+            )
+            assert got.status == 200
+            assert got.body["response"]["getVariableResult"][0]["attributeValue"] == "120"
+            machines = csms.machines("CS 1")
+            assert machines is not None
+            await machines.settle()
+            model = await http(port, "GET", "/stations/CS%201/device-model")
+            assert model.status == 200
+            [variable] = model.body["variables"]
+            assert variable["component"] == {"name": "OCPPCommCtrlr"}
+            assert variable["variable"] == {"name": "HeartbeatInterval"}
+            assert variable["attributes"][0]["value"] == "120"
+
+            # once disconnected, still listed, calls refused with 409
+            link.up = False
+            await link.drop()
+            await cp.wait_state(lambda c: not c.connected)
+            await trio.testing.wait_all_tasks_blocked()
+            gone = await http(port, "GET", "/stations/CS%201")
+            assert gone.body["connected"] is False
+            assert gone.body["state"] == "offline"
+            assert gone.body["disconnected_at"] is not None
+            refused = await http(port, "POST", "/stations/CS%201/call", {"action": "Reset"})
+            assert refused.status == 409
+
+
+async def test_call_errors_map_to_http_statuses() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (csms, nursery, port):
+            await charge_point(csms, nursery, "CS1", router=station_router())
+            call = "/stations/CS1/call"
+            cases: list[tuple[Any, int, str]] = [
+                ({"action": "Reset", "payload": {"type": "Sometimes"}}, 400, "invalid Reset"),
+                ({"action": "Reset", "payload": {}}, 400, "invalid Reset"),
+                ({"action": "NoSuchThing"}, 400, "not an OCPP 2.0.1 action"),
+                ({"action": "BootNotification", "payload": {}}, 400, "cannot send"),
+                ({"payload": {}}, 400, "action"),
+                ({"action": "Reset", "extra": 1}, 400, "unknown keys"),
+                ({"action": "Reset", "timeout": -1}, 400, "timeout"),
+                ([1, 2], 400, "JSON object"),
+            ]
+            for body, status, words in cases:
+                answer = await http(port, "POST", call, body)
+                assert answer.status == status, (body, answer.body)
+                assert words in answer.body["error"], (body, answer.body)
+            invalid = await http(port, "POST", call, {"action": "Reset", "payload": {"type": "X"}})
+            assert invalid.body["path"] == "type"
+            assert invalid.body["code"] == "PropertyConstraintViolation"
+            not_json = await http(port, "POST", call, raw=b"{nope")
+            assert not_json.status == 400
+            # the station answers with a CALLERROR: 502 with the error
+            refused = await http(port, "POST", call, {"action": "GetLocalListVersion"})
+            assert refused.status == 502
+            assert refused.body["callError"]["code"] == "NotSupported"
+            # no answer in time: 504
+            slow = await http(port, "POST", call, {"action": "ClearCache", "timeout": 0.2})
+            assert slow.status == 504
+            unknown = await http(port, "POST", "/stations/NOPE/call", {"action": "Reset"})
+            assert unknown.status == 404
+            assert (await http(port, "GET", "/stations/NOPE")).status == 404
+            assert (await http(port, "GET", "/stations/NOPE/device-model")).status == 404
+            assert (await http(port, "GET", "/nothing/here")).status == 404
+            wrong = await http(port, "GET", call)
+            assert wrong.status == 405
+            assert wrong.headers["allow"] == "POST"
+            assert (await http(port, "DELETE", "/stations")).status == 405
+            assert (await http(port, "GET", "/transactions?state=maybe")).status == 400
+
+
+async def test_transactions_open_and_ended() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (csms, nursery, port):
+            cp, _link = await charge_point(csms, nursery, "CS1")
+            cp16, _link16 = await charge_point(csms, nursery, "CP16", Version.V16)
+
+            def event(seq: int, kind: str) -> v2_0_1.TransactionEventRequest:
+                sample = v2_0_1.SampledValueType(
+                    value=1000.0 + 500 * seq,
+                    measurand=v2_0_1.MeasurandEnumType.ENERGY_ACTIVE_IMPORT_REGISTER,
+                )
+                return v2_0_1.TransactionEventRequest(
+                    event_type=v2_0_1.TransactionEventEnumType(kind),
+                    timestamp=NOW,
+                    trigger_reason=v2_0_1.TriggerReasonEnumType.AUTHORIZED,
+                    seq_no=seq,
+                    transaction_info=v2_0_1.TransactionType(transaction_id="T-1"),
+                    evse=v2_0_1.EVSEType(id=1, connector_id=1),
+                    meter_value=(v2_0_1.MeterValueType(timestamp=NOW, sampled_value=(sample,)),),
+                )
+
+            await (await cp.enqueue(event(0, "Started"))).wait()
+            start = await cp16.enqueue(
+                v1_6.StartTransactionRequest(
+                    connector_id=2, id_tag="TAG", meter_start=10, timestamp=NOW
+                )
+            )
+            await start.wait()
+            for identity in ("CS1", "CP16"):
+                machines = csms.machines(identity)
+                assert machines is not None
+                await machines.settle()
+            listed = await http(port, "GET", "/transactions")
+            assert {(t["station"], t["state"]) for t in listed.body["transactions"]} == {
+                ("CS1", "open"),
+                ("CP16", "open"),
+            }
+            await (await cp.enqueue(event(1, "Ended"))).wait()
+            machines = csms.machines("CS1")
+            assert machines is not None
+            await machines.settle()
+            ended = await http(port, "GET", "/transactions?state=ended")
+            [tx] = ended.body["transactions"]
+            assert tx["station"] == "CS1"
+            assert tx["transaction_id"] == "T-1"
+            assert tx["energy_wh"] == 500.0
+            assert tx["evse_id"] == 1
+            still_open = await http(port, "GET", "/transactions?state=open&station=CP16")
+            [tx16] = still_open.body["transactions"]
+            assert tx16["transaction_id"] == str(start.result().transaction_id)
+            station = await http(port, "GET", "/stations/CP16")
+            assert station.body["open_transactions"] == 1
+
+
+async def test_limits() -> None:
+    config = AdminConfig(
+        max_request_bytes=100, max_header_bytes=1024, read_timeout=0.3, max_connections=2
+    )
+    with trio.fail_after(TIMEOUT):
+        async with admin_api(config) as (_csms, _nursery, port):
+            big = await http(port, "POST", "/stations/X/call", raw=b"x" * 101)
+            assert big.status == 413
+            header = await http(port, "GET", "/stations", headers=[("X-Big", "y" * 2000)])
+            assert header.status == 431
+            # a client that never finishes its request
+            async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+                await stream.send_all(b"GET /stations HTTP/1.1\r\nHost: x\r\n")
+                conn = h11.Connection(h11.CLIENT)
+                conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+                late = await read_answer(stream, conn)
+                assert late.status == 408
+            # beyond max_connections: 503 at once, the others are served
+            async with (
+                await trio.open_tcp_stream("127.0.0.1", port) as one,
+                await trio.open_tcp_stream("127.0.0.1", port) as two,
+            ):
+                statuses = []
+                for _ in range(40):  # until both held connections are being served
+                    statuses.append((await http(port, "GET", "/stations")).status)
+                    if statuses[-1] == 503:
+                        break
+                    await trio.sleep(0.025)
+                assert statuses[-1] == 503
+                assert set(statuses) <= {200, 503}
+                del one, two
+            garbage = await http_raw(port, b"NOT HTTP\r\n\r\n")
+            assert garbage.startswith(b"HTTP/1.1 400 ")
+
+
+async def http_raw(port: int, data: bytes) -> bytes:
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        await stream.send_all(data)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+        return received
+
+
+async def test_only_stations_seen_since_start_and_connected_ones() -> None:
+    """A station connected before the API started is listed too (from the CSMS's registry)."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_csms(default_router(), None, None) as csms,
+            trio.open_nursery() as nursery,
+        ):
+            await charge_point(csms, nursery, "EARLY")
+            info: AdminInfo = await nursery.start(serve_admin, csms, "127.0.0.1", 0)
+            listed = await http(info.port, "GET", "/stations")
+            assert [s["identity"] for s in listed.body["stations"]] == ["EARLY"]
+            assert "connected_at" not in listed.body["stations"][0]
+            nursery.cancel_scope.cancel()
