@@ -4,6 +4,20 @@ The typed messages live in :mod:`ocpp_trio.messages` (``v1_6``, ``v2_0_1``, ``v2
 an application needs to serve stations is re-exported here.
 """
 
+from ocpp_trio._admin import AdminConfig, AdminInfo, serve_admin
+from ocpp_trio._client import ChargePoint
+from ocpp_trio._client_config import (
+    BootInfo,
+    ChargePointConfig,
+    ChargePointError,
+    ChargePointState,
+    ChargePointStatistics,
+    QueuedMessage,
+    RetryBackOff,
+)
+from ocpp_trio._client_connect import ConnectFailedError, Connector, websocket_connector
+from ocpp_trio._client_entry import open_charge_point, serve_charge_point, start_charge_point
+from ocpp_trio._client_handlers import ChargePointRouter
 from ocpp_trio._csms import (
     CSMS,
     CSMSConfig,
@@ -77,6 +91,7 @@ from ocpp_trio._machines_events import (
     TransactionTimeoutError,
     TransactionUpdated,
 )
+from ocpp_trio._recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
 from ocpp_trio._reports import Report, ReportPart, ReportStatus
 from ocpp_trio._security import (
     AuthenticatorStatistics,
@@ -109,8 +124,21 @@ from ocpp_trio._server import (
     select_newest,
     serve_ocpp_websocket,
 )
+from ocpp_trio._simulator import Simulator, SimulatorConfig, SimulatorTotals
 from ocpp_trio._station import Station, StationConfig, StationStatistics
 from ocpp_trio._station_ops import ConfigurationResult
+from ocpp_trio._store import (
+    JournalEntry,
+    Registration,
+    StaleEpochError,
+    Store,
+    StoredStation,
+    StoreError,
+    UnreadableRecordError,
+)
+from ocpp_trio._store_memory import MemoryStore
+from ocpp_trio._store_sqlite import SQLiteCredentialStore, SQLiteStore, open_sqlite_store
+from ocpp_trio._store_writer import StoreWriterStatistics
 from ocpp_trio._supervisor import (
     EarlyBootPolicy,
     RegistrationStatus,
@@ -138,21 +166,32 @@ __all__ = [
     "CSMS",
     "OCPP16_COMPONENT",
     "Accepted",
+    "AdminConfig",
+    "AdminInfo",
     "AuthenticatorStatistics",
     "AvailabilityRequested",
     "BootAnswered",
+    "BootInfo",
     "CSMSConfig",
     "CSMSError",
     "CSMSStatistics",
     "CallError",
     "CallTimeoutError",
+    "ChargePoint",
+    "ChargePointConfig",
+    "ChargePointError",
+    "ChargePointRouter",
+    "ChargePointState",
+    "ChargePointStatistics",
     "CloseReason",
     "ComponentRef",
     "ConfigurationResult",
+    "ConnectFailedError",
     "Connected",
     "ConnectionInfo",
     "ConnectionLostError",
     "ConnectionRequest",
+    "Connector",
     "ConnectorStatus",
     "ConnectorStatusChanged",
     "CredentialStore",
@@ -169,16 +208,23 @@ __all__ = [
     "FirmwareStatusChanged",
     "GetVariable",
     "InMemoryCredentialStore",
+    "JournalEntry",
     "LocalProtocolError",
     "LogStatusChanged",
     "MachineEvent",
     "MachinesConfig",
     "MachinesStatistics",
+    "MemoryStore",
     "MessageValidationError",
     "MonitoringEvent",
     "OCPPError",
     "PasswordChangeObserver",
+    "QueuedMessage",
     "RebootRequired",
+    "RecoveryAction",
+    "RecoveryConfig",
+    "RecoveryFailed",
+    "Registration",
     "RegistrationStatus",
     "Rejection",
     "RemoteProtocolError",
@@ -195,15 +241,23 @@ __all__ = [
     "Reservation",
     "ReservationChanged",
     "ReservationState",
+    "ResetKind",
+    "RetryBackOff",
     "RotationOutcome",
     "RotationResult",
     "Router",
+    "SQLiteCredentialStore",
+    "SQLiteStore",
     "Sample",
     "SecurityConfigError",
     "SecurityEvent",
     "SecurityProfile",
     "ServerConfig",
     "SetVariable",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorTotals",
+    "StaleEpochError",
     "StateError",
     "Station",
     "StationAuthenticator",
@@ -216,6 +270,10 @@ __all__ = [
     "StationState",
     "StationStatistics",
     "StationsConfig",
+    "Store",
+    "StoreError",
+    "StoreWriterStatistics",
+    "StoredStation",
     "Subscription",
     "SupervisorConfig",
     "Transaction",
@@ -228,6 +286,7 @@ __all__ = [
     "TransactionTimeoutError",
     "TransactionUpdated",
     "Transport",
+    "UnreadableRecordError",
     "VariableAttribute",
     "VariableCharacteristics",
     "VariableRef",
@@ -240,12 +299,18 @@ __all__ = [
     "heartbeat_response",
     "load_stations_file",
     "memory_transport_pair",
+    "open_charge_point",
     "open_csms",
+    "open_sqlite_store",
     "rotate_password",
     "select_client_preference",
     "select_newest",
+    "serve_admin",
+    "serve_charge_point",
     "serve_csms",
     "serve_ocpp_websocket",
     "server_ssl_context",
+    "start_charge_point",
     "start_csms",
+    "websocket_connector",
 ]
