@@ -42,7 +42,8 @@ from ocpp_trio._errors import CallError, ErrorCode, MessageValidationError
 from ocpp_trio._events import Exchange
 from ocpp_trio._handlers import Router
 from ocpp_trio._machines_events import TransactionEnded, TransactionStarted
-from ocpp_trio._security_config import build_security
+from ocpp_trio._security import PasswordChangeObserver, StationAuthenticator
+from ocpp_trio._security_config import build_security, use_persistent_credentials
 from ocpp_trio._server import ServerConfig
 from ocpp_trio._simulator import Simulator
 from ocpp_trio._simulator_cli import (
@@ -509,6 +510,10 @@ async def serve(
     # KeyboardInterrupt at an arbitrary checkpoint, so shutdown is a plain cancellation.
     with trio.open_signal_receiver(*stop_signals) as signals:
         async with _open_store(args.db) as store, trio.open_nursery() as nursery:
+            if isinstance(check_request, StationAuthenticator):
+                # passwords live in the store so that a rotation survives a restart
+                added = await use_persistent_credentials(check_request, store.credentials)
+                log.info("credentials: %d station(s) new to the store", added)
             csms: CSMS = await nursery.start(
                 partial(
                     serve_csms,
@@ -520,6 +525,10 @@ async def serve(
                     ssl_context=ssl_context,
                 )
             )
+            if isinstance(check_request, StationAuthenticator):
+                csms.add_extra_handler(
+                    PasswordChangeObserver(store.credentials), buffer=256, name="passwords"
+                )
             csms.add_extra_handler(
                 ExchangeLogger(payload_chars=args.payload_chars),
                 buffer=1024,

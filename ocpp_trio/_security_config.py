@@ -44,6 +44,7 @@ import attrs
 
 from ocpp_trio._security import StationAuthenticator, server_ssl_context
 from ocpp_trio._security_credentials import (
+    CredentialStore,
     InMemoryCredentialStore,
     PasswordHashing,
     SecurityProfile,
@@ -59,6 +60,7 @@ __all__ = [
     "build_security",
     "load_stations_file",
     "parse_stations",
+    "use_persistent_credentials",
 ]
 
 _DEFAULT_KEYS: Final = frozenset(
@@ -117,6 +119,41 @@ class StationsConfig:
             allow_higher_profile=self.allow_higher_profile,
             hash_threads=hash_threads,
         )
+
+
+async def use_persistent_credentials(
+    authenticator: StationAuthenticator, store: CredentialStore
+) -> int:
+    """Move ``authenticator`` onto ``store`` (e.g. the SQLite store's ``credentials``).
+
+    The stations file is the source of truth for *who* may connect and with which profile and
+    certificate binding; the persistent store is the source of truth for *passwords*, because a
+    rotation (:func:`~ocpp_trio._security.rotate_password`) must survive a restart. So a station
+    the store does not know yet is copied in from the file, and a known station keeps its stored
+    password hashes while its profile and binding are refreshed from the file. To reset a
+    rotated password from the file, delete the station's record from the store first.
+
+    Returns:
+        How many station records were new to ``store``.
+    """
+    added = 0
+    current = authenticator.store
+    listed = list(current) if isinstance(current, InMemoryCredentialStore) else []
+    for record in listed:
+        stored = await store.get(record.identity)
+        if stored is None:
+            await store.put(record)
+            added += 1
+        else:
+            await store.put(
+                attrs.evolve(
+                    record,
+                    password_hash=stored.password_hash,
+                    pending_password_hash=stored.pending_password_hash,
+                )
+            )
+    authenticator.store = store
+    return added
 
 
 def load_stations_file(
