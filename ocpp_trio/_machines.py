@@ -67,6 +67,7 @@ from ocpp_trio._observations import (
     ToReport,
     ToTransaction,
     interpret,
+    may_have_effects,
 )
 from ocpp_trio._reconcile import closed_by_reboot, reboot_effects
 from ocpp_trio._reports import (
@@ -130,6 +131,9 @@ class StationMachines(MachinesState):
         if self.journal is not None:
             # journaled in submission order, the order the dispatcher applies them in
             self.journal.record(observation)
+        if self.version is not None and not may_have_effects(observation, self.version):
+            self._observations += 1  # nothing to apply: no trip through the dispatcher
+            return
         self._seq += 1
         tracker = _Tracker(self, self._seq)
         self._outstanding.add(tracker.seq)
@@ -192,6 +196,7 @@ class StationMachines(MachinesState):
                         )
                     finally:
                         envelope.done()
+                    del envelope  # an idle station keeps nothing of its last exchange
         finally:
             self._send = None
             self._nursery = None
@@ -199,8 +204,7 @@ class StationMachines(MachinesState):
             send.close()
             receive.close()
             self._outstanding.clear()
-            self._progress.set()
-            self._progress = trio.Event()
+            self._wake_settlers()
             lost = ConnectionLostError(f"station {self.identity!r} disconnected")
             for wait in self._tx_waits:
                 wait.fail(lost)
@@ -463,6 +467,7 @@ class StationMachines(MachinesState):
                     log.exception("station %r: BUG (ours): EVSE %d failed", self.identity, evse_id)
                 finally:
                     envelope.done()
+                del envelope
         finally:
             if self._evse_tasks.get(evse_id) is send:
                 del self._evse_tasks[evse_id]

@@ -69,6 +69,9 @@ C = TypeVar("C")
 ReportKey = tuple[str, int]
 
 
+_EMPTY_MODEL = DeviceModel()
+
+
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -223,7 +226,8 @@ class MachinesState:
         events: Broadcast[MachineEvent] | None = None,
         transaction_ids: TransactionIdAllocator | None = None,
     ) -> None:
-        snap = initial or StationSnapshot(identity=identity)
+        # an empty device model is immutable: every new station shares one
+        snap = initial or StationSnapshot(identity=identity, device_model=_EMPTY_MODEL)
         self.identity = identity
         self.config = config or MachinesConfig()
         self.transaction_ids: TransactionIdAllocator = transaction_ids or TransactionIdCounter()
@@ -257,7 +261,7 @@ class MachinesState:
         # settling
         self._seq = 0
         self._outstanding: set[int] = set()
-        self._progress = trio.Event()
+        self._progress: trio.Event | None = None  # made when someone waits (settle)
         # counters
         self._observations = 0
         self._duplicates = 0
@@ -451,8 +455,12 @@ class MachinesState:
 
     def _settled(self, seq: int) -> None:
         self._outstanding.discard(seq)
-        self._progress.set()
-        self._progress = trio.Event()
+        self._wake_settlers()
+
+    def _wake_settlers(self) -> None:
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.set()
 
     async def settle(self) -> None:
         """Wait until everything submitted so far has been applied by every task.
@@ -462,6 +470,8 @@ class MachinesState:
         """
         target = self._seq
         while self._outstanding and min(self._outstanding) <= target:
+            if self._progress is None:
+                self._progress = trio.Event()
             await self._progress.wait()
 
     async def wait_transaction(

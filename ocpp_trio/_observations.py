@@ -61,6 +61,7 @@ from ocpp_trio._wire import Json, as_int, as_list, as_map, as_str, as_time
 from ocpp_trio.messages._base import Message, Response
 
 __all__ = [
+    "CSMS_OBSERVED_ACTIONS",
     "OBSERVED_ACTIONS",
     "AddRemoteStart",
     "DropRemoteStart",
@@ -200,7 +201,7 @@ _STATION_ACTIONS: Final = frozenset(
         *PART_ACTIONS,
     }
 )
-_CSMS_ACTIONS: Final = frozenset(
+CSMS_OBSERVED_ACTIONS: Final = frozenset(
     {
         "ChangeAvailability",
         "ReserveNow",
@@ -215,9 +216,19 @@ _CSMS_ACTIONS: Final = frozenset(
     }
 )
 #: the actions whose exchanges the machines look at
-OBSERVED_ACTIONS: Final = _STATION_ACTIONS | _CSMS_ACTIONS
+OBSERVED_ACTIONS: Final = _STATION_ACTIONS | CSMS_OBSERVED_ACTIONS
 
 _ACCEPTED: Final = "Accepted"
+
+
+def may_have_effects(observation: Observation, version: Version) -> bool:
+    """Whether :func:`interpret` can return effects for ``observation`` (a cheap pre-check:
+    when ``False`` it certainly returns none, so the exchange need not be dispatched)."""
+    action = observation.action
+    if observation.by_station:
+        # 2.x MeterValues carry no transaction: the machines keep nothing of them
+        return action in _STATION_ACTIONS and (action != "MeterValues" or version is Version.V16)
+    return observation.response is not None and action in CSMS_OBSERVED_ACTIONS
 
 
 def interpret(view: View, observation: Observation, version: Version) -> list[Effect]:
@@ -229,7 +240,7 @@ def interpret(view: View, observation: Observation, version: Version) -> list[Ef
         if action in _STATION_ACTIONS:
             return _station_call(view, observation, request, response, version)
         return []
-    if response is None or action not in _CSMS_ACTIONS:
+    if response is None or action not in CSMS_OBSERVED_ACTIONS:
         return []
     return _csms_call(view, observation, request, response, version)
 

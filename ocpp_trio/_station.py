@@ -182,7 +182,7 @@ class Station(StationOperations):
             config=self.config.supervisor,
             identity=identity,
         )
-        self._call_lock = trio.Lock()
+        self._call_lock: trio.Lock | None = None  # made by the first call()
         self._waiter: _Waiter | None = None
         self._nursery: trio.Nursery | None = None
         self._started = False
@@ -410,31 +410,36 @@ class Station(StationOperations):
                     return
                 self._last_seen = trio.current_time()
                 self._last_seen_at = _utc_now()
-                received = self._rpc.receive(data)
-                for text in received.outgoing:
-                    await self._transport.send_message(text)
-                for event in received.events:
-                    if isinstance(event, IncomingCall):
-                        await self._on_call(event, calls)
-                    elif isinstance(event, IncomingSend):
-                        self._on_send(event, calls)
-                    elif isinstance(event, CallCompleted | CallFailed):
-                        waiter = self._waiter
-                        if (
-                            isinstance(event, CallCompleted)
-                            and waiter is not None
-                            and waiter.message_id == event.message_id
-                        ):
-                            # before the caller wakes: helpers may wait for the effects, and
-                            # a triggered message is never seen before its trigger's answer
-                            await self.machines.observe(
-                                event.action, waiter.ticket.request, event.response, False
-                            )
-                        self._on_reply(event)
-                    else:
-                        self._log_event(event)
+                # in a function of its own: an idle station keeps nothing of its last frame
+                await self._on_frame(data, calls)
+                del data
         except ConnectionLostError:
             return
+
+    async def _on_frame(self, data: str | bytes, calls: trio.MemorySendChannel[_Work]) -> None:
+        received = self._rpc.receive(data)
+        for text in received.outgoing:
+            await self._transport.send_message(text)
+        for event in received.events:
+            if isinstance(event, IncomingCall):
+                await self._on_call(event, calls)
+            elif isinstance(event, IncomingSend):
+                self._on_send(event, calls)
+            elif isinstance(event, CallCompleted | CallFailed):
+                waiter = self._waiter
+                if (
+                    isinstance(event, CallCompleted)
+                    and waiter is not None
+                    and waiter.message_id == event.message_id
+                ):
+                    # before the caller wakes: helpers may wait for the effects, and
+                    # a triggered message is never seen before its trigger's answer
+                    await self.machines.observe(
+                        event.action, waiter.ticket.request, event.response, False
+                    )
+                self._on_reply(event)
+            else:
+                self._log_event(event)
 
     def _log_event(self, event: CallRejected | CallResultErrorReceived | Dropped) -> None:
         who = self.identity
@@ -682,6 +687,7 @@ class Station(StationOperations):
                     if self._nursery is not None:
                         self._nursery.cancel_scope.cancel()
                     return
+                del work  # an idle station keeps nothing of its last CALL
 
     async def _handle_call(self, event: IncomingCall, received: float) -> None:
         request = event.request
@@ -812,6 +818,8 @@ class Station(StationOperations):
         action = request.ACTION
         self._ensure_connected(action)
         self._supervisor.check_csms_call(action, request)  # fail fast; checked again below
+        if self._call_lock is None:
+            self._call_lock = trio.Lock()
         async with self._call_lock:
             self._ensure_connected(action)
             ticket = self._supervisor.check_csms_call(action, request)

@@ -386,15 +386,18 @@ class WebSocketTransport:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed is not None:
             raise self._lost()
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(self._send_timeout) as timer:
-                try:
-                    await self._connection.send_message(message)
-                except trio_websocket.ConnectionClosed:
-                    pass
-                else:
-                    return
-            if timer.cancelled_caught:
+        # one scope: shielded from outside cancellation, cancelled by its own deadline
+        with trio.CancelScope(
+            shield=True, deadline=trio.current_time() + self._send_timeout
+        ) as timer:
+            try:
+                await self._connection.send_message(message)
+            except trio_websocket.ConnectionClosed:
+                pass
+            else:
+                return
+        if timer.cancelled_caught:
+            with trio.CancelScope(shield=True):
                 logger.warning(
                     "%s: send timed out after %s s; aborting the connection",
                     self._info.remote,
