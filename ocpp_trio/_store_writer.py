@@ -31,7 +31,7 @@ import attrs
 import trio
 
 from ocpp_trio._machines_state import StationSnapshot
-from ocpp_trio._observations import Observation
+from ocpp_trio._observations import CSMS_OBSERVED_ACTIONS, Observation
 from ocpp_trio._reports import PART_ACTIONS
 from ocpp_trio._store import (
     TRANSACTION_ID_COUNTER,
@@ -77,27 +77,9 @@ PERSISTED_STATION_ACTIONS: Final = frozenset(
         *PART_ACTIONS,
     }
 )
-# our CALLs whose (successful) answer changes persisted state
-_PERSISTED_CSMS_ACTIONS: Final = frozenset(
-    {
-        "ChangeAvailability",
-        "ReserveNow",
-        "CancelReservation",
-        "RemoteStartTransaction",
-        "RequestStartTransaction",
-        "GetVariables",
-        "SetVariables",
-        "GetConfiguration",
-        "ChangeConfiguration",
-        "GetBaseReport",
-        "GetReport",
-        "GetMonitoringReport",
-        "GetChargingProfiles",
-        "CustomerInformation",
-        "GetDisplayMessages",
-        "GetDERControl",
-    }
-)
+# our CALLs whose (successful) answer changes persisted state: exactly those the machines
+# observe, so one set serves both
+_PERSISTED_CSMS_ACTIONS: Final = CSMS_OBSERVED_ACTIONS
 
 
 def persisted(observation: Observation) -> bool:
