@@ -397,6 +397,9 @@ async def test_reconnect_does_not_boot_again(autojump_clock: Any) -> None:
         await cp.wait_accepted()
         # RetryBackOff(1, 0, 3): the first wait after a lost connection is the minimum
         assert link.attempts[-1] - dropped == pytest.approx(1.0)
+        # the client counts itself accepted as soon as it reconnects (it does not boot again);
+        # one round trip makes sure the CSMS has taken the new connection on as well
+        assert isinstance(await cp.call(v2_0_1.HeartbeatRequest()), v2_0_1.HeartbeatResponse)
         assert len(recorder.sent_by_station("BootNotification")) == 1
         station = csms.get_station("CP1")
         assert station is not None
