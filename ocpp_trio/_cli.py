@@ -40,6 +40,7 @@ from ocpp_trio._admin import AdminInfo, serve_admin
 from ocpp_trio._csms import CSMS, CSMSConfig, serve_csms, start_csms
 from ocpp_trio._errors import CallError, ErrorCode, MessageValidationError
 from ocpp_trio._events import Exchange
+from ocpp_trio._exceptions import leaves as exception_leaves
 from ocpp_trio._handlers import Router
 from ocpp_trio._machines_events import TransactionEnded, TransactionStarted
 from ocpp_trio._security import PasswordChangeObserver, StationAuthenticator
@@ -594,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(serve, args)
     except BaseException as exc:
-        leaves = _leaves(exc)
+        leaves = exception_leaves(exc)
         # KeyboardInterrupt only comes before the signal receiver is installed (or after it
         # is gone): a stop all the same
         if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
@@ -712,7 +713,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     try:
         return trio.run(demo, args)
     except BaseException as exc:
-        leaves = _leaves(exc)
+        leaves = exception_leaves(exc)
         if len(leaves) == 1 and isinstance(leaves[0], OSError):
             log.error("cannot start the demo: %s", leaves[0])  # noqa: TRY400
             return 1
@@ -761,9 +762,3 @@ async def _print_transactions(csms: CSMS, view: LiveView) -> None:
                     f"CSMS: {tx.identity} ended transaction {short}: {energy:.1f} Wh "
                     f"({tx.stopped_reason or 'no reason given'})"
                 )
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]

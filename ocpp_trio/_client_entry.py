@@ -23,6 +23,7 @@ from ocpp_trio._client import DEFAULT_BOOT, ChargePoint
 from ocpp_trio._client_config import BootFactory, BootInfo, ChargePointConfig, ChargePointError
 from ocpp_trio._client_connect import Connector, websocket_connector
 from ocpp_trio._client_handlers import ChargePointRouter
+from ocpp_trio._exceptions import leaves
 from ocpp_trio._version import Version
 
 __all__ = ["open_charge_point", "serve_charge_point", "start_charge_point"]
@@ -162,12 +163,6 @@ async def start_charge_point(
     return charge_point
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
 @asynccontextmanager
 async def open_charge_point(
     url: str | None,
@@ -219,9 +214,9 @@ async def open_charge_point(
             finally:
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        expected = {id(leaf) for leaf in _leaves(own)} if own is not None else set()
+        expected = {id(leaf) for leaf in leaves(own)} if own is not None else set()
         others = [
-            e for e in _leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
+            e for e in leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
         ]
         if others:
             if any(not isinstance(e, Exception) for e in others):

@@ -50,6 +50,7 @@ from ocpp_trio._events import (
     StationEvent,
     Subscription,
 )
+from ocpp_trio._exceptions import leaves
 from ocpp_trio._handlers import Router
 from ocpp_trio._machines import StationMachines, StationSnapshot
 from ocpp_trio._machines_events import E, MachineEvent, TransactionChanged, subscribe_to
@@ -591,15 +592,9 @@ async def serve_csms(
     raise error
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
-
-
 def _single_failure(exc: BaseException) -> BaseException | None:
     """The one exception in ``exc`` besides cancellations, or ``None``."""
-    found = [e for e in _leaves(exc) if not isinstance(e, trio.Cancelled)]
+    found = [e for e in leaves(exc) if not isinstance(e, trio.Cancelled)]
     return found[0] if len(found) == 1 else None
 
 
@@ -682,9 +677,9 @@ async def open_csms(
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         # split() derives new group objects: compare leaf exceptions, which stay the same
-        expected = {id(leaf) for e in (own, startup) if e is not None for leaf in _leaves(e)}
+        expected = {id(leaf) for e in (own, startup) if e is not None for leaf in leaves(e)}
         others = [
-            e for e in _leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
+            e for e in leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
         ]
         if others:
             if any(not isinstance(e, Exception) for e in others):
