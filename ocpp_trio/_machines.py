@@ -1,31 +1,37 @@
-"""The machines of one station: EVSE, transaction and report tasks around a dispatcher.
+"""The machines of one station: EVSE, transaction and report tasks, fed in submission order.
 
 A :class:`StationMachines` belongs to one station *identity* and outlives its connections: it
 holds the device model, the EVSEs, the open transactions and the reports in progress as frozen
-records.  While a connection is served, :meth:`StationMachines.run` runs in the station nursery
-as the **dispatcher**, with its own nursery of children:
+records.  While a connection is served (between :meth:`StationMachines.attach` and
+:meth:`StationMachines.detach`), its tasks are children of the station nursery:
 
-* one **EVSE task** per EVSE, one **transaction task** per open transaction and one **report
-  task** per report in progress, each fed by its own bounded channel;
+* one **EVSE task** per EVSE that something happened to on this connection, one **transaction
+  task** per open transaction and one **report task** per report in progress, each fed by its
+  own bounded channel;
 * the station submits every finished exchange the machines care about
-  (:data:`~ocpp_trio._observations.OBSERVED_ACTIONS`) to the dispatcher over a bounded channel;
-  the dispatcher interprets it (:func:`~ocpp_trio._observations.interpret`), updates the device
-  model, starts tasks as needed and sends them their commands.
+  (:data:`~ocpp_trio._observations.OBSERVED_ACTIONS`) with :meth:`StationMachines.submit`,
+  which interprets it (:func:`~ocpp_trio._observations.interpret`) right there, in the
+  submitting task (the station's reader or handler runner), one exchange at a time and in
+  submission order: it updates the device model, starts tasks as needed and sends them their
+  commands.  No task or channel sits between the station and this step: it is pure in-memory
+  work, and a hop through a dispatcher task cost every observed exchange a task switch.
 
 Commands flow only over these bounded channels.  Each task applies its commands to its own
 record with a pure function and puts the new record on the board (the dicts of this object)
 where queries and snapshots read it, then publishes events.  Nothing here runs user code, and a
 failure in a machine is logged, never allowed to end the station.
 
-Task lifetimes: an EVSE task lives while the connection does (or until :meth:`remove_evse`); a
-transaction task ends when its transaction is complete (Ended, no seqNo missing) or
-``late_event_window`` seconds after its Ended event when seqNos are still missing; a report task
-ends when its report finishes or after ``report_timeout`` seconds without a part.  All of them
-end with the connection; their records stay, and the next connection starts tasks again from
-them (as :meth:`run` does after a restore from a :class:`StationSnapshot`).
+Task lifetimes: an EVSE task starts with the first command that changes its EVSE (a command
+that changes nothing, like the boot's "EVSE 0 exists", needs no task) and lives while the
+connection does (or until :meth:`remove_evse`); a transaction task ends when its transaction
+is complete (Ended, no seqNo missing) or ``late_event_window`` seconds after its Ended event
+when seqNos are still missing; a report task ends when its report finishes or after
+``report_timeout`` seconds without a part.  All of them end with the connection; their records
+stay, and the next connection starts tasks again from them (as :meth:`attach` does after a
+restore from a :class:`StationSnapshot`).
 
-Backpressure: the dispatcher and the tasks only do in-memory work, so their channels drain
-fast; when one is full, the station's reader or handler task waits for room.
+Backpressure: the tasks only do in-memory work, so their channels drain fast; when one is
+full, the submitting task (the station's reader or handler runner) waits for room.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from typing import TypeVar
 import trio
 
 from ocpp_trio._events import Broadcast
-from ocpp_trio._evse import Evse, EvseCommand, RemoveEvse
+from ocpp_trio._evse import Evse, EvseCommand, RemoveEvse, apply_evse
 from ocpp_trio._machines_events import (
     DeviceModelUpdated,
     MachineEvent,
@@ -107,7 +113,7 @@ class StationMachines(MachinesState):
         ``request`` is the CALL's payload (ignored unless it is a message object);
         ``response`` is ``None`` when the exchange failed.
         """
-        if action in OBSERVED_ACTIONS and self._send is not None and isinstance(request, Message):
+        if action in OBSERVED_ACTIONS and self._attached and isinstance(request, Message):
             await self.submit(
                 Observation(
                     action=action,
@@ -119,90 +125,83 @@ class StationMachines(MachinesState):
             )
 
     async def submit(self, observation: Observation) -> None:
-        """Hand a finished exchange to the dispatcher (ignored when not running, or when the
-        action does not matter).
+        """Apply a finished exchange: interpret it here, in the submitting task, and hand the
+        commands to the EVSE, transaction and report tasks (ignored when no connection is
+        served, or when the action does not matter).
 
-        Waits for: room in the dispatcher's channel.  Cancellation: the observation is lost
-        (only possible while the channel is full).  Closes: nothing.
+        Exchanges are applied in submission order, also when the reader and the handler
+        runner submit at the same time (a FIFO lock, taken without waiting when free).
+
+        Waits for: the exchange before it, and room in a task's channel (only when one is
+        full).  Cancellation: what was not handed out yet is applied when the connection ends.
+        Closes: nothing.
         """
-        send = self._send
-        if send is None or observation.action not in OBSERVED_ACTIONS:
+        if not self._attached or observation.action not in OBSERVED_ACTIONS:
             return
         if self.journal is not None:
-            # journaled in submission order, the order the dispatcher applies them in
+            # journaled in submission order, the order they are applied in
             self.journal.record(observation)
         if self.version is not None and not may_have_effects(observation, self.version):
-            self._observations += 1  # nothing to apply: no trip through the dispatcher
+            self._observations += 1  # nothing to apply
             return
         self._seq += 1
         tracker = _Tracker(self, self._seq)
         self._outstanding.add(tracker.seq)
-        envelope = _Envelope(observation, tracker)
+        lock = self._order
         try:
             try:
-                send.send_nowait(envelope)
+                lock.acquire_nowait()
             except trio.WouldBlock:
-                await send.send(envelope)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            tracker.done()
-        except BaseException:
-            tracker.done()
-            raise
-
-    async def run(
-        self, version: Version, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Run the dispatcher and the machine tasks for one connection.
-
-        Starts a task for every EVSE, open transaction and report in progress, then reports
-        through ``task_status`` and dispatches submitted exchanges.
-
-        One connection at a time: while a replaced connection is still closing, a new run
-        waits for its end before it starts.
-
-        Waits for: the previous run to end, then cancellation (the station nursery's, when the
-        connection ends).
-        Cancellation: ends every task; the records stay for the next connection; waiters get
-        :class:`~ocpp_trio.ConnectionLostError`.  Closes: its channels.
-        Exceptions: none from machine failures (logged).
-        """
-        async with self._run_lock:
-            await self._run(Version(version), task_status)
-
-    async def _run(self, version: Version, task_status: trio.TaskStatus[None]) -> None:
-        self.version = version
-        send, receive = trio.open_memory_channel[_Envelope[Observation]](
-            self.config.observation_buffer
-        )
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                for evse_id in sorted(self._evses):
-                    self._evse_channel(evse_id)
-                for tx_id in list(self._open):
-                    self._tx_channel(tx_id)
-                for key in list(self._reports):
-                    self._report_channel(key)
-                self._send = send
-                task_status.started()
-                async for envelope in receive:
-                    try:
-                        await self._dispatch(envelope.item, envelope.tracker)
-                    except Exception:
-                        log.exception(
-                            "station %r: BUG (ours): the machines failed on %s",
-                            self.identity,
-                            envelope.item.action,
-                        )
-                    finally:
-                        envelope.done()
-                    del envelope  # an idle station keeps nothing of its last exchange
+                try:
+                    await lock.acquire()
+                except trio.Cancelled:
+                    self._unapplied.append(observation)
+                    raise
+            try:
+                await self._dispatch(observation, tracker)
+            except trio.Cancelled:
+                raise
+            except Exception:
+                log.exception(
+                    "station %r: BUG (ours): the machines failed on %s",
+                    self.identity,
+                    observation.action,
+                )
+            finally:
+                lock.release()
         finally:
-            self._send = None
-            self._nursery = None
-            self._wind_down(receive)
-            send.close()
-            receive.close()
+            tracker.done()
+
+    async def attach(self, version: Version, nursery: trio.Nursery) -> None:
+        """Start serving one connection: the machine tasks will run in ``nursery`` (the
+        station nursery), starting with one per open transaction and report in progress.
+
+        One connection at a time: while a replaced connection is still closing, this waits
+        for its :meth:`detach` before it starts.  Call :meth:`detach` from the same task once
+        ``nursery`` has closed.
+
+        Waits for: the previous connection's :meth:`detach`.  Cancellation: safe (nothing
+        attached).  Closes: nothing.
+        """
+        await self._run_lock.acquire()
+        self.version = Version(version)
+        self._nursery = nursery
+        self._attached = True
+        for tx_id in list(self._open):
+            self._tx_channel(tx_id)
+        for key in list(self._reports):
+            self._report_channel(key)
+
+    def detach(self) -> None:
+        """End serving the connection, once the nursery given to :meth:`attach` has closed
+        (so every machine task has ended): apply what was left unapplied, fail the waiters,
+        and fold the journal into a snapshot.  Idempotent."""
+        if not self._attached:
+            return
+        self._attached = False
+        self._nursery = None
+        try:
+            self._wind_down()
             self._outstanding.clear()
             self._wake_settlers()
             lost = ConnectionLostError(f"station {self.identity!r} disconnected")
@@ -214,6 +213,8 @@ class StationMachines(MachinesState):
             # everything submitted has been applied: fold the journal into a snapshot
             if self.journal is not None and self.journal.unfolded:
                 self.journal.put_snapshot(self.snapshot())
+        finally:
+            self._run_lock.release()
 
     async def remove_evse(self, evse_id: int) -> None:
         """Forget EVSE ``evse_id`` (decommissioned); its task ends.
@@ -279,6 +280,10 @@ class StationMachines(MachinesState):
     async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
         if isinstance(effect, ToEvse):
             command: EvseCommand | RemoveEvse = effect.command
+            if effect.evse_id not in self._evse_tasks and _changes_nothing(self, effect):
+                # an EVSE gets a task with the first command that changes it
+                self._evses.setdefault(effect.evse_id, Evse(evse_id=effect.evse_id))
+                return
             await self._deliver(partial(self._evse_channel, effect.evse_id), command, tracker)
         elif isinstance(effect, ToTransaction):
             item = _tx_item(effect)
@@ -323,21 +328,25 @@ class StationMachines(MachinesState):
                 raise
             log.exception("station %r: BUG (ours): applying %r failed", self.identity, effect)
 
-    def _wind_down(self, receive: trio.MemoryReceiveChannel[_Envelope[Observation]]) -> None:
-        """Once the tasks have ended: apply what the dispatcher had not handed out, then what
-        was still queued for it.  Every exchange the station was answered for is recorded."""
+    def _wind_down(self) -> None:
+        """Once the tasks have ended: apply what was not handed out to them, then the
+        exchanges whose turn had not come.  Every exchange the station was answered for is
+        recorded."""
         leftover, self._leftover = self._leftover, []
         for effect in leftover:
             self._perform_now(effect)
         assert self.version is not None
         version = self.version
-
-        def apply(observation: Observation) -> None:
+        unapplied, self._unapplied = self._unapplied, []
+        for observation in unapplied:
             self._observations += 1
-            for effect in self._interpret(observation, version):
-                self._perform_now(effect)
-
-        self._drain(receive, apply)
+            try:
+                for effect in self._interpret(observation, version):
+                    self._perform_now(effect)
+            except Exception:
+                log.exception(
+                    "station %r: BUG (ours): applying %s failed", self.identity, observation.action
+                )
 
     def _drain(
         self, receive: trio.MemoryReceiveChannel[_Envelope[C]], apply: Callable[[C], None]
@@ -396,8 +405,12 @@ class StationMachines(MachinesState):
             send = channel()
             if tracker is not None:
                 tracker.count += 1
+            envelope = _Envelope(item, tracker)
             try:
-                await send.send(_Envelope(item, tracker))
+                try:
+                    send.send_nowait(envelope)
+                except trio.WouldBlock:
+                    await send.send(envelope)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 if tracker is not None:
                     tracker.count -= 1
@@ -578,6 +591,16 @@ class StationMachines(MachinesState):
             receive.close()
             if finished:
                 self._retire_report(key)
+
+
+def _changes_nothing(state: MachinesState, effect: ToEvse) -> bool:
+    """Whether ``effect`` would leave its EVSE's record as it is (e.g. the boot's "EVSE 0
+    exists" for a station whose EVSE 0 is already known, or not known yet)."""
+    command = effect.command
+    if isinstance(command, RemoveEvse):
+        return False
+    old = state.evses.get(effect.evse_id) or Evse(evse_id=effect.evse_id)
+    return apply_evse(old, command) is old
 
 
 def _tx_item(effect: ToTransaction) -> _TxItem | None:

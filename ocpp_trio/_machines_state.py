@@ -81,7 +81,6 @@ class MachinesConfig:
     """How a station's machines behave.
 
     Attributes:
-        observation_buffer: exchanges that may wait for the dispatcher.
         machine_buffer: commands that may wait for one EVSE/transaction/report task.
         report_timeout: seconds without a part after which a report in progress expires.
         late_event_window: seconds a transaction task waits, after the Ended event, for the
@@ -95,7 +94,6 @@ class MachinesConfig:
             answer when the application has no Authorize handler to ask.
     """
 
-    observation_buffer: int = 64
     machine_buffer: int = 16
     report_timeout: float = 120.0
     late_event_window: float = 60.0
@@ -248,10 +246,12 @@ class MachinesState:
         #: where persisted exchanges are journaled (set by a CSMS with a store)
         self.journal: StationJournal | None = None
         # per connection
-        self._run_lock = trio.Lock()
-        self._leftover: list[Effect] = []
+        self._run_lock = trio.Lock()  # one connection at a time
+        self._order = trio.Lock()  # exchanges are applied one at a time, in order
+        self._attached = False
+        self._leftover: list[Effect] = []  # effects not handed out when a connection ended
+        self._unapplied: list[Observation] = []  # exchanges whose turn had not come
         self._nursery: trio.Nursery | None = None
-        self._send: trio.MemorySendChannel[_Envelope[Observation]] | None = None
         self._evse_tasks: dict[int, trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]]]
         self._evse_tasks = {}
         self._tx_tasks: dict[str, trio.MemorySendChannel[_Envelope[_TxItem]]] = {}
@@ -272,7 +272,7 @@ class MachinesState:
     @property
     def running(self) -> bool:
         """Whether a connection is being served (the tasks run)."""
-        return self._send is not None
+        return self._attached
 
     @property
     def device_model(self) -> DeviceModel:
@@ -465,7 +465,7 @@ class MachinesState:
     async def settle(self) -> None:
         """Wait until everything submitted so far has been applied by every task.
 
-        Waits for: the dispatcher and the tasks to process the exchanges submitted before the
+        Waits for: the tasks to process the exchanges submitted before the
         call (or the connection to end).  Cancellation: safe.  Closes: nothing.
         """
         target = self._seq

@@ -12,9 +12,10 @@ Per connection, :meth:`Station.run` opens a **station nursery** holding:
   at a time, in order: it runs the application's handler and sends its answer.  Because replies
   to our own CALLs go through the reader, a handler may ``await station.call(...)``.
 * one task per **extra handler** installed on this station, each fed by its own bounded channel.
-* the **machines** (:class:`~ocpp_trio._machines.StationMachines`): a dispatcher and its EVSE,
-  transaction and report tasks.  The reader hands them each answer to our CALLs before waking
-  the caller, the handler runner each answered station CALL before sending the answer.
+* the **machines** (:class:`~ocpp_trio._machines.StationMachines`): EVSE, transaction and
+  report tasks, fed by the reader and the handler runner themselves.  The reader hands them
+  each answer to our CALLs before waking the caller, the handler runner each answered station
+  CALL before sending the answer.
 
 Policies (see docs/design.md):
 
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 from collections.abc import Sequence
 from typing import Final, TypeVar, cast
 
@@ -308,6 +308,7 @@ class Station(StationOperations):
         if self._started:
             raise RuntimeError(f"station {self.identity!r} is already running or has run")
         self._started = True
+        attached = False
         try:
             if self._close_request is not None:
                 task_status.started()
@@ -322,7 +323,8 @@ class Station(StationOperations):
             send, receive = trio.open_memory_channel[_Work](self.config.handler_queue_size)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                await nursery.start(self.machines.run, self.version)
+                await self.machines.attach(self.version, nursery)
+                attached = True
                 nursery.start_soon(self._run_handlers, receive)
                 for runner in self._extras:
                     nursery.start_soon(runner.run)
@@ -331,6 +333,8 @@ class Station(StationOperations):
                     await self._read_loop(send)
                 nursery.cancel_scope.cancel()
         finally:
+            if attached:  # the machine tasks have ended with the nursery
+                self.machines.detach()
             await self._teardown()
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
@@ -395,19 +399,26 @@ class Station(StationOperations):
     # -- reading -------------------------------------------------------------------------
 
     async def _read_loop(self, calls: trio.MemorySendChannel[_Work]) -> None:
+        idle_timeout = self.config.idle_timeout
+        get_message = self._transport.get_message
         try:
             while True:
-                with trio.move_on_after(self.config.idle_timeout or math.inf) as idle:
-                    data = await self._transport.get_message()
-                if idle.cancelled_caught:
-                    log.warning(
-                        "station %r: no frame for %s s; closing",
-                        self.identity,
-                        self.config.idle_timeout,
-                    )
-                    if self._close_request is None:
-                        self._close_request = (1000, "idle timeout", DisconnectReason.CLOSED_BY_US)
-                    return
+                if not idle_timeout:
+                    data = await get_message()
+                else:
+                    with trio.CancelScope(deadline=trio.current_time() + idle_timeout) as idle:
+                        data = await get_message()
+                    if idle.cancelled_caught:
+                        log.warning(
+                            "station %r: no frame for %s s; closing", self.identity, idle_timeout
+                        )
+                        if self._close_request is None:
+                            self._close_request = (
+                                1000,
+                                "idle timeout",
+                                DisconnectReason.CLOSED_BY_US,
+                            )
+                        return
                 self._last_seen = trio.current_time()
                 self._last_seen_at = _utc_now()
                 # in a function of its own: an idle station keeps nothing of its last frame

@@ -358,16 +358,31 @@ async def test_removed_evse_task_ends(autojump_clock: Any) -> None:
         await fake.call(status_201(1, 1, "Available", T0))
         await fake.call(status_201(2, 1, "Available", T0))
         await station.settle()
-        assert station.statistics().machines.evse_tasks == 3  # type: ignore[union-attr]
+        # EVSEs 1 and 2 have tasks; EVSE 0 is known (the boot says it exists) but nothing
+        # changed it, so it needs none
+        assert station.statistics().machines.evse_tasks == 2  # type: ignore[union-attr]
+        assert sorted(station.evses) == [0, 1, 2]
         await station.machines.remove_evse(2)
         await trio.lowlevel.checkpoint()
-        assert station.statistics().machines.evse_tasks == 2  # type: ignore[union-attr]
+        assert station.statistics().machines.evse_tasks == 1  # type: ignore[union-attr]
         assert sorted(station.evses) == [0, 1]
         # reported again: a new task
         await fake.call(status_201(2, 1, "Occupied", minutes(1)))
         await station.settle()
-        assert station.statistics().machines.evse_tasks == 3  # type: ignore[union-attr]
+        assert station.statistics().machines.evse_tasks == 2  # type: ignore[union-attr]
     assert station.statistics().machines.evse_tasks == 0  # type: ignore[union-attr]
+
+
+async def test_an_evse_task_starts_with_the_first_change(autojump_clock: Any) -> None:
+    async with running_station(boot_router()) as (station, fake):
+        await boot(fake)
+        await station.settle()
+        assert station.statistics().machines.evse_tasks == 0  # type: ignore[union-attr]
+        assert station.evses[0] == Evse(evse_id=0)
+        await fake.call(status_201(3, 1, "Unavailable", T0))
+        await station.settle()
+        assert station.statistics().machines.evse_tasks == 1  # type: ignore[union-attr]
+        assert station.machines.connector_status(3, 1) == "Unavailable"
 
 
 async def test_slow_subscriber_is_dropped_and_counted(autojump_clock: Any) -> None:
