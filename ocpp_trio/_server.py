@@ -17,8 +17,9 @@ WebSocket upgrade and all within ``ServerConfig.handshake_timeout``:
    subprotocol, and the connection is closed at once with 1002, as all three OCPP-J versions
    require.
 
-Then ``handler(StationConnection)`` runs, beside a keepalive task that pings every
-``ping_interval`` seconds and aborts the connection when no pong comes within ``ping_timeout``.
+Then ``handler(StationConnection)`` runs, while the task that hosts trio-websocket's reader
+pings every ``ping_interval`` seconds and aborts the connection when no pong comes within
+``ping_timeout``.
 When the handler returns the connection is closed with 1000; when it raises, the error is logged
 and only that connection is closed, with 1011. Which station may be connected twice is the
 runtime's business, not this module's.
@@ -482,9 +483,10 @@ class _Server:
         """
         try:
             async with trio.open_nursery() as nursery:
-                reader_nursery: trio.Nursery = await nursery.start(_shielded_nursery)
+                host = _ReaderHost(self.config.ping_interval, self.config.ping_timeout)
+                reader_nursery: trio.Nursery = await nursery.start(host.run)
                 try:
-                    await self._serve(reader_nursery, stream)
+                    await self._serve(reader_nursery, stream, host)
                 finally:
                     reader_nursery.cancel_scope.cancel()
         except Exception:
@@ -492,7 +494,9 @@ class _Server:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _serve(self, nursery: trio.Nursery, stream: trio.abc.Stream) -> None:
+    async def _serve(
+        self, nursery: trio.Nursery, stream: trio.abc.Stream, host: _ReaderHost
+    ) -> None:
         with trio.move_on_after(self.config.handshake_timeout) as handshake_timer:
             if isinstance(stream, trio.SSLStream) and not await _tls_handshake(stream):
                 self.counters.handshakes_failed += 1
@@ -544,6 +548,7 @@ class _Server:
             transport=transport,
             request=request,
         )
+        host.keep_alive(transport)
         await self._run_station(station, transport)
 
     async def _handshake(self, nursery: trio.Nursery, stream: trio.abc.Stream) -> _Accepted | None:
@@ -645,26 +650,23 @@ class _Server:
         )
 
     async def _run_station(self, station: StationConnection, transport: WebSocketTransport) -> None:
-        """Run the handler beside the keepalive; close the connection when it is done."""
+        """Run the handler (the keepalive runs in the reader's host task); close the
+        connection when it is done."""
         identity, remote = station.identity, station.request.remote
         logger.info("station %r (%s) connected with OCPP %s", identity, remote, station.version)
         self.counters.connections_active += 1
         code, reason = CloseCode.NORMAL, ""
         finished = False
         try:
-            async with trio.open_nursery() as nursery:
-                if self.config.ping_interval > 0:
-                    nursery.start_soon(self._keepalive, transport)
-                try:
-                    await self.handler(station)
-                except Exception as exc:
-                    if _only_connection_lost(exc):
-                        logger.debug("station %r handler ended: %r", identity, exc)
-                    else:
-                        self.counters.handler_errors += 1
-                        logger.exception("handler for station %r raised", identity)
-                        code, reason = CloseCode.INTERNAL_ERROR, "internal error"
-                nursery.cancel_scope.cancel()
+            try:
+                await self.handler(station)
+            except Exception as exc:
+                if _only_connection_lost(exc):
+                    logger.debug("station %r handler ended: %r", identity, exc)
+                else:
+                    self.counters.handler_errors += 1
+                    logger.exception("handler for station %r raised", identity)
+                    code, reason = CloseCode.INTERNAL_ERROR, "internal error"
             finished = True
         finally:
             if not finished:
@@ -681,13 +683,6 @@ class _Server:
                 else logging.INFO
             )
             logger.log(level, "station %r (%s) disconnected: %s", identity, remote, closed)
-
-    async def _keepalive(self, transport: WebSocketTransport) -> None:
-        """Ping every ``ping_interval``; stop once a ping fails (the transport aborted itself)."""
-        while True:
-            await trio.sleep(self.config.ping_interval)
-            if not await transport.ping(self.config.ping_timeout):
-                return
 
 
 async def _tls_handshake(stream: trio.SSLStream[Any]) -> bool:
@@ -712,12 +707,50 @@ def _only_connection_lost(exc: Exception) -> bool:
     return isinstance(exc, ConnectionLostError)
 
 
-async def _shielded_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
-    """Provide a nursery that only its own ``cancel_scope.cancel()`` ends."""
-    async with trio.open_nursery() as nursery:
-        nursery.cancel_scope.shield = True
-        task_status.started(nursery)
-        await trio.sleep_forever()
+class _ReaderHost:
+    """The task that hosts trio-websocket's reader and, once the connection is up, pings.
+
+    The reader runs in a nursery shielded from outside cancellation (only its own
+    ``cancel_scope.cancel()`` ends it), so that a cancelled server still gets the peer's close
+    frame.  The task that owns that nursery would otherwise only wait; it sends the keepalive
+    pings instead, which spares every connection a task of its own.
+    """
+
+    __slots__ = ("_interval", "_ready", "_timeout", "_transport")
+
+    def __init__(self, ping_interval: float, ping_timeout: float) -> None:
+        self._interval = ping_interval
+        self._timeout = ping_timeout
+        self._transport: WebSocketTransport | None = None
+        self._ready: trio.Event | None = trio.Event() if ping_interval > 0 else None
+
+    def keep_alive(self, transport: WebSocketTransport) -> None:
+        """Start pinging ``transport`` (every ``ping_interval``; no-op when that is 0)."""
+        if self._ready is not None:
+            self._transport = transport
+            self._ready.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.cancel_scope.shield = True
+            task_status.started(nursery)
+            ready = self._ready
+            if ready is None:
+                await trio.sleep_forever()
+            else:
+                await ready.wait()
+                self._ready = ready = None  # an idle connection keeps nothing it no longer needs
+                await self._keepalive()
+
+    async def _keepalive(self) -> None:
+        """Ping every ``ping_interval``; stop once a ping fails (the transport aborted itself,
+        or is closing); the nursery then waits for the reader to end."""
+        transport = self._transport
+        assert transport is not None
+        while True:
+            await trio.sleep(self._interval)
+            if not await transport.ping(self._timeout):
+                return
 
 
 def _remote_of(stream: trio.abc.Stream) -> str:
