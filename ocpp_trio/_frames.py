@@ -77,6 +77,10 @@ Notes on the choices:
   with an error that says why. ``accept_binary=True`` is the explicit lenient mode for stations
   known to send binary frames.
 * JSON is strict: ``NaN``/``Infinity`` are rejected, and so is nesting too deep for the parser.
+  The text is read and written by :mod:`ocpp_trio._json` (orjson, with the ``json`` module
+  deciding whatever orjson would read or write differently), so integers of any size are read
+  exactly and a lone surrogate escape (``"\\ud800"``) is accepted as JSON: such a string is not
+  a valid message id, and it is written back with ``\\u`` escapes.
 * Signed messages (2.x Part 4 §7, ``<Action>-Signed``) are not supported: such a CALL parses
   normally and is then answered ``NotImplemented`` as an unknown action by the RPC layer.
 """
@@ -84,13 +88,13 @@ Notes on the choices:
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar, Final, NoReturn, TypeAlias, TypeGuard
 
 import attrs
 
+from ocpp_trio import _json
 from ocpp_trio._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ocpp_trio._version import Version
 
@@ -329,10 +333,6 @@ _PREFIX_STR: Final = re.compile(_PREFIX_PATTERN)
 _PREFIX_BYTES: Final = re.compile(_PREFIX_PATTERN.encode("ascii"))
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_frame(version: Version, data: str | bytes, *, accept_binary: bool = False) -> Frame:
     """Parse one WebSocket message into an OCPP-J frame.
 
@@ -359,7 +359,7 @@ def parse_frame(version: Version, data: str | bytes, *, accept_binary: bool = Fa
         except UnicodeDecodeError:
             _raise_unparseable(version, raw, "the frame is not valid UTF-8")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _json.loads(text)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and integers beyond Python's digit limit.
         _raise_unparseable(version, text, "the frame is not valid JSON")
@@ -556,10 +556,7 @@ def dump_frame(frame: Frame) -> str:
             frame.details,
         ]
     try:
-        text = json.dumps(array, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _json.dumps(array)
     except (TypeError, ValueError, RecursionError) as exc:
         why = f"cannot write the {frame.TYPE.name} frame as JSON: {exc}"
         raise LocalProtocolError(why) from exc
-    if not _encodable(text):
-        text = json.dumps(array, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return text

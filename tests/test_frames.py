@@ -546,11 +546,24 @@ valid_frames = st.one_of(
 )
 
 
+def _holds_float(value: object) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(x) for x in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(x) for x in value)
+    return False
+
+
 @given(valid_frames)
 def test_round_trip(frame: Frame) -> None:
     text = dump_frame(frame)
-    assert text == json.dumps(
-        json.loads(text), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    value = json.loads(text)
+    reference = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if not _holds_float(value):
+        # orjson spells some floats unlike the json module (0.00001, not 1e-05); both are the
+        # shortest text of the same float (read back below), and the rest is written alike
+        assert text == reference
     assert parse_frame(V21, text) == frame
     assert parse_frame(V21, text.encode("utf-8"), accept_binary=True) == frame

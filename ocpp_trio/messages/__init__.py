@@ -49,6 +49,9 @@ __all__ = [
 
 _MODULES = {Version.V16: "v1_6", Version.V201: "v2_0_1", Version.V21: "v2_1"}
 _loaded: dict[str, Mapping[str, ActionSpec]] = {}
+# version -> action -> class, filled with the registry: decoding is on the path of every message
+_request_classes: dict[str, dict[str, type[Message]]] = {}
+_response_classes: dict[str, dict[str, type[Response]]] = {}
 
 
 def _module(version: Version) -> ModuleType:
@@ -67,7 +70,12 @@ def actions(version: Version | str) -> Mapping[str, ActionSpec]:
     registry = _loaded.get(version)
     if registry is None:
         v = Version(version)
-        registry = _loaded[v] = _module(v).ACTIONS
+        registry = _module(v).ACTIONS
+        _request_classes[v] = {name: spec.request for name, spec in registry.items()}
+        _response_classes[v] = {
+            name: spec.response for name, spec in registry.items() if spec.response is not None
+        }
+        _loaded[v] = registry
     return registry
 
 
@@ -86,7 +94,19 @@ def decode_request(version: Version | str, action: str, payload: object) -> Mess
         KeyError: ``action`` is not an action of ``version``.
         MessageValidationError: the payload breaks its schema (``.version`` is set).
     """
-    return actions(version)[action].request.from_json(payload)
+    try:
+        cls = _request_classes[version][action]
+    except KeyError:
+        cls = _request_class(version, action)
+    return cls.from_json(payload)
+
+
+def _request_class(version: Version | str, action: str) -> type[Message]:
+    """The slow path of :func:`decode_request`: load the version, or report the action."""
+    try:
+        return actions(version)[action].request
+    except KeyError:
+        raise KeyError(action) from None
 
 
 def decode_response(version: Version | str, action: str, payload: object) -> Response:
@@ -96,10 +116,22 @@ def decode_response(version: Version | str, action: str, payload: object) -> Res
         KeyError: ``action`` is not an action of ``version``, or is SEND-only (never answered).
         MessageValidationError: the payload breaks its schema (``.version`` is set).
     """
-    response = actions(version)[action].response
+    try:
+        cls = _response_classes[version][action]
+    except KeyError:
+        cls = _response_class(version, action)
+    return cls.from_json(payload)
+
+
+def _response_class(version: Version | str, action: str) -> type[Response]:
+    """The slow path of :func:`decode_response`: load the version, or report the action."""
+    try:
+        response = actions(version)[action].response
+    except KeyError:
+        raise KeyError(action) from None
     if response is None:
-        raise KeyError(f"{action} is a SEND-only action and has no response")
-    return response.from_json(payload)
+        raise KeyError(f"{action} is a SEND-only action and has no response") from None
+    return response
 
 
 def encode(message: Datatype, *, validate: bool = True) -> dict[str, Any]:

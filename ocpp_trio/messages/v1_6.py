@@ -2280,6 +2280,8 @@ class DiagnosticsStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is DiagnosticsStatusNotificationResponse:
+                return _EMPTY_DiagnosticsStatusNotificationResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -2288,6 +2290,9 @@ class DiagnosticsStatusNotificationResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_DiagnosticsStatusNotificationResponse = DiagnosticsStatusNotificationResponse()
 
 
 _K_ExtendedTriggerMessageResponse = frozenset({"status"})
@@ -2349,6 +2354,8 @@ class FirmwareStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is FirmwareStatusNotificationResponse:
+                return _EMPTY_FirmwareStatusNotificationResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -2357,6 +2364,9 @@ class FirmwareStatusNotificationResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_FirmwareStatusNotificationResponse = FirmwareStatusNotificationResponse()
 
 
 _K_GetCompositeScheduleResponse = frozenset(
@@ -2488,6 +2498,8 @@ class GetConfigurationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetConfigurationResponse:
+                return _EMPTY_GetConfigurationResponse  # type: ignore[return-value]
             if not _K_GetConfigurationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetConfigurationResponse, _V)
             self = _new(cls)
@@ -2526,6 +2538,9 @@ class GetConfigurationResponse(Response):
 ) = _c.setters(GetConfigurationResponse, "configuration_key", "unknown_key")
 
 
+_EMPTY_GetConfigurationResponse = GetConfigurationResponse()
+
+
 _K_GetDiagnosticsResponse = frozenset({"fileName"})
 
 
@@ -2551,6 +2566,8 @@ class GetDiagnosticsResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetDiagnosticsResponse:
+                return _EMPTY_GetDiagnosticsResponse  # type: ignore[return-value]
             if not _K_GetDiagnosticsResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetDiagnosticsResponse, _V)
             self = _new(cls)
@@ -2569,6 +2586,9 @@ class GetDiagnosticsResponse(Response):
 
 
 (_s_GetDiagnosticsResponse_file_name,) = _c.setters(GetDiagnosticsResponse, "file_name")
+
+
+_EMPTY_GetDiagnosticsResponse = GetDiagnosticsResponse()
 
 
 _K_GetInstalledCertificateIdsResponse = frozenset({"certificateHashData", "status"})
@@ -2840,6 +2860,8 @@ class LogStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is LogStatusNotificationResponse:
+                return _EMPTY_LogStatusNotificationResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -2848,6 +2870,9 @@ class LogStatusNotificationResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_LogStatusNotificationResponse = LogStatusNotificationResponse()
 
 
 @attrs.frozen(kw_only=True)
@@ -2863,6 +2888,8 @@ class MeterValuesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is MeterValuesResponse:
+                return _EMPTY_MeterValuesResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -2871,6 +2898,9 @@ class MeterValuesResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_MeterValuesResponse = MeterValuesResponse()
 
 
 _K_RemoteStartTransactionResponse = frozenset({"status"})
@@ -3054,6 +3084,8 @@ class SecurityEventNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is SecurityEventNotificationResponse:
+                return _EMPTY_SecurityEventNotificationResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -3062,6 +3094,9 @@ class SecurityEventNotificationResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_SecurityEventNotificationResponse = SecurityEventNotificationResponse()
 
 
 _K_SendLocalListResponse = frozenset({"status"})
@@ -3203,6 +3238,8 @@ class SignedFirmwareStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is SignedFirmwareStatusNotificationResponse:
+                return _EMPTY_SignedFirmwareStatusNotificationResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -3211,6 +3248,9 @@ class SignedFirmwareStatusNotificationResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_SignedFirmwareStatusNotificationResponse = SignedFirmwareStatusNotificationResponse()
 
 
 _K_SignedUpdateFirmwareResponse = frozenset({"status"})
@@ -3318,6 +3358,8 @@ class StatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is StatusNotificationResponse:
+                return _EMPTY_StatusNotificationResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -3326,6 +3368,9 @@ class StatusNotificationResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_StatusNotificationResponse = StatusNotificationResponse()
 
 
 _K_StopTransactionResponse = frozenset({"idTagInfo"})
@@ -3349,6 +3394,8 @@ class StopTransactionResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is StopTransactionResponse:
+                return _EMPTY_StopTransactionResponse  # type: ignore[return-value]
             if not _K_StopTransactionResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_StopTransactionResponse, _V)
             self = _new(cls)
@@ -3366,6 +3413,9 @@ class StopTransactionResponse(Response):
 
 
 (_s_StopTransactionResponse_id_tag_info,) = _c.setters(StopTransactionResponse, "id_tag_info")
+
+
+_EMPTY_StopTransactionResponse = StopTransactionResponse()
 
 
 _K_TriggerMessageResponse = frozenset({"status"})
@@ -3465,6 +3515,8 @@ class UpdateFirmwareResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is UpdateFirmwareResponse:
+                return _EMPTY_UpdateFirmwareResponse  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -3473,6 +3525,9 @@ class UpdateFirmwareResponse(Response):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_UpdateFirmwareResponse = UpdateFirmwareResponse()
 
 
 _K_AuthorizeRequest = frozenset({"idTag"})
@@ -3892,6 +3947,8 @@ class ClearCacheRequest(Request[ClearCacheResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearCacheRequest:
+                return _EMPTY_ClearCacheRequest  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -3900,6 +3957,9 @@ class ClearCacheRequest(Request[ClearCacheResponse]):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_ClearCacheRequest = ClearCacheRequest()
 
 
 _K_ClearChargingProfileRequest = frozenset(
@@ -3948,6 +4008,8 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearChargingProfileRequest:
+                return _EMPTY_ClearChargingProfileRequest  # type: ignore[return-value]
             if not _K_ClearChargingProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearChargingProfileRequest, _V)
             self = _new(cls)
@@ -3998,6 +4060,9 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
 ) = _c.setters(
     ClearChargingProfileRequest, "id", "connector_id", "charging_profile_purpose", "stack_level"
 )
+
+
+_EMPTY_ClearChargingProfileRequest = ClearChargingProfileRequest()
 
 
 _K_DataTransferRequest = frozenset({"vendorId", "messageId", "data"})
@@ -4377,6 +4442,8 @@ class GetConfigurationRequest(Request[GetConfigurationResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetConfigurationRequest:
+                return _EMPTY_GetConfigurationRequest  # type: ignore[return-value]
             if not _K_GetConfigurationRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetConfigurationRequest, _V)
             self = _new(cls)
@@ -4399,6 +4466,9 @@ class GetConfigurationRequest(Request[GetConfigurationResponse]):
 
 
 (_s_GetConfigurationRequest_key,) = _c.setters(GetConfigurationRequest, "key")
+
+
+_EMPTY_GetConfigurationRequest = GetConfigurationRequest()
 
 
 _K_GetDiagnosticsRequest = frozenset(
@@ -4560,6 +4630,8 @@ class GetLocalListVersionRequest(Request[GetLocalListVersionResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetLocalListVersionRequest:
+                return _EMPTY_GetLocalListVersionRequest  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -4568,6 +4640,9 @@ class GetLocalListVersionRequest(Request[GetLocalListVersionResponse]):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_GetLocalListVersionRequest = GetLocalListVersionRequest()
 
 
 _K_GetLogRequest = frozenset({"log", "logType", "requestId", "retries", "retryInterval"})
@@ -4671,6 +4746,8 @@ class HeartbeatRequest(Request[HeartbeatResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is HeartbeatRequest:
+                return _EMPTY_HeartbeatRequest  # type: ignore[return-value]
             if data:
                 raise _c.not_allowed(data, (), _V)
             self = _new(cls)
@@ -4679,6 +4756,9 @@ class HeartbeatRequest(Request[HeartbeatResponse]):
             if path:
                 raise _c.prefixed(e, path) from None
             raise
+
+
+_EMPTY_HeartbeatRequest = HeartbeatRequest()
 
 
 _K_InstallCertificateRequest = frozenset({"certificateType", "certificate"})

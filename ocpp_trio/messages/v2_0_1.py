@@ -7905,6 +7905,8 @@ class ClearedChargingLimitResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearedChargingLimitResponse:
+                return _EMPTY_ClearedChargingLimitResponse  # type: ignore[return-value]
             if not _K_ClearedChargingLimitResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearedChargingLimitResponse, _V)
             self = _new(cls)
@@ -7924,6 +7926,9 @@ class ClearedChargingLimitResponse(Response):
 (_s_ClearedChargingLimitResponse_custom_data,) = _c.setters(
     ClearedChargingLimitResponse, "custom_data"
 )
+
+
+_EMPTY_ClearedChargingLimitResponse = ClearedChargingLimitResponse()
 
 
 _K_CostUpdatedResponse = frozenset({"customData"})
@@ -7947,6 +7952,8 @@ class CostUpdatedResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is CostUpdatedResponse:
+                return _EMPTY_CostUpdatedResponse  # type: ignore[return-value]
             if not _K_CostUpdatedResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CostUpdatedResponse, _V)
             self = _new(cls)
@@ -7964,6 +7971,9 @@ class CostUpdatedResponse(Response):
 
 
 (_s_CostUpdatedResponse_custom_data,) = _c.setters(CostUpdatedResponse, "custom_data")
+
+
+_EMPTY_CostUpdatedResponse = CostUpdatedResponse()
 
 
 _K_CustomerInformationResponse = frozenset({"status", "statusInfo", "customData"})
@@ -8203,6 +8213,8 @@ class FirmwareStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is FirmwareStatusNotificationResponse:
+                return _EMPTY_FirmwareStatusNotificationResponse  # type: ignore[return-value]
             if not _K_FirmwareStatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareStatusNotificationResponse, _V)
             self = _new(cls)
@@ -8222,6 +8234,9 @@ class FirmwareStatusNotificationResponse(Response):
 (_s_FirmwareStatusNotificationResponse_custom_data,) = _c.setters(
     FirmwareStatusNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_FirmwareStatusNotificationResponse = FirmwareStatusNotificationResponse()
 
 
 _K_Get15118EVCertificateResponse = frozenset({"status", "statusInfo", "exiResponse", "customData"})
@@ -9308,6 +9323,8 @@ class LogStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is LogStatusNotificationResponse:
+                return _EMPTY_LogStatusNotificationResponse  # type: ignore[return-value]
             if not _K_LogStatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_LogStatusNotificationResponse, _V)
             self = _new(cls)
@@ -9327,6 +9344,9 @@ class LogStatusNotificationResponse(Response):
 (_s_LogStatusNotificationResponse_custom_data,) = _c.setters(
     LogStatusNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_LogStatusNotificationResponse = LogStatusNotificationResponse()
 
 
 _K_MeterValuesResponse = frozenset({"customData"})
@@ -9350,6 +9370,8 @@ class MeterValuesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is MeterValuesResponse:
+                return _EMPTY_MeterValuesResponse  # type: ignore[return-value]
             if not _K_MeterValuesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValuesResponse, _V)
             self = _new(cls)
@@ -9367,6 +9389,9 @@ class MeterValuesResponse(Response):
 
 
 (_s_MeterValuesResponse_custom_data,) = _c.setters(MeterValuesResponse, "custom_data")
+
+
+_EMPTY_MeterValuesResponse = MeterValuesResponse()
 
 
 _K_NotifyChargingLimitResponse = frozenset({"customData"})
@@ -9390,6 +9415,8 @@ class NotifyChargingLimitResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyChargingLimitResponse:
+                return _EMPTY_NotifyChargingLimitResponse  # type: ignore[return-value]
             if not _K_NotifyChargingLimitResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyChargingLimitResponse, _V)
             self = _new(cls)
@@ -9409,6 +9436,9 @@ class NotifyChargingLimitResponse(Response):
 (_s_NotifyChargingLimitResponse_custom_data,) = _c.setters(
     NotifyChargingLimitResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyChargingLimitResponse = NotifyChargingLimitResponse()
 
 
 _K_NotifyCustomerInformationResponse = frozenset({"customData"})
@@ -9432,6 +9462,8 @@ class NotifyCustomerInformationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyCustomerInformationResponse:
+                return _EMPTY_NotifyCustomerInformationResponse  # type: ignore[return-value]
             if not _K_NotifyCustomerInformationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyCustomerInformationResponse, _V)
             self = _new(cls)
@@ -9451,6 +9483,9 @@ class NotifyCustomerInformationResponse(Response):
 (_s_NotifyCustomerInformationResponse_custom_data,) = _c.setters(
     NotifyCustomerInformationResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyCustomerInformationResponse = NotifyCustomerInformationResponse()
 
 
 _K_NotifyDisplayMessagesResponse = frozenset({"customData"})
@@ -9474,6 +9509,8 @@ class NotifyDisplayMessagesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyDisplayMessagesResponse:
+                return _EMPTY_NotifyDisplayMessagesResponse  # type: ignore[return-value]
             if not _K_NotifyDisplayMessagesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyDisplayMessagesResponse, _V)
             self = _new(cls)
@@ -9493,6 +9530,9 @@ class NotifyDisplayMessagesResponse(Response):
 (_s_NotifyDisplayMessagesResponse_custom_data,) = _c.setters(
     NotifyDisplayMessagesResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyDisplayMessagesResponse = NotifyDisplayMessagesResponse()
 
 
 _K_NotifyEVChargingNeedsResponse = frozenset({"status", "statusInfo", "customData"})
@@ -9652,6 +9692,8 @@ class NotifyEventResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyEventResponse:
+                return _EMPTY_NotifyEventResponse  # type: ignore[return-value]
             if not _K_NotifyEventResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEventResponse, _V)
             self = _new(cls)
@@ -9669,6 +9711,9 @@ class NotifyEventResponse(Response):
 
 
 (_s_NotifyEventResponse_custom_data,) = _c.setters(NotifyEventResponse, "custom_data")
+
+
+_EMPTY_NotifyEventResponse = NotifyEventResponse()
 
 
 _K_NotifyMonitoringReportResponse = frozenset({"customData"})
@@ -9692,6 +9737,8 @@ class NotifyMonitoringReportResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyMonitoringReportResponse:
+                return _EMPTY_NotifyMonitoringReportResponse  # type: ignore[return-value]
             if not _K_NotifyMonitoringReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyMonitoringReportResponse, _V)
             self = _new(cls)
@@ -9711,6 +9758,9 @@ class NotifyMonitoringReportResponse(Response):
 (_s_NotifyMonitoringReportResponse_custom_data,) = _c.setters(
     NotifyMonitoringReportResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyMonitoringReportResponse = NotifyMonitoringReportResponse()
 
 
 _K_NotifyReportResponse = frozenset({"customData"})
@@ -9734,6 +9784,8 @@ class NotifyReportResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyReportResponse:
+                return _EMPTY_NotifyReportResponse  # type: ignore[return-value]
             if not _K_NotifyReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyReportResponse, _V)
             self = _new(cls)
@@ -9751,6 +9803,9 @@ class NotifyReportResponse(Response):
 
 
 (_s_NotifyReportResponse_custom_data,) = _c.setters(NotifyReportResponse, "custom_data")
+
+
+_EMPTY_NotifyReportResponse = NotifyReportResponse()
 
 
 _K_PublishFirmwareResponse = frozenset({"status", "statusInfo", "customData"})
@@ -9839,6 +9894,8 @@ class PublishFirmwareStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is PublishFirmwareStatusNotificationResponse:
+                return _EMPTY_PublishFirmwareStatusNotificationResponse  # type: ignore[return-value]
             if not _K_PublishFirmwareStatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareStatusNotificationResponse, _V)
             self = _new(cls)
@@ -9858,6 +9915,9 @@ class PublishFirmwareStatusNotificationResponse(Response):
 (_s_PublishFirmwareStatusNotificationResponse_custom_data,) = _c.setters(
     PublishFirmwareStatusNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_PublishFirmwareStatusNotificationResponse = PublishFirmwareStatusNotificationResponse()
 
 
 _K_ReportChargingProfilesResponse = frozenset({"customData"})
@@ -9881,6 +9941,8 @@ class ReportChargingProfilesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ReportChargingProfilesResponse:
+                return _EMPTY_ReportChargingProfilesResponse  # type: ignore[return-value]
             if not _K_ReportChargingProfilesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportChargingProfilesResponse, _V)
             self = _new(cls)
@@ -9900,6 +9962,9 @@ class ReportChargingProfilesResponse(Response):
 (_s_ReportChargingProfilesResponse_custom_data,) = _c.setters(
     ReportChargingProfilesResponse, "custom_data"
 )
+
+
+_EMPTY_ReportChargingProfilesResponse = ReportChargingProfilesResponse()
 
 
 _K_RequestStartTransactionResponse = frozenset(
@@ -10078,6 +10143,8 @@ class ReservationStatusUpdateResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ReservationStatusUpdateResponse:
+                return _EMPTY_ReservationStatusUpdateResponse  # type: ignore[return-value]
             if not _K_ReservationStatusUpdateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReservationStatusUpdateResponse, _V)
             self = _new(cls)
@@ -10097,6 +10164,9 @@ class ReservationStatusUpdateResponse(Response):
 (_s_ReservationStatusUpdateResponse_custom_data,) = _c.setters(
     ReservationStatusUpdateResponse, "custom_data"
 )
+
+
+_EMPTY_ReservationStatusUpdateResponse = ReservationStatusUpdateResponse()
 
 
 _K_ReserveNowResponse = frozenset({"status", "statusInfo", "customData"})
@@ -10250,6 +10320,8 @@ class SecurityEventNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is SecurityEventNotificationResponse:
+                return _EMPTY_SecurityEventNotificationResponse  # type: ignore[return-value]
             if not _K_SecurityEventNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SecurityEventNotificationResponse, _V)
             self = _new(cls)
@@ -10269,6 +10341,9 @@ class SecurityEventNotificationResponse(Response):
 (_s_SecurityEventNotificationResponse_custom_data,) = _c.setters(
     SecurityEventNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_SecurityEventNotificationResponse = SecurityEventNotificationResponse()
 
 
 _K_SendLocalListResponse = frozenset({"status", "statusInfo", "customData"})
@@ -10893,6 +10968,8 @@ class StatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is StatusNotificationResponse:
+                return _EMPTY_StatusNotificationResponse  # type: ignore[return-value]
             if not _K_StatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusNotificationResponse, _V)
             self = _new(cls)
@@ -10910,6 +10987,9 @@ class StatusNotificationResponse(Response):
 
 
 (_s_StatusNotificationResponse_custom_data,) = _c.setters(StatusNotificationResponse, "custom_data")
+
+
+_EMPTY_StatusNotificationResponse = StatusNotificationResponse()
 
 
 _K_TransactionEventResponse = frozenset(
@@ -10953,6 +11033,8 @@ class TransactionEventResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is TransactionEventResponse:
+                return _EMPTY_TransactionEventResponse  # type: ignore[return-value]
             if not _K_TransactionEventResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_TransactionEventResponse, _V)
             self = _new(cls)
@@ -11011,6 +11093,9 @@ class TransactionEventResponse(Response):
     "updated_personal_message",
     "custom_data",
 )
+
+
+_EMPTY_TransactionEventResponse = TransactionEventResponse()
 
 
 _K_TriggerMessageResponse = frozenset({"status", "statusInfo", "customData"})
@@ -11661,6 +11746,8 @@ class ClearCacheRequest(Request[ClearCacheResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearCacheRequest:
+                return _EMPTY_ClearCacheRequest  # type: ignore[return-value]
             if not _K_ClearCacheRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearCacheRequest, _V)
             self = _new(cls)
@@ -11678,6 +11765,9 @@ class ClearCacheRequest(Request[ClearCacheResponse]):
 
 
 (_s_ClearCacheRequest_custom_data,) = _c.setters(ClearCacheRequest, "custom_data")
+
+
+_EMPTY_ClearCacheRequest = ClearCacheRequest()
 
 
 _K_ClearChargingProfileRequest = frozenset(
@@ -11710,6 +11800,8 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearChargingProfileRequest:
+                return _EMPTY_ClearChargingProfileRequest  # type: ignore[return-value]
             if not _K_ClearChargingProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearChargingProfileRequest, _V)
             self = _new(cls)
@@ -11746,6 +11838,9 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
 ) = _c.setters(
     ClearChargingProfileRequest, "charging_profile_id", "charging_profile_criteria", "custom_data"
 )
+
+
+_EMPTY_ClearChargingProfileRequest = ClearChargingProfileRequest()
 
 
 _K_ClearDisplayMessageRequest = frozenset({"id", "customData"})
@@ -12830,6 +12925,8 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetInstalledCertificateIdsRequest:
+                return _EMPTY_GetInstalledCertificateIdsRequest  # type: ignore[return-value]
             if not _K_GetInstalledCertificateIdsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetInstalledCertificateIdsRequest, _V)
             self = _new(cls)
@@ -12869,6 +12966,9 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
 ) = _c.setters(GetInstalledCertificateIdsRequest, "certificate_type", "custom_data")
 
 
+_EMPTY_GetInstalledCertificateIdsRequest = GetInstalledCertificateIdsRequest()
+
+
 _K_GetLocalListVersionRequest = frozenset({"customData"})
 
 
@@ -12891,6 +12991,8 @@ class GetLocalListVersionRequest(Request[GetLocalListVersionResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetLocalListVersionRequest:
+                return _EMPTY_GetLocalListVersionRequest  # type: ignore[return-value]
             if not _K_GetLocalListVersionRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLocalListVersionRequest, _V)
             self = _new(cls)
@@ -12908,6 +13010,9 @@ class GetLocalListVersionRequest(Request[GetLocalListVersionResponse]):
 
 
 (_s_GetLocalListVersionRequest_custom_data,) = _c.setters(GetLocalListVersionRequest, "custom_data")
+
+
+_EMPTY_GetLocalListVersionRequest = GetLocalListVersionRequest()
 
 
 _K_GetLogRequest = frozenset(
@@ -13272,6 +13377,8 @@ class GetTransactionStatusRequest(Request[GetTransactionStatusResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetTransactionStatusRequest:
+                return _EMPTY_GetTransactionStatusRequest  # type: ignore[return-value]
             if not _K_GetTransactionStatusRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetTransactionStatusRequest, _V)
             self = _new(cls)
@@ -13299,6 +13406,9 @@ class GetTransactionStatusRequest(Request[GetTransactionStatusResponse]):
     _s_GetTransactionStatusRequest_transaction_id,
     _s_GetTransactionStatusRequest_custom_data,
 ) = _c.setters(GetTransactionStatusRequest, "transaction_id", "custom_data")
+
+
+_EMPTY_GetTransactionStatusRequest = GetTransactionStatusRequest()
 
 
 _K_GetVariablesRequest = frozenset({"getVariableData", "customData"})
@@ -13385,6 +13495,8 @@ class HeartbeatRequest(Request[HeartbeatResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is HeartbeatRequest:
+                return _EMPTY_HeartbeatRequest  # type: ignore[return-value]
             if not _K_HeartbeatRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_HeartbeatRequest, _V)
             self = _new(cls)
@@ -13402,6 +13514,9 @@ class HeartbeatRequest(Request[HeartbeatResponse]):
 
 
 (_s_HeartbeatRequest_custom_data,) = _c.setters(HeartbeatRequest, "custom_data")
+
+
+_EMPTY_HeartbeatRequest = HeartbeatRequest()
 
 
 _K_InstallCertificateRequest = frozenset({"certificateType", "certificate", "customData"})

@@ -16828,6 +16828,8 @@ class BatterySwapResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is BatterySwapResponse:
+                return _EMPTY_BatterySwapResponse  # type: ignore[return-value]
             if not _K_BatterySwapResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_BatterySwapResponse, _V)
             self = _new(cls)
@@ -16845,6 +16847,9 @@ class BatterySwapResponse(Response):
 
 
 (_s_BatterySwapResponse_custom_data,) = _c.setters(BatterySwapResponse, "custom_data")
+
+
+_EMPTY_BatterySwapResponse = BatterySwapResponse()
 
 
 _K_BootNotificationResponse = frozenset(
@@ -17629,6 +17634,8 @@ class ClearedChargingLimitResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearedChargingLimitResponse:
+                return _EMPTY_ClearedChargingLimitResponse  # type: ignore[return-value]
             if not _K_ClearedChargingLimitResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearedChargingLimitResponse, _V)
             self = _new(cls)
@@ -17648,6 +17655,9 @@ class ClearedChargingLimitResponse(Response):
 (_s_ClearedChargingLimitResponse_custom_data,) = _c.setters(
     ClearedChargingLimitResponse, "custom_data"
 )
+
+
+_EMPTY_ClearedChargingLimitResponse = ClearedChargingLimitResponse()
 
 
 _K_ClosePeriodicEventStreamResponse = frozenset({"customData"})
@@ -17671,6 +17681,8 @@ class ClosePeriodicEventStreamResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClosePeriodicEventStreamResponse:
+                return _EMPTY_ClosePeriodicEventStreamResponse  # type: ignore[return-value]
             if not _K_ClosePeriodicEventStreamResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ClosePeriodicEventStreamResponse, _V)
             self = _new(cls)
@@ -17690,6 +17702,9 @@ class ClosePeriodicEventStreamResponse(Response):
 (_s_ClosePeriodicEventStreamResponse_custom_data,) = _c.setters(
     ClosePeriodicEventStreamResponse, "custom_data"
 )
+
+
+_EMPTY_ClosePeriodicEventStreamResponse = ClosePeriodicEventStreamResponse()
 
 
 _K_CostUpdatedResponse = frozenset({"customData"})
@@ -17713,6 +17728,8 @@ class CostUpdatedResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is CostUpdatedResponse:
+                return _EMPTY_CostUpdatedResponse  # type: ignore[return-value]
             if not _K_CostUpdatedResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_CostUpdatedResponse, _V)
             self = _new(cls)
@@ -17730,6 +17747,9 @@ class CostUpdatedResponse(Response):
 
 
 (_s_CostUpdatedResponse_custom_data,) = _c.setters(CostUpdatedResponse, "custom_data")
+
+
+_EMPTY_CostUpdatedResponse = CostUpdatedResponse()
 
 
 _K_CustomerInformationResponse = frozenset({"status", "statusInfo", "customData"})
@@ -17969,6 +17989,8 @@ class FirmwareStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is FirmwareStatusNotificationResponse:
+                return _EMPTY_FirmwareStatusNotificationResponse  # type: ignore[return-value]
             if not _K_FirmwareStatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_FirmwareStatusNotificationResponse, _V)
             self = _new(cls)
@@ -17988,6 +18010,9 @@ class FirmwareStatusNotificationResponse(Response):
 (_s_FirmwareStatusNotificationResponse_custom_data,) = _c.setters(
     FirmwareStatusNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_FirmwareStatusNotificationResponse = FirmwareStatusNotificationResponse()
 
 
 _K_Get15118EVCertificateResponse = frozenset(
@@ -18919,6 +18944,8 @@ class GetPeriodicEventStreamResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetPeriodicEventStreamResponse:
+                return _EMPTY_GetPeriodicEventStreamResponse  # type: ignore[return-value]
             if not _K_GetPeriodicEventStreamResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_GetPeriodicEventStreamResponse, _V)
             self = _new(cls)
@@ -18952,6 +18979,9 @@ class GetPeriodicEventStreamResponse(Response):
     _s_GetPeriodicEventStreamResponse_constant_stream_data,
     _s_GetPeriodicEventStreamResponse_custom_data,
 ) = _c.setters(GetPeriodicEventStreamResponse, "constant_stream_data", "custom_data")
+
+
+_EMPTY_GetPeriodicEventStreamResponse = GetPeriodicEventStreamResponse()
 
 
 _K_GetReportResponse = frozenset({"status", "statusInfo", "customData"})
@@ -19379,6 +19409,8 @@ class LogStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is LogStatusNotificationResponse:
+                return _EMPTY_LogStatusNotificationResponse  # type: ignore[return-value]
             if not _K_LogStatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_LogStatusNotificationResponse, _V)
             self = _new(cls)
@@ -19398,6 +19430,9 @@ class LogStatusNotificationResponse(Response):
 (_s_LogStatusNotificationResponse_custom_data,) = _c.setters(
     LogStatusNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_LogStatusNotificationResponse = LogStatusNotificationResponse()
 
 
 _K_MeterValuesResponse = frozenset({"customData"})
@@ -19421,6 +19456,8 @@ class MeterValuesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is MeterValuesResponse:
+                return _EMPTY_MeterValuesResponse  # type: ignore[return-value]
             if not _K_MeterValuesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_MeterValuesResponse, _V)
             self = _new(cls)
@@ -19438,6 +19475,9 @@ class MeterValuesResponse(Response):
 
 
 (_s_MeterValuesResponse_custom_data,) = _c.setters(MeterValuesResponse, "custom_data")
+
+
+_EMPTY_MeterValuesResponse = MeterValuesResponse()
 
 
 _K_NotifyAllowedEnergyTransferResponse = frozenset({"status", "statusInfo", "customData"})
@@ -19532,6 +19572,8 @@ class NotifyChargingLimitResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyChargingLimitResponse:
+                return _EMPTY_NotifyChargingLimitResponse  # type: ignore[return-value]
             if not _K_NotifyChargingLimitResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyChargingLimitResponse, _V)
             self = _new(cls)
@@ -19551,6 +19593,9 @@ class NotifyChargingLimitResponse(Response):
 (_s_NotifyChargingLimitResponse_custom_data,) = _c.setters(
     NotifyChargingLimitResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyChargingLimitResponse = NotifyChargingLimitResponse()
 
 
 _K_NotifyCustomerInformationResponse = frozenset({"customData"})
@@ -19574,6 +19619,8 @@ class NotifyCustomerInformationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyCustomerInformationResponse:
+                return _EMPTY_NotifyCustomerInformationResponse  # type: ignore[return-value]
             if not _K_NotifyCustomerInformationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyCustomerInformationResponse, _V)
             self = _new(cls)
@@ -19593,6 +19640,9 @@ class NotifyCustomerInformationResponse(Response):
 (_s_NotifyCustomerInformationResponse_custom_data,) = _c.setters(
     NotifyCustomerInformationResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyCustomerInformationResponse = NotifyCustomerInformationResponse()
 
 
 _K_NotifyDERAlarmResponse = frozenset({"customData"})
@@ -19616,6 +19666,8 @@ class NotifyDERAlarmResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyDERAlarmResponse:
+                return _EMPTY_NotifyDERAlarmResponse  # type: ignore[return-value]
             if not _K_NotifyDERAlarmResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyDERAlarmResponse, _V)
             self = _new(cls)
@@ -19633,6 +19685,9 @@ class NotifyDERAlarmResponse(Response):
 
 
 (_s_NotifyDERAlarmResponse_custom_data,) = _c.setters(NotifyDERAlarmResponse, "custom_data")
+
+
+_EMPTY_NotifyDERAlarmResponse = NotifyDERAlarmResponse()
 
 
 _K_NotifyDERStartStopResponse = frozenset({"customData"})
@@ -19656,6 +19711,8 @@ class NotifyDERStartStopResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyDERStartStopResponse:
+                return _EMPTY_NotifyDERStartStopResponse  # type: ignore[return-value]
             if not _K_NotifyDERStartStopResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyDERStartStopResponse, _V)
             self = _new(cls)
@@ -19673,6 +19730,9 @@ class NotifyDERStartStopResponse(Response):
 
 
 (_s_NotifyDERStartStopResponse_custom_data,) = _c.setters(NotifyDERStartStopResponse, "custom_data")
+
+
+_EMPTY_NotifyDERStartStopResponse = NotifyDERStartStopResponse()
 
 
 _K_NotifyDisplayMessagesResponse = frozenset({"customData"})
@@ -19696,6 +19756,8 @@ class NotifyDisplayMessagesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyDisplayMessagesResponse:
+                return _EMPTY_NotifyDisplayMessagesResponse  # type: ignore[return-value]
             if not _K_NotifyDisplayMessagesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyDisplayMessagesResponse, _V)
             self = _new(cls)
@@ -19715,6 +19777,9 @@ class NotifyDisplayMessagesResponse(Response):
 (_s_NotifyDisplayMessagesResponse_custom_data,) = _c.setters(
     NotifyDisplayMessagesResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyDisplayMessagesResponse = NotifyDisplayMessagesResponse()
 
 
 _K_NotifyEVChargingNeedsResponse = frozenset({"status", "statusInfo", "customData"})
@@ -19874,6 +19939,8 @@ class NotifyEventResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyEventResponse:
+                return _EMPTY_NotifyEventResponse  # type: ignore[return-value]
             if not _K_NotifyEventResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyEventResponse, _V)
             self = _new(cls)
@@ -19891,6 +19958,9 @@ class NotifyEventResponse(Response):
 
 
 (_s_NotifyEventResponse_custom_data,) = _c.setters(NotifyEventResponse, "custom_data")
+
+
+_EMPTY_NotifyEventResponse = NotifyEventResponse()
 
 
 _K_NotifyMonitoringReportResponse = frozenset({"customData"})
@@ -19914,6 +19984,8 @@ class NotifyMonitoringReportResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyMonitoringReportResponse:
+                return _EMPTY_NotifyMonitoringReportResponse  # type: ignore[return-value]
             if not _K_NotifyMonitoringReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyMonitoringReportResponse, _V)
             self = _new(cls)
@@ -19933,6 +20005,9 @@ class NotifyMonitoringReportResponse(Response):
 (_s_NotifyMonitoringReportResponse_custom_data,) = _c.setters(
     NotifyMonitoringReportResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyMonitoringReportResponse = NotifyMonitoringReportResponse()
 
 
 _K_NotifyPriorityChargingResponse = frozenset({"customData"})
@@ -19956,6 +20031,8 @@ class NotifyPriorityChargingResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyPriorityChargingResponse:
+                return _EMPTY_NotifyPriorityChargingResponse  # type: ignore[return-value]
             if not _K_NotifyPriorityChargingResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyPriorityChargingResponse, _V)
             self = _new(cls)
@@ -19975,6 +20052,9 @@ class NotifyPriorityChargingResponse(Response):
 (_s_NotifyPriorityChargingResponse_custom_data,) = _c.setters(
     NotifyPriorityChargingResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyPriorityChargingResponse = NotifyPriorityChargingResponse()
 
 
 _K_NotifyReportResponse = frozenset({"customData"})
@@ -19998,6 +20078,8 @@ class NotifyReportResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyReportResponse:
+                return _EMPTY_NotifyReportResponse  # type: ignore[return-value]
             if not _K_NotifyReportResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyReportResponse, _V)
             self = _new(cls)
@@ -20015,6 +20097,9 @@ class NotifyReportResponse(Response):
 
 
 (_s_NotifyReportResponse_custom_data,) = _c.setters(NotifyReportResponse, "custom_data")
+
+
+_EMPTY_NotifyReportResponse = NotifyReportResponse()
 
 
 _K_NotifySettlementResponse = frozenset({"receiptUrl", "receiptId", "customData"})
@@ -20050,6 +20135,8 @@ class NotifySettlementResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifySettlementResponse:
+                return _EMPTY_NotifySettlementResponse  # type: ignore[return-value]
             if not _K_NotifySettlementResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifySettlementResponse, _V)
             self = _new(cls)
@@ -20087,6 +20174,9 @@ class NotifySettlementResponse(Response):
 ) = _c.setters(NotifySettlementResponse, "receipt_url", "receipt_id", "custom_data")
 
 
+_EMPTY_NotifySettlementResponse = NotifySettlementResponse()
+
+
 _K_NotifyWebPaymentStartedResponse = frozenset({"customData"})
 
 
@@ -20108,6 +20198,8 @@ class NotifyWebPaymentStartedResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is NotifyWebPaymentStartedResponse:
+                return _EMPTY_NotifyWebPaymentStartedResponse  # type: ignore[return-value]
             if not _K_NotifyWebPaymentStartedResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_NotifyWebPaymentStartedResponse, _V)
             self = _new(cls)
@@ -20127,6 +20219,9 @@ class NotifyWebPaymentStartedResponse(Response):
 (_s_NotifyWebPaymentStartedResponse_custom_data,) = _c.setters(
     NotifyWebPaymentStartedResponse, "custom_data"
 )
+
+
+_EMPTY_NotifyWebPaymentStartedResponse = NotifyWebPaymentStartedResponse()
 
 
 _K_OpenPeriodicEventStreamResponse = frozenset({"status", "statusInfo", "customData"})
@@ -20280,6 +20375,8 @@ class PublishFirmwareStatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is PublishFirmwareStatusNotificationResponse:
+                return _EMPTY_PublishFirmwareStatusNotificationResponse  # type: ignore[return-value]
             if not _K_PublishFirmwareStatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_PublishFirmwareStatusNotificationResponse, _V)
             self = _new(cls)
@@ -20299,6 +20396,9 @@ class PublishFirmwareStatusNotificationResponse(Response):
 (_s_PublishFirmwareStatusNotificationResponse_custom_data,) = _c.setters(
     PublishFirmwareStatusNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_PublishFirmwareStatusNotificationResponse = PublishFirmwareStatusNotificationResponse()
 
 
 _K_PullDynamicScheduleUpdateResponse = frozenset(
@@ -20405,6 +20505,8 @@ class ReportChargingProfilesResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ReportChargingProfilesResponse:
+                return _EMPTY_ReportChargingProfilesResponse  # type: ignore[return-value]
             if not _K_ReportChargingProfilesResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportChargingProfilesResponse, _V)
             self = _new(cls)
@@ -20424,6 +20526,9 @@ class ReportChargingProfilesResponse(Response):
 (_s_ReportChargingProfilesResponse_custom_data,) = _c.setters(
     ReportChargingProfilesResponse, "custom_data"
 )
+
+
+_EMPTY_ReportChargingProfilesResponse = ReportChargingProfilesResponse()
 
 
 _K_ReportDERControlResponse = frozenset({"customData"})
@@ -20447,6 +20552,8 @@ class ReportDERControlResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ReportDERControlResponse:
+                return _EMPTY_ReportDERControlResponse  # type: ignore[return-value]
             if not _K_ReportDERControlResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReportDERControlResponse, _V)
             self = _new(cls)
@@ -20464,6 +20571,9 @@ class ReportDERControlResponse(Response):
 
 
 (_s_ReportDERControlResponse_custom_data,) = _c.setters(ReportDERControlResponse, "custom_data")
+
+
+_EMPTY_ReportDERControlResponse = ReportDERControlResponse()
 
 
 _K_RequestBatterySwapResponse = frozenset({"status", "statusInfo", "customData"})
@@ -20707,6 +20817,8 @@ class ReservationStatusUpdateResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ReservationStatusUpdateResponse:
+                return _EMPTY_ReservationStatusUpdateResponse  # type: ignore[return-value]
             if not _K_ReservationStatusUpdateResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_ReservationStatusUpdateResponse, _V)
             self = _new(cls)
@@ -20726,6 +20838,9 @@ class ReservationStatusUpdateResponse(Response):
 (_s_ReservationStatusUpdateResponse_custom_data,) = _c.setters(
     ReservationStatusUpdateResponse, "custom_data"
 )
+
+
+_EMPTY_ReservationStatusUpdateResponse = ReservationStatusUpdateResponse()
 
 
 _K_ReserveNowResponse = frozenset({"status", "statusInfo", "customData"})
@@ -20879,6 +20994,8 @@ class SecurityEventNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is SecurityEventNotificationResponse:
+                return _EMPTY_SecurityEventNotificationResponse  # type: ignore[return-value]
             if not _K_SecurityEventNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_SecurityEventNotificationResponse, _V)
             self = _new(cls)
@@ -20898,6 +21015,9 @@ class SecurityEventNotificationResponse(Response):
 (_s_SecurityEventNotificationResponse_custom_data,) = _c.setters(
     SecurityEventNotificationResponse, "custom_data"
 )
+
+
+_EMPTY_SecurityEventNotificationResponse = SecurityEventNotificationResponse()
 
 
 _K_SendLocalListResponse = frozenset({"status", "statusInfo", "customData"})
@@ -21680,6 +21800,8 @@ class StatusNotificationResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is StatusNotificationResponse:
+                return _EMPTY_StatusNotificationResponse  # type: ignore[return-value]
             if not _K_StatusNotificationResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_StatusNotificationResponse, _V)
             self = _new(cls)
@@ -21697,6 +21819,9 @@ class StatusNotificationResponse(Response):
 
 
 (_s_StatusNotificationResponse_custom_data,) = _c.setters(StatusNotificationResponse, "custom_data")
+
+
+_EMPTY_StatusNotificationResponse = StatusNotificationResponse()
 
 
 _K_TransactionEventResponse = frozenset(
@@ -21764,6 +21889,8 @@ class TransactionEventResponse(Response):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is TransactionEventResponse:
+                return _EMPTY_TransactionEventResponse  # type: ignore[return-value]
             if not _K_TransactionEventResponse.issuperset(data):
                 raise _c.not_allowed(data, _K_TransactionEventResponse, _V)
             self = _new(cls)
@@ -21845,6 +21972,9 @@ class TransactionEventResponse(Response):
     "updated_personal_message_extra",
     "custom_data",
 )
+
+
+_EMPTY_TransactionEventResponse = TransactionEventResponse()
 
 
 _K_TriggerMessageResponse = frozenset({"status", "statusInfo", "customData"})
@@ -23048,6 +23178,8 @@ class ClearCacheRequest(Request[ClearCacheResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearCacheRequest:
+                return _EMPTY_ClearCacheRequest  # type: ignore[return-value]
             if not _K_ClearCacheRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearCacheRequest, _V)
             self = _new(cls)
@@ -23065,6 +23197,9 @@ class ClearCacheRequest(Request[ClearCacheResponse]):
 
 
 (_s_ClearCacheRequest_custom_data,) = _c.setters(ClearCacheRequest, "custom_data")
+
+
+_EMPTY_ClearCacheRequest = ClearCacheRequest()
 
 
 _K_ClearChargingProfileRequest = frozenset(
@@ -23097,6 +23232,8 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearChargingProfileRequest:
+                return _EMPTY_ClearChargingProfileRequest  # type: ignore[return-value]
             if not _K_ClearChargingProfileRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearChargingProfileRequest, _V)
             self = _new(cls)
@@ -23133,6 +23270,9 @@ class ClearChargingProfileRequest(Request[ClearChargingProfileResponse]):
 ) = _c.setters(
     ClearChargingProfileRequest, "charging_profile_id", "charging_profile_criteria", "custom_data"
 )
+
+
+_EMPTY_ClearChargingProfileRequest = ClearChargingProfileRequest()
 
 
 _K_ClearDERControlRequest = frozenset({"isDefault", "controlType", "controlId", "customData"})
@@ -23321,6 +23461,8 @@ class ClearTariffsRequest(Request[ClearTariffsResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is ClearTariffsRequest:
+                return _EMPTY_ClearTariffsRequest  # type: ignore[return-value]
             if not _K_ClearTariffsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_ClearTariffsRequest, _V)
             self = _new(cls)
@@ -23362,6 +23504,9 @@ class ClearTariffsRequest(Request[ClearTariffsResponse]):
     _s_ClearTariffsRequest_evse_id,
     _s_ClearTariffsRequest_custom_data,
 ) = _c.setters(ClearTariffsRequest, "tariff_ids", "evse_id", "custom_data")
+
+
+_EMPTY_ClearTariffsRequest = ClearTariffsRequest()
 
 
 _K_ClearVariableMonitoringRequest = frozenset({"id", "customData"})
@@ -24720,6 +24865,8 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetInstalledCertificateIdsRequest:
+                return _EMPTY_GetInstalledCertificateIdsRequest  # type: ignore[return-value]
             if not _K_GetInstalledCertificateIdsRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetInstalledCertificateIdsRequest, _V)
             self = _new(cls)
@@ -24759,6 +24906,9 @@ class GetInstalledCertificateIdsRequest(Request[GetInstalledCertificateIdsRespon
 ) = _c.setters(GetInstalledCertificateIdsRequest, "certificate_type", "custom_data")
 
 
+_EMPTY_GetInstalledCertificateIdsRequest = GetInstalledCertificateIdsRequest()
+
+
 _K_GetLocalListVersionRequest = frozenset({"customData"})
 
 
@@ -24781,6 +24931,8 @@ class GetLocalListVersionRequest(Request[GetLocalListVersionResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetLocalListVersionRequest:
+                return _EMPTY_GetLocalListVersionRequest  # type: ignore[return-value]
             if not _K_GetLocalListVersionRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetLocalListVersionRequest, _V)
             self = _new(cls)
@@ -24798,6 +24950,9 @@ class GetLocalListVersionRequest(Request[GetLocalListVersionResponse]):
 
 
 (_s_GetLocalListVersionRequest_custom_data,) = _c.setters(GetLocalListVersionRequest, "custom_data")
+
+
+_EMPTY_GetLocalListVersionRequest = GetLocalListVersionRequest()
 
 
 _K_GetLogRequest = frozenset(
@@ -25047,6 +25202,8 @@ class GetPeriodicEventStreamRequest(Request[GetPeriodicEventStreamResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetPeriodicEventStreamRequest:
+                return _EMPTY_GetPeriodicEventStreamRequest  # type: ignore[return-value]
             if not _K_GetPeriodicEventStreamRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetPeriodicEventStreamRequest, _V)
             self = _new(cls)
@@ -25066,6 +25223,9 @@ class GetPeriodicEventStreamRequest(Request[GetPeriodicEventStreamResponse]):
 (_s_GetPeriodicEventStreamRequest_custom_data,) = _c.setters(
     GetPeriodicEventStreamRequest, "custom_data"
 )
+
+
+_EMPTY_GetPeriodicEventStreamRequest = GetPeriodicEventStreamRequest()
 
 
 _K_GetReportRequest = frozenset(
@@ -25267,6 +25427,8 @@ class GetTransactionStatusRequest(Request[GetTransactionStatusResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is GetTransactionStatusRequest:
+                return _EMPTY_GetTransactionStatusRequest  # type: ignore[return-value]
             if not _K_GetTransactionStatusRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_GetTransactionStatusRequest, _V)
             self = _new(cls)
@@ -25294,6 +25456,9 @@ class GetTransactionStatusRequest(Request[GetTransactionStatusResponse]):
     _s_GetTransactionStatusRequest_transaction_id,
     _s_GetTransactionStatusRequest_custom_data,
 ) = _c.setters(GetTransactionStatusRequest, "transaction_id", "custom_data")
+
+
+_EMPTY_GetTransactionStatusRequest = GetTransactionStatusRequest()
 
 
 _K_GetVariablesRequest = frozenset({"getVariableData", "customData"})
@@ -25380,6 +25545,8 @@ class HeartbeatRequest(Request[HeartbeatResponse]):
         try:
             if type(data) is not dict:
                 raise _c.not_object(data, True, _V)
+            if not data and cls is HeartbeatRequest:
+                return _EMPTY_HeartbeatRequest  # type: ignore[return-value]
             if not _K_HeartbeatRequest.issuperset(data):
                 raise _c.not_allowed(data, _K_HeartbeatRequest, _V)
             self = _new(cls)
@@ -25397,6 +25564,9 @@ class HeartbeatRequest(Request[HeartbeatResponse]):
 
 
 (_s_HeartbeatRequest_custom_data,) = _c.setters(HeartbeatRequest, "custom_data")
+
+
+_EMPTY_HeartbeatRequest = HeartbeatRequest()
 
 
 _K_InstallCertificateRequest = frozenset({"certificateType", "certificate", "customData"})
