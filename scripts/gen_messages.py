@@ -568,6 +568,21 @@ def setter(cls: ClassIR, attr: str) -> str:
     return f"_s_{cls.name}_{attr}"
 
 
+def shares_empty(cls: ClassIR) -> bool:
+    """Whether ``from_json({})`` returns one shared instance of ``cls``, built at import.
+
+    For the payloads whose fields are all optional (``HeartbeatRequest``, many responses),
+    where an empty payload is common.  Sharing is safe because the classes are frozen; an open
+    class is left out, since its ``extra`` dict could be changed in place.
+    """
+    return cls.kind != "datatype" and not cls.open and not any(f.required for f in cls.fields)
+
+
+def empty(cls: ClassIR) -> str:
+    """The module-level name of the shared empty instance of ``cls`` (see :func:`shares_empty`)."""
+    return f"_EMPTY_{cls.name}"
+
+
 def converts(t: Scalar | EnumRef, draft4: bool) -> bool:
     """Whether decoding changes the JSON value (enum member, datetime, draft-06 integer)."""
     if isinstance(t, EnumRef):
@@ -722,6 +737,12 @@ class Emitter:
             "            if type(data) is not dict:",
             f"                raise _c.not_object(data, {top}, _V)",
         )
+        if shares_empty(cls):
+            # the frozen instance built once for "{}"; a subclass still gets its own type
+            self.w(
+                f"            if not data and cls is {cls.name}:",
+                f"                return {empty(cls)}  # type: ignore[return-value]",
+            )
         if not cls.open:
             if cls.fields:
                 self.w(
@@ -888,6 +909,8 @@ class Emitter:
             names = ", ".join(setter(cls, a) for a in attrs_)
             args = ", ".join(repr(a) for a in attrs_)
             self.w("", "", f"({names},) = _c.setters({cls.name}, {args})")
+        if shares_empty(cls):
+            self.w("", "", f"{empty(cls)} = {cls.name}()")
 
     def module(self) -> str:
         ir = self.ir
