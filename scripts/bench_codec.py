@@ -6,9 +6,12 @@ Run by hand (never in the test suite)::
 
 For each payload it prints microseconds per message, best of several rounds:
 
-* **decode**: ``json.loads`` of the payload text, then ``decode_request`` (check + build);
-* **encode**: ``encode(message)`` (with the re-check against the schema) and ``json.dumps``;
-  ``encode*`` is the same without the re-check (``validate=False``);
+* **decode**: what the runtime does with a payload: parse the text with ocpp_trio's own parser
+  (``ocpp_trio._json.loads``: orjson, see that module), then ``decode_request`` (check +
+  build);
+* **encode**: ``encode(message)`` (with the re-check against the schema), then the text as
+  the runtime writes it (``ocpp_trio._json.dumps``); ``encode*`` is the same without the
+  re-check (``validate=False``);
 * **ocpp in** / **ocpp out**: the ``ocpp`` package (2.1.0) on the same payload: ``json.loads``
   then its validation, and its validation then ``json.dumps``.  Its validation is timed through
   the synchronous ``ocpp.messages._validate_payload`` that ``validate_payload`` calls (by
@@ -34,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ocpp_trio._json import dumps, loads
 from ocpp_trio.messages import Datatype, decode_request, encode
 
 TS = "2024-05-06T07:08:09.123Z"
@@ -103,6 +107,10 @@ CASES: list[tuple[str, str, str, dict[str, Any]]] = [
 ]
 
 
+#: the timed columns, in table order
+COLUMNS = ("decode", "encode", "encode*", "ocpp in", "ocpp out")
+
+
 def best_us(fn: Callable[[], object], *, rounds: int, min_time: float) -> float:
     """Best microseconds per call over ``rounds`` rounds of at least ``min_time`` seconds."""
     n = 1
@@ -130,17 +138,17 @@ def measure(
     from ocpp.messages import Call, _validate_payload
 
     text = json.dumps(payload, separators=(",", ":"))
-    message: Datatype = decode_request(version, action, json.loads(text))
+    message: Datatype = decode_request(version, action, loads(text))
     assert encode(message) == payload, (version, action)
 
     def decode() -> object:
-        return decode_request(version, action, json.loads(text))
+        return decode_request(version, action, loads(text))
 
     def encode_checked() -> object:
-        return json.dumps(encode(message), separators=(",", ":"))
+        return dumps(encode(message))
 
     def encode_unchecked() -> object:
-        return json.dumps(encode(message, validate=False), separators=(",", ":"))
+        return dumps(encode(message, validate=False))
 
     def ocpp_in() -> object:
         call = Call("1", action, json.loads(text))
@@ -175,11 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, version, action, payload in CASES:
         t = measure(version, action, payload, rounds=args.rounds, min_time=args.min_time)
-        print(
-            f"| {label} | {t['bytes']:.0f} | {t['decode']:.1f} | {t['encode']:.1f} | "
-            f"{t['encode*']:.1f} | {t['ocpp in']:.1f} | {t['ocpp out']:.1f} | "
-            f"{t['ocpp in'] / t['decode']:.0f}x |"
-        )
+        cells = [f"{t[name]:.2f}" if t[name] < 10 else f"{t[name]:.1f}" for name in COLUMNS]
+        ratio = t["ocpp in"] / t["decode"]
+        print(f"| {label} | {t['bytes']:.0f} | {' | '.join(cells)} | {ratio:.0f}x |")
     print()
     print("(microseconds per message, best of", args.rounds, "rounds)")
     print()
