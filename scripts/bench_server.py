@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
+    from ocpp_trio import Router
+
 SCRIPT: Final = Path(__file__).resolve()
 # run from a checkout without installing: the package is next to scripts/
 sys.path.insert(0, str(SCRIPT.parent.parent))
@@ -99,10 +101,9 @@ def wire_now() -> str:
 # -- the servers -------------------------------------------------------------------------------
 
 
-def serve_ours(profile: str | None) -> None:
-    import trio
-
-    from ocpp_trio import Router, Station, open_csms
+def ours_router() -> Router:
+    """The handlers of ours: typed answers to the messages of the mix, Heartbeat built in."""
+    from ocpp_trio import Router, Station
     from ocpp_trio.messages import v2_0_1
 
     router = Router()
@@ -125,6 +126,16 @@ def serve_ours(profile: str | None) -> None:
         station: Station, request: v2_0_1.TransactionEventRequest
     ) -> v2_0_1.TransactionEventResponse:
         return v2_0_1.TransactionEventResponse()
+
+    return router
+
+
+def serve_ours(profile: str | None) -> None:
+    import trio
+
+    from ocpp_trio import open_csms
+
+    router = ours_router()
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:

@@ -26,33 +26,11 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ocpp_trio import Router, Station, open_csms  # noqa: E402
-from ocpp_trio.messages import v2_0_1  # noqa: E402
+sys.path.insert(0, str(ROOT / "scripts"))
 
+from bench_server import ours_router  # noqa: E402
 
-def bench_router() -> Router:
-    router = Router()
-    router.set_default_boot("Accepted", 300)
-
-    @router.on(v2_0_1.MeterValuesRequest)
-    async def meter_values(
-        station: Station, request: v2_0_1.MeterValuesRequest
-    ) -> v2_0_1.MeterValuesResponse:
-        return v2_0_1.MeterValuesResponse()
-
-    @router.on(v2_0_1.StatusNotificationRequest)
-    async def status(
-        station: Station, request: v2_0_1.StatusNotificationRequest
-    ) -> v2_0_1.StatusNotificationResponse:
-        return v2_0_1.StatusNotificationResponse()
-
-    @router.on(v2_0_1.TransactionEventRequest)
-    async def transaction_event(
-        station: Station, request: v2_0_1.TransactionEventRequest
-    ) -> v2_0_1.TransactionEventResponse:
-        return v2_0_1.TransactionEventResponse()
-
-    return router
+from ocpp_trio import open_csms  # noqa: E402
 
 
 def census() -> collections.Counter[str]:
@@ -60,7 +38,7 @@ def census() -> collections.Counter[str]:
 
 
 async def probe(stations: int, top: int) -> None:
-    async with open_csms(bench_router(), "127.0.0.1", 0) as csms:
+    async with open_csms(ours_router(), "127.0.0.1", 0) as csms:
         assert csms.server_info is not None
         url = f"ws://127.0.0.1:{csms.server_info.port}"
         command = [sys.executable, str(ROOT / "scripts" / "bench_server.py"), "idle"]
