@@ -40,6 +40,7 @@ import attrs
 import trio
 import trio_websocket
 
+from ocpp_trio._deflate import accept_with_deflate, offers_deflate
 from ocpp_trio._transport import (
     CloseCode,
     ConnectionInfo,
@@ -125,6 +126,10 @@ class ServerConfig:
             default ``"/"`` accepts any path. The identity is the last non-empty segment after it.
         max_identity_length_v16: the longest identity accepted on 1.6, which sets no limit
             (2.x: 48, fixed by the spec).
+        permessage_deflate: accept the permessage-deflate compression (RFC 7692) a 2.x
+            station offers, as 2.x requires of a CSMS (never on 1.6, which advises against
+            it). Both ends then compress each message on its own (no context takeover), and a
+            message that inflates beyond ``max_message_size`` closes the connection with 1009.
     """
 
     versions: tuple[Version, ...] = attrs.field(default=tuple(Version), converter=_to_versions)
@@ -136,6 +141,7 @@ class ServerConfig:
     close_timeout: float = attrs.field(default=5.0, validator=_non_negative)
     path_prefix: str = attrs.field(default="/", validator=_absolute_path)
     max_identity_length_v16: int = attrs.field(default=128, validator=_positive)
+    permessage_deflate: bool = True
 
 
 @attrs.frozen(kw_only=True)
@@ -614,9 +620,20 @@ class _Server:
                 logger.warning("%s: refused %r: %s", remote, ws_request.path, exc.problem)
                 await self._reject(ws_request, Rejection(exc.status_code, exc.problem))
                 return None
-        connection = await ws_request.accept(
-            subprotocol=version.subprotocol if version is not None else None
-        )
+        subprotocol = version.subprotocol if version is not None else None
+        if (
+            version is not None
+            and version is not Version.V16
+            and self.config.permessage_deflate
+            and offers_deflate(ws_request)
+        ):
+            connection = await accept_with_deflate(
+                ws_request,
+                subprotocol=subprotocol,
+                max_message_size=self.config.max_message_size,
+            )
+        else:
+            connection = await ws_request.accept(subprotocol=subprotocol)
         return _Accepted(connection, request, version)
 
     async def _choose_version(self, request: ConnectionRequest) -> Version | Rejection | None:

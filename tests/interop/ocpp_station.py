@@ -280,7 +280,10 @@ async def main_async(args: argparse.Namespace) -> int:
     url = args.url.rstrip("/") + "/" + args.id
     try:
         async with websockets.connect(url, subprotocols=[f"ocpp{args.version}"]) as ws:
-            emit("connected", subprotocol=ws.subprotocol)
+            extensions = (
+                ws.response.headers.get("Sec-WebSocket-Extensions") if ws.response else None
+            )
+            emit("connected", subprotocol=ws.subprotocol, extensions=extensions)
             station = build_station(args.version, args.id, ws, args)
             runner = asyncio.create_task(station.start())
             scenario = asyncio.create_task(station.scenario())
