@@ -122,6 +122,7 @@ class _Seen:
     version: Version
     connected_at: datetime.datetime
     disconnected_at: datetime.datetime | None = None
+    last_seen_at: datetime.datetime | None = None
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
@@ -155,6 +156,7 @@ class AdminApi:
                     seen = self._seen.get(event.identity)
                     if seen is not None:
                         seen.disconnected_at = event.at
+                        seen.last_seen_at = event.last_seen_at
 
     def _identities(self) -> list[str]:
         return sorted(set(self._seen) | set(self.csms.stations))
@@ -181,7 +183,7 @@ class AdminApi:
                 version=seen.version.value,
                 state="offline",
                 status=remembered.value if remembered else None,
-                last_seen_at=None,
+                last_seen_at=_iso(seen.last_seen_at),
             )
         if seen is not None:
             out.update(

@@ -102,13 +102,15 @@ class DisconnectReason(enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class Disconnected:
-    """A station's connection ended; ``detail`` is free text (close code and reason)."""
+    """A station's connection ended; ``detail`` is free text (close code and reason);
+    ``last_seen_at`` is when its last frame came (``None`` if it sent none)."""
 
     identity: str
     version: Version
     reason: DisconnectReason
     detail: str = ""
     at: datetime.datetime = attrs.field(factory=_now)
+    last_seen_at: datetime.datetime | None = None
 
 
 StationEvent = Connected | BootAnswered | Accepted | Disconnected

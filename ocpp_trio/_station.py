@@ -387,7 +387,11 @@ class Station(StationOperations):
             log.info("station %r: disconnected (%s) %s", self.identity, kind.value, detail)
             self._publish(
                 Disconnected(
-                    identity=self.identity, version=self.version, reason=kind, detail=detail
+                    identity=self.identity,
+                    version=self.version,
+                    reason=kind,
+                    detail=detail,
+                    last_seen_at=self._last_seen_at,
                 )
             )
         self._finished.set()

@@ -208,6 +208,12 @@ async def test_stations_calls_and_device_model() -> None:
             assert gone.body["connected"] is False
             assert gone.body["state"] == "offline"
             assert gone.body["disconnected_at"] is not None
+            # the last frame it sent is remembered past the disconnection
+            when = {
+                key: datetime.datetime.fromisoformat(gone.body[key])
+                for key in ("connected_at", "last_seen_at", "disconnected_at")
+            }
+            assert when["connected_at"] <= when["last_seen_at"] <= when["disconnected_at"]
             refused = await http(port, "POST", "/stations/CS%201/call", {"action": "Reset"})
             assert refused.status == 409
 
