@@ -393,6 +393,8 @@ class StationMachines(MachinesState):
         finished = self._ended.pop(tx_id, None)
         if finished is not None and tx_id not in self._open:
             self._open[tx_id] = finished
+            if finished.ended:
+                self._reported_ended.add(tx_id)
 
     async def _deliver(
         self,

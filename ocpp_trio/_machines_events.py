@@ -15,7 +15,9 @@ bounded buffer; when it is full, events are dropped *for that subscriber* and co
 
 Guarantees: per transaction, a subscriber with room sees one :class:`TransactionStarted`
 first, then :class:`TransactionUpdated` events, and one :class:`TransactionEnded` when it ends
-(events that arrive after the Ended event are published as updates).  Every report the CSMS
+(events that arrive after the Ended event are published as updates; an end the CSMS adds on a
+reboot is published only once the station has had ``late_event_window`` to give its own, see
+:mod:`ocpp_trio._reconcile`).  Every report the CSMS
 requested ends with one :class:`ReportCompleted`, whatever its status.
 """
 

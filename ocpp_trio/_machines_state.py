@@ -38,7 +38,7 @@ from ocpp_trio._machines_events import (
     subscribe_to,
 )
 from ocpp_trio._observations import Effect, Observation, ToReport
-from ocpp_trio._reconcile import superseded
+from ocpp_trio._reconcile import closed_by_reboot, superseded
 from ocpp_trio._reports import (
     Report,
     add_part,
@@ -257,6 +257,8 @@ class MachinesState:
         self._tx_tasks: dict[str, trio.MemorySendChannel[_Envelope[_TxItem]]] = {}
         self._report_tasks: dict[ReportKey, trio.MemorySendChannel[_Envelope[ToReport]]] = {}
         self._tx_waits: list[_Wait[Transaction]] = []
+        #: finished transactions open again for a late event (their end was published)
+        self._reported_ended: set[str] = set()
         self._report_waits: dict[ReportKey, list[_Wait[Report]]] = {}
         # settling
         self._seq = 0
@@ -571,15 +573,28 @@ class MachinesState:
                 self._duplicates += 1
                 log.info("station %r: duplicate event of transaction %s", self.identity, tx_id)
                 continue
+            if notice is TransactionNotice.ENDED:
+                if closed_by_reboot(new):
+                    # provisional: published once the station has had late_event_window
+                    # seconds to give its own account (see _reconcile)
+                    continue
+                if tx_id in self._reported_ended:
+                    # its TransactionEnded was published already: a correction is an update
+                    notice = TransactionNotice.UPDATED
             self._publish(_NOTICE_EVENTS[notice](identity=self.identity, transaction=new))
         if notices and notices != (TransactionNotice.DUPLICATE,):
             for wait in list(self._tx_waits):
                 wait.offer(new)
 
     def _retire_transaction(self, tx_id: str) -> None:
+        reported = tx_id in self._reported_ended
+        self._reported_ended.discard(tx_id)
         tx = self._open.pop(tx_id, None)
         if tx is None:
             return
+        if closed_by_reboot(tx) and not reported:
+            # the station gave no account of its own in time: the CSMS's end stands
+            self._publish(TransactionEnded(identity=self.identity, transaction=tx))
         self._ended[tx_id] = tx
         while len(self._ended) > self.config.ended_history:
             self._ended.popitem(last=False)

@@ -13,12 +13,16 @@ closes nothing.
 
 The transaction's task then waits ``late_event_window`` seconds (as for an Ended event with
 seqNos missing) before the transaction is retired.  The station may still report such a
-transaction afterwards: the events it had queued (1.6
-StopTransaction with its meter reading, 2.x TransactionEvent Ended with PowerLoss) or, with 2.1
-transaction resumption, further Updated events.  Any new event of the station's own for it
-removes the CSMS's Ended event first, so the station's account wins: the transaction is then
-updated (or ended again, with the station's data), and subscribers see that as a further
-``TransactionUpdated`` / ``TransactionEnded``.
+transaction meanwhile: the events it had queued (1.6 StopTransaction with its meter reading,
+2.x TransactionEvent Ended with PowerLoss) or, with 2.1 transaction resumption, further Updated
+events.  Any new event of the station's own for it removes the CSMS's Ended event first, so the
+station's account wins.
+
+The CSMS's end is provisional until then, so that subscribers see one ``TransactionEnded`` per
+transaction: none is published when it is added; the station's own end within the window is
+published as the ``TransactionEnded``; if the window passes without one, the CSMS's end is
+published as it retires the transaction, and an account arriving later still is published as
+a ``TransactionUpdated``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from ocpp_trio._errors import CallError, ErrorCode
 from ocpp_trio._events import Connected, StationEvent
 from ocpp_trio._handlers import Router
 from ocpp_trio._machines import StationSnapshot
-from ocpp_trio._machines_events import MachineEvent, TransactionEnded
+from ocpp_trio._machines_events import MachineEvent, TransactionEnded, TransactionUpdated
 from ocpp_trio._reconcile import RECONCILED_TRIGGER
 from ocpp_trio._recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
 from ocpp_trio._rpc import IncomingCall
@@ -474,8 +474,9 @@ async def test_a_boot_closes_open_transactions_until_the_station_says_otherwise(
             1800.0,
         )
         assert all(e.trigger_reason != RECONCILED_TRIGGER for e in tx.events)
-        await trio.sleep(0.1)
-    assert [e.transaction.stopped_reason for e in ended] == ["PowerLoss", "EVDisconnected"]
+        await trio.sleep(csms.config.station.machines.late_event_window + 1)
+    # the CSMS's end was provisional: subscribers see one end, the station's
+    assert [e.transaction.stopped_reason for e in ended] == ["EVDisconnected"]
 
 
 async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> None:
@@ -492,7 +493,11 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
         )
 
     await served_then_cut(disk, V16, session)
+    ended: list[TransactionEnded] = []
+    updated: list[TransactionUpdated] = []
     async with csms_on(disk) as (csms, nursery):
+        await nursery.start(collect, csms, TransactionEnded, ended)
+        await nursery.start(collect, csms, TransactionUpdated, updated)
         station, fake = await connect(csms, nursery, V16)
         await boot(fake)
         await station.settle()
@@ -502,10 +507,16 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
         stats = station.statistics().machines
         assert stats is not None
         assert stats.transaction_tasks == 1  # waits for the station's own StopTransaction
-        await trio.sleep(csms.config.station.machines.late_event_window + 1)
+        await trio.sleep(csms.config.station.machines.late_event_window - 1)
+        assert ended == []  # still provisional
+        await trio.sleep(2)
         stats = station.statistics().machines
         assert stats is not None
         assert stats.transaction_tasks == 0
+        # no account from the station in time: the CSMS's end stands, published once
+        assert [(e.transaction.transaction_id, e.transaction.stopped_reason) for e in ended] == [
+            ("1", "Reboot")
+        ]
         # it comes after all: its meter reading wins
         await fake.call(
             call(
@@ -518,6 +529,10 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
         tx = station.machines.transaction(1)
         assert tx is not None
         assert (tx.stopped_reason, tx.meter_stop_wh) == ("PowerLoss", 2500)
+        await trio.sleep(0.1)
+    # the correction after the window is an update: still one TransactionEnded
+    assert len(ended) == 1
+    assert updated[-1].transaction.stopped_reason == "PowerLoss"
 
 
 # -- failed recoveries -------------------------------------------------------------------------
