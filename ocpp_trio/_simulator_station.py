@@ -130,6 +130,8 @@ class _Evse:
     meter_wh: float = 0.0
     session: _Session | None = None
     wake: trio.Event = attrs.Factory(trio.Event)
+    #: a ChangeAvailability(Inoperative) answered Scheduled: applied when the session ends
+    inoperative_when_idle: bool = False
 
 
 class SimulatedStation:
@@ -150,6 +152,7 @@ class SimulatedStation:
         self._stopping = trio.Event()
         self._changed = trio.Event()
         self._report_status = True
+        self._reset_when_idle = False  # a Reset(OnIdle) answered Scheduled
         self._nursery: trio.Nursery | None = None
         self.cp: ChargePoint | None = None
         self.sessions_started = 0
@@ -349,7 +352,14 @@ class SimulatedStation:
                 last = await self._charge_2x(evse, session, token)
         finally:
             evse.session = None
+            if evse.inoperative_when_idle:  # the availability change it was waiting for
+                evse.inoperative_when_idle = False
+                evse.operative = False
             self._notify()
+            if self._reset_when_idle and not self.charging and not self._stopping.is_set():
+                self._reset_when_idle = False
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._reset, "ImmediateReset")
         if not self._stopping.is_set():
             await self._send_status(evse)
         if last is not None:
@@ -563,7 +573,8 @@ class SimulatedStation:
     def _on_reset(self, cp: ChargePoint, request: Any) -> dict[str, Any]:
         kind = str(request.type)
         if kind == "OnIdle" and self.charging:
-            return {"status": "Scheduled"}  # not simulated further: the sessions end anyway
+            self._reset_when_idle = True  # once the last session has ended
+            return {"status": "Scheduled"}
         reason = {"Hard": "HardReset", "Soft": "SoftReset"}.get(kind, "ImmediateReset")
         self._later(partial(self._reset, reason))
         return {"status": "Accepted"}
@@ -593,17 +604,21 @@ class SimulatedStation:
         targets = self._target_evses(evse_id)
         if not targets:
             return {"status": "Rejected"}
-        if not operative and any(evse.session is not None for evse in targets):
-            return {"status": "Scheduled"}  # applies once the session ends: not simulated
+        now: list[_Evse] = []
         for evse in targets:
-            evse.operative = operative
+            if not operative and evse.session is not None:
+                evse.inoperative_when_idle = True  # applied when its session ends
+            else:
+                evse.inoperative_when_idle = False
+                evse.operative = operative
+                now.append(evse)
 
         async def report() -> None:
-            for evse in targets:
+            for evse in now:
                 await self._send_status(evse)
 
         self._later(report)
-        return {"status": "Accepted"}
+        return {"status": "Accepted" if len(now) == len(targets) else "Scheduled"}
 
     def _on_trigger(self, cp: ChargePoint, request: Any) -> dict[str, Any]:
         wanted = str(request.requested_message)

@@ -251,6 +251,60 @@ async def test_simulated_stations_answer_the_csms(version: Version, autojump_clo
         nursery.cancel_scope.cancel()
 
 
+async def test_scheduled_reset_and_availability_happen_when_the_session_ends(
+    autojump_clock: Any,
+) -> None:
+    m = v2_0_1
+    async with (
+        open_csms(default_router(interval=30), None, None) as csms,
+        trio.open_nursery() as nursery,
+    ):
+        config = SimulatorConfig(
+            url="ws://unused",
+            stations=1,
+            version=Version.V201,
+            evses=1,
+            session_every=1000,  # no session of its own
+            session_length=60,
+            meter_interval=10,
+            seed=5,
+            connect=lambda identity: Link(csms, nursery, identity).connect,
+        )
+        simulator = Simulator(config)
+        [station] = simulator.stations
+        stop = trio.Event()
+        nursery.start_soon(lambda: simulator.run(stop=stop))
+        await trio.sleep(30)
+        cs = csms.get_station(station.identity)
+        assert cs is not None
+        started = await cs.call(
+            m.RequestStartTransactionRequest(
+                remote_start_id=7, evse_id=1, id_token=m.IdTokenType(id_token="R", type="Central")
+            )
+        )
+        assert started.status.value == "Accepted"
+        await trio.sleep(5)
+        assert station.charging == 1
+        reset = await cs.call(m.ResetRequest(type="OnIdle"))
+        assert reset.status.value == "Scheduled"
+        inoperative = await cs.call(
+            m.ChangeAvailabilityRequest(operational_status="Inoperative", evse=m.EVSEType(id=1))
+        )
+        assert inoperative.status.value == "Scheduled"
+        assert simulator.totals().boots == 1  # nothing happens while it charges
+        await trio.sleep(120)  # the session ends; then the reset and its boot
+        assert station.charging == 0
+        totals = simulator.totals()
+        assert totals.sessions_completed == 1
+        assert totals.boots == 2
+        machines = csms.machines(station.identity)
+        assert machines is not None
+        assert machines.connector_status(1, 1) == "Unavailable"
+        stop.set()
+        await trio.sleep(20)
+        nursery.cancel_scope.cancel()
+
+
 async def commands_for(version: Version, cs: Any) -> dict[str, Any]:
     """Send the CSMS commands the simulator answers; returns what it said."""
     from ocpp_trio import CallError
