@@ -327,7 +327,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         async with connect(
             f"{args.url}/{identity}",
             subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-            compression=None,
+            compression="deflate" if args.deflate else None,
             ping_interval=None,
             max_size=None,
         ) as ws:
@@ -392,7 +392,7 @@ async def run_idle(args: argparse.Namespace) -> None:
                 connect(
                     f"{args.url}/{identity}",
                     subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
-                    compression=None,
+                    compression="deflate" if args.deflate else None,
                     ping_interval=None,
                     open_timeout=60,
                 )
@@ -449,10 +449,12 @@ class Server:
             self.process.wait()
 
 
-def load_command(mode: str, server: Server, stations: int, echo: bool, cpu: int) -> list[str]:
+def load_command(
+    mode: str, server: Server, stations: int, echo: bool, cpu: int, deflate: bool = False
+) -> list[str]:
     command = [sys.executable, str(SCRIPT), mode, "--url", server.url, "--cpu", str(cpu)]
     command += ["--stations", str(stations), "--server-pid", str(server.pid)]
-    return command + (["--echo"] if echo else [])
+    return command + (["--echo"] if echo else []) + (["--deflate"] if deflate else [])
 
 
 def measure_throughput(
@@ -460,7 +462,9 @@ def measure_throughput(
 ) -> dict[str, Any]:
     server = Server(impl, args.server_cpu, profile)
     try:
-        command = load_command("load", server, args.stations, impl == "echo", args.load_cpu)
+        command = load_command(
+            "load", server, args.stations, impl == "echo", args.load_cpu, args.deflate
+        )
         command += ["--duration", str(args.duration), "--warmup", str(args.warmup)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         result: dict[str, Any] = json.loads(done.stdout)
@@ -472,7 +476,9 @@ def measure_throughput(
 def measure_idle(impl: str, args: argparse.Namespace) -> dict[str, float]:
     server = Server(impl, args.server_cpu)
     try:
-        command = load_command("idle", server, args.idle, impl == "echo", args.load_cpu)
+        command = load_command(
+            "idle", server, args.idle, impl == "echo", args.load_cpu, args.deflate
+        )
         with subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         ) as load:
@@ -631,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=2, help="best of N interleaved runs")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--profile", metavar="FILE", help="also profile ours under load")
+    parser.add_argument(
+        "--deflate", action="store_true", help="stations offer permessage-deflate (default: not)"
+    )
 
     server = modes.add_parser("server", help="(internal) run one server")
     server.add_argument("impl", choices=IMPLS)
@@ -646,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--duration", type=float, default=10.0)
         sub.add_argument("--warmup", type=float, default=2.0)
         sub.add_argument("--echo", action="store_true")
+        sub.add_argument("--deflate", action="store_true")
     return parser
 
 
