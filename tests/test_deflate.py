@@ -13,6 +13,7 @@ from functools import partial
 import attrs
 import pytest
 import trio
+from test_server import FAST, echo
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -25,18 +26,8 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from ocpp_trio._deflate import BoundedPerMessageDeflate, inflation_bound
-from ocpp_trio._server import ServerConfig, ServerInfo, StationConnection, serve_ocpp_websocket
+from ocpp_trio._server import ServerConfig, ServerInfo, serve_ocpp_websocket
 from ocpp_trio._version import Version
-
-FAST = ServerConfig(ping_interval=0, close_timeout=0.5, handshake_timeout=2.0)
-
-
-async def echo(station: StationConnection) -> None:
-    await station.transport.send_message(f"{station.identity}|{station.version}")
-    while True:
-        message = await station.transport.get_message()
-        assert isinstance(message, str)
-        await station.transport.send_message(message)
 
 
 async def start(nursery: trio.Nursery, config: ServerConfig = FAST) -> ServerInfo:

@@ -207,27 +207,35 @@ async def test_simulator_against_an_unreachable_csms_exits_1() -> None:
 # -- the simulator in-process --------------------------------------------------------------------
 
 
+def start_simulator(
+    csms: CSMS, nursery: trio.Nursery, version: Version, **overrides: Any
+) -> tuple[Simulator, Any, trio.Event]:
+    """One simulated station connected to ``csms`` in memory: (simulator, station, stop)."""
+    settings: dict[str, Any] = {
+        "url": "ws://unused",
+        "stations": 1,
+        "version": version,
+        "session_every": 1000,  # no session of its own unless asked
+        "meter_interval": 10,
+        "connect": lambda identity: Link(csms, nursery, identity).connect,
+        **overrides,
+    }
+    simulator = Simulator(SimulatorConfig(**settings))
+    [station] = simulator.stations
+    stop = trio.Event()
+    nursery.start_soon(lambda: simulator.run(stop=stop))
+    return simulator, station, stop
+
+
 @pytest.mark.parametrize("version", list(Version))
 async def test_simulated_stations_answer_the_csms(version: Version, autojump_clock: Any) -> None:
     async with (
         open_csms(default_router(interval=30), None, None) as csms,
         trio.open_nursery() as nursery,
     ):
-        config = SimulatorConfig(
-            url="ws://unused",
-            stations=1,
-            version=version,
-            evses=2,
-            session_every=1000,  # no session of its own before the remote start
-            session_length=30,
-            meter_interval=10,
-            seed=3,
-            connect=lambda identity: Link(csms, nursery, identity).connect,
+        simulator, station, stop = start_simulator(
+            csms, nursery, version, evses=2, session_length=30, seed=3
         )
-        simulator = Simulator(config)
-        [station] = simulator.stations
-        stop = trio.Event()
-        nursery.start_soon(lambda: simulator.run(stop=stop))
         await trio.sleep(100)
         cs = csms.get_station(station.identity)
         assert cs is not None
@@ -259,21 +267,9 @@ async def test_scheduled_reset_and_availability_happen_when_the_session_ends(
         open_csms(default_router(interval=30), None, None) as csms,
         trio.open_nursery() as nursery,
     ):
-        config = SimulatorConfig(
-            url="ws://unused",
-            stations=1,
-            version=Version.V201,
-            evses=1,
-            session_every=1000,  # no session of its own
-            session_length=60,
-            meter_interval=10,
-            seed=5,
-            connect=lambda identity: Link(csms, nursery, identity).connect,
+        simulator, station, stop = start_simulator(
+            csms, nursery, Version.V201, evses=1, session_length=60, seed=5
         )
-        simulator = Simulator(config)
-        [station] = simulator.stations
-        stop = trio.Event()
-        nursery.start_soon(lambda: simulator.run(stop=stop))
         await trio.sleep(30)
         cs = csms.get_station(station.identity)
         assert cs is not None
