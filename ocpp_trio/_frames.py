@@ -298,7 +298,11 @@ def _rebuild_frame_error(code: ErrorCode, description: str, state: dict[str, Any
 def is_valid_message_id(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a valid OCPP-J message id: a UTF-8-encodable string of 1 to 36
     characters."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_MESSAGE_ID_LENGTH and _encodable(value)
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_MESSAGE_ID_LENGTH
+        and _json.encodable(value)
+    )
 
 
 def limit_description(text: str) -> str:
@@ -310,18 +314,6 @@ def limit_description(text: str) -> str:
     if len(text) <= MAX_DESCRIPTION_LENGTH:
         return text
     return text[: MAX_DESCRIPTION_LENGTH - 3] + "..."
-
-
-def _encodable(text: str) -> bool:
-    # Python's json accepts lone surrogates ("\ud800"); such a string cannot go back on the
-    # wire as UTF-8, so it cannot serve as an id we echo.
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # A readable start of a frame whose JSON as a whole is invalid: `[<type>, "<id>"`. Only plain
@@ -445,7 +437,7 @@ def _from_json(version: Version, value: object) -> Frame:
         _fault(version, None, None, None, ErrorCode.RPC_FRAMEWORK_ERROR, why)
     raw_id = value[1] if len(value) > 1 else None
     frame_id = raw_id if is_valid_message_id(raw_id) else None
-    echo_id = raw_id if isinstance(raw_id, str) and _encodable(raw_id) else None
+    echo_id = raw_id if isinstance(raw_id, str) and _json.encodable(raw_id) else None
     number = value[0]
     if type(number) is not int:  # bool is an int subclass, and 2.0 is not an integer
         _fault(

@@ -35,7 +35,7 @@ from typing import Any, Final, NoReturn
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "encodable", "loads"]
 
 # orjson reads an integer outside [-2**63, 2**64) as a float: any such literal has 19 or more
 # digits in a row.  Mapping every digit to b"0" and every other byte to b" " turns the search
@@ -98,9 +98,18 @@ def dumps(value: Any) -> str:
 
 def _json_dumps(value: Any) -> str:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    if not encodable(text):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return text
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8: the ``json`` module reads a lone surrogate
+    escape (``"\\ud800"``) into a string that cannot."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
