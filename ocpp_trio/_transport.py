@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import attrs
 import trio
 import trio_websocket
+import wsproto
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 
 from ocpp_trio._trio_errors import ConnectionLostError
 
@@ -287,6 +291,71 @@ def _format_endpoint(endpoint: object) -> str:
     return str(endpoint)
 
 
+@attrs.frozen
+class _DirectWriter:
+    """What :class:`WebSocketTransport` needs to write frames itself: trio-websocket's send
+    lock and wsproto connection, and the plain socket stream they write to."""
+
+    lock: trio.StrictFIFOLock | trio.Lock
+    protocol: wsproto.WSConnection
+    stream: trio.SocketStream
+    fd: int
+
+    @classmethod
+    def of(
+        cls, connection: trio_websocket.WebSocketConnection, stream: object
+    ) -> _DirectWriter | None:
+        lock = getattr(connection, "_stream_lock", None)
+        protocol = getattr(connection, "_wsproto", None)
+        written_to: object = getattr(connection, "_stream", None)
+        if (
+            isinstance(stream, trio.SocketStream)
+            and written_to is stream
+            and isinstance(lock, trio.StrictFIFOLock | trio.Lock)
+            and isinstance(protocol, wsproto.WSConnection)
+        ):
+            return cls(lock, protocol, stream, stream.socket.fileno())
+        return None
+
+
+class _HandOver:
+    """Stands in for trio-websocket's internal message channel, on its reader task's side.
+
+    ``MemorySendChannel.send`` yields to the scheduler even when there is room; trio-websocket's
+    reader awaits it for every message, then reads the socket, which is a checkpoint anyway.
+    This puts the message in the channel without that extra pass when there is room, and waits
+    like ``send`` only when the channel is full (the backpressure is unchanged).  Errors are
+    the channel's own (``ClosedResourceError``, ``BrokenResourceError``), which the reader
+    handles.
+    """
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: trio.MemorySendChannel[str | bytes]) -> None:
+        self._channel = channel
+
+    @classmethod
+    def install(cls, connection: trio_websocket.WebSocketConnection) -> None:
+        channel: object = getattr(connection, "_send_channel", None)
+        if isinstance(channel, trio.MemorySendChannel):
+            connection._send_channel = cls(channel)  # type: ignore[assignment]
+
+    async def send(self, value: str | bytes) -> None:
+        try:
+            self._channel.send_nowait(value)
+        except trio.WouldBlock:
+            await self._channel.send(value)
+
+    async def aclose(self) -> None:
+        await self._channel.aclose()
+
+    async def __aenter__(self) -> _HandOver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 class WebSocketTransport:
     """A :class:`Transport` over a trio-websocket ``WebSocketConnection``.
 
@@ -304,6 +373,17 @@ class WebSocketTransport:
 
     **Closing.** :meth:`aclose` runs the close handshake for at most ``close_timeout`` seconds,
     then closes the stream whatever happened.
+
+    **Direct writes.** Over a plain TCP stream (not TLS), a frame is written straight to the
+    socket when nothing else is being sent: trio-websocket's send lock is taken without
+    waiting, the frame is built by the connection's own wsproto state, and one non-blocking
+    write puts it in the socket buffer, with no task switch. Only when the socket takes part
+    of the frame (or none) does the rest go out the usual way, under the shield and the
+    ``send_timeout`` above. This relies on trio-websocket internals (its lock, wsproto
+    connection and stream), checked when the adapter is made; when they are not as expected,
+    every frame goes through ``WebSocketConnection.send_message``. In the same case, messages
+    read by trio-websocket's reader task are handed to :meth:`get_message` without the
+    scheduling pass its channel makes when there is room (see ``_HandOver``).
 
     Args:
         connection: an open trio-websocket connection (server or client side).
@@ -333,6 +413,9 @@ class WebSocketTransport:
             private = getattr(connection, "_stream", None)
             stream = private if isinstance(private, trio.abc.AsyncResource) else None
         self._stream = stream
+        self._direct = _DirectWriter.of(connection, stream)
+        if self._direct is not None:
+            _HandOver.install(connection)
         self._send_timeout = send_timeout
         self._close_timeout = close_timeout
         self._closed: CloseReason | None = None
@@ -386,6 +469,10 @@ class WebSocketTransport:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self.closed is not None:
             raise self._lost()
+        direct = self._direct
+        if direct is not None and not direct.lock.locked():
+            await self._send_direct(direct, message)
+            return
         # one scope: shielded from outside cancellation, cancelled by its own deadline
         with trio.CancelScope(
             shield=True, deadline=trio.current_time() + self._send_timeout
@@ -396,6 +483,45 @@ class WebSocketTransport:
                 pass
             else:
                 return
+        await self._send_failed(timer)
+
+    async def _send_direct(self, direct: _DirectWriter, message: str) -> None:
+        """Write one frame straight to the socket (see "Direct writes" in the class docs);
+        the caller checked that the send lock is free, and nothing here waits before the
+        first write, so no other frame can come between."""
+        try:
+            data = direct.protocol.send(TextMessage(data=message))
+        except WsLocalProtocolError:  # wsproto is closing: trio-websocket will record why
+            raise self._lost() from None
+        direct.lock.acquire_nowait()
+        try:
+            try:
+                written = os.write(direct.fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                await self._abort(CloseReason(CloseCode.ABNORMAL, f"send failed: {exc}"))
+                raise self._lost() from None
+            if written == len(data):
+                return
+            # the socket buffer is full: finish this frame before anything else is sent
+            with trio.CancelScope(
+                shield=True, deadline=trio.current_time() + self._send_timeout
+            ) as timer:
+                try:
+                    await direct.stream.send_all(memoryview(data)[written:])
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                else:
+                    return
+        finally:
+            direct.lock.release()
+        if not timer.cancelled_caught:
+            await self._abort(CloseReason(CloseCode.ABNORMAL, "connection lost while sending"))
+        await self._send_failed(timer)
+
+    async def _send_failed(self, timer: trio.CancelScope) -> NoReturn:
+        """Raise the right error after a send that did not complete; on a timeout, abort."""
         if timer.cancelled_caught:
             with trio.CancelScope(shield=True):
                 logger.warning(

@@ -728,3 +728,154 @@ async def test_closing_with_a_reserved_code_aborts_the_connection(nursery):
     with trio.fail_after(1):
         await done.wait()
     assert seen == [CloseReason(1006, "")]
+
+
+# --------------------------------------------------------------------------------------------
+# Direct writes: frames written straight to the socket when nothing else is being sent
+
+
+def _frames_for(index: int) -> list[str]:
+    """Small frames and frames far larger than any socket buffer, each one recognisable."""
+    return [f"{index}:{n}:" + ("abcdefgh" * (40_000 if n % 3 == 2 else 2)) for n in range(6)]
+
+
+async def test_direct_writes_are_used_over_plain_tcp_and_keep_frames_whole(nursery):
+    transports: list[WebSocketTransport] = []
+    senders = 5
+
+    async def handler(station: StationConnection) -> None:
+        assert isinstance(station.transport, WebSocketTransport)
+        transports.append(station.transport)
+        # several tasks at once, some frames needing many writes: none may be cut or mixed
+        async with trio.open_nursery() as inner:
+            for index in range(senders):
+                inner.start_soon(lambda i: _send_all(station.transport, _frames_for(i)), index)
+        await station.transport.get_message()  # until the client closes
+
+    info = await start(nursery, handler)
+    async with station(info) as ws:
+        got = [await ws.get_message() for _ in range(senders * 6)]
+    assert [t._direct is not None for t in transports] == [True]
+    for index in range(senders):  # every frame whole, each sender's in its order
+        assert [m for m in got if isinstance(m, str) and m.startswith(f"{index}:")] == (
+            _frames_for(index)
+        )
+
+
+async def _send_all(transport: Any, frames: list[str]) -> None:
+    for frame in frames:
+        await transport.send_message(frame)
+
+
+async def test_cancelling_a_direct_write_that_went_out_in_part_finishes_the_frame(nursery):
+    big = "z" * 3_000_000  # far more than the socket buffers hold
+    outcome: list[str] = []
+
+    async def handler(station: StationConnection) -> None:
+        await trio.sleep(0.05)  # the station has read the handshake's answer
+        with trio.CancelScope() as scope:
+            scope.cancel()  # already cancelled: refused before anything is written
+            await station.transport.send_message("never")
+        # the station does not read yet: the frame goes out in part, then the scope expires
+        with trio.move_on_after(0.05) as timer:
+            await station.transport.send_message(big)
+            outcome.append("sent")
+        if timer.cancel_called:  # it expired while the frame was going out
+            outcome.append("cancelled")
+        await station.transport.send_message("after")
+        outcome.append("after")
+        await trio.sleep_forever()
+
+    info = await start(nursery, handler)
+    async with raw_station(info, small_receive_buffer=True) as stream:
+        await trio.sleep(0.3)  # the server's write is blocked on full buffers by now
+        assert outcome == []
+        messages: list[str] = []
+        client = _RawReader()
+        with trio.fail_after(5):
+            while len(messages) < 2:
+                messages.extend(client.feed(await stream.receive_some(65536)))
+    assert messages == [big, "after"]  # the whole frame, then the next one
+    assert outcome == ["sent", "cancelled", "after"]
+
+
+class _RawReader:
+    """Reads server frames off a raw stream after the handshake (unmasked text frames)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[str]:
+        self._buffer += data
+        out: list[str] = []
+        while len(self._buffer) >= 2:
+            length = self._buffer[1] & 0x7F
+            offset = 2
+            if length == 126:
+                if len(self._buffer) < 4:
+                    break
+                length, offset = int.from_bytes(self._buffer[2:4], "big"), 4
+            elif length == 127:
+                if len(self._buffer) < 10:
+                    break
+                length, offset = int.from_bytes(self._buffer[2:10], "big"), 10
+            if len(self._buffer) < offset + length:
+                break
+            assert self._buffer[0] == 0x81  # FIN + text, never fragmented or interleaved
+            out.append(self._buffer[offset : offset + length].decode("utf-8"))
+            del self._buffer[: offset + length]
+        return out
+
+
+async def test_without_trio_websocket_internals_frames_go_the_public_way(nursery):
+    info = await start(nursery)
+    async with station(info, subprotocols=["ocpp2.0.1"]) as ws:
+        # a stream that is not the connection's own: no direct writes
+        client = WebSocketTransport(ws, stream=trio.testing.MemorySendStream())
+        assert client._direct is None
+        assert await client.get_message() == "CS001|2.0.1"
+        await client.send_message("hi")
+        assert await client.get_message() == "hi"
+
+
+async def test_direct_writes_are_not_used_over_tls(nursery):
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    seen: list[WebSocketTransport] = []
+
+    async def handler(station: StationConnection) -> None:
+        assert isinstance(station.transport, WebSocketTransport)
+        seen.append(station.transport)
+        await echo(station)
+
+    info = await start(nursery, handler, ssl_context=server_context)
+    async with station(info, subprotocols=["ocpp2.0.1"], ssl_context=client_context) as ws:
+        assert await ws.get_message() == "CS001|2.0.1"
+        await ws.send_message("x" * 200_000)
+        assert await ws.get_message() == "x" * 200_000
+    assert [t._direct for t in seen] == [None]
+
+
+async def test_messages_queue_in_order_while_the_reader_is_busy(nursery):
+    got: list[str | bytes] = []
+    done = trio.Event()
+
+    async def handler(station: StationConnection) -> None:
+        assert isinstance(station.transport, WebSocketTransport)
+        assert station.transport._direct is not None  # so the hand-over is in place
+        await trio.sleep(0.2)  # trio-websocket's channel fills; its reader has to wait
+        for _ in range(50):
+            got.append(await station.transport.get_message())
+        done.set()
+        await station.transport.get_message()
+
+    info = await start(nursery, handler)
+    async with station(info) as ws:
+        for n in range(50):
+            await ws.send_message(f"m{n}")
+        with trio.fail_after(2):
+            await done.wait()
+    assert got == [f"m{n}" for n in range(50)]
