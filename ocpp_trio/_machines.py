@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import math
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TypeVar
@@ -516,10 +515,10 @@ class StationMachines(MachinesState):
                         finished = True
                         return
                 else:
-                    wait = (
-                        self.config.late_event_window if tx is not None and tx.ended else math.inf
-                    )
-                    with trio.move_on_after(wait):
+                    if tx is not None and tx.ended:
+                        with trio.move_on_after(self.config.late_event_window):
+                            envelope = await receive.receive()
+                    else:  # no cancel scope per event while the transaction runs
                         envelope = await receive.receive()
                     if envelope is None:
                         if tx is not None and closed_by_reboot(tx):

@@ -105,6 +105,11 @@ R = TypeVar("R", bound=Response)
 _HEARTBEAT: Final = "Heartbeat"
 
 
+def _name_of(handler: AnyHandler | None) -> str:
+    """How the logs name a handler (computed only when something is logged)."""
+    return handler_name(handler) if handler is not None else "(none)"
+
+
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -707,7 +712,6 @@ class Station(StationOperations):
     async def _handle_call(self, event: IncomingCall, received: float) -> None:
         request = event.request
         handler = self._router.handler_for(type(request))
-        name = handler_name(handler) if handler is not None else "(none)"
         response: Response | None = None
         error: CallError | None = None
         try:
@@ -721,7 +725,7 @@ class Station(StationOperations):
                 log.error(
                     "station %r: handler %s returned %s for %s, not a %s; answered InternalError",
                     self.identity,
-                    name,
+                    _name_of(handler),
                     type(result).__name__,
                     event.action,
                     expected.__name__,
@@ -736,7 +740,7 @@ class Station(StationOperations):
             log.exception(
                 "station %r: handler %s raised on %s; answered %s",
                 self.identity,
-                name,
+                _name_of(handler),
                 event.action,
                 "by default" if rescue else "InternalError",
             )
