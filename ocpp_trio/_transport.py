@@ -299,7 +299,6 @@ class _DirectWriter:
     lock: trio.StrictFIFOLock | trio.Lock
     protocol: wsproto.WSConnection
     stream: trio.SocketStream
-    fd: int
 
     @classmethod
     def of(
@@ -314,7 +313,7 @@ class _DirectWriter:
             and isinstance(lock, trio.StrictFIFOLock | trio.Lock)
             and isinstance(protocol, wsproto.WSConnection)
         ):
-            return cls(lock, protocol, stream, stream.socket.fileno())
+            return cls(lock, protocol, stream)
         return None
 
 
@@ -496,7 +495,9 @@ class WebSocketTransport:
         direct.lock.acquire_nowait()
         try:
             try:
-                written = os.write(direct.fd, data)
+                # the descriptor is looked up at every write: once the socket is closed it
+                # is -1 (EBADF), never a number since given to another connection
+                written = os.write(direct.stream.socket.fileno(), data)
             except BlockingIOError:
                 written = 0
             except OSError as exc:

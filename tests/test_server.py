@@ -10,7 +10,7 @@ import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 from typing import Any
 
@@ -879,3 +879,40 @@ async def test_messages_queue_in_order_while_the_reader_is_busy(nursery):
         with trio.fail_after(2):
             await done.wait()
     assert got == [f"m{n}" for n in range(50)]
+
+
+async def test_a_direct_write_after_the_socket_was_closed_goes_nowhere(nursery):
+    leaked: list[bytes] = []
+    outcome: list[str] = []
+    done = trio.Event()
+
+    async def handler(station: StationConnection) -> None:
+        transport = station.transport
+        assert isinstance(transport, WebSocketTransport)
+        assert transport._direct is not None
+        old = transport._direct.stream.socket.fileno()
+        # closed under the adapter's feet, and at once (no checkpoint, so trio-websocket has
+        # not noticed) its descriptor is reused by a new, connected socket
+        transport._direct.stream.socket.close()
+        left, right = socket.socketpair()
+        try:
+            assert old in (left.fileno(), right.fileno())
+            try:
+                await transport.send_message("stray")
+            except TransportClosedError:
+                outcome.append("refused")
+            for end in (left, right):
+                end.setblocking(False)
+                with suppress(BlockingIOError):
+                    leaked.append(end.recv(100))
+        finally:
+            left.close()
+            right.close()
+            done.set()
+
+    info = await start(nursery, handler)
+    async with station(info):
+        with trio.fail_after(2):
+            await done.wait()
+    assert outcome == ["refused"]
+    assert leaked == []  # nothing went to the socket that now has the old descriptor
