@@ -472,10 +472,7 @@ class WebSocketTransport:
         if direct is not None and not direct.lock.locked():
             await self._send_direct(direct, message)
             return
-        # one scope: shielded from outside cancellation, cancelled by its own deadline
-        with trio.CancelScope(
-            shield=True, deadline=trio.current_time() + self._send_timeout
-        ) as timer:
+        with self._send_scope() as timer:
             try:
                 await self._connection.send_message(message)
             except trio_websocket.ConnectionClosed:
@@ -506,9 +503,7 @@ class WebSocketTransport:
             if written == len(data):
                 return
             # the socket buffer is full: finish this frame before anything else is sent
-            with trio.CancelScope(
-                shield=True, deadline=trio.current_time() + self._send_timeout
-            ) as timer:
+            with self._send_scope() as timer:
                 try:
                     await direct.stream.send_all(memoryview(data)[written:])
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -520,6 +515,11 @@ class WebSocketTransport:
         if not timer.cancelled_caught:
             await self._abort(CloseReason(CloseCode.ABNORMAL, "connection lost while sending"))
         await self._send_failed(timer)
+
+    def _send_scope(self) -> trio.CancelScope:
+        """One scope per send that may wait: shielded from outside cancellation, cancelled by
+        its own ``send_timeout`` deadline."""
+        return trio.CancelScope(shield=True, deadline=trio.current_time() + self._send_timeout)
 
     async def _send_failed(self, timer: trio.CancelScope) -> NoReturn:
         """Raise the right error after a send that did not complete; on a timeout, abort."""

@@ -749,7 +749,7 @@ async def test_direct_writes_are_used_over_plain_tcp_and_keep_frames_whole(nurse
         # several tasks at once, some frames needing many writes: none may be cut or mixed
         async with trio.open_nursery() as inner:
             for index in range(senders):
-                inner.start_soon(lambda i: _send_all(station.transport, _frames_for(i)), index)
+                inner.start_soon(_send_all, station.transport, _frames_for(index))
         await station.transport.get_message()  # until the client closes
 
     info = await start(nursery, handler)
