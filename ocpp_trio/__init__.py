@@ -4,31 +4,37 @@ The typed messages live in :mod:`ocpp_trio.messages` (``v1_6``, ``v2_0_1``, ``v2
 an application needs to serve stations is re-exported here.
 """
 
-from ocpp_trio._admin import AdminConfig, AdminInfo, serve_admin
-from ocpp_trio._client import ChargePoint
-from ocpp_trio._client_config import (
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.config import (
     BootInfo,
     ChargePointConfig,
-    ChargePointError,
     ChargePointState,
     ChargePointStatistics,
     QueuedMessage,
     RetryBackOff,
 )
-from ocpp_trio._client_connect import ConnectFailedError, Connector, websocket_connector
-from ocpp_trio._client_entry import open_charge_point, serve_charge_point, start_charge_point
-from ocpp_trio._client_handlers import ChargePointRouter
-from ocpp_trio._csms import (
+from ocpp_trio.client.entry import open_charge_point, serve_charge_point, start_charge_point
+from ocpp_trio.client.handlers import ChargePointRouter
+from ocpp_trio.client.simulator import Simulator, SimulatorConfig, SimulatorTotals
+from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
+from ocpp_trio.csms.core import (
     CSMS,
     CSMSConfig,
-    CSMSError,
     CSMSStatistics,
     DuplicatePolicy,
     open_csms,
     serve_csms,
     start_csms,
 )
-from ocpp_trio._device_model import (
+from ocpp_trio.csms.recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
+from ocpp_trio.domain.credentials import (
+    CredentialStore,
+    InMemoryCredentialStore,
+    SecurityProfile,
+    StationCredentials,
+    hash_password,
+)
+from ocpp_trio.domain.device_model import (
     OCPP16_COMPONENT,
     ComponentRef,
     DeviceModel,
@@ -40,16 +46,71 @@ from ocpp_trio._device_model import (
     VariableRef,
     VariableResult,
 )
-from ocpp_trio._errors import (
+from ocpp_trio.domain.events import (
+    AvailabilityRequested,
+    ConnectorStatusChanged,
+    DeviceModelUpdated,
+    FirmwareStatusChanged,
+    LogStatusChanged,
+    MachineEvent,
+    MonitoringEvent,
+    RebootRequired,
+    ReportCompleted,
+    ReservationChanged,
+    SecurityEvent,
+    TransactionChanged,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
+from ocpp_trio.domain.evse import (
+    ConnectorStatus,
+    Evse,
+    RequestedAvailability,
+    Reservation,
+    ReservationState,
+)
+from ocpp_trio.domain.reports import Report, ReportPart, ReportStatus
+from ocpp_trio.domain.snapshot import StationSnapshot
+from ocpp_trio.domain.transactions import (
+    RemoteStart,
+    Sample,
+    Transaction,
+    TransactionEventRecord,
+    TransactionIdAllocator,
+    TransactionIdCounter,
+)
+from ocpp_trio.errors import (
     CallError,
+    CallTimeoutError,
+    ChargePointError,
+    ConnectFailedError,
+    ConnectionLostError,
+    CSMSError,
     ErrorCode,
     LocalProtocolError,
     MessageValidationError,
     OCPPError,
     RemoteProtocolError,
+    ReportError,
+    ReportIncompleteError,
+    ReportTimeoutError,
+    RequestRejectedError,
+    SecurityConfigError,
+    StaleEpochError,
     StateError,
+    StoreError,
+    TransactionTimeoutError,
+    UnreadableRecordError,
 )
-from ocpp_trio._events import (
+from ocpp_trio.protocol.supervisor import (
+    EarlyBootPolicy,
+    RegistrationStatus,
+    StationState,
+    SupervisorConfig,
+)
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.events import (
     Accepted,
     BootAnswered,
     Connected,
@@ -60,40 +121,11 @@ from ocpp_trio._events import (
     StationEvent,
     Subscription,
 )
-from ocpp_trio._evse import (
-    ConnectorStatus,
-    Evse,
-    RequestedAvailability,
-    Reservation,
-    ReservationState,
-)
-from ocpp_trio._handlers import Router, boot_response, handles, heartbeat_response
-from ocpp_trio._machines import MachinesConfig, StationMachines, StationSnapshot
-from ocpp_trio._machines_events import (
-    AvailabilityRequested,
-    ConnectorStatusChanged,
-    DeviceModelUpdated,
-    FirmwareStatusChanged,
-    LogStatusChanged,
-    MachineEvent,
-    MonitoringEvent,
-    RebootRequired,
-    ReportCompleted,
-    ReportError,
-    ReportIncompleteError,
-    ReportTimeoutError,
-    RequestRejectedError,
-    ReservationChanged,
-    SecurityEvent,
-    TransactionChanged,
-    TransactionEnded,
-    TransactionStarted,
-    TransactionTimeoutError,
-    TransactionUpdated,
-)
-from ocpp_trio._recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
-from ocpp_trio._reports import Report, ReportPart, ReportStatus
-from ocpp_trio._security import (
+from ocpp_trio.runtime.handlers import Router, boot_response, handles, heartbeat_response
+from ocpp_trio.runtime.machines import MachinesConfig, StationMachines
+from ocpp_trio.runtime.station import Station, StationConfig, StationStatistics
+from ocpp_trio.runtime.station_ops import ConfigurationResult
+from ocpp_trio.security.auth import (
     AuthenticatorStatistics,
     PasswordChangeObserver,
     RotationOutcome,
@@ -102,20 +134,19 @@ from ocpp_trio._security import (
     rotate_password,
     server_ssl_context,
 )
-from ocpp_trio._security_config import (
-    SecurityConfigError,
-    StationsConfig,
-    build_security,
-    load_stations_file,
+from ocpp_trio.security.config import StationsConfig, build_security, load_stations_file
+from ocpp_trio.store.base import JournalEntry, Registration, Store, StoredStation
+from ocpp_trio.store.memory import MemoryStore
+from ocpp_trio.store.sqlite import SQLiteCredentialStore, SQLiteStore, open_sqlite_store
+from ocpp_trio.store.writer import StoreWriterStatistics
+from ocpp_trio.transport.base import (
+    CloseReason,
+    ConnectionInfo,
+    Transport,
+    memory_transport_pair,
 )
-from ocpp_trio._security_credentials import (
-    CredentialStore,
-    InMemoryCredentialStore,
-    SecurityProfile,
-    StationCredentials,
-    hash_password,
-)
-from ocpp_trio._server import (
+from ocpp_trio.transport.connect import Connector, websocket_connector
+from ocpp_trio.transport.server import (
     ConnectionRequest,
     Rejection,
     ServerConfig,
@@ -124,43 +155,6 @@ from ocpp_trio._server import (
     select_newest,
     serve_ocpp_websocket,
 )
-from ocpp_trio._simulator import Simulator, SimulatorConfig, SimulatorTotals
-from ocpp_trio._station import Station, StationConfig, StationStatistics
-from ocpp_trio._station_ops import ConfigurationResult
-from ocpp_trio._store import (
-    JournalEntry,
-    Registration,
-    StaleEpochError,
-    Store,
-    StoredStation,
-    StoreError,
-    UnreadableRecordError,
-)
-from ocpp_trio._store_memory import MemoryStore
-from ocpp_trio._store_sqlite import SQLiteCredentialStore, SQLiteStore, open_sqlite_store
-from ocpp_trio._store_writer import StoreWriterStatistics
-from ocpp_trio._supervisor import (
-    EarlyBootPolicy,
-    RegistrationStatus,
-    StationState,
-    SupervisorConfig,
-)
-from ocpp_trio._transactions import (
-    RemoteStart,
-    Sample,
-    Transaction,
-    TransactionEventRecord,
-    TransactionIdAllocator,
-    TransactionIdCounter,
-)
-from ocpp_trio._transport import (
-    CloseReason,
-    ConnectionInfo,
-    Transport,
-    memory_transport_pair,
-)
-from ocpp_trio._trio_errors import CallTimeoutError, ConnectionLostError
-from ocpp_trio._version import Version
 
 __all__ = [
     "CSMS",

@@ -1,4 +1,4 @@
-"""``python -m ocpp_trio``: the ``ocpp-trio`` command (see :mod:`ocpp_trio._cli`)."""
+"""``python -m ocpp_trio``: the ``ocpp-trio`` command (see :mod:`ocpp_trio.cli.main`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 def main() -> int:
     """Run the ``ocpp-trio`` command with ``sys.argv``; returns the exit status."""
     try:
-        from ocpp_trio._cli import main as cli_main  # imported here: Ctrl-C while importing
+        from ocpp_trio.cli.main import main as cli_main  # imported here: Ctrl-C while importing
     except KeyboardInterrupt:
         return 0
     return cli_main()

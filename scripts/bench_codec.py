@@ -7,10 +7,10 @@ Run by hand (never in the test suite)::
 For each payload it prints microseconds per message, best of several rounds:
 
 * **decode**: what the runtime does with a payload: parse the text with ocpp_trio's own parser
-  (``ocpp_trio._json.loads``: orjson, see that module), then ``decode_request`` (check +
+  (``ocpp_trio.protocol.jsonio.loads``: orjson, see that module), then ``decode_request`` (check +
   build);
 * **encode**: ``encode(message)`` (with the re-check against the schema), then the text as
-  the runtime writes it (``ocpp_trio._json.dumps``); ``encode*`` is the same without the
+  the runtime writes it (``ocpp_trio.protocol.jsonio.dumps``); ``encode*`` is the same without the
   re-check (``validate=False``);
 * **ocpp in** / **ocpp out**: the ``ocpp`` package (2.1.0) on the same payload: ``json.loads``
   then its validation, and its validation then ``json.dumps``.  Its validation is timed through
@@ -37,8 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ocpp_trio._json import dumps, loads
 from ocpp_trio.messages import Datatype, decode_request, encode
+from ocpp_trio.protocol.jsonio import dumps, loads
 
 TS = "2024-05-06T07:08:09.123Z"
 

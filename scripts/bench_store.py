@@ -9,7 +9,7 @@ Servers (each in its own process, pinned to CPU 0): ``open_csms`` with the libra
 answers and ``CSMSConfig(store=...)``:
 
 * ``none``: no store at all (the reference the store layer is measured against);
-* ``memory``: :class:`~ocpp_trio._store_memory.MemoryStore` (the whole write-ahead path, group
+* ``memory``: :class:`~ocpp_trio.store.memory.MemoryStore` (the whole write-ahead path, group
   commit included, without a disk);
 * ``sqlite``: the SQLite store, ``synchronous=FULL`` (every commit synced to disk: the default);
 * ``sqlite-normal``: the SQLite store, ``synchronous=NORMAL`` (synced at checkpoints).
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
-    from ocpp_trio._store import Store
+    from ocpp_trio.store.base import Store
 
 SCRIPT: Final = Path(__file__).resolve()
 sys.path.insert(0, str(SCRIPT.parent.parent))  # run from a checkout without installing
@@ -79,8 +79,8 @@ def wire_now() -> str:
 
 @asynccontextmanager
 async def open_store(kind: str, db: str) -> AsyncIterator[Store | None]:
-    from ocpp_trio._store_memory import MemoryStore
-    from ocpp_trio._store_sqlite import open_sqlite_store
+    from ocpp_trio.store.memory import MemoryStore
+    from ocpp_trio.store.sqlite import open_sqlite_store
 
     if kind == "none":
         yield None
@@ -97,7 +97,7 @@ def serve(kind: str, db: str) -> None:
     import trio
 
     from ocpp_trio import Router
-    from ocpp_trio._csms import CSMSConfig, open_csms
+    from ocpp_trio.csms.core import CSMSConfig, open_csms
 
     router = Router()
     router.set_default_boot("Accepted", 300)  # the rest: the library's default answers

@@ -933,8 +933,7 @@ class Emitter:
             "",
             "import attrs",
             "",
-            "from ocpp_trio._errors import MessageValidationError as _Err",
-            "from ocpp_trio._version import Version",
+            "from ocpp_trio.errors import MessageValidationError as _Err",
             "from ocpp_trio.messages import _check as _c",
             "from ocpp_trio.messages._base import (",
             "    ActionSpec,",
@@ -944,6 +943,7 @@ class Emitter:
             "    Response,",
             *(["    Send,"] if any(c.kind == "send" for c in ir.classes.values()) else []),
             ")",
+            "from ocpp_trio.protocol.version import Version",
             "",
         )
         public = ["ACTIONS", "VERSION", *sorted([*ir.enums, *ir.classes], key=natural)]

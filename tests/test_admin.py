@@ -19,11 +19,11 @@ import trio
 from test_client import Link
 
 from ocpp_trio import CSMS, Version, open_csms
-from ocpp_trio._admin import AdminConfig, AdminInfo, serve_admin
-from ocpp_trio._cli import default_router
-from ocpp_trio._client import ChargePoint
-from ocpp_trio._client_config import ChargePointConfig, RetryBackOff
-from ocpp_trio._client_handlers import ChargePointRouter
+from ocpp_trio.cli.main import default_router
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.config import ChargePointConfig, RetryBackOff
+from ocpp_trio.client.handlers import ChargePointRouter
+from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
 from ocpp_trio.messages import v1_6, v2_0_1
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)

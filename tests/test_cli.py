@@ -21,7 +21,7 @@ from interop.harness import ROOT, RunningProcess, run_process, run_station
 from test_station_helpers import FakeStation, boot_request, error_of, running_station
 
 from ocpp_trio import CallError, ErrorCode, Exchange, Version
-from ocpp_trio._cli import ExchangeLogger, _config, build_parser, default_router, summarize
+from ocpp_trio.cli.main import ExchangeLogger, _config, build_parser, default_router, summarize
 from ocpp_trio.messages import Direction, Response, decode_request, v1_6, v2_0_1, v2_1
 
 EXCHANGE_LINE = re.compile(

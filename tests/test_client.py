@@ -35,25 +35,15 @@ from ocpp_trio import (
     Version,
     open_csms,
 )
-from ocpp_trio._cli import default_router
-from ocpp_trio._client import ChargePoint
-from ocpp_trio._client_config import (
-    BootInfo,
-    ChargePointConfig,
-    ChargePointError,
-    ChargePointState,
-    RetryBackOff,
-)
-from ocpp_trio._client_connect import (
-    ConnectFailedError,
-    basic_auth_header,
-    station_url,
-    websocket_connector,
-)
-from ocpp_trio._client_entry import open_charge_point, serve_charge_point, start_charge_point
-from ocpp_trio._client_handlers import ChargePointRouter
-from ocpp_trio._transport import ConnectionInfo, Transport, memory_transport_pair
+from ocpp_trio.cli.main import default_router
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.config import BootInfo, ChargePointConfig, ChargePointState, RetryBackOff
+from ocpp_trio.client.entry import open_charge_point, serve_charge_point, start_charge_point
+from ocpp_trio.client.handlers import ChargePointRouter
+from ocpp_trio.errors import ChargePointError, ConnectFailedError
 from ocpp_trio.messages import Direction, Request, decode_request, v1_6, v2_0_1
+from ocpp_trio.transport.base import ConnectionInfo, Transport, memory_transport_pair
+from ocpp_trio.transport.connect import basic_auth_header, station_url, websocket_connector
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 FAST = ChargePointConfig(

@@ -29,13 +29,13 @@ import trio
 from interop.harness import RunningProcess, StationOutput, run_process
 
 from ocpp_trio import Version
-from ocpp_trio._cli import default_router
-from ocpp_trio._csms import CSMSConfig, open_csms
-from ocpp_trio._events import BootAnswered, Connected, StationEvent
-from ocpp_trio._machines import StationMachines
-from ocpp_trio._store_sqlite import open_sqlite_store
-from ocpp_trio._transactions import Transaction
+from ocpp_trio.cli.main import default_router
+from ocpp_trio.csms.core import CSMSConfig, open_csms
+from ocpp_trio.domain.transactions import Transaction
 from ocpp_trio.messages import v1_6, v2_0_1
+from ocpp_trio.runtime.events import BootAnswered, Connected, StationEvent
+from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.store.sqlite import open_sqlite_store
 
 SCRIPT = Path(__file__).parent / "interop" / "recovery_station.py"
 STATIONS = {"CRASH-16": "1.6", "CRASH-201": "2.0.1"}

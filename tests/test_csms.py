@@ -12,16 +12,11 @@ import trio_websocket
 from test_station_helpers import FakeStation, boot_request, boot_router, heartbeat
 
 from ocpp_trio import Version
-from ocpp_trio._csms import (
-    CSMS,
-    CSMSConfig,
-    CSMSError,
-    DuplicatePolicy,
-    open_csms,
-    serve_csms,
-    start_csms,
-)
-from ocpp_trio._events import (
+from ocpp_trio.csms.core import CSMS, CSMSConfig, DuplicatePolicy, open_csms, serve_csms, start_csms
+from ocpp_trio.errors import CSMSError
+from ocpp_trio.messages import v2_0_1
+from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
+from ocpp_trio.runtime.events import (
     Accepted,
     BootAnswered,
     Connected,
@@ -30,10 +25,8 @@ from ocpp_trio._events import (
     Exchange,
     StationEvent,
 )
-from ocpp_trio._station import Station
-from ocpp_trio._supervisor import RegistrationStatus, StationState
-from ocpp_trio._transport import memory_transport_pair
-from ocpp_trio.messages import v2_0_1
+from ocpp_trio.runtime.station import Station
+from ocpp_trio.transport.base import memory_transport_pair
 
 V201 = Version.V201
 

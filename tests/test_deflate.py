@@ -25,9 +25,9 @@ from wsproto.events import (
 )
 from wsproto.extensions import PerMessageDeflate
 
-from ocpp_trio._deflate import BoundedPerMessageDeflate, inflation_bound
-from ocpp_trio._server import ServerConfig, ServerInfo, serve_ocpp_websocket
-from ocpp_trio._version import Version
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.transport.deflate import BoundedPerMessageDeflate, inflation_bound
+from ocpp_trio.transport.server import ServerConfig, ServerInfo, serve_ocpp_websocket
 
 
 async def start(nursery: trio.Nursery, config: ServerConfig = FAST) -> ServerInfo:

@@ -14,8 +14,8 @@ import trio.lowlevel
 from test_station_helpers import FakeStation, boot_request, boot_router
 
 from ocpp_trio import Version
-from ocpp_trio._csms import CSMS
-from ocpp_trio._device_model import (
+from ocpp_trio.csms.core import CSMS
+from ocpp_trio.domain.device_model import (
     OCPP16_COMPONENT,
     ComponentRef,
     DeviceModel,
@@ -30,12 +30,13 @@ from ocpp_trio._device_model import (
     json_size,
     split_batches,
 )
-from ocpp_trio._machines import StationMachines, StationSnapshot
-from ocpp_trio._machines_events import DeviceModelUpdated, MachineEvent, RebootRequired
-from ocpp_trio._rpc import CallFailed
-from ocpp_trio._station import Station
-from ocpp_trio._transport import memory_transport_pair
+from ocpp_trio.domain.events import DeviceModelUpdated, MachineEvent, RebootRequired
+from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.messages import v1_6, v2_0_1
+from ocpp_trio.protocol.rpc import CallFailed
+from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.station import Station
+from ocpp_trio.transport.base import memory_transport_pair
 
 m = v2_0_1
 V16, V201 = Version.V16, Version.V201

@@ -13,7 +13,17 @@ import trio.lowlevel
 from test_station_helpers import FakeStation, boot_request, boot_router, running_station
 
 from ocpp_trio import Version
-from ocpp_trio._evse import (
+from ocpp_trio.domain.events import (
+    AvailabilityRequested,
+    ConnectorStatusChanged,
+    FirmwareStatusChanged,
+    LogStatusChanged,
+    MachineEvent,
+    MonitoringEvent,
+    ReservationChanged,
+    SecurityEvent,
+)
+from ocpp_trio.domain.evse import (
     AvailabilityRequest,
     ConnectorsKnown,
     Evse,
@@ -25,19 +35,9 @@ from ocpp_trio._evse import (
     StatusReport,
     apply_evse,
 )
-from ocpp_trio._machines_events import (
-    AvailabilityRequested,
-    ConnectorStatusChanged,
-    FirmwareStatusChanged,
-    LogStatusChanged,
-    MachineEvent,
-    MonitoringEvent,
-    ReservationChanged,
-    SecurityEvent,
-)
-from ocpp_trio._rpc import CallFailed
-from ocpp_trio._station import Station
 from ocpp_trio.messages import v1_6, v2_0_1
+from ocpp_trio.protocol.rpc import CallFailed
+from ocpp_trio.runtime.station import Station
 
 m = v2_0_1
 V16, V201 = Version.V16, Version.V201

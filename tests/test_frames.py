@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocpp_trio._errors import ErrorCode, LocalProtocolError
-from ocpp_trio._frames import (
+from ocpp_trio.errors import ErrorCode, LocalProtocolError
+from ocpp_trio.protocol.frames import (
     UNREADABLE_ID,
     Call,
     CallErrorFrame,
@@ -27,7 +27,7 @@ from ocpp_trio._frames import (
     limit_description,
     parse_frame,
 )
-from ocpp_trio._version import Version
+from ocpp_trio.protocol.version import Version
 
 V16, V201, V21 = Version.V16, Version.V201, Version.V21
 ALL = [V16, V201, V21]

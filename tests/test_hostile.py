@@ -34,25 +34,25 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Message, Request
 
 from ocpp_trio import Version
-from ocpp_trio._csms import CSMS, CSMSConfig, open_csms
-from ocpp_trio._handlers import Router
-from ocpp_trio._security import StationAuthenticator
-from ocpp_trio._security_credentials import (
+from ocpp_trio.csms.core import CSMS, CSMSConfig, open_csms
+from ocpp_trio.domain.credentials import (
     InMemoryCredentialStore,
     PasswordHashing,
     StationCredentials,
     hash_password,
 )
-from ocpp_trio._server import (
+from ocpp_trio.errors import InvalidIdentityError
+from ocpp_trio.messages import v2_0_1
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.security.auth import StationAuthenticator
+from ocpp_trio.transport.base import WebSocketTransport
+from ocpp_trio.transport.server import (
     ConnectionRequest,
-    InvalidIdentityError,
     ServerConfig,
     check_identity_for_version,
     identity_from_path,
 )
-from ocpp_trio._station import Station, StationConfig
-from ocpp_trio._transport import WebSocketTransport
-from ocpp_trio.messages import v2_0_1
 
 V16, V201, V21 = Version.V16, Version.V201, Version.V21
 MAX_MESSAGE = 64 * 1024

@@ -22,9 +22,11 @@ import trio
 from interop.harness import RunningProcess, run_station
 
 from ocpp_trio import CallError, ErrorCode, StateError, Version
-from ocpp_trio._cli import default_router
-from ocpp_trio._csms import CSMS, CSMSConfig, open_csms
-from ocpp_trio._events import (
+from ocpp_trio.cli.main import default_router
+from ocpp_trio.csms.core import CSMS, CSMSConfig, open_csms
+from ocpp_trio.messages import Direction, Request, Response, v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
+from ocpp_trio.runtime.events import (
     Accepted,
     BootAnswered,
     Connected,
@@ -33,11 +35,9 @@ from ocpp_trio._events import (
     Exchange,
     StationEvent,
 )
-from ocpp_trio._handlers import Router, boot_response
-from ocpp_trio._server import ServerConfig
-from ocpp_trio._station import Station
-from ocpp_trio._supervisor import RegistrationStatus, StationState
-from ocpp_trio.messages import Direction, Request, Response, v1_6, v2_0_1, v2_1
+from ocpp_trio.runtime.handlers import Router, boot_response
+from ocpp_trio.runtime.station import Station
+from ocpp_trio.transport.server import ServerConfig
 
 VERSIONS = [Version.V16, Version.V201, Version.V21]
 MODULES: dict[Version, Any] = {Version.V16: v1_6, Version.V201: v2_0_1, Version.V21: v2_1}

@@ -1,4 +1,4 @@
-"""ocpp_trio._json: orjson where it agrees with the json module, the json module elsewhere."""
+"""ocpp_trio.protocol.jsonio: orjson where it agrees with the json module, json elsewhere."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ocpp_trio import _json
-from ocpp_trio._frames import Call, parse_frame
-from ocpp_trio._version import Version
 from ocpp_trio.messages import decode_request
 from ocpp_trio.messages.v2_0_1 import TransactionEventRequest
+from ocpp_trio.protocol import jsonio as _json
+from ocpp_trio.protocol.frames import Call, parse_frame
+from ocpp_trio.protocol.version import Version
 
 
 def reference_loads(text: str) -> Any:

@@ -2,13 +2,24 @@
 
 import importlib
 import inspect
+import pathlib
 
 import pytest
 
 import ocpp_trio
 import ocpp_trio.messages
 
-PUBLIC_MODULES = ["ocpp_trio", "ocpp_trio.messages"]
+PUBLIC_MODULES = ["ocpp_trio", "ocpp_trio.messages", "ocpp_trio.errors"]
+SNAPSHOTS = pathlib.Path(__file__).parent / "snapshots"
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_all_matches_the_snapshot(name: str) -> None:
+    """The public surface changes only on purpose: a name added or removed must also be added
+    to or removed from ``tests/snapshots/<module>.txt``, in the same change."""
+    snapshot = SNAPSHOTS / f"{name}.txt"
+    expected = snapshot.read_text(encoding="utf-8").split()
+    assert sorted(importlib.import_module(name).__all__) == expected
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

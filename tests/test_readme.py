@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from ocpp_trio import Router, TransactionEnded, open_csms
-from ocpp_trio._simulator import Simulator, SimulatorConfig
+from ocpp_trio.client.simulator import Simulator, SimulatorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0

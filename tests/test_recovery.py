@@ -15,23 +15,23 @@ import trio
 from test_station_helpers import FakeStation, boot_request, boot_router, error_of, heartbeat
 
 from ocpp_trio import ConnectionLostError, Version
-from ocpp_trio._csms import CSMS, CSMSConfig
-from ocpp_trio._device_model import DeviceModel
-from ocpp_trio._errors import CallError, ErrorCode
-from ocpp_trio._events import Connected, StationEvent
-from ocpp_trio._handlers import Router
-from ocpp_trio._machines import StationSnapshot
-from ocpp_trio._machines_events import MachineEvent, TransactionEnded, TransactionUpdated
-from ocpp_trio._reconcile import RECONCILED_TRIGGER
-from ocpp_trio._recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
-from ocpp_trio._rpc import IncomingCall
-from ocpp_trio._station import Station
-from ocpp_trio._store import Store, StoreOp
-from ocpp_trio._store_memory import MemoryStore
-from ocpp_trio._store_sqlite import open_sqlite_store
-from ocpp_trio._supervisor import RegistrationStatus, StationState
-from ocpp_trio._transport import memory_transport_pair
+from ocpp_trio.csms.core import CSMS, CSMSConfig
+from ocpp_trio.csms.recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
+from ocpp_trio.domain.device_model import DeviceModel
+from ocpp_trio.domain.events import MachineEvent, TransactionEnded, TransactionUpdated
+from ocpp_trio.domain.reconcile import RECONCILED_TRIGGER
+from ocpp_trio.domain.snapshot import StationSnapshot
+from ocpp_trio.errors import CallError, ErrorCode
 from ocpp_trio.messages import Request, Response, decode_request, decode_response, v2_0_1
+from ocpp_trio.protocol.rpc import IncomingCall
+from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
+from ocpp_trio.runtime.events import Connected, StationEvent
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station
+from ocpp_trio.store.base import Store, StoreOp
+from ocpp_trio.store.memory import MemoryStore
+from ocpp_trio.store.sqlite import open_sqlite_store
+from ocpp_trio.transport.base import memory_transport_pair
 
 V16, V201, V21 = Version.V16, Version.V201, Version.V21
 TS = "2024-01-01T00:00:00Z"

@@ -10,14 +10,8 @@ import trio
 from test_station_helpers import FakeStation, boot_request, boot_router, running_station
 
 from ocpp_trio import CallError
-from ocpp_trio._machines import MachinesConfig
-from ocpp_trio._machines_events import (
-    ReportCompleted,
-    ReportIncompleteError,
-    ReportTimeoutError,
-    RequestRejectedError,
-)
-from ocpp_trio._reports import (
+from ocpp_trio.domain.events import ReportCompleted
+from ocpp_trio.domain.reports import (
     Report,
     ReportStatus,
     add_part,
@@ -25,9 +19,11 @@ from ocpp_trio._reports import (
     expire_report,
     part_from_message,
 )
-from ocpp_trio._rpc import CallFailed, IncomingCall
-from ocpp_trio._station import Station, StationConfig
+from ocpp_trio.errors import ReportIncompleteError, ReportTimeoutError, RequestRejectedError
 from ocpp_trio.messages import v2_0_1, v2_1
+from ocpp_trio.protocol.rpc import CallFailed, IncomingCall
+from ocpp_trio.runtime.machines import MachinesConfig
+from ocpp_trio.runtime.station import Station, StationConfig
 
 m = v2_0_1
 T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)

@@ -19,21 +19,22 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ocpp_trio import messages
-from ocpp_trio._errors import (
+from ocpp_trio.errors import (
     CallError,
     ErrorCode,
     LocalProtocolError,
     MessageValidationError,
     RemoteProtocolError,
 )
-from ocpp_trio._frames import (
+from ocpp_trio.messages import Request, Response, Send, v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.frames import (
     CallErrorFrame,
     CallResultErrorFrame,
     FrameError,
     is_valid_message_id,
     parse_frame,
 )
-from ocpp_trio._rpc import (
+from ocpp_trio.protocol.rpc import (
     CallCompleted,
     CallFailed,
     CallRejected,
@@ -48,8 +49,7 @@ from ocpp_trio._rpc import (
     RpcConnection,
     new_message_id,
 )
-from ocpp_trio._version import Version
-from ocpp_trio.messages import Request, Response, Send, v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.version import Version
 
 V16, V201, V21 = Version.V16, Version.V201, Version.V21
 ALL = [V16, V201, V21]

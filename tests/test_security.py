@@ -17,24 +17,8 @@ from hypothesis import strategies as st
 from test_station_helpers import FakeStation, boot_request, boot_router, running_station
 
 from ocpp_trio import CallError, ErrorCode, Version
-from ocpp_trio._csms import CSMS, CSMSConfig
-from ocpp_trio._rpc import IncomingCall
-from ocpp_trio._security import (
-    PasswordChangeObserver,
-    RotationOutcome,
-    StationAuthenticator,
-    certificate_subject,
-    check_certificate_binding,
-    generate_password,
-    rotate_password,
-)
-from ocpp_trio._security_config import (
-    SecurityConfigError,
-    build_security,
-    load_stations_file,
-    parse_stations,
-)
-from ocpp_trio._security_credentials import (
+from ocpp_trio.csms.core import CSMS, CSMSConfig
+from ocpp_trio.domain.credentials import (
     InMemoryCredentialStore,
     PasswordHashing,
     SecurityProfile,
@@ -44,11 +28,22 @@ from ocpp_trio._security_credentials import (
     hash_password,
     verify_password,
 )
-from ocpp_trio._server import ConnectionRequest, Rejection
-from ocpp_trio._station import Station, StationConfig
-from ocpp_trio._transport import memory_transport_pair
-from ocpp_trio._trio_errors import CallTimeoutError
+from ocpp_trio.errors import CallTimeoutError, SecurityConfigError
 from ocpp_trio.messages import v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.rpc import IncomingCall
+from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.security.auth import (
+    PasswordChangeObserver,
+    RotationOutcome,
+    StationAuthenticator,
+    certificate_subject,
+    check_certificate_binding,
+    generate_password,
+    rotate_password,
+)
+from ocpp_trio.security.config import build_security, load_stations_file, parse_stations
+from ocpp_trio.transport.base import memory_transport_pair
+from ocpp_trio.transport.server import ConnectionRequest, Rejection
 
 # Cheap parameters: the tests check behaviour, not cost.
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)

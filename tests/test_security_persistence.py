@@ -2,9 +2,9 @@
 
 import attrs
 
-from ocpp_trio._security_config import parse_stations, use_persistent_credentials
-from ocpp_trio._security_credentials import PasswordHashing, hash_password, verify_password
-from ocpp_trio._store_sqlite import open_sqlite_store
+from ocpp_trio.domain.credentials import PasswordHashing, hash_password, verify_password
+from ocpp_trio.security.config import parse_stations, use_persistent_credentials
+from ocpp_trio.store.sqlite import open_sqlite_store
 
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)
 

@@ -29,25 +29,25 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 
 from ocpp_trio import Version
-from ocpp_trio._csms import CSMS, CSMSConfig, open_csms
-from ocpp_trio._handlers import Router
-from ocpp_trio._security import (
+from ocpp_trio.csms.core import CSMS, CSMSConfig, open_csms
+from ocpp_trio.domain.credentials import (
+    InMemoryCredentialStore,
+    PasswordHashing,
+    StationCredentials,
+    hash_password,
+)
+from ocpp_trio.messages import v2_0_1
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station
+from ocpp_trio.security.auth import (
     OCPP_TLS12_CIPHERS,
     RotationOutcome,
     StationAuthenticator,
     rotate_password,
     server_ssl_context,
 )
-from ocpp_trio._security_credentials import (
-    InMemoryCredentialStore,
-    PasswordHashing,
-    StationCredentials,
-    hash_password,
-)
-from ocpp_trio._server import ServerConfig, serve_ocpp_websocket
-from ocpp_trio._station import Station
-from ocpp_trio._transport import WebSocketTransport
-from ocpp_trio.messages import v2_0_1
+from ocpp_trio.transport.base import WebSocketTransport
+from ocpp_trio.transport.server import ServerConfig, serve_ocpp_websocket
 
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)
 PW = "profile-two-password-01"

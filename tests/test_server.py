@@ -28,9 +28,11 @@ from trio_websocket import (
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
-from ocpp_trio._server import (
+from ocpp_trio.errors import InvalidIdentityError, TransportClosedError
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.transport.base import CloseReason, WebSocketTransport
+from ocpp_trio.transport.server import (
     ConnectionRequest,
-    InvalidIdentityError,
     Rejection,
     ServerConfig,
     ServerInfo,
@@ -40,8 +42,6 @@ from ocpp_trio._server import (
     select_client_preference,
     serve_ocpp_websocket,
 )
-from ocpp_trio._transport import CloseReason, TransportClosedError, WebSocketTransport
-from ocpp_trio._version import Version
 
 ALL = ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"]
 # Short timeouts keep every test well under two seconds of real time.

@@ -14,9 +14,8 @@ import pytest
 import trio
 
 from ocpp_trio import Version
-from ocpp_trio._csms import open_csms
-from ocpp_trio._handlers import Router
-from ocpp_trio._machines_events import (
+from ocpp_trio.csms.core import open_csms
+from ocpp_trio.domain.events import (
     ConnectorStatusChanged,
     MachineEvent,
     TransactionChanged,
@@ -24,8 +23,9 @@ from ocpp_trio._machines_events import (
     TransactionStarted,
     TransactionUpdated,
 )
-from ocpp_trio._station import Station
 from ocpp_trio.messages import v1_6, v2_0_1
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station
 
 SCRIPT = Path(__file__).parent / "interop" / "session_station.py"
 IDENTITY = "CS-SESSION"

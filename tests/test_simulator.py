@@ -21,7 +21,7 @@ from test_admin import http
 from test_client import Link
 
 from ocpp_trio import CSMS, Version, open_csms
-from ocpp_trio._cli import (
+from ocpp_trio.cli.main import (
     _apply_config_file,
     _load_serve_files,
     build_parser,
@@ -29,11 +29,11 @@ from ocpp_trio._cli import (
     load_id_tokens,
     serve,
 )
-from ocpp_trio._client_config import ChargePointConfig, RetryBackOff
-from ocpp_trio._client_entry import open_charge_point
-from ocpp_trio._simulator import Simulator, SimulatorConfig
-from ocpp_trio._store_sqlite import open_sqlite_store
+from ocpp_trio.client.config import ChargePointConfig, RetryBackOff
+from ocpp_trio.client.entry import open_charge_point
+from ocpp_trio.client.simulator import Simulator, SimulatorConfig
 from ocpp_trio.messages import v1_6, v2_0_1
+from ocpp_trio.store.sqlite import open_sqlite_store
 
 TIMEOUT = 40.0
 QUICK = RetryBackOff(wait_minimum=0.05, random_range=0.0, repeat_times=1)

@@ -27,12 +27,12 @@ from ocpp_trio import (
     StateError,
     Version,
 )
-from ocpp_trio._events import BootAnswered, Broadcast, Exchange, StationEvent
-from ocpp_trio._handlers import Router
-from ocpp_trio._rpc import CallFailed
-from ocpp_trio._station import Station, StationConfig
-from ocpp_trio._supervisor import RegistrationStatus, StationState
 from ocpp_trio.messages import Direction, v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.rpc import CallFailed
+from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
+from ocpp_trio.runtime.events import BootAnswered, Broadcast, Exchange, StationEvent
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station, StationConfig
 
 ALL = list(Version)
 V201 = Version.V201

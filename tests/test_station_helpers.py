@@ -14,13 +14,13 @@ from typing import Any
 import trio
 
 from ocpp_trio import Version
-from ocpp_trio._events import Broadcast, StationEvent
-from ocpp_trio._handlers import Router
-from ocpp_trio._rpc import CallCompleted, CallFailed, Dropped, IncomingCall, RpcConnection
-from ocpp_trio._station import Station, StationConfig
-from ocpp_trio._supervisor import RegistrationStatus
-from ocpp_trio._transport import MemoryTransport, memory_transport_pair
 from ocpp_trio.messages import Request, Response, v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.rpc import CallCompleted, CallFailed, Dropped, IncomingCall, RpcConnection
+from ocpp_trio.protocol.supervisor import RegistrationStatus
+from ocpp_trio.runtime.events import Broadcast, StationEvent
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.transport.base import MemoryTransport, memory_transport_pair
 
 MODULES = {Version.V16: v1_6, Version.V201: v2_0_1, Version.V21: v2_1}
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import datetime
 
-from ocpp_trio._handlers import Router, handles
-from ocpp_trio._station import Station
+from ocpp_trio.runtime.handlers import Router, handles
+from ocpp_trio.runtime.station import Station
 from ocpp_trio.messages import v1_6, v2_0_1
 
 router = Router()

@@ -13,13 +13,24 @@ from typing import Any
 import pytest
 import trio
 
-from ocpp_trio._device_model import DeviceModel
-from ocpp_trio._evse import ConnectorStatus, Evse, RequestedAvailability, Reservation
-from ocpp_trio._machines_state import StationSnapshot
-from ocpp_trio._observations import Observation
-from ocpp_trio._reports import Report, ReportPart, ReportStatus
-from ocpp_trio._security_credentials import PasswordHashing, StationCredentials, hash_password
-from ocpp_trio._store import (
+from ocpp_trio.domain.credentials import PasswordHashing, StationCredentials, hash_password
+from ocpp_trio.domain.device_model import DeviceModel
+from ocpp_trio.domain.evse import ConnectorStatus, Evse, RequestedAvailability, Reservation
+from ocpp_trio.domain.observations import Observation
+from ocpp_trio.domain.reports import Report, ReportPart, ReportStatus
+from ocpp_trio.domain.snapshot import StationSnapshot
+from ocpp_trio.domain.transactions import (
+    RemoteStart,
+    Sample,
+    Transaction,
+    TransactionEventKind,
+    TransactionEventRecord,
+)
+from ocpp_trio.errors import StaleEpochError, StoreError, UnreadableRecordError
+from ocpp_trio.messages import decode_request, decode_response, v1_6, v2_0_1
+from ocpp_trio.protocol.supervisor import RegistrationStatus
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.store.base import (
     Append,
     JournalEntry,
     PutCounter,
@@ -27,27 +38,14 @@ from ocpp_trio._store import (
     PutRegistration,
     PutSnapshot,
     Registration,
-    StaleEpochError,
     Store,
-    StoreError,
     StoreOp,
-    UnreadableRecordError,
     decode,
     encode,
 )
-from ocpp_trio._store_memory import MemoryStore
-from ocpp_trio._store_sqlite import SCHEMA_VERSION, migrate, open_sqlite_store, schema_version
-from ocpp_trio._store_writer import StationJournal, StoredTransactionIds, StoreWriter
-from ocpp_trio._supervisor import RegistrationStatus
-from ocpp_trio._transactions import (
-    RemoteStart,
-    Sample,
-    Transaction,
-    TransactionEventKind,
-    TransactionEventRecord,
-)
-from ocpp_trio._version import Version
-from ocpp_trio.messages import decode_request, decode_response, v1_6, v2_0_1
+from ocpp_trio.store.memory import MemoryStore
+from ocpp_trio.store.sqlite import SCHEMA_VERSION, migrate, open_sqlite_store, schema_version
+from ocpp_trio.store.writer import StationJournal, StoredTransactionIds, StoreWriter
 
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=datetime.UTC)
 V201 = Version.V201

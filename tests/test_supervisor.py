@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ocpp_trio import ErrorCode, StateError, Version
-from ocpp_trio._supervisor import (
+from ocpp_trio.protocol.supervisor import (
     Allowed,
     EarlyBootPolicy,
     Refused,
@@ -425,7 +425,7 @@ def test_supervisor_is_trio_free() -> None:
         "package = types.ModuleType('ocpp_trio')\n"
         "package.__path__ = list(find_spec('ocpp_trio').submodule_search_locations)\n"
         "sys.modules['ocpp_trio'] = package\n"
-        "importlib.import_module('ocpp_trio._supervisor')\n"
+        "importlib.import_module('ocpp_trio.protocol.supervisor')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('trio', 'trio_websocket')))\n"
     )
     done = subprocess.run(

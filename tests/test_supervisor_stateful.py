@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ocpp_trio import ErrorCode, StateError, Version
-from ocpp_trio._supervisor import (
+from ocpp_trio.protocol.supervisor import (
     Allowed,
     CallTicket,
     Refused,

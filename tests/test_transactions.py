@@ -23,20 +23,15 @@ from test_station_helpers import (
 )
 
 from ocpp_trio import Version
-from ocpp_trio._csms import CSMS, CSMSConfig
-from ocpp_trio._handlers import Router
-from ocpp_trio._machines import MachinesConfig
-from ocpp_trio._machines_events import (
+from ocpp_trio.csms.core import CSMS, CSMSConfig
+from ocpp_trio.domain.events import (
     MachineEvent,
     TransactionChanged,
     TransactionEnded,
     TransactionStarted,
-    TransactionTimeoutError,
     TransactionUpdated,
 )
-from ocpp_trio._rpc import CallFailed
-from ocpp_trio._station import Station, StationConfig
-from ocpp_trio._transactions import (
+from ocpp_trio.domain.transactions import (
     Transaction,
     TransactionEventRecord,
     TransactionIdCounter,
@@ -45,8 +40,13 @@ from ocpp_trio._transactions import (
     record_from_transaction_event,
     samples_from_meter_values,
 )
-from ocpp_trio._transport import memory_transport_pair
+from ocpp_trio.errors import TransactionTimeoutError
 from ocpp_trio.messages import v1_6, v2_0_1
+from ocpp_trio.protocol.rpc import CallFailed
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.machines import MachinesConfig
+from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.transport.base import memory_transport_pair
 
 V16, V201 = Version.V16, Version.V201
 T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
@@ -630,11 +630,11 @@ async def test_answered_events_are_recorded_when_the_connection_ends_at_once(
 TYPED_USE = """\
 from typing import assert_type
 
-from ocpp_trio._csms import CSMS
-from ocpp_trio._events import Disconnected
-from ocpp_trio._machines_events import TransactionChanged, TransactionEnded
-from ocpp_trio._reports import Report
-from ocpp_trio._transactions import Transaction
+from ocpp_trio.csms.core import CSMS
+from ocpp_trio.runtime.events import Disconnected
+from ocpp_trio import TransactionChanged, TransactionEnded
+from ocpp_trio.domain.reports import Report
+from ocpp_trio.domain.transactions import Transaction
 
 
 async def use(csms: CSMS) -> None:

@@ -8,15 +8,14 @@ import pytest
 import trio
 import trio.testing
 
-from ocpp_trio._transport import (
+from ocpp_trio.errors import ConnectionLostError, TransportClosedError
+from ocpp_trio.transport.base import (
     CloseCode,
     CloseReason,
     ConnectionInfo,
     Transport,
-    TransportClosedError,
     memory_transport_pair,
 )
-from ocpp_trio._trio_errors import ConnectionLostError
 
 
 async def test_send_and_receive_both_ways():

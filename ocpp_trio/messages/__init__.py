@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
-from ocpp_trio._errors import LocalProtocolError, MessageValidationError
-from ocpp_trio._version import Version
+from ocpp_trio.errors import LocalProtocolError, MessageValidationError
 from ocpp_trio.messages._base import (
     ActionSpec,
     Datatype,
@@ -30,6 +29,7 @@ from ocpp_trio.messages._base import (
     ResponseT,
     Send,
 )
+from ocpp_trio.protocol.version import Version
 
 __all__ = [
     "ActionSpec",

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import attrs
 
-from ocpp_trio._version import Version
+from ocpp_trio.protocol.version import Version
 
 __all__ = [
     "ActionSpec",

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any, TypeVar
 
-from ocpp_trio._errors import ErrorCode, MessageValidationError
-from ocpp_trio._version import Version
+from ocpp_trio.errors import ErrorCode, MessageValidationError
+from ocpp_trio.protocol.version import Version
 
 __all__ = [
     "array_error",

@@ -18,8 +18,7 @@ from typing import Any, ClassVar, Self
 
 import attrs
 
-from ocpp_trio._errors import MessageValidationError as _Err
-from ocpp_trio._version import Version
+from ocpp_trio.errors import MessageValidationError as _Err
 from ocpp_trio.messages import _check as _c
 from ocpp_trio.messages._base import (
     ActionSpec,
@@ -28,6 +27,7 @@ from ocpp_trio.messages._base import (
     Request,
     Response,
 )
+from ocpp_trio.protocol.version import Version
 
 __all__ = [
     "ACTIONS",

@@ -6,11 +6,11 @@ import datetime
 from collections.abc import Awaitable, Callable
 from typing import assert_type
 
-from ocpp_trio._csms import CSMS
-from ocpp_trio._events import Exchange, StationEvent
-from ocpp_trio._handlers import Router, handles
-from ocpp_trio._station import Station
+from ocpp_trio.csms.core import CSMS
 from ocpp_trio.messages import Request, Response, v1_6, v2_0_1, v2_1
+from ocpp_trio.runtime.events import Exchange, StationEvent
+from ocpp_trio.runtime.handlers import Router, handles
+from ocpp_trio.runtime.station import Station
 
 router = Router()
 

@@ -1,0 +1,1 @@
+"""The ``ocpp-trio`` command: ``serve``, ``simulate`` and ``demo``."""

@@ -1,0 +1,764 @@
+"""The ``ocpp-trio`` command: ``serve``, ``simulate`` and ``demo``.
+
+``ocpp-trio serve``: a working CSMS with a default handler set that accepts every station (or
+the stations of ``--stations FILE``, and the idTokens of ``--id-tokens FILE``), with a JSON admin
+API on a second port (``--admin-port``, see :mod:`ocpp_trio.csms.admin`); ``--config FILE``
+gives the options in TOML.  ``ocpp-trio simulate`` runs simulated stations against a CSMS
+(:mod:`ocpp_trio.cli.simulate`); ``ocpp-trio demo`` runs both in one process.
+
+Run it with ``python -m ocpp_trio serve --host 127.0.0.1 --port 9000`` (or ``ocpp-trio serve``).
+Stations connect to ``ws://HOST:PORT/<station id>``.  Every finished exchange, in both
+directions, is logged on one line (logger ``ocpp_trio.exchange``); the library's own
+connection/disconnection lines come from ``ocpp_trio`` and ``ocpp_trio.server``.
+
+Station state (registrations, transactions, EVSE statuses, the device model, the 1.6 transaction
+id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.db``;
+``:memory:`` keeps it in memory only): a restarted server resumes accepted stations without a
+BootNotification (see docs/recovery.md).
+
+SIGINT (Ctrl-C) and SIGTERM stop the server in order: the listener closes, every station gets a
+1001 close, and the process exits with status 0 and no traceback.  Status 1 means the server
+could not start (e.g. the port is taken), 2 a command-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tomllib
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import trio
+
+from ocpp_trio.cli.simulate import (
+    LiveView,
+    add_simulate_parser,
+    add_simulation_options,
+    build_simulator_config,
+    open_view,
+    run_simulation,
+    simulate,
+    summary,
+)
+from ocpp_trio.client.simulator import Simulator
+from ocpp_trio.csms.admin import AdminInfo, serve_admin
+from ocpp_trio.csms.core import CSMS, CSMSConfig, serve_csms, start_csms
+from ocpp_trio.domain.events import TransactionEnded, TransactionStarted
+from ocpp_trio.errors import CallError, ErrorCode, MessageValidationError, StoreError
+from ocpp_trio.messages import Direction, Message, Request, Response, v1_6, v2_0_1, v2_1
+from ocpp_trio.protocol.supervisor import RegistrationStatus
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.events import Exchange
+from ocpp_trio.runtime.groups import leaves as exception_leaves
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.security.auth import PasswordChangeObserver, StationAuthenticator
+from ocpp_trio.security.config import build_security, use_persistent_credentials
+from ocpp_trio.store.base import Store
+from ocpp_trio.store.memory import MemoryStore
+from ocpp_trio.store.sqlite import open_sqlite_store
+from ocpp_trio.transport.server import ServerConfig
+
+__all__ = [
+    "ExchangeLogger",
+    "build_parser",
+    "default_router",
+    "main",
+    "summarize",
+]
+
+log = logging.getLogger("ocpp_trio.cli")
+exchange_log = logging.getLogger("ocpp_trio.exchange")
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+# -- the default handler set -------------------------------------------------------------------
+
+
+def default_router(
+    *,
+    boot_status: RegistrationStatus | str = RegistrationStatus.ACCEPTED,
+    interval: int = 300,
+    id_tokens: Collection[str] | None = None,
+) -> Router:
+    """The handlers of ``ocpp-trio serve``: accept everything, remember nothing.
+
+    * BootNotification (every version): ``boot_status`` with ``interval`` seconds.
+    * Heartbeat: the runtime's built-in answer (current UTC time).
+    * Authorize, 1.6 Start/StopTransaction, 2.x TransactionEvent: the id token is Accepted
+      (with ``id_tokens``: when it is one of them, else Invalid; 1.6 idTags compare
+      case-insensitively); 1.6 StartTransaction gets a transaction id from the CSMS-wide
+      allocator (1, 2, 3, ...; kept in the store, so it continues after a restart).
+    * DataTransfer: ``UnknownVendorId`` (this CSMS knows no vendor extension).
+    * Every other station request whose response has no required field (StatusNotification,
+      MeterValues, NotifyReport, NotifyEvent, SecurityEventNotification, the status
+      notifications, ...): the empty response.
+    * Anything else (certificate signing and status, EV charging needs, ...): ``NotSupported``.
+    """
+    router = Router()
+    router.set_default_boot(boot_status, interval)
+    known = None if id_tokens is None else frozenset(id_tokens)
+    known_16 = None if known is None else frozenset(t.casefold() for t in known)
+
+    def tag_info(id_tag: str) -> v1_6.IdTagInfo:
+        if known_16 is None or id_tag.casefold() in known_16:
+            return _ID_TAG_ACCEPTED
+        return _ID_TAG_INVALID
+
+    def token_info_201(token: str) -> v2_0_1.IdTokenInfoType:
+        return _TOKEN_ACCEPTED_201 if known is None or token in known else _TOKEN_INVALID_201
+
+    def token_info_21(token: str) -> v2_1.IdTokenInfoType:
+        return _TOKEN_ACCEPTED_21 if known is None or token in known else _TOKEN_INVALID_21
+
+    # -- 1.6
+    @router.on(v1_6.AuthorizeRequest)
+    async def authorize_16(
+        station: Station, request: v1_6.AuthorizeRequest
+    ) -> v1_6.AuthorizeResponse:
+        return v1_6.AuthorizeResponse(id_tag_info=tag_info(request.id_tag))
+
+    @router.on(v1_6.StartTransactionRequest)
+    async def start_transaction_16(
+        station: Station, request: v1_6.StartTransactionRequest
+    ) -> v1_6.StartTransactionResponse:
+        transaction_id = station.machines.transaction_ids.allocate(station.identity)
+        return v1_6.StartTransactionResponse(
+            id_tag_info=tag_info(request.id_tag), transaction_id=transaction_id
+        )
+
+    @router.on(v1_6.StopTransactionRequest)
+    async def stop_transaction_16(
+        station: Station, request: v1_6.StopTransactionRequest
+    ) -> v1_6.StopTransactionResponse:
+        if request.id_tag is None:
+            return v1_6.StopTransactionResponse()
+        return v1_6.StopTransactionResponse(id_tag_info=tag_info(request.id_tag))
+
+    @router.on(v1_6.DataTransferRequest)
+    async def data_transfer_16(
+        station: Station, request: v1_6.DataTransferRequest
+    ) -> v1_6.DataTransferResponse:
+        return v1_6.DataTransferResponse(status=v1_6.DataTransferStatus.UNKNOWN_VENDOR_ID)
+
+    # -- 2.0.1
+    @router.on(v2_0_1.AuthorizeRequest)
+    async def authorize_201(
+        station: Station, request: v2_0_1.AuthorizeRequest
+    ) -> v2_0_1.AuthorizeResponse:
+        return v2_0_1.AuthorizeResponse(id_token_info=token_info_201(request.id_token.id_token))
+
+    @router.on(v2_0_1.TransactionEventRequest)
+    async def transaction_event_201(
+        station: Station, request: v2_0_1.TransactionEventRequest
+    ) -> v2_0_1.TransactionEventResponse:
+        if request.id_token is None:
+            return v2_0_1.TransactionEventResponse()
+        return v2_0_1.TransactionEventResponse(
+            id_token_info=token_info_201(request.id_token.id_token)
+        )
+
+    @router.on(v2_0_1.DataTransferRequest)
+    async def data_transfer_201(
+        station: Station, request: v2_0_1.DataTransferRequest
+    ) -> v2_0_1.DataTransferResponse:
+        return v2_0_1.DataTransferResponse(
+            status=v2_0_1.DataTransferStatusEnumType.UNKNOWN_VENDOR_ID
+        )
+
+    # -- 2.1
+    @router.on(v2_1.AuthorizeRequest)
+    async def authorize_21(
+        station: Station, request: v2_1.AuthorizeRequest
+    ) -> v2_1.AuthorizeResponse:
+        return v2_1.AuthorizeResponse(id_token_info=token_info_21(request.id_token.id_token))
+
+    @router.on(v2_1.TransactionEventRequest)
+    async def transaction_event_21(
+        station: Station, request: v2_1.TransactionEventRequest
+    ) -> v2_1.TransactionEventResponse:
+        if request.id_token is None:
+            return v2_1.TransactionEventResponse()
+        return v2_1.TransactionEventResponse(id_token_info=token_info_21(request.id_token.id_token))
+
+    @router.on(v2_1.DataTransferRequest)
+    async def data_transfer_21(
+        station: Station, request: v2_1.DataTransferRequest
+    ) -> v2_1.DataTransferResponse:
+        return v2_1.DataTransferResponse(status=v2_1.DataTransferStatusEnumType.UNKNOWN_VENDOR_ID)
+
+    router.fallback(_empty_response)
+    return router
+
+
+_ID_TAG_ACCEPTED = v1_6.IdTagInfo(status=v1_6.AuthorizationStatus.ACCEPTED)
+_TOKEN_ACCEPTED_201 = v2_0_1.IdTokenInfoType(status=v2_0_1.AuthorizationStatusEnumType.ACCEPTED)
+_TOKEN_ACCEPTED_21 = v2_1.IdTokenInfoType(status=v2_1.AuthorizationStatusEnumType.ACCEPTED)
+_ID_TAG_INVALID = v1_6.IdTagInfo(status=v1_6.AuthorizationStatus.INVALID)
+_TOKEN_INVALID_201 = v2_0_1.IdTokenInfoType(status=v2_0_1.AuthorizationStatusEnumType.INVALID)
+_TOKEN_INVALID_21 = v2_1.IdTokenInfoType(status=v2_1.AuthorizationStatusEnumType.INVALID)
+
+# response class -> its empty instance, or None when the schema requires a field
+_EMPTY: dict[type[Response], Response | None] = {}
+
+
+async def _empty_response(station: Station, request: Request[Any]) -> Response:
+    """Answer with the empty response when the schema allows one, else ``NotSupported``."""
+    response_type = type(request).RESPONSE
+    if response_type not in _EMPTY:
+        try:
+            _EMPTY[response_type] = response_type.from_json({})
+        except MessageValidationError:
+            _EMPTY[response_type] = None
+    empty = _EMPTY[response_type]
+    if empty is None:
+        raise CallError(ErrorCode.NOT_SUPPORTED, f"{request.ACTION} is not supported here")
+    return empty
+
+
+# -- logging every exchange --------------------------------------------------------------------
+
+
+def summarize(message: Message | None, limit: int) -> str:
+    """The wire JSON of ``message`` on one line, cut to ``limit`` characters (``0``: no cut)."""
+    if message is None:
+        return "-"
+    text = json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False, default=str)
+    if limit and len(text) > limit:
+        return text[: max(limit - 3, 0)] + "..."
+    return text
+
+
+class ExchangeLogger:
+    """An extra handler that logs each finished exchange on one line.
+
+    ``<station> <version> <direction> <action> <outcome> req=<json> res=<json> (<ms> ms)``, where
+    the direction is ``station->csms`` (the station's CALL or SEND) or ``csms->station`` (ours),
+    and the outcome ``ok``, ``send`` (a 2.1 SEND) or ``error=<what>``.  CALLERRORs and failures
+    are logged at WARNING, the rest at INFO.
+    """
+
+    def __init__(self, *, payload_chars: int = 200, logger: logging.Logger | None = None) -> None:
+        self.payload_chars = payload_chars
+        self.logger = logger or exchange_log
+
+    async def __call__(self, station: Station, exchange: Exchange) -> None:
+        if not self.logger.isEnabledFor(logging.WARNING if exchange.error else logging.INFO):
+            return
+        direction = (
+            "csms->station" if exchange.direction is Direction.CSMS_TO_STATION else "station->csms"
+        )
+        if exchange.error is not None:
+            error = exchange.error
+            if isinstance(error, CallError):
+                code = error.code
+                wire = code.wire(exchange.version) if isinstance(code, ErrorCode) else code
+                outcome = f"error={wire}"
+                if error.description:
+                    outcome += f" ({error.description})"
+            else:
+                outcome = f"error={type(error).__name__} ({error})"
+            level = logging.WARNING
+        else:
+            outcome = "ok" if exchange.response is not None else "send"
+            level = logging.INFO
+        self.logger.log(
+            level,
+            "%s %s %s %s %s req=%s res=%s (%.1f ms)",
+            exchange.identity,
+            exchange.version,
+            direction,
+            exchange.action,
+            outcome,
+            summarize(exchange.request, self.payload_chars),
+            summarize(exchange.response, self.payload_chars),
+            (exchange.finished - exchange.started) * 1000.0,
+        )
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def _versions(text: str) -> list[Version]:
+    try:
+        return [Version(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        choices = ", ".join(v.value for v in Version)
+        raise argparse.ArgumentTypeError(f"{text!r}: versions are among {choices}") from None
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ocpp-trio`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="ocpp-trio", description="ocpp-trio: a trio-native OCPP-J central system."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a CSMS that accepts every station and logs every exchange",
+        description=(
+            "Run a CSMS on ws://HOST:PORT/<station id> that accepts every station, answers "
+            "the common station messages of OCPP 1.6, 2.0.1 and 2.1, and logs every exchange "
+            "on one line.  Ctrl-C stops it (exit status 0)."
+        ),
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=9000, help="port to bind, 0 for any (default %(default)s)"
+    )
+    serve.add_argument(
+        "--versions",
+        type=_versions,
+        action="extend",
+        metavar="V[,V...]",
+        help="OCPP versions to offer (comma-separated or repeated; default: 1.6,2.0.1,2.1)",
+    )
+    serve.add_argument(
+        "--ping-interval",
+        type=_non_negative_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="WebSocket keepalive ping interval, 0 disables (default %(default)s)",
+    )
+    serve.add_argument(
+        "--heartbeat-interval",
+        type=_non_negative_int,
+        default=300,
+        metavar="SECONDS",
+        help="interval sent in BootNotification answers (default %(default)s)",
+    )
+    serve.add_argument(
+        "--boot-status",
+        choices=[s.value for s in RegistrationStatus],
+        default=RegistrationStatus.ACCEPTED.value,
+        help="status of every BootNotification answer (default %(default)s)",
+    )
+    serve.add_argument(
+        "--call-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long the CSMS waits for a station's answer (default %(default)s)",
+    )
+    serve.add_argument(
+        "--payload-chars",
+        type=_non_negative_int,
+        default=200,
+        metavar="N",
+        help="cut logged payloads to N characters, 0 for no cut (default %(default)s)",
+    )
+    serve.add_argument(
+        "--db",
+        default="./ocpp-trio.db",
+        metavar="FILE",
+        help="SQLite file keeping station state across restarts, ':memory:' for none "
+        "(default %(default)s)",
+    )
+    _add_serve_extras(serve)
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="INFO",
+        help="logging level (default %(default)s; exchanges are logged at INFO)",
+    )
+    add_simulate_parser(commands)
+    demo = commands.add_parser(
+        "demo",
+        help="run a CSMS and simulated stations together: a charging session within seconds",
+        description=(
+            "Run `serve` (with its admin API) and `simulate` in one process: a few stations "
+            "connect, boot and charge, and every transaction the CSMS sees is printed.  "
+            "Ctrl-C stops both."
+        ),
+    )
+    demo.add_argument("--port", type=int, default=9000, help="CSMS port (default %(default)s)")
+    demo.add_argument(
+        "--admin-port",
+        type=int,
+        help="admin API port, 0 for any (default 9001; when taken the demo runs without it)",
+    )
+    add_simulation_options(demo, demo=True)
+    demo.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="WARNING",
+        help="logging level on stderr (default %(default)s)",
+    )
+    return parser
+
+
+def _add_serve_extras(serve: argparse.ArgumentParser) -> None:
+    """The admin API, security and configuration-file options of ``serve``."""
+    serve.add_argument(
+        "--admin-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="interface of the admin HTTP API (default %(default)s: this machine only)",
+    )
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        metavar="PORT",
+        help="port of the admin HTTP API, 0 for any (default 9001; when 9001 is taken the "
+        "server runs without it)",
+    )
+    serve.add_argument("--no-admin", action="store_true", help="run without the admin API")
+    serve.add_argument(
+        "--stations",
+        dest="stations_file",
+        metavar="FILE",
+        help="TOML allow-list of stations with their Basic-auth passwords and security "
+        "profiles (see docs/security.md); default: any station may connect",
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate")
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="CA of the client certificates (security profile 3)",
+    )
+    serve.add_argument(
+        "--id-tokens",
+        metavar="FILE",
+        help="idTokens (1.6 idTags) to accept, one per line ('#' starts a comment); "
+        "default: accept all",
+    )
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of option values (names as the long options, e.g. port = 9000, "
+        "admin-port = 9001); options given on the command line win",
+    )
+
+
+def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
+    versions = tuple(dict.fromkeys(args.versions)) if args.versions else tuple(Version)
+    return CSMSConfig(
+        station=StationConfig(call_timeout=args.call_timeout),
+        server=ServerConfig(versions=versions, ping_interval=args.ping_interval),
+        close_timeout=5.0,
+        store=store,
+    )
+
+
+@asynccontextmanager
+async def _open_store(path: str) -> AsyncIterator[Store]:
+    """The store of ``--db``: the SQLite file, or a memory store for ``:memory:``."""
+    if path == ":memory:":
+        yield MemoryStore()
+        return
+    async with open_sqlite_store(path) as store:
+        log.info("station state kept in %s", path)
+        yield store
+
+
+async def serve(
+    args: argparse.Namespace, *, task_status: trio.TaskStatus[CSMS] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run ``ocpp-trio serve`` until SIGINT or SIGTERM (or cancellation).
+
+    Waits for: a stop signal or cancellation; then for the CSMS to close its stations.
+    Closes: the listener and every connection.  Exceptions: ``OSError`` when binding fails.
+    """
+    router = default_router(
+        boot_status=args.boot_status,
+        interval=args.heartbeat_interval,
+        id_tokens=getattr(args, "id_token_set", None),
+    )
+    check_request, ssl_context = getattr(args, "security", (None, None))
+    stop_signals = (
+        {signal.SIGINT, signal.SIGTERM} if hasattr(signal, "SIGTERM") else {signal.SIGINT}
+    )
+    # While the receiver is open trio delivers SIGINT here instead of raising
+    # KeyboardInterrupt at an arbitrary checkpoint, so shutdown is a plain cancellation.
+    with trio.open_signal_receiver(*stop_signals) as signals:
+        async with _open_store(args.db) as store, trio.open_nursery() as nursery:
+            if isinstance(check_request, StationAuthenticator):
+                # passwords live in the store so that a rotation survives a restart
+                added = await use_persistent_credentials(check_request, store.credentials)
+                log.info("credentials: %d station(s) new to the store", added)
+            csms: CSMS = await nursery.start(
+                partial(
+                    serve_csms,
+                    router,
+                    args.host,
+                    args.port,
+                    config=_config(args, store),
+                    check_request=check_request,
+                    ssl_context=ssl_context,
+                )
+            )
+            if isinstance(check_request, StationAuthenticator):
+                csms.add_extra_handler(
+                    PasswordChangeObserver(store.credentials), buffer=256, name="passwords"
+                )
+            csms.add_extra_handler(
+                ExchangeLogger(payload_chars=args.payload_chars),
+                buffer=1024,
+                max_failures=0,
+                name="exchange log",
+            )
+            assert csms.server_info is not None
+            versions = ", ".join(v.value for v in csms.config.server.versions)
+            scheme = "ws" if ssl_context is None else "wss"
+            for host, port in csms.server_info.addresses:
+                log.info(
+                    "listening on %s://%s:%d/<station id> (OCPP %s)", scheme, host, port, versions
+                )
+            if not args.no_admin:
+                await _start_admin(nursery, csms, args.admin_host, args.admin_port)
+            task_status.started(csms)
+            async for signum in signals:
+                log.info("%s received: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+
+
+class AdminBindError(OSError):
+    """The admin API's port given with ``--admin-port`` cannot be bound."""
+
+
+async def _start_admin(
+    nursery: trio.Nursery, csms: CSMS, host: str, port: int | None
+) -> AdminInfo | None:
+    """Serve the admin API in ``nursery``; the default port (9001) being taken is only
+    logged, an explicit ``--admin-port`` that cannot be bound is an error."""
+    try:
+        info: AdminInfo = await nursery.start(
+            partial(serve_admin, csms, host, 9001 if port is None else port)
+        )
+    except OSError as exc:
+        if port is not None:
+            raise AdminBindError(f"admin API on {host}:{port}: {exc}") from exc
+        log.warning("admin API not started: %s:9001: %s", host, exc)
+        return None
+    for address, bound in info.addresses:
+        log.info("admin API on http://%s:%d/ (GET /stations, /transactions, ...)", address, bound)
+    return info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``ocpp-trio`` command: parse ``argv`` and run; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.config:
+        _apply_config_file(parser, args.config, argv)
+        args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
+    if args.command == "simulate":
+        return trio.run(simulate, args)
+    if args.command == "demo":
+        return _run_demo(args)
+    try:
+        _load_serve_files(args)
+    except (OSError, ValueError) as exc:
+        log.error("cannot start: %s", exc)  # noqa: TRY400
+        return 1
+    try:
+        trio.run(serve, args)
+    except BaseException as exc:
+        leaves = exception_leaves(exc)
+        # KeyboardInterrupt only comes before the signal receiver is installed (or after it
+        # is gone): a stop all the same
+        if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            log.info("interrupted")
+            return 0
+        if len(leaves) == 1 and isinstance(leaves[0], StoreError):
+            log.error("cannot use the store %s: %s", args.db, leaves[0])  # noqa: TRY400
+            return 1
+        if len(leaves) == 1 and isinstance(leaves[0], AdminBindError):
+            log.error("cannot serve the %s", leaves[0])  # noqa: TRY400
+            return 1
+        if len(leaves) == 1 and isinstance(leaves[0], OSError):
+            log.error("cannot serve on %s:%s: %s", args.host, args.port, leaves[0])  # noqa: TRY400
+            return 1
+        raise
+    return 0
+
+
+# -- serve's files: --config, --id-tokens, --stations and TLS ------------------------------------
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)  # pragma: no cover - build_parser always adds it
+
+
+def _apply_config_file(
+    parser: argparse.ArgumentParser, path: str, argv: Sequence[str] | None
+) -> None:
+    """Make the values of the TOML file ``path`` the defaults of ``serve``'s options, so that
+    the command line still wins.  Keys are the long options' names (``admin-port`` or
+    ``admin_port``); a mistake exits with status 2 like any other command-line error."""
+    serve = _subparser(parser, "serve")
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        serve.error(f"--config {path}: {exc}")
+    options = {
+        option[2:]: action
+        for action in serve._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--config")
+    }
+    given = {arg.split("=", 1)[0] for arg in (argv if argv is not None else sys.argv[1:])}
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        action = options.get(key.replace("_", "-"))
+        if action is None:
+            serve.error(f"--config {path}: unknown option {key!r}")
+        if f"--{key.replace('_', '-')}" in given:
+            continue  # the command line wins (and would extend a list default)
+        try:
+            defaults[action.dest] = _config_value(action, value)
+        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+            serve.error(f"--config {path}: {key}: {exc}")
+    serve.set_defaults(**defaults)
+
+
+def _config_value(action: argparse.Action, value: Any) -> Any:
+    if isinstance(action, argparse._StoreTrueAction):
+        if not isinstance(value, bool):
+            raise TypeError("must be true or false")
+        return value
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, dict | bool) or any(isinstance(v, dict | list) for v in items):
+        raise TypeError(f"unexpected value {value!r}")
+    convert = action.type if callable(action.type) else str
+    converted = [convert(str(v)) for v in items]
+    for v in converted:
+        if action.choices is not None and v not in action.choices:
+            raise ValueError(f"{v!r} is not one of {', '.join(map(str, action.choices))}")
+    if isinstance(action, argparse._ExtendAction):
+        return [x for v in converted for x in (v if isinstance(v, list) else [v])]
+    if len(converted) != 1:
+        raise TypeError("expects one value")
+    return converted[0]
+
+
+def load_id_tokens(path: str) -> frozenset[str]:
+    """The idTokens of ``--id-tokens``: one per line, blank lines and ``#`` comments ignored.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it holds no token.
+    """
+    with open(path, encoding="utf-8") as file:
+        tokens = frozenset(
+            line.split("#", 1)[0].strip() for line in file if line.split("#", 1)[0].strip()
+        )
+    if not tokens:
+        raise ValueError(f"{path}: no idToken in the file")
+    return tokens
+
+
+def _load_serve_files(args: argparse.Namespace) -> None:
+    """Read ``--id-tokens``, ``--stations`` and the TLS files before serving, so that a
+    mistake stops the command before anything listens (exit status 1)."""
+    args.id_token_set = load_id_tokens(args.id_tokens) if args.id_tokens else None
+    if args.id_token_set is not None:
+        log.info("accepting %d idTokens from %s", len(args.id_token_set), args.id_tokens)
+    files = (args.stations_file, args.tls_cert, args.tls_key, args.tls_client_ca)
+    args.security = build_security(*files) if any(files) else (None, None)
+    if args.stations_file:
+        log.info("only the stations listed in %s may connect", args.stations_file)
+
+
+# -- demo: serve and simulate in one process -----------------------------------------------------
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        return trio.run(demo, args)
+    except BaseException as exc:
+        leaves = exception_leaves(exc)
+        if len(leaves) == 1 and isinstance(leaves[0], OSError):
+            log.error("cannot start the demo: %s", leaves[0])  # noqa: TRY400
+            return 1
+        raise
+
+
+async def demo(args: argparse.Namespace) -> int:
+    """Run ``ocpp-trio demo``: a CSMS, its admin API and simulated stations in one process,
+    printing each transaction the CSMS sees; returns the exit status."""
+    config = CSMSConfig(station=StationConfig(call_timeout=30.0), close_timeout=5.0)
+    async with trio.open_nursery() as nursery:
+        csms = await start_csms(
+            nursery, default_router(interval=60), "127.0.0.1", args.port, config=config
+        )
+        assert csms.server_info is not None
+        port = csms.server_info.port
+        admin = await _start_admin(nursery, csms, "127.0.0.1", args.admin_port)
+        simulator = Simulator(build_simulator_config(args, f"ws://127.0.0.1:{port}"))
+        with open_view(args.quiet) as view:
+            view.line(f"CSMS listening on ws://127.0.0.1:{port}/<station id>")
+            if admin is not None:
+                view.line(
+                    f"admin API on http://127.0.0.1:{admin.port}/ "
+                    f"(try: curl http://127.0.0.1:{admin.port}/transactions)"
+                )
+            nursery.start_soon(_print_transactions, csms, view)
+            elapsed = await run_simulation(
+                simulator, view, duration=args.duration, grace=args.grace
+            )
+        nursery.cancel_scope.cancel()
+    result = summary(simulator, elapsed)
+    print(json.dumps(result), flush=True)
+    return 0 if result["sessions_started"] or args.duration is None else 1
+
+
+async def _print_transactions(csms: CSMS, view: LiveView) -> None:
+    async with csms.subscribe_transactions(buffer=256) as events:
+        async for event in events:
+            tx = event.transaction
+            short = tx.transaction_id[:8]
+            if isinstance(event, TransactionStarted):
+                view.line(f"CSMS: {tx.identity} started transaction {short} on EVSE {tx.evse_id}")
+            elif isinstance(event, TransactionEnded):
+                energy = tx.energy_wh or 0.0
+                view.line(
+                    f"CSMS: {tx.identity} ended transaction {short}: {energy:.1f} Wh "
+                    f"({tx.stopped_reason or 'no reason given'})"
+                )

@@ -1,0 +1,1 @@
+"""The central system: the station registry and its entry points, recovery, the admin API."""

@@ -1,0 +1,524 @@
+"""A small JSON admin API over HTTP/1.1 for a running CSMS, on trio and h11.
+
+Endpoints (all answers are JSON objects):
+
+=======================================  ========================================================
+``GET /``                                the endpoints
+``GET /stations``                        every station seen since the API started (and every one
+                                         connected): identity, version, connected, state, boot
+                                         status, last seen, open transactions
+``GET /stations/{id}``                   one of them (404 when never seen)
+``GET /stations/{id}/device-model``      the device model the CSMS has learned (reports,
+                                         GetVariables answers, 1.6 configuration keys)
+``GET /transactions``                    open and recently finished transactions; filters
+                                         ``?station=ID`` and ``?state=open|ended``
+``POST /stations/{id}/call``             send a CALL: body ``{"action": "Reset", "payload":
+                                         {...}}`` (``payload`` defaults to ``{}``; an optional
+                                         ``"timeout"`` in seconds); the payload is checked with
+                                         :func:`ocpp_trio.messages.decode_request` for the
+                                         station's version
+=======================================  ========================================================
+
+``POST .../call`` answers ``200 {"action", "response"}`` with the station's response payload;
+``400`` for a body, action or payload that is not valid (with the field path and the OCPP code);
+``404`` for a station never seen, ``409`` for one not connected or whose registration state
+forbids the CALL now; ``502 {"callError": {"code", "description", "details"}}`` when the station
+answered with a CALLERROR (or a broken answer); ``504`` when it did not answer in time; ``503``
+when the connection dropped meanwhile.
+
+Bounds: one request per connection (``Connection: close``), at most ``max_request_bytes`` of
+body (``413`` beyond) and ``max_header_bytes`` of request head (``431``), ``read_timeout``
+seconds to receive the request (``408``), ``max_connections`` served at once (``503`` beyond),
+``write_timeout`` seconds to send the answer.  It listens on 127.0.0.1 unless told otherwise:
+anyone who can reach it can send any CALL to any station.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http
+import json
+import logging
+import urllib.parse
+from typing import Any, Final
+
+import attrs
+import h11
+import trio
+
+from ocpp_trio import messages
+from ocpp_trio.csms.core import CSMS
+from ocpp_trio.domain.device_model import DeviceVariable
+from ocpp_trio.domain.transactions import Transaction
+from ocpp_trio.errors import (
+    CallError,
+    CallTimeoutError,
+    ConnectionLostError,
+    ErrorCode,
+    MessageValidationError,
+    RemoteProtocolError,
+    StateError,
+)
+from ocpp_trio.messages._base import Request
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.events import Connected, Disconnected
+
+__all__ = ["AdminConfig", "AdminInfo", "serve_admin"]
+
+log = logging.getLogger("ocpp_trio.admin")
+
+_ENDPOINTS: Final = (
+    "GET /stations",
+    "GET /stations/{id}",
+    "GET /stations/{id}/device-model",
+    "GET /transactions?station=ID&state=open|ended",
+    "POST /stations/{id}/call",
+)
+
+
+@attrs.frozen(kw_only=True)
+class AdminConfig:
+    """Limits of the admin API.
+
+    Attributes:
+        max_request_bytes: the largest request body accepted.
+        max_header_bytes: the largest request line plus headers accepted.
+        read_timeout: seconds a client has to send its whole request.
+        write_timeout: seconds the answer may take to send.
+        max_connections: connections served at once; more are answered 503 at once.
+        call_timeout: seconds a ``POST .../call`` waits for the station (default: the
+            station's ``call_timeout``); a request's own ``"timeout"`` may only shorten it.
+    """
+
+    max_request_bytes: int = 64 * 1024
+    max_header_bytes: int = 16 * 1024
+    read_timeout: float = 10.0
+    write_timeout: float = 10.0
+    max_connections: int = 32
+    call_timeout: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AdminInfo:
+    """Where the admin API listens: ``(host, port)`` per listener."""
+
+    addresses: tuple[tuple[str, int], ...]
+
+    @property
+    def port(self) -> int:
+        """The port of the first listener (the one to read back after binding port 0)."""
+        return self.addresses[0][1]
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"error": message, **extra}
+
+
+@attrs.define
+class _Seen:
+    identity: str
+    version: Version
+    connected_at: datetime.datetime
+    disconnected_at: datetime.datetime | None = None
+    last_seen_at: datetime.datetime | None = None
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+class AdminApi:
+    """The request handling of the admin API for one CSMS (see the module docs)."""
+
+    def __init__(self, csms: CSMS, config: AdminConfig) -> None:
+        self.csms = csms
+        self.config = config
+        self._seen: dict[str, _Seen] = {}
+        self._limiter = trio.CapacityLimiter(config.max_connections)
+
+    # -- what the CSMS knows -----------------------------------------------------------------
+
+    async def follow(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Record every station that connects (the CSMS itself lists only connected ones).
+
+        Waits for: the CSMS to close, or cancellation.
+        """
+        async with self.csms.subscribe(buffer=1024) as events:
+            task_status.started()
+            async for event in events:
+                if isinstance(event, Connected):
+                    self._seen[event.identity] = _Seen(event.identity, event.version, event.at)
+                elif isinstance(event, Disconnected):
+                    seen = self._seen.get(event.identity)
+                    if seen is not None:
+                        seen.disconnected_at = event.at
+                        seen.last_seen_at = event.last_seen_at
+
+    def _identities(self) -> list[str]:
+        return sorted(set(self._seen) | set(self.csms.stations))
+
+    def station_json(self, identity: str) -> dict[str, Any] | None:
+        """What the API says about one station, or ``None`` if never seen."""
+        station = self.csms.get_station(identity)
+        seen = self._seen.get(identity)
+        if station is None and seen is None:
+            return None
+        machines = self.csms.machines(identity)
+        out: dict[str, Any] = {"identity": identity, "connected": station is not None}
+        if station is not None:
+            out.update(
+                version=station.version.value,
+                state=station.state.value,
+                status=station.status.value if station.status else None,
+                last_seen_at=_iso(station.last_seen_at),
+            )
+        else:
+            assert seen is not None
+            remembered = self.csms.remembered_status(identity)
+            out.update(
+                version=seen.version.value,
+                state="offline",
+                status=remembered.value if remembered else None,
+                last_seen_at=_iso(seen.last_seen_at),
+            )
+        if seen is not None:
+            out.update(
+                connected_at=_iso(seen.connected_at),
+                disconnected_at=_iso(seen.disconnected_at),
+            )
+        out["open_transactions"] = (
+            sum(1 for tx in machines.open_transactions() if not tx.ended) if machines else 0
+        )
+        return out
+
+    def transactions_json(self, station: str | None, state: str | None) -> list[dict[str, Any]]:
+        """Open and recently finished transactions, oldest first per station."""
+        found: list[dict[str, Any]] = []
+        for identity in self._identities():
+            if station is not None and identity != station:
+                continue
+            machines = self.csms.machines(identity)
+            if machines is None:
+                continue
+            ended = {tx.transaction_id: tx for tx in machines.ended_transactions}
+            current = {tx.transaction_id: tx for tx in machines.open_transactions()}
+            for tx in (*ended.values(), *(t for k, t in current.items() if k not in ended)):
+                kind = "ended" if tx.ended else "open"
+                if state is None or state == kind:
+                    found.append(_transaction_json(tx, kind))
+        return found
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection: read one request, answer it, close.
+
+        Waits for: the request (``read_timeout``), the answer (a CALL waits for the station),
+        the write (``write_timeout``).  Closes: ``stream``.  Exceptions: none.
+        """
+        async with stream:
+            try:
+                self._limiter.acquire_nowait()
+            except trio.WouldBlock:
+                conn = h11.Connection(h11.SERVER)
+                await self._respond(stream, conn, 503, {"error": "too many connections"})
+                return
+            try:
+                await self._serve_one(stream)
+            finally:
+                self._limiter.release()
+
+    async def _serve_one(self, stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
+        try:
+            with trio.fail_after(self.config.read_timeout):
+                request, body = await self._read(stream, conn)
+        except trio.TooSlowError:
+            await self._respond(stream, conn, 408, {"error": "request not received in time"})
+            return
+        except h11.RemoteProtocolError as exc:
+            # h11's hint: 400, or 431 for a request head over max_header_bytes
+            status = exc.error_status_hint
+            await self._respond(stream, conn, status, {"error": f"bad request: {exc}"})
+            return
+        except _HttpError as exc:
+            await self._respond(stream, conn, exc.status, exc.body)
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        method = request.method.decode("ascii", "replace")
+        target = request.target.decode("ascii", "replace")
+        try:
+            status, answer = await self._route(method, target, body)
+        except _HttpError as exc:
+            status, answer = exc.status, exc.body
+        except Exception:
+            log.exception("admin API: %s %s failed", method, target)
+            status, answer = 500, {"error": "internal error"}
+        log.info("admin API: %s %s -> %d", method, target, status)
+        allow = "POST" if target.endswith("/call") else "GET"
+        await self._respond(stream, conn, status, answer, allow=allow if status == 405 else None)
+
+    async def _read(
+        self, stream: trio.abc.Stream, conn: h11.Connection
+    ) -> tuple[h11.Request, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        limit = self.config.max_request_bytes
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                conn.receive_data(bytes(data))
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+                # h11 bounds a head that arrives in pieces; one that came whole is measured here
+                head = len(event.method) + len(event.target) + 12
+                head += sum(len(name) + len(value) + 4 for name, value in event.headers)
+                if head > self.config.max_header_bytes:
+                    raise _HttpError(431, f"request head over {self.config.max_header_bytes} bytes")
+                length = dict(event.headers).get(b"content-length")
+                if length is not None and int(length) > limit:
+                    raise _HttpError(413, f"request body over {limit} bytes")
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > limit:
+                    raise _HttpError(413, f"request body over {limit} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                assert request is not None
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise trio.ClosedResourceError("the client went away")
+
+    async def _respond(
+        self,
+        stream: trio.abc.Stream,
+        conn: h11.Connection,
+        status: int,
+        body: dict[str, Any],
+        *,
+        allow: str | None = None,
+    ) -> None:
+        data = json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        headers = [
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Length", str(len(data))),
+            ("Connection", "close"),
+            ("Cache-Control", "no-store"),
+        ]
+        if allow is not None:
+            headers.append(("Allow", allow))
+        try:
+            with trio.move_on_after(self.config.write_timeout):
+                reason = http.HTTPStatus(status).phrase.encode("ascii")
+                out = conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
+                out += conn.send(h11.Data(data=data)) or b""
+                out += conn.send(h11.EndOfMessage()) or b""
+                await stream.send_all(out)
+        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client broke the exchange or went away; nothing left to tell it
+
+    # -- routing -----------------------------------------------------------------------------
+
+    async def _route(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        url = urllib.parse.urlsplit(target)
+        try:
+            parts = [urllib.parse.unquote(p, errors="strict") for p in url.path.split("/") if p]
+        except UnicodeDecodeError:
+            raise _HttpError(400, "the path is not valid UTF-8") from None
+        query = urllib.parse.parse_qs(url.query)
+
+        def expect(wanted: str) -> None:
+            if method != wanted:
+                raise _HttpError(405, f"use {wanted} here")
+
+        if not parts:
+            expect("GET")
+            return 200, {"endpoints": list(_ENDPOINTS)}
+        if parts == ["stations"]:
+            expect("GET")
+            stations = [self.station_json(i) for i in self._identities()]
+            return 200, {"stations": [s for s in stations if s is not None]}
+        if parts == ["transactions"]:
+            expect("GET")
+            state = _one(query, "state")
+            if state not in (None, "open", "ended"):
+                raise _HttpError(400, "state must be open or ended")
+            return 200, {"transactions": self.transactions_json(_one(query, "station"), state)}
+        if parts[0] == "stations" and len(parts) in (2, 3):
+            identity = parts[1]
+            if len(parts) == 2:
+                expect("GET")
+                return 200, self._known(identity)
+            if parts[2] == "device-model":
+                expect("GET")
+                self._known(identity)
+                return 200, self._device_model(identity)
+            if parts[2] == "call":
+                expect("POST")
+                return await self._call(identity, body)
+        raise _HttpError(404, f"no such endpoint: {url.path}")
+
+    def _known(self, identity: str) -> dict[str, Any]:
+        found = self.station_json(identity)
+        if found is None:
+            raise _HttpError(404, f"station {identity!r} has never connected")
+        return found
+
+    def _device_model(self, identity: str) -> dict[str, Any]:
+        machines = self.csms.machines(identity)
+        variables = list(machines.device_model) if machines is not None else []
+        return {"identity": identity, "variables": [_variable_json(v) for v in variables]}
+
+    async def _call(self, identity: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        action, payload, timeout = _parse_call(body)
+        station = self.csms.get_station(identity)
+        if station is None:
+            self._known(identity)
+            raise _HttpError(409, f"station {identity!r} is not connected")
+        version = station.version
+        spec = messages.actions(version).get(action)
+        if spec is None:
+            raise _HttpError(400, f"{action!r} is not an OCPP {version.value} action")
+        if not spec.direction.sent_by_csms() or spec.is_send:
+            raise _HttpError(400, f"a CSMS cannot send {action} ({spec.direction.value})")
+        try:
+            request = messages.decode_request(version, action, payload)
+        except MessageValidationError as exc:
+            raise _HttpError(
+                400,
+                f"invalid {action} payload: {exc}",
+                path=exc.path,
+                code=exc.wire_code,
+            ) from None
+        assert isinstance(request, Request)
+        limit = self.config.call_timeout or station.config.call_timeout
+        if timeout is not None:
+            limit = min(limit, timeout)
+        try:
+            response = await station.call(request, call_timeout=limit)
+        except StateError as exc:
+            raise _HttpError(409, str(exc)) from None
+        except CallError as exc:
+            code = exc.code.wire(version) if isinstance(exc.code, ErrorCode) else exc.code
+            return 502, {
+                "error": "the station answered with a CALLERROR",
+                "action": action,
+                "callError": {
+                    "code": code,
+                    "description": exc.description,
+                    "details": exc.details,
+                },
+            }
+        except CallTimeoutError:
+            raise _HttpError(504, f"station {identity!r} did not answer within {limit} s") from None
+        except ConnectionLostError:
+            raise _HttpError(503, f"station {identity!r} disconnected before answering") from None
+        except RemoteProtocolError as exc:
+            raise _HttpError(502, f"the station's answer was invalid: {exc}") from None
+        return 200, {"action": action, "response": response.to_json()}
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _parse_call(body: bytes) -> tuple[str, Any, float | None]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise _HttpError(400, "the body must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise _HttpError(400, "the body must be a JSON object")
+    unknown = set(data) - {"action", "payload", "timeout"}
+    if unknown:
+        raise _HttpError(400, f"unknown keys: {', '.join(sorted(unknown))}")
+    action = data.get("action")
+    if not isinstance(action, str) or not action:
+        raise _HttpError(400, '"action" must be an action name, e.g. "Reset"')
+    timeout = data.get("timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise _HttpError(400, '"timeout" must be a positive number of seconds')
+    return action, data.get("payload", {}), None if timeout is None else float(timeout)
+
+
+def _variable_json(variable: DeviceVariable) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "component": variable.component.to_json(),
+        "variable": variable.variable.to_json(),
+        "attributes": [
+            {key: value for key, value in attrs.asdict(attribute).items() if value is not None}
+            for attribute in variable.attributes
+        ],
+    }
+    if variable.characteristics is not None:
+        out["characteristics"] = {
+            key: value
+            for key, value in attrs.asdict(variable.characteristics).items()
+            if value is not None
+        }
+    return out
+
+
+def _transaction_json(tx: Transaction, state: str) -> dict[str, Any]:
+    return {
+        "station": tx.identity,
+        "transaction_id": tx.transaction_id,
+        "version": tx.version.value,
+        "state": state,
+        "evse_id": tx.evse_id,
+        "connector_id": tx.connector_id,
+        "id_token": tx.id_token,
+        "started_at": _iso(tx.started_at),
+        "ended_at": _iso(tx.ended_at),
+        "updated_at": _iso(tx.updated_at),
+        "meter_start_wh": tx.meter_start_wh,
+        "meter_stop_wh": tx.meter_stop_wh,
+        "energy_wh": tx.energy_wh,
+        "charging_state": tx.charging_state,
+        "stopped_reason": tx.stopped_reason,
+        "remote_start_id": tx.remote_start_id,
+        "events": len(tx.events),
+        "offline_events": tx.offline_events,
+        "missing_seq_nos": list(tx.missing_seq_nos),
+    }
+
+
+async def serve_admin(
+    csms: CSMS,
+    host: str | None = "127.0.0.1",
+    port: int = 9001,
+    *,
+    config: AdminConfig | None = None,
+    task_status: trio.TaskStatus[AdminInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the admin API of ``csms`` on ``host:port`` until cancelled.
+
+    Use as ``info: AdminInfo = await nursery.start(serve_admin, csms, "127.0.0.1", 9001)``;
+    reports once listening (``info.port`` after binding port 0).  Stations are listed from the
+    moment it starts (and those connected then).
+
+    Waits for: cancellation.  Cancellation: stops listening; requests in progress are cancelled.
+    Closes: the listeners and every connection.  Exceptions: ``OSError`` when binding fails.
+    """
+    api = AdminApi(csms, config or AdminConfig())
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(api.follow)
+        addresses: list[tuple[str, int]] = []
+        for listener in listeners:
+            sockname = listener.socket.getsockname()
+            addresses.append((str(sockname[0]), int(sockname[1])))
+        await nursery.start(trio.serve_listeners, api.handle, listeners)
+        for address, bound in addresses:
+            log.debug("admin API on http://%s:%d/", address, bound)
+        task_status.started(AdminInfo(addresses=tuple(addresses)))

@@ -1,0 +1,695 @@
+"""The CSMS object: the station registry, lifecycle events, and the three entry tiers.
+
+Entry tiers (as trio and trio-websocket do):
+
+* ``async with open_csms(router, host, port) as csms:`` owns its nursery;
+* ``csms = await start_csms(nursery, router, host, port)`` runs in the caller's nursery;
+* ``csms: CSMS = await nursery.start(serve_csms, router, host, port)`` for ``nursery.start``.
+
+``port=None`` serves no socket: stations are then handed in with
+:meth:`CSMS.handle_connection` or :meth:`CSMS.serve_station` (tests over memory transports).
+
+ExceptionGroup policy: ``serve_csms`` (and ``start_csms``) let groups propagate.
+``open_csms`` lets the exception of the ``async with`` body through unwrapped; a failure of the
+CSMS's own background tasks becomes one :class:`CSMSError` raised ``from`` the group (also when
+the body failed at the same time; the group holds both).  An error while starting (e.g. the
+port is taken: ``OSError``) is raised as is.  Cancellation passes through untouched.
+
+Duplicate connections: a new connection for an identity that is connected replaces the old one
+(closed with 1000, "replaced by a new connection"), or, with :attr:`DuplicatePolicy.REFUSE`, is
+itself closed with 1008.  There are never two live sessions for one identity.
+
+Persistence: with ``CSMSConfig(store=...)`` every station's registration and machines are kept
+in the store, written ahead of the answers that acknowledge them, and a station that connects is
+resumed from it (see :mod:`ocpp_trio.csms.recovery`); :meth:`CSMS.run` then runs the store writer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from types import MappingProxyType
+from typing import NoReturn
+
+import attrs
+import trio
+
+from ocpp_trio.csms.recovery import Recovery, RecoveryAction, RecoveryConfig, RecoveryPlan
+from ocpp_trio.domain.device_model import DeviceModel
+from ocpp_trio.domain.events import MachineEvent, TransactionChanged
+from ocpp_trio.domain.snapshot import StationSnapshot
+from ocpp_trio.domain.transactions import TransactionIdAllocator, TransactionIdCounter
+from ocpp_trio.errors import CSMSError, StoreError
+from ocpp_trio.protocol.supervisor import RegistrationStatus
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.events import (
+    Broadcast,
+    BroadcastStatistics,
+    DisconnectReason,
+    ExtraHandler,
+    ExtraHandlerRunner,
+    StationEvent,
+    Subscription,
+)
+from ocpp_trio.runtime.groups import leaves
+from ocpp_trio.runtime.handlers import Router
+from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.machines_events import E, subscribe_to
+from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.store.base import Registration, Store
+from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
+from ocpp_trio.transport.base import CloseCode, Transport
+from ocpp_trio.transport.server import (
+    RequestChecker,
+    ServerConfig,
+    ServerInfo,
+    StationConnection,
+    VersionSelector,
+    serve_ocpp_websocket,
+)
+
+__all__ = [
+    "CSMS",
+    "CSMSConfig",
+    "CSMSStatistics",
+    "DuplicatePolicy",
+    "open_csms",
+    "serve_csms",
+    "start_csms",
+]
+
+log = logging.getLogger("ocpp_trio")
+
+
+class DuplicatePolicy(enum.Enum):
+    """What to do with a new connection for an identity that is already connected."""
+
+    #: close the old connection (1000) and serve the new one
+    REPLACE = "replace"
+    #: close the new connection (1008) and keep the old one
+    REFUSE = "refuse"
+
+
+@attrs.frozen(kw_only=True)
+class CSMSConfig:
+    """How the CSMS behaves.
+
+    Attributes:
+        station: the configuration of every station connection.
+        server: WebSocket serving (versions, limits, timeouts).
+        duplicate_connections: see :class:`DuplicatePolicy`.
+        event_buffer: default buffer of each event subscriber (events beyond it are dropped
+            for that subscriber and counted).
+        close_timeout: seconds :meth:`CSMS.aclose` waits for its stations to close.
+        transaction_ids: assigns 1.6 transaction ids, CSMS-wide (save its state to continue
+            after a restart, e.g. ``TransactionIdCounter.next_id``; with a store, a
+            ``TransactionIdCounter`` is continued from the stored counter and kept there).
+        store: where station state is kept (``None``: in memory only); the application opens
+            and closes it (e.g. ``open_sqlite_store``), the CSMS writes to it while it runs.
+        recovery: how stations are resumed from the store, and what happens when they cannot.
+    """
+
+    station: StationConfig = attrs.Factory(StationConfig)
+    server: ServerConfig = attrs.Factory(ServerConfig)
+    duplicate_connections: DuplicatePolicy = DuplicatePolicy.REPLACE
+    event_buffer: int = 64
+    close_timeout: float = 10.0
+    transaction_ids: TransactionIdAllocator = attrs.field(factory=TransactionIdCounter)
+    store: Store | None = None
+    recovery: RecoveryConfig = attrs.Factory(RecoveryConfig)
+
+
+@attrs.frozen(kw_only=True)
+class CSMSStatistics:
+    """A snapshot of the CSMS's counters."""
+
+    stations_connected: int
+    connections_served: int
+    connections_replaced: int
+    connections_refused: int
+    events: BroadcastStatistics
+    #: exchanges CSMS-wide extra handlers missed because their channel was full
+    extra_dropped: int
+    #: exceptions raised by CSMS-wide extra handlers
+    extra_errors: int
+    #: the machines' events (transactions, reports, statuses, ...)
+    machine_events: BroadcastStatistics | None = None
+    #: station identities with machines (added, or seen connected)
+    stations_known: int = 0
+    #: the store writer's counters, with a store
+    store: StoreWriterStatistics | None = None
+
+
+@attrs.define
+class _Counts:
+    served: int = 0
+    replaced: int = 0
+    refused: int = 0
+
+
+class CSMS:
+    """A central system: serves stations with ``router`` and keeps track of them.
+
+    Args:
+        router: answers the stations' requests.
+        config: see :class:`CSMSConfig`.
+    """
+
+    def __init__(self, router: Router, *, config: CSMSConfig | None = None) -> None:
+        self.router = router
+        self.config = config or CSMSConfig()
+        #: where the server listens, once serving (``None`` without a listener)
+        self.server_info: ServerInfo | None = None
+        self._stations: dict[str, Station] = {}
+        # The registration remembered per identity between connections (in memory only).
+        self._statuses: dict[str, RegistrationStatus] = {}
+        self._events: Broadcast[StationEvent] = Broadcast(name="CSMS event")
+        # The machines (device model, EVSEs, transactions, reports) per identity; they outlive
+        # connections (in memory only).
+        self._machines: dict[str, StationMachines] = {}
+        self._machine_events: Broadcast[MachineEvent] = Broadcast(name="CSMS machine event")
+        self._extras: list[ExtraHandlerRunner] = []
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self._counts = _Counts()
+        self._writer: StoreWriter | None = None
+        self._recovery: Recovery | None = None
+        self._transaction_ids = self.config.transaction_ids
+        if self.config.store is not None:
+            recovery = self.config.recovery
+            self._writer = StoreWriter(self.config.store, snapshot_every=recovery.snapshot_every)
+            self._recovery = Recovery(self._writer, recovery, self._machine_events)
+            if type(self._transaction_ids) is TransactionIdCounter:
+                self._transaction_ids = StoredTransactionIds.wrapping(
+                    self._writer, self._transaction_ids
+                )
+
+    # -- registry ------------------------------------------------------------------------
+
+    @property
+    def stations(self) -> Mapping[str, Station]:
+        """The connected stations by identity (a read-only live view)."""
+        return MappingProxyType(self._stations)
+
+    def get_station(self, identity: str) -> Station | None:
+        """The connected station ``identity``, or ``None``."""
+        return self._stations.get(identity)
+
+    def remembered_status(self, identity: str) -> RegistrationStatus | None:
+        """The registration kept for ``identity`` between connections."""
+        return self._statuses.get(identity)
+
+    def remember_status(self, identity: str, status: RegistrationStatus | None) -> None:
+        """Seed (or forget, with ``None``) the registration of ``identity``: an ``ACCEPTED``
+        station's next connection starts accepted, without waiting for a BootNotification.
+        With a store, the registration is stored too (with the writer's next commit)."""
+        self._remember(identity, status)
+        if self._writer is not None:
+            registration = (
+                None
+                if status is None
+                else Registration(
+                    status=RegistrationStatus(status), at=datetime.datetime.now(datetime.UTC)
+                )
+            )
+            self._writer.put_registration(identity, registration)
+
+    def _remember(self, identity: str, status: RegistrationStatus | None) -> None:
+        if status is None:
+            self._statuses.pop(identity, None)
+        else:
+            self._statuses[identity] = RegistrationStatus(status)
+
+    def add_station(
+        self,
+        identity: str,
+        *,
+        device_model: DeviceModel | None = None,
+        snapshot: StationSnapshot | None = None,
+    ) -> StationMachines:
+        """Register ``identity`` before it connects (or update a known one), seeding its
+        device model and/or restoring its machines from ``snapshot``.
+
+        Returns the identity's :class:`StationMachines` (query its state at any time, also
+        while the station is offline).  A known identity keeps its machines; ``device_model``
+        then replaces its model, and ``snapshot`` is refused while it is connected.  With a
+        store, what is seeded here replaces the stored state when the station next connects.
+
+        Raises:
+            RuntimeError: ``snapshot`` for a connected station.
+        """
+        machines = self._machines.get(identity)
+        if snapshot is not None:
+            if identity in self._stations:
+                raise RuntimeError(f"station {identity!r} is connected; cannot restore it now")
+            machines = None
+        if machines is None:
+            machines = StationMachines(
+                identity,
+                config=self.config.station.machines,
+                initial=snapshot,
+                device_model=device_model,
+                events=self._machine_events,
+                transaction_ids=self._transaction_ids,
+            )
+            self._machines[identity] = machines
+        elif device_model is not None:
+            machines.set_device_model(device_model)
+        if self._recovery is not None and (snapshot is not None or device_model is not None):
+            self._recovery.seed(identity, snapshot=snapshot is not None, device_model=device_model)
+        return machines
+
+    def machines(self, identity: str) -> StationMachines | None:
+        """The machines of ``identity`` (connected or not), or ``None`` if never seen."""
+        return self._machines.get(identity)
+
+    def subscribe_events(
+        self, kind: type[E], *, identity: str | None = None, buffer: int | None = None
+    ) -> AbstractAsyncContextManager[Subscription[E]]:
+        """Subscribe to events of type ``kind`` and its subclasses, typed: ``async with
+        csms.subscribe_events(TransactionEnded) as ended: async for event in ended: ...``.
+
+        ``kind`` may be a machine event (``MachineEvent`` for all of them,
+        ``TransactionChanged`` for the transaction events, ``ReportCompleted``, ...) or a
+        lifecycle event (``Connected``, ``Disconnected``, ...); ``identity`` keeps one station's.
+        Buffering and the slow-subscriber policy are those of :meth:`subscribe`.
+
+        Raises:
+            TypeError: ``kind`` is not an event class.
+        """
+        return subscribe_to(
+            kind,
+            machine_events=self._machine_events,
+            lifecycle=self._events,
+            identity=identity,
+            buffer=self.config.event_buffer if buffer is None else buffer,
+        )
+
+    def subscribe_transactions(
+        self, *, identity: str | None = None, buffer: int | None = None
+    ) -> AbstractAsyncContextManager[Subscription[TransactionChanged]]:
+        """Subscribe to transaction started/updated/ended events (see
+        :meth:`subscribe_events`)."""
+        return self.subscribe_events(TransactionChanged, identity=identity, buffer=buffer)
+
+    def subscribe(
+        self, *, buffer: int | None = None
+    ) -> AbstractAsyncContextManager[Subscription[StationEvent]]:
+        """Subscribe to lifecycle events: ``async with csms.subscribe() as events: async for
+        event in events: ...``.
+
+        Each subscriber has its own buffer (default ``config.event_buffer``); when it is full,
+        events are dropped for that subscriber and counted (``events.dropped``): a slow
+        subscriber never blocks a station.  The iteration ends when the CSMS closes.
+        """
+        return self._events.subscribe(buffer=self.config.event_buffer if buffer is None else buffer)
+
+    def add_extra_handler(
+        self,
+        handler: ExtraHandler,
+        *,
+        buffer: int | None = None,
+        max_failures: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Install an extra handler for every station (see :meth:`Station.add_extra_handler`
+        for the policy); it runs as one task of the CSMS, fed by all stations."""
+        station_config = self.config.station
+        runner = ExtraHandlerRunner(
+            handler,
+            buffer=station_config.extra_handler_buffer if buffer is None else buffer,
+            max_failures=(
+                station_config.extra_handler_max_failures if max_failures is None else max_failures
+            ),
+            name=name,
+        )
+        self._extras.append(runner)
+        if self._nursery is not None:
+            self._nursery.start_soon(runner.run)
+
+    def statistics(self) -> CSMSStatistics:
+        """A snapshot of the counters."""
+        return CSMSStatistics(
+            stations_connected=len(self._stations),
+            connections_served=self._counts.served,
+            connections_replaced=self._counts.replaced,
+            connections_refused=self._counts.refused,
+            events=self._events.statistics(),
+            extra_dropped=sum(r.dropped for r in self._extras),
+            extra_errors=sum(r.errors for r in self._extras),
+            machine_events=self._machine_events.statistics(),
+            stations_known=len(self._machines),
+            store=self._writer.statistics() if self._writer is not None else None,
+        )
+
+    # -- serving -------------------------------------------------------------------------
+
+    async def handle_connection(self, connection: StationConnection) -> None:
+        """Serve one accepted connection (the server's handler).
+
+        Waits for: the connection to end.  Cancellation: the station is closed (1001).
+        Closes: the connection's transport.  Exceptions: none from the station's behaviour.
+        """
+        await self.serve_station(
+            connection.transport,
+            connection.identity,
+            connection.version,
+            connection=connection,
+        )
+
+    async def serve_station(
+        self,
+        transport: Transport,
+        identity: str,
+        version: Version | str,
+        *,
+        connection: StationConnection | None = None,
+        task_status: trio.TaskStatus[Station | None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve a station over any transport (e.g. a memory pair in tests).
+
+        Reports the :class:`Station` through ``task_status`` once it runs (``None`` when the
+        connection was refused as a duplicate, or the CSMS is closed).
+
+        Waits for: the connection to end.  Cancellation: the station is closed (1001).
+        Closes: ``transport``, always.  Exceptions: none from the station's behaviour.
+        """
+        if self._closed:
+            await transport.aclose(CloseCode.GOING_AWAY, "CSMS shutting down")
+            task_status.started(None)
+            return
+        plan: RecoveryPlan | None = None
+        if self._recovery is not None and identity not in self._stations:
+            try:
+                plan = await self._claim(identity, Version(version))
+            except StoreError as exc:
+                log.error("station %r: the store failed (%s); connection closed", identity, exc)  # noqa: TRY400
+                await transport.aclose(CloseCode.INTERNAL_ERROR, "storage unavailable")
+                task_status.started(None)
+                return
+        old = self._stations.get(identity)
+        if old is not None and self.config.duplicate_connections is DuplicatePolicy.REFUSE:
+            self._counts.refused += 1
+            log.warning("station %r: already connected; new connection refused", identity)
+            await transport.aclose(CloseCode.POLICY_VIOLATION, "already connected")
+            task_status.started(None)
+            return
+        if old is not None:
+            initial_status = old.status
+        elif plan is not None:
+            initial_status = plan.status
+        else:
+            initial_status = self._statuses.get(identity)
+        station = Station(
+            identity,
+            version,
+            transport,
+            self.router,
+            config=self.config.station,
+            initial_status=initial_status,
+            request=connection.request if connection is not None else None,
+            events=self._events,
+            shared_extra_handlers=self._extras,
+            machines=self.add_station(identity),
+        )
+        on_started = self._recovery_started(station, plan) if plan is not None else None
+        # registered before the old one is closed, so a third connection arriving meanwhile
+        # replaces this one: never two live sessions for one identity
+        self._stations[identity] = station
+        self._counts.served += 1
+        try:
+            if old is not None:
+                self._counts.replaced += 1
+                log.warning("station %r: a new connection replaces the old one", identity)
+                await old._close(
+                    CloseCode.NORMAL, "replaced by a new connection", DisconnectReason.REPLACED
+                )
+                station.supervisor.restore(old.status)  # in case it changed while closing
+            await station.run(task_status=_ReportStation(task_status, station, on_started))
+        finally:
+            if self._stations.get(identity) is station:
+                del self._stations[identity]
+                forgotten = self._recovery is not None and self._recovery.forget(identity)
+                self._remember(identity, None if forgotten else station.status)
+
+    async def _claim(self, identity: str, version: Version) -> RecoveryPlan | None:
+        """Claim ``identity`` in the store and restore its machines (``None``: another
+        connection for it registered meanwhile, and this one replaces it as usual)."""
+        recovery = self._recovery
+        assert recovery is not None
+        if not recovery.writer.running:
+            raise RuntimeError("a CSMS with a store serves stations only while CSMS.run runs")
+        lock = recovery.lock(identity)
+        try:
+            async with lock:
+                if identity in self._stations:
+                    return None
+                known = identity in self._machines
+                machines = self.add_station(identity)
+                plan = await recovery.claim(identity, version, machines, known=known)
+                self._remember(identity, plan.status)
+                return plan
+        finally:
+            recovery.unlock(identity)
+
+    def _recovery_started(self, station: Station, plan: RecoveryPlan) -> Callable[[], None] | None:
+        """What to start once ``station`` runs: the fallback Reset of a failed recovery, and
+        the watch for a resumed station that does not take itself for accepted."""
+        recovery = self._recovery
+        assert recovery is not None
+        if plan.resumed and recovery.config.watch_security_errors:
+            station.add_extra_handler(
+                recovery.watcher(plan.journal), buffer=64, max_failures=0, name="recovery watch"
+            )
+        if plan.action is not RecoveryAction.RESET:
+            return None
+
+        def start() -> None:
+            if self._nursery is not None:
+                self._nursery.start_soon(recovery.send_reset, station)
+
+        return start
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the CSMS's own tasks (CSMS-wide extra handlers) until cancelled.
+
+        Waits for: cancellation.  Cancellation: closes every station (1001, bounded by
+        ``config.close_timeout``) and ends every event subscription.
+        Closes: the stations, the event broadcast.  Exceptions: bugs only.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                if self._writer is not None:
+                    if isinstance(self._transaction_ids, StoredTransactionIds):
+                        await self._transaction_ids.load()
+                    await nursery.start(self._writer.run)
+                self._nursery = nursery
+                for runner in self._extras:
+                    nursery.start_soon(runner.run)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every station (1001) and end the event subscriptions; idempotent.
+
+        Waits for: the stations to close, at most ``config.close_timeout`` seconds.
+        Closes: the stations and the broadcast; new connections are refused afterwards.
+        With a store, what the stations left to write is committed (not the store itself).
+        """
+        self._closed = True
+        with trio.move_on_after(self.config.close_timeout):
+            async with trio.open_nursery() as nursery:
+                for station in list(self._stations.values()):
+                    nursery.start_soon(station.aclose, CloseCode.GOING_AWAY, "CSMS shutting down")
+        if self._writer is not None:
+            with trio.move_on_after(self.config.close_timeout):
+                await self._writer.flush()
+        self._events.close()
+        self._machine_events.close()
+
+
+class _ReportStation:
+    """A ``TaskStatus[None]`` for :meth:`Station.run` that reports the station itself."""
+
+    def __init__(
+        self,
+        task_status: trio.TaskStatus[Station | None],
+        station: Station,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
+        self._task_status = task_status
+        self._station = station
+        self._on_started = on_started
+
+    def started(self, value: object = None) -> None:
+        self._task_status.started(self._station)
+        if self._on_started is not None:
+            self._on_started()
+
+
+async def serve_csms(
+    router: Router,
+    host: str | None,
+    port: int | None,
+    *,
+    config: CSMSConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    select_version: VersionSelector | None = None,
+    check_request: RequestChecker | None = None,
+    task_status: trio.TaskStatus[CSMS] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Run a CSMS serving OCPP-J on ``host:port`` until cancelled.
+
+    Use as ``csms: CSMS = await nursery.start(serve_csms, router, host, port)``; reports once
+    the listener is bound (``csms.server_info.port`` after binding port 0).  ``port=None`` serves
+    no socket.
+
+    Waits for: cancellation; never returns.
+    Cancellation: stops listening and closes every station (1001).
+    Closes: the listener, every connection, the event subscriptions.
+    Exceptions: a failure before ``task_status.started`` (``OSError`` binding the listener) is
+    raised as is; failures of background tasks after it propagate as ``ExceptionGroup``.
+    """
+    csms = CSMS(router, config=config)
+    started = False
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(csms.run)
+            if port is not None:
+                info: ServerInfo = await nursery.start(
+                    partial(
+                        serve_ocpp_websocket,
+                        csms.handle_connection,
+                        host,
+                        port,
+                        config=csms.config.server,
+                        select_version=select_version,
+                        check_request=check_request,
+                        ssl_context=ssl_context,
+                    )
+                )
+                csms.server_info = info
+            task_status.started(csms)
+            started = True
+            await trio.sleep_forever()
+    except BaseExceptionGroup as group:
+        single = _single_failure(group)
+        if started or single is None:
+            raise
+        error = single  # a startup failure (e.g. binding): raised as is, like the server does
+    raise error
+
+
+def _single_failure(exc: BaseException) -> BaseException | None:
+    """The one exception in ``exc`` besides cancellations, or ``None``."""
+    found = [e for e in leaves(exc) if not isinstance(e, trio.Cancelled)]
+    return found[0] if len(found) == 1 else None
+
+
+async def start_csms(
+    nursery: trio.Nursery,
+    router: Router,
+    host: str | None,
+    port: int | None,
+    *,
+    config: CSMSConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    select_version: VersionSelector | None = None,
+    check_request: RequestChecker | None = None,
+) -> CSMS:
+    """Start a CSMS in ``nursery`` (see :func:`serve_csms`) and return it once listening.
+
+    Waits for: the listener to be bound.  Cancellation: of ``nursery`` stops the CSMS.
+    Closes: nothing itself; the CSMS closes everything when ``nursery`` is cancelled.
+    Exceptions: ``OSError`` when binding fails; later failures go to ``nursery``.
+    """
+    csms: CSMS = await nursery.start(
+        partial(
+            serve_csms,
+            router,
+            host,
+            port,
+            config=config,
+            ssl_context=ssl_context,
+            select_version=select_version,
+            check_request=check_request,
+        )
+    )
+    return csms
+
+
+@asynccontextmanager
+async def open_csms(
+    router: Router,
+    host: str | None,
+    port: int | None,
+    *,
+    config: CSMSConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    select_version: VersionSelector | None = None,
+    check_request: RequestChecker | None = None,
+) -> AsyncIterator[CSMS]:
+    """Run a CSMS for the duration of an ``async with`` block.
+
+    Waits for: the listener to be bound before entering; on exit, the CSMS to close.
+    Cancellation: passes through; the CSMS closes every station (1001).
+    Closes: the listener, every connection, the event subscriptions.
+    Exceptions: the body's own exception unwrapped; ``OSError`` when binding fails; a failure
+    of the CSMS's background tasks as :class:`CSMSError` from the ``ExceptionGroup``.
+    """
+    own: BaseException | None = None
+    startup: BaseException | None = None
+    to_raise: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                csms = await start_csms(
+                    nursery,
+                    router,
+                    host,
+                    port,
+                    config=config,
+                    ssl_context=ssl_context,
+                    select_version=select_version,
+                    check_request=check_request,
+                )
+            except BaseException as exc:
+                startup = exc
+                raise
+            try:
+                yield csms
+            except BaseException as exc:
+                own = exc
+                raise
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # split() derives new group objects: compare leaf exceptions, which stay the same
+        expected = {id(leaf) for e in (own, startup) if e is not None for leaf in leaves(e)}
+        others = [
+            e for e in leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
+        ]
+        if others:
+            if any(not isinstance(e, Exception) for e in others):
+                raise  # KeyboardInterrupt and friends are not ours to wrap
+            error = CSMSError("a background task of the CSMS failed")
+            error.__cause__ = group
+            to_raise = error
+        elif startup is not None and _single_failure(startup) is not None:
+            to_raise = _single_failure(startup)
+        elif own is not None and not isinstance(own, trio.Cancelled):
+            to_raise = own
+        else:
+            raise  # only cancellation: trio's cancel scopes take it from here
+    if to_raise is not None:
+        # raised outside the except clause, so the group is not chained as the context
+        raise to_raise

@@ -1,0 +1,1 @@
+"""The trio runtime of one connected station: its tasks, handlers, events and machines."""

@@ -1,0 +1,618 @@
+"""The state of one station's machines: records on a board, queries, ids, waiting.
+
+:class:`MachinesState` is the half of :class:`~ocpp_trio.runtime.machines.StationMachines` that
+holds and changes state; the other half runs the tasks.  Each EVSE, transaction and report task
+applies its commands with the ``_apply_*`` methods here, which replace the task's frozen record on
+the board (the dicts of this object), publish the resulting events and wake whoever waits for them.
+Queries and snapshots read the board at any time, also between connections.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, contextmanager
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import attrs
+import trio
+
+from ocpp_trio.domain.device_model import DeviceModel
+from ocpp_trio.domain.events import (
+    AvailabilityRequested,
+    ConnectorStatusChanged,
+    MachineEvent,
+    ReportCompleted,
+    ReservationChanged,
+    TransactionChanged,
+    TransactionEnded,
+    TransactionStarted,
+    TransactionUpdated,
+)
+from ocpp_trio.domain.evse import Evse, EvseCommand, RemoveEvse, Reservation, apply_evse
+from ocpp_trio.domain.observations import Effect, Observation, ToReport
+from ocpp_trio.domain.reconcile import closed_by_reboot, superseded
+from ocpp_trio.domain.reports import (
+    Report,
+    add_part,
+    answer_report,
+    part_from_message,
+)
+from ocpp_trio.domain.snapshot import StationSnapshot
+from ocpp_trio.domain.transactions import (
+    RemoteStart,
+    Transaction,
+    TransactionEventRecord,
+    TransactionIdAllocator,
+    TransactionIdCounter,
+    TransactionNotice,
+    apply_record,
+    link_remote_start,
+)
+from ocpp_trio.errors import ConnectionLostError, TransactionTimeoutError
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.events import Broadcast, MachinesStatistics, Subscription
+from ocpp_trio.runtime.machines_events import E, subscribe_to
+
+if TYPE_CHECKING:
+    from ocpp_trio.store.writer import StationJournal
+
+__all__ = ["MachinesConfig", "MachinesState", "ReportWatch"]
+
+log = logging.getLogger("ocpp_trio")
+T = TypeVar("T")
+C = TypeVar("C")
+ReportKey = tuple[str, int]
+
+
+_EMPTY_MODEL = DeviceModel()
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@attrs.frozen(kw_only=True)
+class MachinesConfig:
+    """How a station's machines behave.
+
+    Attributes:
+        machine_buffer: commands that may wait for one EVSE/transaction/report task.
+        report_timeout: seconds without a part after which a report in progress expires.
+        late_event_window: seconds a transaction task waits, after the Ended event, for the
+            events its seqNo gaps say are missing.
+        ended_history: finished transactions kept per station (queries, late events).
+        report_history: finished reports kept per station.
+        remote_start_window: seconds an accepted remote start waits for its transaction.
+        default_answers: answer the messages the machines understand (TransactionEvent,
+            StatusNotification, report parts, ...) when the application has no handler.
+        default_id_tag_status: the 1.6 ``idTagInfo.status`` of the default StartTransaction
+            answer when the application has no Authorize handler to ask.
+    """
+
+    machine_buffer: int = 16
+    report_timeout: float = 120.0
+    late_event_window: float = 60.0
+    ended_history: int = 100
+    report_history: int = 20
+    remote_start_window: float = 600.0
+    default_answers: bool = True
+    default_id_tag_status: str = "Accepted"
+
+
+class _Tracker:
+    """Counts the work one observation caused; the machines settle when it reaches 0."""
+
+    __slots__ = ("count", "owner", "seq")
+
+    def __init__(self, owner: MachinesState, seq: int) -> None:
+        self.owner = owner
+        self.seq = seq
+        self.count = 1
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.owner._settled(self.seq)
+
+
+@attrs.frozen
+class _Envelope(Generic[C]):
+    item: C
+    tracker: _Tracker | None = None
+
+    def done(self) -> None:
+        if self.tracker is not None:
+            self.tracker.done()
+
+
+class _Wait(Generic[T]):
+    def __init__(self, accept: Callable[[T], bool]) -> None:
+        self.accept = accept
+        self.event = trio.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def offer(self, value: T) -> None:
+        if not self.event.is_set() and self.accept(value):
+            self.value = value
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+
+class ReportWatch:
+    """The end of one report, awaited (see :meth:`StationMachines.expect_report`)."""
+
+    def __init__(self, wait: _Wait[Report]) -> None:
+        self._wait = wait
+
+    async def wait(self) -> Report:
+        """The finished report (complete, incomplete, expired, empty or rejected).
+
+        Waits for: the report to finish (it expires ``report_timeout`` seconds after its last
+        part at the latest).  Cancellation: safe.  Closes: nothing.
+
+        Raises:
+            ConnectionLostError: the connection ended first.
+        """
+        await self._wait.event.wait()
+        if self._wait.error is not None:
+            raise self._wait.error
+        assert self._wait.value is not None
+        return self._wait.value
+
+
+_TxItem = TransactionEventRecord | int  # an event, or a remote start id to link
+_NOTICE_EVENTS: Mapping[TransactionNotice, type[TransactionChanged]] = {
+    TransactionNotice.STARTED: TransactionStarted,
+    TransactionNotice.UPDATED: TransactionUpdated,
+    TransactionNotice.LINKED: TransactionUpdated,
+    TransactionNotice.ENDED: TransactionEnded,
+}
+
+
+class MachinesState:
+    """The state machines of one station identity (see the module docstring).
+
+    Args:
+        identity: the station.
+        config: see :class:`MachinesConfig`.
+        initial: a snapshot to continue from.
+        device_model: a seed device model (overrides the snapshot's).
+        events: where events are published (the CSMS passes its own; by default one of its
+            own, see :meth:`subscribe`).
+        transaction_ids: the 1.6 transaction-id allocator (default: a private counter).
+    """
+
+    def __init__(
+        self,
+        identity: str,
+        *,
+        config: MachinesConfig | None = None,
+        initial: StationSnapshot | None = None,
+        device_model: DeviceModel | None = None,
+        events: Broadcast[MachineEvent] | None = None,
+        transaction_ids: TransactionIdAllocator | None = None,
+    ) -> None:
+        # an empty device model is immutable: every new station shares one
+        snap = initial or StationSnapshot(identity=identity, device_model=_EMPTY_MODEL)
+        self.identity = identity
+        self.config = config or MachinesConfig()
+        self.transaction_ids: TransactionIdAllocator = transaction_ids or TransactionIdCounter()
+        self._events = events if events is not None else Broadcast(name=f"{identity} event")
+        self._model = device_model if device_model is not None else snap.device_model
+        self._evses: dict[int, Evse] = {e.evse_id: e for e in snap.evses}
+        self._open: dict[str, Transaction] = {t.transaction_id: t for t in snap.transactions}
+        self._ended: OrderedDict[str, Transaction] = OrderedDict()
+        self._reports: dict[ReportKey, Report] = {r.key: r for r in snap.reports}
+        self._report_history: OrderedDict[ReportKey, Report] = OrderedDict()
+        self._remote_starts: dict[int, RemoteStart] = {
+            r.remote_start_id: r for r in snap.remote_starts
+        }
+        self._expected_remote: list[tuple[str, int | None, int]] = []
+        self._next_request_id = snap.next_request_id
+        self._next_remote_start_id = snap.next_remote_start_id
+        self.version: Version | None = None
+        #: where persisted exchanges are journaled (set by a CSMS with a store)
+        self.journal: StationJournal | None = None
+        # per connection
+        self._run_lock = trio.Lock()  # one connection at a time
+        self._order = trio.Lock()  # exchanges are applied one at a time, in order
+        self._attached = False
+        self._leftover: list[Effect] = []  # effects not handed out when a connection ended
+        self._unapplied: list[Observation] = []  # exchanges whose turn had not come
+        self._nursery: trio.Nursery | None = None
+        self._evse_tasks: dict[int, trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]]]
+        self._evse_tasks = {}
+        self._tx_tasks: dict[str, trio.MemorySendChannel[_Envelope[_TxItem]]] = {}
+        self._report_tasks: dict[ReportKey, trio.MemorySendChannel[_Envelope[ToReport]]] = {}
+        self._tx_waits: list[_Wait[Transaction]] = []
+        #: finished transactions open again for a late event (their end was published)
+        self._reported_ended: set[str] = set()
+        self._report_waits: dict[ReportKey, list[_Wait[Report]]] = {}
+        # settling
+        self._seq = 0
+        self._outstanding: set[int] = set()
+        self._progress: trio.Event | None = None  # made when someone waits (settle)
+        # counters
+        self._observations = 0
+        self._duplicates = 0
+        self._late_parts = 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a connection is being served (the tasks run)."""
+        return self._attached
+
+    @property
+    def device_model(self) -> DeviceModel:
+        """The current device model."""
+        return self._model
+
+    def set_device_model(self, model: DeviceModel) -> None:
+        """Replace the device model (e.g. to seed it)."""
+        self._model = model
+
+    @property
+    def evses(self) -> Mapping[int, Evse]:
+        """The EVSEs by id (a read-only live view; EVSE 0 is the whole station)."""
+        return MappingProxyType(self._evses)
+
+    def connector_status(self, evse_id: int, connector_id: int = 1) -> str | None:
+        """The last status reported for a connector (1.6: ``connector_status(n)``)."""
+        evse = self._evses.get(evse_id)
+        connector = evse.connector(connector_id) if evse is not None else None
+        return connector.status if connector is not None else None
+
+    @property
+    def transactions(self) -> Mapping[str, Transaction]:
+        """The open transactions (and ended ones still waiting for late events) by id."""
+        return MappingProxyType(self._open)
+
+    def open_transactions(self) -> Iterable[Transaction]:
+        """The open transactions."""
+        return tuple(self._open.values())
+
+    @property
+    def ended_transactions(self) -> tuple[Transaction, ...]:
+        """The most recent finished transactions, oldest first."""
+        return tuple(self._ended.values())
+
+    def transaction(self, transaction_id: str | int) -> Transaction | None:
+        """A transaction by id, open or recently finished (1.6 ids may be given as ints)."""
+        key = str(transaction_id)
+        return self._open.get(key) or self._ended.get(key)
+
+    @property
+    def reports(self) -> Mapping[ReportKey, Report]:
+        """The reports in progress by (part action, requestId)."""
+        return MappingProxyType(self._reports)
+
+    def report(self, kind: str, request_id: int) -> Report | None:
+        """A report in progress or recently finished."""
+        key = (kind, request_id)
+        return self._reports.get(key) or self._report_history.get(key)
+
+    @property
+    def remote_starts(self) -> Mapping[int, RemoteStart]:
+        """Accepted remote starts still waiting for their transaction."""
+        return MappingProxyType(self._remote_starts)
+
+    def find_reservation(self, reservation_id: int) -> Reservation | None:
+        """A reservation by id, on whichever EVSE holds it."""
+        for evse in self._evses.values():
+            found = evse.reservation(reservation_id)
+            if found is not None:
+                return found
+        return None
+
+    def statistics(self) -> MachinesStatistics:
+        """Live task counts and counters."""
+        return MachinesStatistics(
+            evse_tasks=len(self._evse_tasks),
+            transaction_tasks=len(self._tx_tasks),
+            report_tasks=len(self._report_tasks),
+            observations=self._observations,
+            duplicate_events=self._duplicates,
+            late_report_parts=self._late_parts,
+            open_transactions=len(self._open),
+            open_reports=len(self._reports),
+        )
+
+    def snapshot(self) -> StationSnapshot:
+        """The state as plain records (what has been applied so far; see :meth:`settle`)."""
+        return StationSnapshot(
+            identity=self.identity,
+            device_model=self._model,
+            evses=tuple(self._evses[k] for k in sorted(self._evses)),
+            transactions=tuple(self._open.values()),
+            reports=tuple(self._reports.values()),
+            remote_starts=tuple(self._remote_starts.values()),
+            next_request_id=self._next_request_id,
+            next_remote_start_id=self._next_remote_start_id,
+        )
+
+    def _load_snapshot(self, snapshot: StationSnapshot) -> None:
+        """Replace the records on the board with ``snapshot``'s (the history is cleared)."""
+        self._model = snapshot.device_model
+        self._evses = {e.evse_id: e for e in snapshot.evses}
+        self._open = {t.transaction_id: t for t in snapshot.transactions}
+        self._ended.clear()
+        self._reports = {r.key: r for r in snapshot.reports}
+        self._report_history.clear()
+        self._remote_starts = {r.remote_start_id: r for r in snapshot.remote_starts}
+        self._expected_remote.clear()
+        self._next_request_id = snapshot.next_request_id
+        self._next_remote_start_id = snapshot.next_remote_start_id
+
+    # -- persistence -----------------------------------------------------------------------
+
+    async def durable(self) -> None:
+        """Wait until every exchange journaled so far is committed to the store (at once
+        without a store).
+
+        Waits for: the store writer's commit.  Cancellation: safe.  Closes: nothing.
+
+        Raises:
+            StoreError: the commit failed, or another process claimed the station.
+        """
+        journal = self.journal
+        if journal is not None:
+            await journal.durable()
+
+    async def checkpoint(self) -> None:
+        """Fold the journal into a new stored snapshot when it has grown long enough.
+
+        Waits for: the machines to settle.  Cancellation: safe (no snapshot then).
+        Closes: nothing.
+        """
+        journal = self.journal
+        if journal is None or not journal.wants_snapshot:
+            return
+        await self.settle()
+        # the snapshot must reflect exactly what was journaled: nothing may be in flight
+        if self.journal is journal and not self._outstanding:
+            journal.put_snapshot(self.snapshot())
+
+    # -- ids -------------------------------------------------------------------------------
+
+    def allocate_request_id(self) -> int:
+        """A fresh ``requestId`` for a report (or other) request to this station."""
+        value = self._next_request_id
+        self._next_request_id = value + 1 if value < 2**31 - 1 else 1
+        return value
+
+    def allocate_remote_start_id(self) -> int:
+        """A fresh ``remoteStartId`` (2.x), also used to number 1.6 remote starts."""
+        value = self._next_remote_start_id
+        self._next_remote_start_id = value + 1 if value < 2**31 - 1 else 1
+        return value
+
+    def expect_remote_start(self, id_token: str, evse_id: int | None) -> int:
+        """Reserve the id the next 1.6 RemoteStartTransaction for ``id_token`` on ``evse_id``
+        will get (the 1.6 request carries none)."""
+        remote_id = self.allocate_remote_start_id()
+        self._expected_remote.append((id_token.casefold(), evse_id, remote_id))
+        return remote_id
+
+    def take_remote_start_id(self, id_token: str, evse_id: int | None) -> int:
+        """The id for an observed 1.6 remote start (the reserved one, else a new one)."""
+        for i, (token, evse, remote_id) in enumerate(self._expected_remote):
+            if token == id_token.casefold() and evse == evse_id:
+                del self._expected_remote[i]
+                return remote_id
+        return self.allocate_remote_start_id()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def subscribe(
+        self, kind: type[E], *, buffer: int = 64
+    ) -> AbstractAsyncContextManager[Subscription[E]]:
+        """Subscribe to this station's events of type ``kind`` (e.g. ``TransactionEnded``,
+        or ``MachineEvent`` for all); see
+        :func:`~ocpp_trio.runtime.machines_events.subscribe_to`."""
+        return subscribe_to(
+            kind,
+            machine_events=self._events,
+            lifecycle=None,
+            identity=self.identity,
+            buffer=buffer,
+        )
+
+    def _publish(self, event: MachineEvent) -> None:
+        self._events.publish(event)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _settled(self, seq: int) -> None:
+        self._outstanding.discard(seq)
+        self._wake_settlers()
+
+    def _wake_settlers(self) -> None:
+        progress, self._progress = self._progress, None
+        if progress is not None:
+            progress.set()
+
+    async def settle(self) -> None:
+        """Wait until everything submitted so far has been applied by every task.
+
+        Waits for: the tasks to process the exchanges submitted before the
+        call (or the connection to end).  Cancellation: safe.  Closes: nothing.
+        """
+        target = self._seq
+        while self._outstanding and min(self._outstanding) <= target:
+            if self._progress is None:
+                self._progress = trio.Event()
+            await self._progress.wait()
+
+    async def wait_transaction(
+        self, accept: Callable[[Transaction], bool], *, wait_timeout: float
+    ) -> Transaction:
+        """Wait for a transaction for which ``accept`` is true (checked now, then on every
+        change of any transaction of this station).
+
+        Waits for: such a transaction, at most ``wait_timeout`` seconds.  Cancellation: safe.
+        Closes: nothing.
+
+        Raises:
+            TransactionTimeoutError: none came in time.
+            ConnectionLostError: the connection ended meanwhile (or was not up).
+        """
+        for tx in (*self._open.values(), *reversed(self._ended.values())):
+            if accept(tx):
+                return tx
+        if not self.running:
+            raise ConnectionLostError(f"station {self.identity!r} is not connected")
+        wait: _Wait[Transaction] = _Wait(accept)
+        self._tx_waits.append(wait)
+        try:
+            with trio.move_on_after(wait_timeout):
+                await wait.event.wait()
+        finally:
+            self._tx_waits.remove(wait)
+        if wait.error is not None:
+            raise wait.error
+        if wait.value is None:
+            raise TransactionTimeoutError(
+                f"station {self.identity!r}: no matching transaction within {wait_timeout} s"
+            )
+        return wait.value
+
+    @contextmanager
+    def expect_report(self, kind: str, request_id: int) -> Iterator[ReportWatch]:
+        """Watch for the end of report (``kind``, ``request_id``) for the duration of the
+        ``with`` block; enter it *before* sending the request, so no part can be missed."""
+        key = (kind, request_id)
+        wait: _Wait[Report] = _Wait(lambda report: report.finished)
+        self._report_waits.setdefault(key, []).append(wait)
+        try:
+            yield ReportWatch(wait)
+        finally:
+            waits = self._report_waits.get(key, [])
+            if wait in waits:
+                waits.remove(wait)
+            if not waits:
+                self._report_waits.pop(key, None)
+
+    # -- applying (called by the tasks) ------------------------------------------------
+
+    def _apply_evse(self, evse_id: int, command: EvseCommand) -> None:
+        old = self._evses.get(evse_id) or Evse(evse_id=evse_id)
+        new = apply_evse(old, command)
+        self._evses[evse_id] = new
+        if new is old:
+            return
+        for connector in new.connectors:
+            before = old.connector(connector.connector_id)
+            if connector.status is not None and before != connector:
+                self._publish(
+                    ConnectorStatusChanged(
+                        identity=self.identity,
+                        evse_id=evse_id,
+                        connector=connector,
+                        previous=before.status if before is not None else None,
+                    )
+                )
+        if new.requested is not None and new.requested != old.requested:
+            self._publish(
+                AvailabilityRequested(
+                    identity=self.identity, evse_id=evse_id, requested=new.requested
+                )
+            )
+        for reservation in new.reservations:
+            if old.reservation(reservation.reservation_id) != reservation:
+                self._publish(ReservationChanged(identity=self.identity, reservation=reservation))
+
+    def _apply_transaction(self, tx_id: str, item: _TxItem) -> None:
+        old = self._open.get(tx_id)
+        if isinstance(item, TransactionEventRecord):
+            assert self.version is not None
+            if old is not None:
+                old = superseded(old, item)  # the station's own events win over a reboot's
+            new, notices = apply_record(
+                old, item, identity=self.identity, transaction_id=tx_id, version=self.version
+            )
+        elif old is None:
+            return  # a link to a transaction we know nothing of yet: nothing to link to
+        else:
+            new, notices = link_remote_start(old, item)
+        self._open[tx_id] = new
+        for notice in notices:
+            if notice is TransactionNotice.DUPLICATE:
+                self._duplicates += 1
+                log.info("station %r: duplicate event of transaction %s", self.identity, tx_id)
+                continue
+            if notice is TransactionNotice.ENDED:
+                if closed_by_reboot(new):
+                    # provisional: published once the station has had late_event_window
+                    # seconds to give its own account (see _reconcile)
+                    continue
+                if tx_id in self._reported_ended:
+                    # its TransactionEnded was published already: a correction is an update
+                    notice = TransactionNotice.UPDATED
+            self._publish(_NOTICE_EVENTS[notice](identity=self.identity, transaction=new))
+        if notices and notices != (TransactionNotice.DUPLICATE,):
+            for wait in list(self._tx_waits):
+                wait.offer(new)
+
+    def _retire_transaction(self, tx_id: str) -> None:
+        reported = tx_id in self._reported_ended
+        self._reported_ended.discard(tx_id)
+        tx = self._open.pop(tx_id, None)
+        if tx is None:
+            return
+        if closed_by_reboot(tx) and not reported:
+            # the station gave no account of its own in time: the CSMS's end stands
+            self._publish(TransactionEnded(identity=self.identity, transaction=tx))
+        self._ended[tx_id] = tx
+        while len(self._ended) > self.config.ended_history:
+            self._ended.popitem(last=False)
+
+    def _apply_report(self, key: ReportKey, item: ToReport) -> None:
+        now = _utc_now()
+        old = self._reports.get(key) or Report(
+            identity=self.identity, kind=item.kind, request_id=item.request_id, started_at=now
+        )
+        new = old
+        if item.part is not None:
+            if new.finished:
+                self._late_parts += 1
+            part = part_from_message(item.part, now, arrival=len(new.parts))
+            new = add_part(new, part, now)
+            self._duplicates += new.duplicates - old.duplicates
+        if item.answer is not None:
+            new = answer_report(new, item.request, item.answer, now)
+        self._report_changed(old, new)
+
+    def _report_changed(self, old: Report, new: Report) -> None:
+        self._reports[new.key] = new
+        if new.finished and not old.finished:
+            if new.missing:
+                log.warning(
+                    "station %r: report %s #%d finished %s; seqNo %s missing",
+                    self.identity,
+                    new.kind,
+                    new.request_id,
+                    new.status.value,
+                    list(new.missing),
+                )
+            self._publish(ReportCompleted(identity=self.identity, report=new))
+            for wait in list(self._report_waits.get(new.key, ())):
+                wait.offer(new)
+
+    def _retire_report(self, key: ReportKey) -> None:
+        report = self._reports.pop(key, None)
+        if report is None:
+            return
+        self._report_history[key] = report
+        while len(self._report_history) > self.config.report_history:
+            self._report_history.popitem(last=False)

@@ -1,0 +1,58 @@
+"""The configuration of station connections (:class:`StationConfig`), and their counters."""
+
+from __future__ import annotations
+
+import attrs
+
+from ocpp_trio.protocol.supervisor import SupervisorConfig
+from ocpp_trio.runtime.machines import MachinesConfig
+
+__all__ = ["StationConfig"]
+
+
+@attrs.frozen(kw_only=True)
+class StationConfig:
+    """How each station connection behaves.
+
+    Attributes:
+        call_timeout: seconds :meth:`Station.call` waits for the station's answer.
+        handler_queue_size: station CALLs that may wait for the handler runner (a station
+            should have one at a time; the excess is answered GenericError). With the one
+            being handled, at most ``handler_queue_size + 1`` station CALLs are in flight.
+        auto_heartbeat: answer Heartbeat with the current UTC time when the application has
+            no Heartbeat handler of its own.
+        extra_handler_buffer: default channel size of each extra handler.
+        extra_handler_max_failures: consecutive failures after which an extra handler is
+            removed (``0``: never).
+        supervisor: the registration rules (allow-lists, early-boot policy).
+        validate_outbound: check our own messages against the schema before sending.
+        accept_binary: read binary frames as text (lenient mode) instead of rejecting them.
+        machines: the EVSE, transaction and report machines (see :class:`MachinesConfig`).
+        idle_timeout: seconds without any frame from the station after which the connection
+            is closed (1000, "idle timeout"); ``None`` (the default) never. WebSocket pings
+            do not count: set it above the station's heartbeat interval.
+    """
+
+    call_timeout: float = 30.0
+    handler_queue_size: int = 4
+    auto_heartbeat: bool = True
+    extra_handler_buffer: int = 16
+    extra_handler_max_failures: int = 10
+    supervisor: SupervisorConfig = attrs.Factory(SupervisorConfig)
+    validate_outbound: bool = True
+    accept_binary: bool = False
+    machines: MachinesConfig = attrs.Factory(MachinesConfig)
+    idle_timeout: float | None = None
+
+
+@attrs.define
+class _Counts:
+    calls_received: int = 0
+    calls_refused: int = 0
+    calls_handled: int = 0
+    handler_errors: int = 0
+    heartbeats_answered: int = 0
+    calls_sent: int = 0
+    calls_timed_out: int = 0
+    calls_failed: int = 0
+    extra_dropped: int = 0

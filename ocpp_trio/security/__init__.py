@@ -1,0 +1,2 @@
+"""Security profiles: authentication of upgrade requests, password rotation, TLS contexts, the
+stations file."""

@@ -1,0 +1,357 @@
+"""The stations file (TOML) and the one call that turns CLI options into server security.
+
+Format (see docs/security.md for the full example)::
+
+    [defaults]                        # optional
+    security_profile = 2              # for stations that name none
+    organization = "Example CPO"      # subject O required in profile-3 client certificates
+    allow_higher_profile = false      # accept profile-1 stations over TLS
+    realm = "OCPP"                    # of the 401 challenge
+
+    [[station]]
+    identity = "CS001"
+    security_profile = 2
+    password = "2.x BasicAuthPassword, hashed on load"
+
+    [[station]]
+    identity = "CP-16"
+    authorization_key = "1.6 AuthorizationKey as hex, hashed on load"
+
+    [[station]]
+    identity = "CS002"
+    password_hash = "scrypt$14$8$1$..."   # pre-hashed (hash_password)
+
+    [[station]]
+    identity = "CS003"
+    security_profile = 3
+    certificate_common_name = "SN-0042"   # default: the identity
+    certificate_organization = "Example CPO"
+
+Plaintext passwords are hashed when the file is loaded and then forgotten. Unknown keys are
+errors (a typo must not silently weaken a station's security).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tomllib
+import unicodedata
+from collections.abc import Mapping
+from typing import Any, Final
+
+import attrs
+
+from ocpp_trio.domain.credentials import (
+    CredentialStore,
+    InMemoryCredentialStore,
+    PasswordHashing,
+    SecurityProfile,
+    StationCredentials,
+    authorization_key_bytes,
+    check_password_hash,
+    hash_password,
+)
+from ocpp_trio.errors import SecurityConfigError
+from ocpp_trio.security.auth import StationAuthenticator, server_ssl_context
+
+__all__ = [
+    "StationsConfig",
+    "build_security",
+    "load_stations_file",
+    "parse_stations",
+    "use_persistent_credentials",
+]
+
+_DEFAULT_KEYS: Final = frozenset(
+    {"security_profile", "organization", "allow_higher_profile", "realm"}
+)
+_STATION_KEYS: Final = frozenset(
+    {
+        "identity",
+        "security_profile",
+        "password",
+        "authorization_key",
+        "password_hash",
+        "certificate_common_name",
+        "certificate_organization",
+    }
+)
+_SECRET_KEYS: Final = ("password", "authorization_key", "password_hash")
+_MAX_IDENTITY: Final = 128
+
+
+@attrs.frozen(kw_only=True)
+class StationsConfig:
+    """A loaded stations file.
+
+    Attributes:
+        stations: one record per station (passwords already hashed).
+        organization: the default subject O for profile-3 certificates.
+        allow_higher_profile: see :class:`~ocpp_trio.security.auth.StationAuthenticator`.
+        realm: the Basic-auth realm.
+    """
+
+    stations: tuple[StationCredentials, ...]
+    organization: str | None = None
+    allow_higher_profile: bool = False
+    realm: str = "OCPP"
+
+    def profiles(self) -> frozenset[SecurityProfile]:
+        """The security profiles the stations use."""
+        return frozenset(s.security_profile for s in self.stations)
+
+    def store(self) -> InMemoryCredentialStore:
+        """A new in-memory credential store holding the stations."""
+        return InMemoryCredentialStore(self.stations)
+
+    def authenticator(self, *, hash_threads: int = 2) -> StationAuthenticator:
+        """A :class:`~ocpp_trio.security.auth.StationAuthenticator` over a new :meth:`store`,
+        configured as the file says."""
+        return StationAuthenticator(
+            self.store(),
+            realm=self.realm,
+            organization=self.organization,
+            allow_higher_profile=self.allow_higher_profile,
+            hash_threads=hash_threads,
+        )
+
+
+async def use_persistent_credentials(
+    authenticator: StationAuthenticator, store: CredentialStore
+) -> int:
+    """Move ``authenticator`` onto ``store`` (e.g. the SQLite store's ``credentials``).
+
+    The stations file is the source of truth for *who* may connect and with which profile and
+    certificate binding; the persistent store is the source of truth for *passwords*, because a
+    rotation (:func:`~ocpp_trio.security.auth.rotate_password`) must survive a restart. So a station
+    the store does not know yet is copied in from the file, and a known station keeps its stored
+    password hashes while its profile and binding are refreshed from the file. To reset a
+    rotated password from the file, delete the station's record from the store first.
+
+    Returns:
+        How many station records were new to ``store``.
+    """
+    added = 0
+    current = authenticator.store
+    listed = list(current) if isinstance(current, InMemoryCredentialStore) else []
+    for record in listed:
+        stored = await store.get(record.identity)
+        if stored is None:
+            await store.put(record)
+            added += 1
+        else:
+            await store.put(
+                attrs.evolve(
+                    record,
+                    password_hash=stored.password_hash,
+                    pending_password_hash=stored.pending_password_hash,
+                )
+            )
+    authenticator.store = store
+    return added
+
+
+def load_stations_file(
+    path: str | os.PathLike[str], *, hashing: PasswordHashing | None = None
+) -> StationsConfig:
+    """Read a stations file (TOML; see the module docs); plaintext passwords are hashed.
+
+    Hashing is deliberately slow (tens of milliseconds per password): for many stations, list
+    ``password_hash`` values instead.
+
+    Raises:
+        SecurityConfigError: the file cannot be read or is invalid (the message names the
+            file, the station and the problem, never a password).
+    """
+    try:
+        with open(path, "rb") as file:
+            text = file.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecurityConfigError(f"{os.fspath(path)}: cannot read: {exc}") from None
+    try:
+        return parse_stations(text, hashing=hashing)
+    except SecurityConfigError as exc:
+        raise SecurityConfigError(f"{os.fspath(path)}: {exc}") from None
+
+
+def parse_stations(text: str, *, hashing: PasswordHashing | None = None) -> StationsConfig:
+    """Parse the text of a stations file (see :func:`load_stations_file`).
+
+    Raises:
+        SecurityConfigError: invalid TOML or content.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SecurityConfigError(f"invalid TOML: {exc}") from None
+    _no_unknown_keys(data, frozenset({"defaults", "station"}), "the file")
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, Mapping):
+        raise SecurityConfigError("[defaults] must be a table")
+    _no_unknown_keys(defaults, _DEFAULT_KEYS, "[defaults]")
+    default_profile = defaults.get("security_profile")
+    if default_profile is not None:
+        default_profile = _profile(default_profile, "[defaults]")
+    organization = _optional_str(defaults, "organization", "[defaults]")
+    allow_higher = defaults.get("allow_higher_profile", False)
+    if not isinstance(allow_higher, bool):
+        raise SecurityConfigError("[defaults] allow_higher_profile must be true or false")
+    realm = _optional_str(defaults, "realm", "[defaults]") or "OCPP"
+    entries = data.get("station", [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise SecurityConfigError("stations are listed as [[station]] tables")
+    stations: list[StationCredentials] = []
+    seen: set[str] = set()
+    for number, entry in enumerate(entries, 1):
+        record = _station(entry, number, default_profile, hashing)
+        if record.identity in seen:
+            raise SecurityConfigError(f"station {record.identity!r} is listed twice")
+        seen.add(record.identity)
+        stations.append(record)
+    return StationsConfig(
+        stations=tuple(stations),
+        organization=organization,
+        allow_higher_profile=allow_higher,
+        realm=realm,
+    )
+
+
+def _no_unknown_keys(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise SecurityConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+
+
+def _optional_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise SecurityConfigError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def _profile(value: object, where: str) -> SecurityProfile:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in (1, 2, 3):
+        raise SecurityConfigError(f"{where}: security_profile must be 1, 2 or 3")
+    return SecurityProfile(value)
+
+
+def _check_identity(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SecurityConfigError(f"{where}: identity must be a non-empty string")
+    if len(value) > _MAX_IDENTITY:
+        raise SecurityConfigError(f"{where}: identity is longer than {_MAX_IDENTITY} characters")
+    if "/" in value or any(unicodedata.category(c) == "Cc" for c in value):
+        raise SecurityConfigError(f"{where}: identity contains '/' or control characters")
+    return value
+
+
+def _station(
+    entry: Mapping[str, Any],
+    number: int,
+    default_profile: SecurityProfile | None,
+    hashing: PasswordHashing | None,
+) -> StationCredentials:
+    where = f"station #{number}"
+    identity = _check_identity(entry.get("identity"), where)
+    where = f"station {identity!r}"
+    _no_unknown_keys(entry, _STATION_KEYS, where)
+    if "security_profile" in entry:
+        profile = _profile(entry["security_profile"], where)
+    elif default_profile is not None:
+        profile = default_profile
+    else:
+        raise SecurityConfigError(f"{where}: no security_profile (and none in [defaults])")
+    given = [key for key in _SECRET_KEYS if key in entry]
+    if len(given) > 1:
+        raise SecurityConfigError(f"{where}: give only one of {', '.join(given)}")
+    if not given and profile is not SecurityProfile.TLS_CLIENT_CERTIFICATE:
+        raise SecurityConfigError(
+            f"{where}: profile {int(profile)} needs a password, authorization_key or password_hash"
+        )
+    password_hash = _password_hash(entry, given[0], where, hashing) if given else None
+    return StationCredentials(
+        identity=identity,
+        security_profile=profile,
+        password_hash=password_hash,
+        certificate_common_name=_optional_str(entry, "certificate_common_name", where),
+        certificate_organization=_optional_str(entry, "certificate_organization", where),
+    )
+
+
+def _password_hash(
+    entry: Mapping[str, Any], key: str, where: str, hashing: PasswordHashing | None
+) -> str:
+    value = entry[key]
+    if not isinstance(value, str) or not value:
+        raise SecurityConfigError(f"{where}: {key} must be a non-empty string")
+    if key == "password_hash":
+        try:
+            return check_password_hash(value)
+        except ValueError as exc:
+            raise SecurityConfigError(f"{where}: password_hash: {exc}") from None
+    if key == "authorization_key":
+        try:
+            secret = authorization_key_bytes(value)
+        except ValueError as exc:
+            raise SecurityConfigError(f"{where}: authorization_key: {exc}") from None
+        return hash_password(secret, hashing=hashing)
+    if not 16 <= len(value) <= 40:
+        raise SecurityConfigError(f"{where}: a password must be 16 to 40 characters")
+    return hash_password(value, hashing=hashing)
+
+
+def build_security(
+    stations_file: str | os.PathLike[str] | None,
+    tls_cert: str | os.PathLike[str] | None = None,
+    tls_key: str | os.PathLike[str] | None = None,
+    tls_client_ca: str | os.PathLike[str] | None = None,
+    *,
+    hashing: PasswordHashing | None = None,
+) -> tuple[StationAuthenticator | None, ssl.SSLContext | None]:
+    """Turn the CLI's security options into ``(check_request, ssl_context)`` for one listener.
+
+    * ``stations_file``: when given, only the stations it lists may connect, each with its
+      profile; ``None``: no authentication at all (``check_request`` is ``None``).
+    * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`.
+    * ``tls_client_ca``: request client certificates (profile 3) chaining to this CA. They are
+      required of every client when no stations file is given or all its stations use profile
+      3; otherwise optional at the TLS level and required per station by the authenticator.
+
+    One listener is either plain or TLS, so the stations must fit it: profile 2 and 3 need
+    ``tls_cert``, profile 3 also ``tls_client_ca``; profile 1 cannot use a TLS listener unless
+    the file sets ``allow_higher_profile``.
+
+    Raises:
+        SecurityConfigError: invalid file, or options that do not fit the stations.
+        OSError, ssl.SSLError: a certificate or key file is missing or unusable.
+    """
+    if tls_cert is None and (tls_key is not None or tls_client_ca is not None):
+        raise SecurityConfigError("--tls-key and --tls-client-ca need --tls-cert")
+    config = load_stations_file(stations_file, hashing=hashing) if stations_file else None
+    profiles = config.profiles() if config is not None else frozenset()
+    if tls_cert is None and profiles - {SecurityProfile.BASIC_AUTH}:
+        raise SecurityConfigError("stations with security profile 2 or 3 need --tls-cert")
+    if SecurityProfile.TLS_CLIENT_CERTIFICATE in profiles and tls_client_ca is None:
+        raise SecurityConfigError("stations with security profile 3 need --tls-client-ca")
+    if (
+        tls_cert is not None
+        and config is not None
+        and SecurityProfile.BASIC_AUTH in profiles
+        and not config.allow_higher_profile
+    ):
+        raise SecurityConfigError(
+            "stations with security profile 1 cannot connect over TLS; serve them on a plain "
+            "listener, or set allow_higher_profile = true in [defaults]"
+        )
+    context = None
+    if tls_cert is not None:
+        context = server_ssl_context(
+            tls_cert,
+            tls_key,
+            client_ca=tls_client_ca,
+            require_client_certificate=tls_client_ca is not None
+            and profiles <= {SecurityProfile.TLS_CLIENT_CERTIFICATE},
+        )
+    checker = config.authenticator() if config is not None else None
+    return checker, context
