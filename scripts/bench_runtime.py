@@ -57,7 +57,7 @@ def measure(calls: int, warmup: int) -> float:
             await nursery.start(station.run)
             await theirs.send_message(f'[2,"boot","BootNotification",{BOOT_PAYLOAD}]')
             reply = json.loads(await theirs.get_message())
-            assert reply[0] == 3 and reply[2]["status"] == "Accepted", reply
+            assert reply[2]["status"] == "Accepted", reply
             for n, frame in enumerate(frames):
                 if n == warmup:
                     started = time.process_time()

@@ -4,18 +4,19 @@
 * ``cp = await start_charge_point(nursery, url, identity)`` runs in the caller's nursery;
 * ``cp: ChargePoint = await nursery.start(serve_charge_point, url, identity)``.
 
-ExceptionGroup policy (the CSMS side's): ``serve_charge_point`` and ``start_charge_point`` let
-groups propagate; ``open_charge_point`` lets the body's exception through unwrapped and turns a
-failure of the charge point's own tasks into one :class:`ChargePointError` raised from the
-group.  Connection failures are never errors: they are logged and retried.
+ExceptionGroup policy (the CSMS side's, :mod:`ocpp_trio.runtime.groups`):
+``serve_charge_point`` and ``start_charge_point`` let groups propagate; ``open_charge_point``
+lets the body's exception through unwrapped and turns a failure of the charge point's own tasks
+into one :class:`ChargePointError` raised from the group.  Connection failures are never
+errors: they are logged and retried.
 """
 
 from __future__ import annotations
 
 import random
 import ssl
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
@@ -24,7 +25,7 @@ from ocpp_trio.client.config import BootFactory, BootInfo, ChargePointConfig
 from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.errors import ChargePointError
 from ocpp_trio.protocol.version import Version
-from ocpp_trio.runtime.groups import leaves
+from ocpp_trio.runtime.groups import open_service
 from ocpp_trio.transport.connect import Connector, websocket_connector
 
 __all__ = ["open_charge_point", "serve_charge_point", "start_charge_point"]
@@ -164,8 +165,7 @@ async def start_charge_point(
     return charge_point
 
 
-@asynccontextmanager
-async def open_charge_point(
+def open_charge_point(
     url: str | None,
     identity: str,
     *,
@@ -177,7 +177,7 @@ async def open_charge_point(
     config: ChargePointConfig | None = None,
     connect: Connector | None = None,
     rng: random.Random | None = None,
-) -> AsyncIterator[ChargePoint]:
+) -> AbstractAsyncContextManager[ChargePoint]:
     """Run a charge point for the duration of an ``async with`` block (arguments as
     :func:`serve_charge_point`)::
 
@@ -202,32 +202,9 @@ async def open_charge_point(
         connect=connect,
         rng=rng,
     )
-    own: BaseException | None = None
-    to_raise: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(charge_point.run)
-            try:
-                yield charge_point
-            except BaseException as exc:
-                own = exc
-                raise
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        expected = {id(leaf) for leaf in leaves(own)} if own is not None else set()
-        others = [
-            e for e in leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
-        ]
-        if others:
-            if any(not isinstance(e, Exception) for e in others):
-                raise
-            error = ChargePointError("a task of the charge point failed")
-            error.__cause__ = group
-            to_raise = error
-        elif own is not None and not isinstance(own, trio.Cancelled):
-            to_raise = own
-        else:
-            raise
-    if to_raise is not None:
-        raise to_raise
+
+    async def start(nursery: trio.Nursery) -> ChargePoint:
+        await nursery.start(charge_point.run)
+        return charge_point
+
+    return open_service(start, lambda: ChargePointError("a task of the charge point failed"))

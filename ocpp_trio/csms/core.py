@@ -30,8 +30,8 @@ import datetime
 import enum
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import MappingProxyType
 from typing import NoReturn
@@ -56,7 +56,7 @@ from ocpp_trio.runtime.events import (
     StationEvent,
     Subscription,
 )
-from ocpp_trio.runtime.groups import leaves
+from ocpp_trio.runtime.groups import open_service, single_failure
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
@@ -582,17 +582,11 @@ async def serve_csms(
             started = True
             await trio.sleep_forever()
     except BaseExceptionGroup as group:
-        single = _single_failure(group)
+        single = single_failure(group)
         if started or single is None:
             raise
         error = single  # a startup failure (e.g. binding): raised as is, like the server does
     raise error
-
-
-def _single_failure(exc: BaseException) -> BaseException | None:
-    """The one exception in ``exc`` besides cancellations, or ``None``."""
-    found = [e for e in leaves(exc) if not isinstance(e, trio.Cancelled)]
-    return found[0] if len(found) == 1 else None
 
 
 async def start_csms(
@@ -627,8 +621,7 @@ async def start_csms(
     return csms
 
 
-@asynccontextmanager
-async def open_csms(
+def open_csms(
     router: Router,
     host: str | None,
     port: int | None,
@@ -637,7 +630,7 @@ async def open_csms(
     ssl_context: ssl.SSLContext | None = None,
     select_version: VersionSelector | None = None,
     check_request: RequestChecker | None = None,
-) -> AsyncIterator[CSMS]:
+) -> AbstractAsyncContextManager[CSMS]:
     """Run a CSMS for the duration of an ``async with`` block.
 
     Waits for: the listener to be bound before entering; on exit, the CSMS to close.
@@ -646,50 +639,16 @@ async def open_csms(
     Exceptions: the body's own exception unwrapped; ``OSError`` when binding fails; a failure
     of the CSMS's background tasks as :class:`CSMSError` from the ``ExceptionGroup``.
     """
-    own: BaseException | None = None
-    startup: BaseException | None = None
-    to_raise: BaseException | None = None
-    try:
-        async with trio.open_nursery() as nursery:
-            try:
-                csms = await start_csms(
-                    nursery,
-                    router,
-                    host,
-                    port,
-                    config=config,
-                    ssl_context=ssl_context,
-                    select_version=select_version,
-                    check_request=check_request,
-                )
-            except BaseException as exc:
-                startup = exc
-                raise
-            try:
-                yield csms
-            except BaseException as exc:
-                own = exc
-                raise
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # split() derives new group objects: compare leaf exceptions, which stay the same
-        expected = {id(leaf) for e in (own, startup) if e is not None for leaf in leaves(e)}
-        others = [
-            e for e in leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
-        ]
-        if others:
-            if any(not isinstance(e, Exception) for e in others):
-                raise  # KeyboardInterrupt and friends are not ours to wrap
-            error = CSMSError("a background task of the CSMS failed")
-            error.__cause__ = group
-            to_raise = error
-        elif startup is not None and _single_failure(startup) is not None:
-            to_raise = _single_failure(startup)
-        elif own is not None and not isinstance(own, trio.Cancelled):
-            to_raise = own
-        else:
-            raise  # only cancellation: trio's cancel scopes take it from here
-    if to_raise is not None:
-        # raised outside the except clause, so the group is not chained as the context
-        raise to_raise
+    return open_service(
+        partial(
+            start_csms,
+            router=router,
+            host=host,
+            port=port,
+            config=config,
+            ssl_context=ssl_context,
+            select_version=select_version,
+            check_request=check_request,
+        ),
+        lambda: CSMSError("a background task of the CSMS failed"),
+    )
