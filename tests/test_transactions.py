@@ -552,7 +552,7 @@ async def test_tasks_are_children_of_the_station_nursery(autojump_clock: Any) ->
         # transaction task -> Station.run (the station nursery, beside the handler runner)
         assert tx_task.parent_nursery.parent_task.name.endswith("Station.run")
         siblings = {t.name for t in tx_task.parent_nursery.child_tasks}
-        assert any(name.endswith("Station._run_handlers") for name in siblings)
+        assert any(name.endswith("RpcSession._run_handlers") for name in siblings)
         await station.aclose()
         names = [t.name for t in _tasks(trio.lowlevel.current_root_task())]
         assert not any(n.startswith(("transaction ", "evse ", "report ")) for n in names)

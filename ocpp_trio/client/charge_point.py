@@ -10,7 +10,8 @@ A :class:`ChargePoint` runs one station identity.  :meth:`ChargePoint.run` owns 
   (:meth:`ChargePoint.enqueue`), one at a time and in order, whenever the charge point is
   connected and accepted.
 
-Per connection, a **session nursery** holds:
+Per connection, an :class:`~ocpp_trio.runtime.session.RpcSession` (the engine the CSMS's
+``Station`` runs too) holds in its **session nursery**:
 
 * the **reader** (the connection loop's task): reads frames, feeds the sans-IO
   :class:`~ocpp_trio.protocol.rpc.RpcConnection` (``role="station"``), sends what it says to send
@@ -18,7 +19,9 @@ Per connection, a **session nursery** holds:
   bounded channel.  It never runs user code; it answers ``SecurityError`` itself while Rejected and
   ``GenericError`` when the channel is full.
 * the **handler runner**: runs the router's handler of each CSMS CALL, one at a time, and sends
-  the answer, so a handler may ``await charge_point.call(...)`` without deadlock.
+  the answer, so a handler may ``await charge_point.call(...)`` without deadlock.  A request
+  without a handler goes to the router's fallback, else to the built-in answers
+  (TriggerMessage for BootNotification and Heartbeat), else it is answered ``NotSupported``.
 * the **registration task**: on a first connection (or after a reboot) it sends BootNotification
   and follows the answer (Pending: boot again after ``interval`` or when triggered; Rejected:
   boot again after ``interval``); on a reconnect of an accepted station it sends nothing and
@@ -41,7 +44,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import attrs
 import trio
@@ -56,7 +59,6 @@ from ocpp_trio.client.config import (
     QueuedMessage,
     clamp_interval,
 )
-from ocpp_trio.client.handlers import AnyChargePointHandler, ChargePointRouter
 from ocpp_trio.client.queue import OfflineQueue
 from ocpp_trio.errors import (
     CallError,
@@ -64,23 +66,15 @@ from ocpp_trio.errors import (
     ConnectFailedError,
     ConnectionLostError,
     ErrorCode,
-    LocalProtocolError,
     OCPPError,
     RemoteProtocolError,
 )
 from ocpp_trio.messages._base import Request, Response
-from ocpp_trio.protocol.rpc import (
-    CallCompleted,
-    CallFailed,
-    CallRejected,
-    CallResultErrorReceived,
-    Dropped,
-    IncomingCall,
-    IncomingSend,
-    RpcConnection,
-)
+from ocpp_trio.protocol.rpc import CallCompleted, IncomingCall, IncomingSend, RpcConnection
 from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.router import RouterBase
+from ocpp_trio.runtime.session import RpcSession, SessionCounts
 from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.connect import Connector
 
@@ -98,39 +92,12 @@ _CONNECT_ERRORS: Final = (
 )
 
 
-@attrs.define(eq=False)
-class _Waiter:
-    message_id: str
-    done: trio.Event = attrs.Factory(trio.Event)
-    response: Response | None = None
-    error: OCPPError | None = None
-
-
-@attrs.define(eq=False)
-class _Session:
-    """One connection: its transport, RPC state and registration state."""
-
-    transport: Transport
-    version: Version
-    rpc: RpcConnection
-    state: ChargePointState = ChargePointState.BOOTING
-    nursery: trio.Nursery | None = None
-    waiter: _Waiter | None = None
-    close: tuple[int, str] = (1001, "station going away")
-
-
 @attrs.define
-class _Counts:
+class _Counts(SessionCounts):
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
     boots_sent: int = 0
-    calls_sent: int = 0
-    calls_answered: int = 0
-    calls_failed: int = 0
-    calls_timed_out: int = 0
-    calls_received: int = 0
-    handler_errors: int = 0
 
 
 class ChargePoint:
@@ -156,7 +123,7 @@ class ChargePoint:
         connect: Connector,
         *,
         versions: Sequence[Version | str] = (Version.V201,),
-        router: ChargePointRouter | None = None,
+        router: RouterBase[ChargePoint] | None = None,
         boot: BootInfo | BootFactory = DEFAULT_BOOT,
         config: ChargePointConfig | None = None,
         rng: random.Random | None = None,
@@ -165,7 +132,7 @@ class ChargePoint:
             raise ValueError("offer at least one OCPP version")
         self.identity: Final = identity
         self.versions: Final = tuple(dict.fromkeys(Version(v) for v in versions))
-        self.router = router if router is not None else ChargePointRouter()
+        self.router: RouterBase[ChargePoint] = router if router is not None else RouterBase()
         self.config = config or ChargePointConfig()
         self._connect = connect
         self._boot_factory = boot.request if isinstance(boot, BootInfo) else boot
@@ -174,9 +141,8 @@ class ChargePoint:
         self._version: Version | None = None
         self._registration: RegistrationStatus | None = None
         self._interval: float | None = None
-        self._session: _Session | None = None
+        self._session: _Connection | None = None
         self._connecting = False
-        self._call_lock = trio.Lock()
         self._changed = trio.Event()
         self._queue = OfflineQueue(
             identity,
@@ -190,8 +156,6 @@ class ChargePoint:
         self._heartbeat_now = False
         self._reboot_pending = False
         self._last_activity = 0.0
-        self._in_handler = False
-        self._after_answer: list[Callable[[], None]] = []
         self._run_scope: trio.CancelScope | None = None
         self._started = False
         self._finished = trio.Event()
@@ -296,7 +260,7 @@ class ChargePoint:
 
     # -- calling the CSMS ----------------------------------------------------------------
 
-    def _require_session(self, action: str) -> _Session:
+    def _require_session(self, action: str) -> _Connection:
         session = self._session
         if session is None:
             raise ConnectionLostError(f"charge point {self.identity!r} is not connected ({action})")
@@ -320,41 +284,10 @@ class ChargePoint:
             LocalProtocolError: the request is invalid, of another version than the
                 connection's, or one a station may not send (nothing was sent).
         """
-        action = request.ACTION
-        self._require_session(action)
-        async with self._call_lock:
-            session = self._require_session(action)
-            message_id, text = session.rpc.start_call(request)
-            waiter = _Waiter(message_id)
-            session.waiter = waiter
-            self._counts.calls_sent += 1
-            self._last_activity = trio.current_time()
-            limit = self.config.call_timeout if call_timeout is None else call_timeout
-            try:
-                with trio.fail_after(limit):
-                    await session.transport.send_message(text)
-                    await waiter.done.wait()
-            except trio.TooSlowError:
-                self._counts.calls_timed_out += 1
-                waiter.error = CallTimeoutError(
-                    f"the CSMS did not answer {action} within {limit} s"
-                )
-            except ConnectionLostError as exc:
-                waiter.error = waiter.error or exc
-            finally:
-                if session.waiter is waiter:
-                    session.waiter = None
-                session.rpc.abandon_call(message_id)
-        if waiter.error is not None:
-            if isinstance(waiter.error, CallError | RemoteProtocolError):
-                self._counts.calls_failed += 1
-                self._check_registration(session, action, waiter.error)
-            raise waiter.error
-        self._counts.calls_answered += 1
-        assert waiter.response is not None
-        return cast(R, waiter.response)
+        session = self._require_session(request.ACTION)
+        return await session.rpc.call(request, call_timeout=call_timeout)
 
-    def _check_registration(self, session: _Session, action: str, error: OCPPError) -> None:
+    def _check_registration(self, session: _Connection, action: str, error: OCPPError) -> None:
         """A CSMS that answers SecurityError to an accepted station no longer knows it (it
         restarted without a store, say): boot again rather than fail forever."""
         if (
@@ -404,8 +337,9 @@ class ChargePoint:
         answering TriggerMessage(StatusNotification) passes a function here that starts the
         task sending the StatusNotification.
         """
-        if self._in_handler:
-            self._after_answer.append(action)
+        session = self._session
+        if session is not None:
+            session.rpc.defer(action)
         else:
             action()
 
@@ -441,9 +375,9 @@ class ChargePoint:
             self._boot_reason = reason
             self._reboot_pending = True
             session = self._session
-            if session is not None and session.nursery is not None:
+            if session is not None:
                 session.close = (1000, "rebooting")
-                session.nursery.cancel_scope.cancel()
+                session.rpc.cancel()
             self._notify()
 
         self.after_answer(now)
@@ -527,172 +461,25 @@ class ChargePoint:
         if self._version is not None and version is not self._version:
             self._registration = None  # made in another version's terms: boot again
         self._version = version
-        rpc = RpcConnection(
-            version, role="station", validate_outbound=self.config.validate_outbound
-        )
-        session = _Session(transport, version, rpc)
+        session = _Connection(self, transport, version)
         self._session = session
         self._counts.connects += 1
         log.info("%s: connected (OCPP %s, %s)", self.identity, version, transport.info.remote)
         self._notify()
-        send, receive = trio.open_memory_channel[IncomingCall](self.config.handler_queue_size)
+
+        async def start(nursery: trio.Nursery) -> None:
+            nursery.start_soon(self._register, session)
+
         try:
-            async with trio.open_nursery() as nursery:
-                session.nursery = nursery
-                nursery.start_soon(self._run_handlers, session, receive)
-                nursery.start_soon(self._register, session)
-                async with send:
-                    await self._read_loop(session, send)
-                nursery.cancel_scope.cancel()
+            await session.rpc.run(start)
         finally:
             self._session = None
             self._counts.disconnects += 1
-            waiter = session.waiter
-            if waiter is not None and not waiter.done.is_set():
-                waiter.error = ConnectionLostError(f"{self.identity}: the connection dropped")
-                waiter.done.set()
+            session.rpc.disconnect(f"{self.identity}: the connection dropped")
             with trio.CancelScope(shield=True):
                 await transport.aclose(*session.close)
             log.info("%s: disconnected (%s)", self.identity, transport.closed or "closed")
             self._notify()
-
-    # -- the reader ----------------------------------------------------------------------
-
-    async def _read_loop(
-        self, session: _Session, calls: trio.MemorySendChannel[IncomingCall]
-    ) -> None:
-        transport, rpc = session.transport, session.rpc
-        try:
-            while True:
-                data = await transport.get_message()
-                received = rpc.receive(data)
-                for text in received.outgoing:
-                    await transport.send_message(text)
-                for event in received.events:
-                    if isinstance(event, IncomingCall):
-                        await self._on_call(session, event, calls)
-                    elif isinstance(event, CallCompleted | CallFailed):
-                        self._on_reply(session, event)
-                    elif isinstance(event, CallRejected):
-                        log.warning(
-                            "%s: the CSMS sent a bad %s CALL: %s",
-                            self.identity,
-                            event.action or "?",
-                            event.error,
-                        )
-                    elif isinstance(event, CallResultErrorReceived):
-                        log.warning(
-                            "%s: the CSMS could not process our answer to %s: %s %s",
-                            self.identity,
-                            event.action or "?",
-                            event.error_code,
-                            event.description,
-                        )
-                    elif isinstance(event, Dropped):
-                        log.info("%s: dropped a frame: %s", self.identity, event.reason)
-                    elif isinstance(event, IncomingSend):  # pragma: no cover - none exist yet
-                        log.info("%s: ignored SEND %s", self.identity, event.action)
-        except ConnectionLostError:
-            return
-
-    async def _on_call(
-        self,
-        session: _Session,
-        event: IncomingCall,
-        calls: trio.MemorySendChannel[IncomingCall],
-    ) -> None:
-        self._counts.calls_received += 1
-        if session.state is ChargePointState.REJECTED:
-            # B03.FR.08: a Rejected station answers every CSMS CALL with SecurityError
-            text = session.rpc.answer_error(
-                event.message_id, ErrorCode.SECURITY_ERROR, "the charge point is not accepted"
-            )
-            await session.transport.send_message(text)
-            return
-        try:
-            calls.send_nowait(event)
-        except trio.WouldBlock:
-            log.warning("%s: too many CSMS CALLs waiting; answered GenericError", self.identity)
-            text = session.rpc.answer_error(
-                event.message_id,
-                ErrorCode.GENERIC_ERROR,
-                "too many CALLs awaiting an answer; send one at a time",
-            )
-            await session.transport.send_message(text)
-
-    def _on_reply(self, session: _Session, event: CallCompleted | CallFailed) -> None:
-        waiter = session.waiter
-        if waiter is None or waiter.message_id != event.message_id or waiter.done.is_set():
-            log.info("%s: answer to %s with nobody waiting", self.identity, event.action)
-            return
-        if isinstance(event, CallCompleted):
-            waiter.response = event.response
-        else:
-            waiter.error = event.error
-        waiter.done.set()
-
-    # -- the handler runner --------------------------------------------------------------
-
-    async def _run_handlers(
-        self, session: _Session, receive: trio.MemoryReceiveChannel[IncomingCall]
-    ) -> None:
-        async with receive:
-            async for event in receive:
-                self._in_handler = True
-                try:
-                    response, error = await self._handle(event)
-                finally:
-                    self._in_handler = False
-                try:
-                    text = self._answer(session, event, response, error)
-                    await session.transport.send_message(text)
-                except ConnectionLostError:
-                    if session.nursery is not None:
-                        session.nursery.cancel_scope.cancel()
-                    return
-                finally:
-                    deferred, self._after_answer = self._after_answer, []
-                    for action in deferred:
-                        action()
-
-    async def _handle(self, event: IncomingCall) -> tuple[Response | None, CallError | None]:
-        request = event.request
-        handler = self.router.handler_for(type(request))
-        try:
-            result = await self._invoke(request, handler)
-        except CallError as exc:
-            return None, exc
-        except Exception:
-            self._counts.handler_errors += 1
-            log.exception("%s: the handler of %s raised", self.identity, event.action)
-            return None, CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-        expected = type(request).RESPONSE
-        if not isinstance(result, expected):
-            self._counts.handler_errors += 1
-            log.error(
-                "%s: the handler of %s returned %s, not a %s",
-                self.identity,
-                event.action,
-                type(result).__name__,
-                expected.__name__,
-            )
-            return None, CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-        return result, None
-
-    async def _invoke(self, request: Request[Any], handler: AnyChargePointHandler | None) -> object:
-        if handler is not None:
-            try:
-                return await handler(self, request)
-            except CallError as exc:
-                # a fallback declining leaves the CALL to the built-in answers
-                if self.router.has_handler(type(request)) or exc.code is not (
-                    ErrorCode.NOT_SUPPORTED
-                ):
-                    raise
-        builtin = self._builtin_answer(request)
-        if builtin is not None:
-            return builtin
-        raise CallError(ErrorCode.NOT_SUPPORTED, f"{request.ACTION} is not supported here")
 
     def _builtin_answer(self, request: Request[Any]) -> Response | None:
         """TriggerMessage for BootNotification (while not accepted) and Heartbeat."""
@@ -712,38 +499,9 @@ class ChargePoint:
             status = "NotImplemented"
         return type(request).RESPONSE.from_json({"status": status})
 
-    def _answer(
-        self,
-        session: _Session,
-        event: IncomingCall,
-        response: Response | None,
-        error: CallError | None,
-    ) -> str:
-        if response is not None:
-            try:
-                return session.rpc.answer(event.message_id, response)
-            except LocalProtocolError:
-                self._counts.handler_errors += 1
-                log.exception(
-                    "%s: the answer to %s is invalid; InternalError sent instead",
-                    self.identity,
-                    event.action,
-                )
-                error = CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-        assert error is not None
-        try:
-            return session.rpc.answer_error(
-                event.message_id, error.code, error.description, error.details
-            )
-        except LocalProtocolError:
-            log.exception("%s: cannot send %s; GenericError instead", self.identity, error)
-            return session.rpc.answer_error(
-                event.message_id, ErrorCode.GENERIC_ERROR, error.description[:255]
-            )
-
     # -- registration and heartbeats -----------------------------------------------------
 
-    async def _register(self, session: _Session) -> None:
+    async def _register(self, session: _Connection) -> None:
         try:
             if self._registration is RegistrationStatus.ACCEPTED:
                 log.info("%s: resumed as accepted (no BootNotification)", self.identity)
@@ -755,13 +513,13 @@ class ChargePoint:
         except ConnectionLostError:
             return  # the reader sees it too and ends the session
 
-    def _now_accepted(self, session: _Session) -> None:
+    def _now_accepted(self, session: _Connection) -> None:
         session.state = ChargePointState.ACCEPTED
         self._accepted_once = True
         self._last_activity = trio.current_time()
         self._notify()
 
-    async def _boot(self, session: _Session) -> None:
+    async def _boot(self, session: _Connection) -> None:
         reason = self._boot_reason
         while True:
             triggers = self._boot_triggers
@@ -802,7 +560,7 @@ class ChargePoint:
             return True
         return False
 
-    async def _keep_alive(self, session: _Session) -> None:
+    async def _keep_alive(self, session: _Connection) -> None:
         while session.state is ChargePointState.ACCEPTED:
             changed = self._changed
             interval = self.heartbeat_interval
@@ -832,3 +590,90 @@ def _describe(group: BaseExceptionGroup[BaseException]) -> str:
     if isinstance(leaf, trio.TooSlowError):
         return "connection timed out"
     return f"connection failed: {type(leaf).__name__}: {leaf}"
+
+
+class _Connection:
+    """One connection of a charge point: its session, registration state and closing code;
+    also the station side's rules plugged into the session (its hooks)."""
+
+    must_answer: frozenset[str] = frozenset()
+
+    def __init__(self, charge_point: ChargePoint, transport: Transport, version: Version) -> None:
+        self.charge_point = charge_point
+        self.version = version
+        self.state = ChargePointState.BOOTING
+        self.close: tuple[int, str] = (1001, "station going away")
+        config = charge_point.config
+        self.rpc: RpcSession[ChargePoint] = RpcSession(
+            charge_point,
+            transport,
+            RpcConnection(version, role="station", validate_outbound=config.validate_outbound),
+            charge_point.router,
+            self,
+            charge_point._counts,
+            who=f"charge point {charge_point.identity!r}",
+            peer_name="the CSMS",
+            call_timeout=config.call_timeout,
+            queue_size=config.handler_queue_size,
+            logger=log,
+        )
+        self.rpc.connected = True
+
+    def screen_call(
+        self, event: IncomingCall, now: float
+    ) -> tuple[Response | None, CallError | None] | None:
+        if self.state is ChargePointState.REJECTED:
+            # B03.FR.08: a Rejected station answers every CSMS CALL with SecurityError
+            return None, CallError(ErrorCode.SECURITY_ERROR, "the charge point is not accepted")
+        return None
+
+    def screen_send(self, event: IncomingSend) -> bool:
+        log.info("%s: ignored SEND %s", self.charge_point.identity, event.action)
+        return False
+
+    async def handle_send(self, event: IncomingSend) -> None:  # pragma: no cover - screened
+        pass
+
+    async def default_answer(self, request: Request[Any]) -> Response | None:
+        return self.charge_point._builtin_answer(request)
+
+    def unsupported(self, event: IncomingCall) -> CallError:
+        return CallError(ErrorCode.NOT_SUPPORTED, f"{event.action} is not supported here")
+
+    async def before_answer(
+        self, event: IncomingCall, response: Response | None, handled: bool
+    ) -> None:
+        pass
+
+    async def after_answer(
+        self,
+        event: IncomingCall,
+        response: Response | None,
+        error: CallError | None,
+        started: float,
+        handled: bool,
+    ) -> None:
+        pass
+
+    def check_call(self, request: Request[Any]) -> None:
+        self.charge_point._last_activity = trio.current_time()
+
+    async def reply_received(self, ticket: object, event: CallCompleted) -> None:
+        pass
+
+    def call_answered(self, ticket: object, response: Response) -> None:
+        pass
+
+    def call_done(
+        self,
+        message_id: str,
+        request: Request[Any],
+        response: Response | None,
+        error: OCPPError | None,
+        started: float,
+    ) -> None:
+        if error is not None:
+            self.charge_point._check_registration(self, request.ACTION, error)
+
+    def idle(self, seconds: float) -> None:  # pragma: no cover - no idle timeout here
+        pass

@@ -173,7 +173,7 @@ class CSMS:
         # connections (in memory only).
         self._machines: dict[str, StationMachines] = {}
         self._machine_events: Broadcast[MachineEvent] = Broadcast(name="CSMS machine event")
-        self._extras: list[ExtraHandlerRunner] = []
+        self._extras: list[ExtraHandlerRunner[Station]] = []
         self._nursery: trio.Nursery | None = None
         self._closed = False
         self._counts = _Counts()
@@ -311,7 +311,7 @@ class CSMS:
 
     def add_extra_handler(
         self,
-        handler: ExtraHandler,
+        handler: ExtraHandler[Station],
         *,
         buffer: int | None = None,
         max_failures: int | None = None,

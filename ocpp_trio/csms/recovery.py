@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import trio
@@ -49,11 +49,9 @@ from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.events import Broadcast, Exchange
 from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.peer import StationPeer
 from ocpp_trio.store.base import Registration, StoredStation
 from ocpp_trio.store.writer import StationJournal, StoreWriter
-
-if TYPE_CHECKING:
-    from ocpp_trio.runtime.station import Station
 
 __all__ = [
     "Recovery",
@@ -336,7 +334,7 @@ class Recovery:
         log.warning("station %r: recovery failed: %s; %s", identity, reason, what)
         self._events.publish(RecoveryFailed(identity=identity, reason=reason, action=action))
 
-    async def send_reset(self, station: Station) -> None:
+    async def send_reset(self, station: StationPeer) -> None:
         """Send the configured Reset; log the outcome (never raises for the station's).
 
         Waits for: the station's answer.  Cancellation: passes through.
@@ -356,7 +354,7 @@ class Recovery:
         return _SecurityErrorWatch(self, journal)
 
     async def refused_by_station(
-        self, station: Station, action: str, journal: StationJournal
+        self, station: StationPeer, action: str, journal: StationJournal
     ) -> None:
         """The resumed station answered ``action`` with SecurityError: report, Reset if so
         configured, drop the registration and disconnect.
@@ -384,7 +382,7 @@ class _SecurityErrorWatch:
         self._journal = journal
         self._done = False
 
-    async def __call__(self, station: Station, exchange: Exchange) -> None:
+    async def __call__(self, station: StationPeer, exchange: Exchange) -> None:
         if self._done:
             return
         if exchange.direction is Direction.STATION_TO_CSMS:

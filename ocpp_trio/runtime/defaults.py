@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from ocpp_trio import messages
 from ocpp_trio.domain.reports import PART_ACTIONS
@@ -33,9 +33,7 @@ from ocpp_trio.domain.transactions import TransactionEventKind
 from ocpp_trio.domain.wire import Json, as_float, as_int, as_map, as_str, as_time
 from ocpp_trio.messages._base import Request, Response
 from ocpp_trio.protocol.version import Version
-
-if TYPE_CHECKING:
-    from ocpp_trio.runtime.station import Station
+from ocpp_trio.runtime.peer import StationPeer
 
 __all__ = [
     "MUST_ANSWER",
@@ -48,7 +46,7 @@ __all__ = [
 log = logging.getLogger("ocpp_trio")
 
 #: a default answer: like a handler, but untyped
-DefaultHandler = Callable[["Station", Request[Any]], Awaitable[Response]]
+DefaultHandler = Callable[[StationPeer, Request[Any]], Awaitable[Response]]
 
 #: actions answered by default even when the application's handler failed unexpectedly
 MUST_ANSWER: Final = frozenset({"TransactionEvent", *PART_ACTIONS})
@@ -76,7 +74,7 @@ def default_handler(action: str) -> DefaultHandler | None:
     return _SPECIAL.get(action)
 
 
-async def answer_by_default(station: Station, request: Request[Any]) -> Response | None:
+async def answer_by_default(station: StationPeer, request: Request[Any]) -> Response | None:
     """The default answer to ``request``, or ``None`` when there is none (or defaults are off
     in ``MachinesConfig.default_answers``, or the default failed: a bug of ours, logged).
 
@@ -103,11 +101,11 @@ def _response(request: Request[Any], payload: Json) -> Response:
     return type(request).RESPONSE.from_json(dict(payload))
 
 
-async def _acknowledge(station: Station, request: Request[Any]) -> Response:
+async def _acknowledge(station: StationPeer, request: Request[Any]) -> Response:
     return _response(request, {})
 
 
-async def authorize_id_token(station: Station, id_token: Json | str) -> Json | None:
+async def authorize_id_token(station: StationPeer, id_token: Json | str) -> Json | None:
     """Ask the application's Authorize handler about an idToken (2.x ``IdTokenType`` wire
     JSON) or a 1.6 idTag; return its ``idTokenInfo`` / ``idTagInfo`` (wire JSON).
 
@@ -142,7 +140,7 @@ async def authorize_id_token(station: Station, id_token: Json | str) -> Json | N
     return info if isinstance(info, dict) else None
 
 
-async def _transaction_event(station: Station, request: Request[Any]) -> Response:
+async def _transaction_event(station: StationPeer, request: Request[Any]) -> Response:
     payload = request.to_json()
     answer: dict[str, Any] = {}
     token = payload.get("idToken")
@@ -153,7 +151,7 @@ async def _transaction_event(station: Station, request: Request[Any]) -> Respons
     return _response(request, answer)
 
 
-async def _start_transaction(station: Station, request: Request[Any]) -> Response:
+async def _start_transaction(station: StationPeer, request: Request[Any]) -> Response:
     payload = request.to_json()
     tag = as_str(payload.get("idTag")) or ""
     info = await authorize_id_token(station, tag)
@@ -166,7 +164,7 @@ async def _start_transaction(station: Station, request: Request[Any]) -> Respons
     return _response(request, {"transactionId": transaction_id, "idTagInfo": info})
 
 
-def _repeated_start(station: Station, payload: Json) -> int | None:
+def _repeated_start(station: StationPeer, payload: Json) -> int | None:
     """The id already given to this very StartTransaction (a station retrying it)."""
     connector = as_int(payload.get("connectorId"))
     tag = (as_str(payload.get("idTag")) or "").casefold()
@@ -186,7 +184,7 @@ def _repeated_start(station: Station, payload: Json) -> int | None:
     return None
 
 
-async def _stop_transaction(station: Station, request: Request[Any]) -> Response:
+async def _stop_transaction(station: StationPeer, request: Request[Any]) -> Response:
     payload = request.to_json()
     tag = as_str(payload.get("idTag"))
     answer: dict[str, Any] = {}

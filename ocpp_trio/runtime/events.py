@@ -14,7 +14,7 @@ import enum
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -24,9 +24,6 @@ from ocpp_trio.messages._base import Direction, Message, Response
 from ocpp_trio.protocol.rpc import RpcStatistics
 from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
 from ocpp_trio.protocol.version import Version
-
-if TYPE_CHECKING:
-    from ocpp_trio.runtime.station import Station
 
 __all__ = [
     "Accepted",
@@ -47,6 +44,15 @@ __all__ = [
 
 log = logging.getLogger("ocpp_trio")
 T = TypeVar("T")
+
+
+class Identified(Protocol):
+    """Anything with a station identity: what an extra handler's peer must have (the log
+    lines name it); the CSMS's is the :class:`~ocpp_trio.Station`."""
+
+    @property
+    def identity(self) -> str:
+        """The station's identity."""
 
 
 def _now() -> datetime.datetime:
@@ -322,27 +328,35 @@ class Broadcast(Generic[T]):
         return BroadcastStatistics(len(self._subscribers), self._published, self._dropped)
 
 
-#: An extra handler: observes finished exchanges; its return value is ignored.
-ExtraHandler = Callable[["Station", Exchange], Awaitable[None]]
+PeerT = TypeVar("PeerT", bound=Identified)
+
+#: An extra handler: observes the finished exchanges of a peer (the CSMS's: a
+#: :class:`~ocpp_trio.Station`); its return value is ignored.
+ExtraHandler = Callable[[PeerT, Exchange], Awaitable[None]]
 
 
-class ExtraHandlerRunner:
+class ExtraHandlerRunner(Generic[PeerT]):
     """One extra handler and its bounded channel (used by stations and by the CSMS)."""
 
     def __init__(
-        self, handler: ExtraHandler, *, buffer: int, max_failures: int, name: str | None = None
+        self,
+        handler: ExtraHandler[PeerT],
+        *,
+        buffer: int,
+        max_failures: int,
+        name: str | None = None,
     ) -> None:
         self.handler = handler
         self.name = name or getattr(handler, "__qualname__", repr(handler))
         self.max_failures = max_failures
-        self._send, self._receive = trio.open_memory_channel[tuple["Station", Exchange]](buffer)
+        self._send, self._receive = trio.open_memory_channel[tuple[PeerT, Exchange]](buffer)
         self.consecutive_failures = 0
         self.errors = 0
         self.dropped = 0
         self.handled = 0
         self.removed = False
 
-    def offer(self, station: Station, exchange: Exchange) -> bool:
+    def offer(self, station: PeerT, exchange: Exchange) -> bool:
         """Queue ``exchange`` without waiting; ``False`` when it was dropped (channel full)."""
         if self.removed:
             return True

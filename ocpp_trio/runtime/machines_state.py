@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -57,10 +57,30 @@ from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.events import Broadcast, MachinesStatistics, Subscription
 from ocpp_trio.runtime.machines_events import E, subscribe_to
 
-if TYPE_CHECKING:
-    from ocpp_trio.store.writer import StationJournal
-
 __all__ = ["MachinesConfig", "MachinesState", "ReportWatch"]
+
+
+class Journal(Protocol):
+    """Where the machines journal their state-changing observations (a store's
+    :class:`~ocpp_trio.store.writer.StationJournal`; this is all the machines use of it)."""
+
+    @property
+    def unfolded(self) -> int:
+        """Journal entries not folded into a snapshot yet."""
+
+    @property
+    def wants_snapshot(self) -> bool:
+        """Whether the journal has grown long enough to be folded."""
+
+    def record(self, observation: Observation) -> bool:
+        """Journal ``observation`` (in submission order)."""
+
+    def put_snapshot(self, snapshot: StationSnapshot) -> None:
+        """Fold the journal into ``snapshot``."""
+
+    async def durable(self) -> None:
+        """Wait until every entry journaled so far is committed."""
+
 
 log = logging.getLogger("ocpp_trio")
 T = TypeVar("T")
@@ -221,7 +241,7 @@ class MachinesState:
         self._next_remote_start_id = snap.next_remote_start_id
         self.version: Version | None = None
         #: where persisted exchanges are journaled (set by a CSMS with a store)
-        self.journal: StationJournal | None = None
+        self.journal: Journal | None = None
         # per connection
         self._run_lock = trio.Lock()  # one connection at a time
         self._order = trio.Lock()  # exchanges are applied one at a time, in order

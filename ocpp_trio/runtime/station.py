@@ -1,6 +1,7 @@
 """The station runtime: one connected station, its tasks, and ``call()``.
 
-Per connection, :meth:`Station.run` opens a **station nursery** holding:
+Per connection, :meth:`Station.run` runs an :class:`~ocpp_trio.runtime.session.RpcSession`
+(the engine the station side's ``ChargePoint`` runs too) whose **station nursery** holds:
 
 * the **reader** (the task that runs ``run`` itself): reads frames, feeds the
   :class:`~ocpp_trio.protocol.rpc.RpcConnection`, sends what it says to send at once, asks the
@@ -11,6 +12,10 @@ Per connection, :meth:`Station.run` opens a **station nursery** holding:
 * the **handler runner**, fed by a bounded channel of the CALLs that passed the supervisor, one
   at a time, in order: it runs the application's handler and sends its answer.  Because replies
   to our own CALLs go through the reader, a handler may ``await station.call(...)``.
+
+The CSMS's rules are the session's hooks (:class:`_CSMSSide`): the supervisor's checks, the
+machines' observation and the write-ahead ``durable()`` before an answer goes out, the boot
+bookkeeping, the extra handlers and the lifecycle events.
 * one task per **extra handler** installed on this station, each fed by its own bounded channel.
 * the **machines** (:class:`~ocpp_trio.runtime.machines.StationMachines`): EVSE, transaction and
   report tasks, fed by the reader and the handler runner themselves.  The reader hands them
@@ -36,32 +41,20 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Sequence
-from typing import Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
-import attrs
 import trio
 
 from ocpp_trio.errors import (
     CallError,
-    CallTimeoutError,
     ConnectionLostError,
     ErrorCode,
-    LocalProtocolError,
     OCPPError,
     StaleEpochError,
     StoreError,
 )
 from ocpp_trio.messages._base import Direction, Message, Request, Response, Send
-from ocpp_trio.protocol.rpc import (
-    CallCompleted,
-    CallFailed,
-    CallRejected,
-    CallResultErrorReceived,
-    Dropped,
-    IncomingCall,
-    IncomingSend,
-    RpcConnection,
-)
+from ocpp_trio.protocol.rpc import CallCompleted, IncomingCall, IncomingSend, RpcConnection
 from ocpp_trio.protocol.supervisor import (
     BOOT,
     CallTicket,
@@ -86,14 +79,14 @@ from ocpp_trio.runtime.events import (
     StationEvent,
     StationStatistics,
 )
-from ocpp_trio.runtime.handlers import (
-    AnyHandler,
-    Router,
+from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.router import (
+    CSMSRouterBase,
     boot_response,
     handler_name,
     heartbeat_response,
 )
-from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.session import RpcSession
 from ocpp_trio.runtime.station_config import StationConfig, _Counts
 from ocpp_trio.runtime.station_ops import StationOperations
 from ocpp_trio.transport.base import Transport
@@ -112,30 +105,6 @@ R = TypeVar("R", bound=Response)
 _HEARTBEAT: Final = "Heartbeat"
 
 
-def _name_of(handler: AnyHandler | None) -> str:
-    """How the logs name a handler (computed only when something is logged)."""
-    return handler_name(handler) if handler is not None else "(none)"
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-@attrs.define
-class _Waiter:
-    message_id: str
-    ticket: CallTicket
-    done: trio.Event = attrs.Factory(trio.Event)
-    response: Response | None = None
-    error: OCPPError | None = None
-
-
-@attrs.frozen
-class _Work:
-    call: IncomingCall | IncomingSend
-    received: float
-
-
 class Station(StationOperations):
     """One station connection: state, handlers, machines and :meth:`call`.
 
@@ -147,7 +116,7 @@ class Station(StationOperations):
         identity: the station id.
         version: the negotiated OCPP version.
         transport: the connection; :meth:`run` closes it when done.
-        router: answers the station's requests.
+        router: answers the station's requests (a :class:`~ocpp_trio.Router`).
         config: timeouts, queue sizes, registration rules.
         initial_status: the registration remembered from an earlier connection (``ACCEPTED``
             resumes without a BootNotification).
@@ -163,13 +132,13 @@ class Station(StationOperations):
         identity: str,
         version: Version | str,
         transport: Transport,
-        router: Router,
+        router: CSMSRouterBase[Station],
         *,
         config: StationConfig | None = None,
         initial_status: RegistrationStatus | None = None,
         request: ConnectionRequest | None = None,
         events: Broadcast[StationEvent] | None = None,
-        shared_extra_handlers: Sequence[ExtraHandlerRunner] = (),
+        shared_extra_handlers: Sequence[ExtraHandlerRunner[Station]] = (),
         machines: StationMachines | None = None,
     ) -> None:
         self.identity: Final = identity
@@ -181,29 +150,37 @@ class Station(StationOperations):
         self.machines: Final = machines or StationMachines(identity, config=self.config.machines)
         self._events = events
         self._shared_extras = shared_extra_handlers
-        self._extras: list[ExtraHandlerRunner] = []
-        self._rpc = RpcConnection(
-            self.version,
-            role="csms",
-            validate_outbound=self.config.validate_outbound,
-            accept_binary=self.config.accept_binary,
-        )
+        self._extras: list[ExtraHandlerRunner[Station]] = []
         self._supervisor = Supervisor(
             self.version,
             initial_status=initial_status,
             config=self.config.supervisor,
             identity=identity,
         )
-        self._call_lock: trio.Lock | None = None  # made by the first call()
-        self._waiter: _Waiter | None = None
-        self._nursery: trio.Nursery | None = None
+        self._counts = _Counts()
+        rpc = RpcConnection(
+            self.version,
+            role="csms",
+            validate_outbound=self.config.validate_outbound,
+            accept_binary=self.config.accept_binary,
+        )
+        self._session: Final = RpcSession(
+            self,
+            transport,
+            rpc,
+            router,
+            _CSMSSide(self),
+            self._counts,
+            who=f"station {identity!r}",
+            peer_name=f"station {identity!r}",
+            call_timeout=self.config.call_timeout,
+            queue_size=self.config.handler_queue_size,
+            idle_timeout=self.config.idle_timeout,
+            logger=log,
+        )
         self._started = False
-        self._connected = False
         self._close_request: tuple[int, str, DisconnectReason] | None = None
         self._finished = trio.Event()
-        self._last_seen: float | None = None
-        self._last_seen_at: datetime.datetime | None = None
-        self._counts = _Counts()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -225,10 +202,10 @@ class Station(StationOperations):
     @property
     def connected(self) -> bool:
         """Whether the connection is up and served."""
-        return self._connected
+        return self._session.connected
 
     @property
-    def router(self) -> Router:
+    def router(self) -> CSMSRouterBase[Station]:
         """The router answering this station's requests."""
         return self._router
 
@@ -240,12 +217,12 @@ class Station(StationOperations):
     @property
     def last_seen(self) -> float | None:
         """trio time of the last frame received (any frame counts as liveness)."""
-        return self._last_seen
+        return self._session.last_seen
 
     @property
     def last_seen_at(self) -> datetime.datetime | None:
         """Wall-clock (UTC) time of the last frame received."""
-        return self._last_seen_at
+        return self._session.last_seen_at
 
     def statistics(self) -> StationStatistics:
         """A snapshot of counters and state."""
@@ -255,7 +232,7 @@ class Station(StationOperations):
             version=self.version,
             state=self.state,
             status=self.status,
-            connected=self._connected,
+            connected=self.connected,
             calls_received=c.calls_received,
             calls_refused=c.calls_refused,
             calls_handled=c.calls_handled,
@@ -263,12 +240,12 @@ class Station(StationOperations):
             heartbeats_answered=c.heartbeats_answered,
             calls_sent=c.calls_sent,
             calls_timed_out=c.calls_timed_out,
-            calls_failed=c.calls_failed,
+            calls_failed=c.call_errors,
             extra_dropped=c.extra_dropped,
             extra_errors=sum(e.errors for e in self._extras),
-            last_seen=self._last_seen,
-            last_seen_at=self._last_seen_at,
-            rpc=self._rpc.statistics(),
+            last_seen=self.last_seen,
+            last_seen_at=self.last_seen_at,
+            rpc=self._session.rpc.statistics(),
             machines=self.machines.statistics(),
         )
 
@@ -279,7 +256,7 @@ class Station(StationOperations):
 
     def add_extra_handler(
         self,
-        handler: ExtraHandler,
+        handler: ExtraHandler[Station],
         *,
         buffer: int | None = None,
         max_failures: int | None = None,
@@ -301,8 +278,9 @@ class Station(StationOperations):
             name=name,
         )
         self._extras.append(runner)
-        if self._nursery is not None:
-            self._nursery.start_soon(runner.run)
+        nursery = self._session.nursery
+        if nursery is not None:
+            nursery.start_soon(runner.run)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the connection until it ends.
@@ -321,33 +299,32 @@ class Station(StationOperations):
             raise RuntimeError(f"station {self.identity!r} is already running or has run")
         self._started = True
         attached = False
+
+        async def start(nursery: trio.Nursery) -> None:
+            nonlocal attached
+            await self.machines.attach(self.version, nursery)
+            attached = True
+            for runner in self._extras:
+                nursery.start_soon(runner.run)
+            task_status.started()
+
+        was_connected = False
         try:
             if self._close_request is not None:
                 task_status.started()
                 return
             initial = self._supervisor.connect()
-            self._connected = True
+            self._session.connected = was_connected = True
             resumed = initial is StationState.RESUMED
             log.info("station %r: serving OCPP %s (%s)", self.identity, self.version, initial.value)
             self._publish(Connected(identity=self.identity, version=self.version, resumed=resumed))
             if resumed:
                 self._publish(Accepted(identity=self.identity, version=self.version, resumed=True))
-            send, receive = trio.open_memory_channel[_Work](self.config.handler_queue_size)
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                await self.machines.attach(self.version, nursery)
-                attached = True
-                nursery.start_soon(self._run_handlers, receive)
-                for runner in self._extras:
-                    nursery.start_soon(runner.run)
-                task_status.started()
-                async with send:
-                    await self._read_loop(send)
-                nursery.cancel_scope.cancel()
+            await self._session.run(start)
         finally:
             if attached:  # the machine tasks have ended with the nursery
                 self.machines.detach()
-            await self._teardown()
+            await self._teardown(was_connected)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code``/``reason``; idempotent.
@@ -370,22 +347,15 @@ class Station(StationOperations):
     async def _close(self, code: int, reason: str, kind: DisconnectReason) -> None:
         if self._close_request is None:
             self._close_request = (code, reason, kind)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        self._session.cancel()
         if self._started:
             await self._finished.wait()
         else:
             await self._transport.aclose(code, reason)
 
-    async def _teardown(self) -> None:
-        was_connected = self._connected
-        self._connected = False
-        self._nursery = None
+    async def _teardown(self, was_connected: bool) -> None:
         self._supervisor.disconnect()
-        waiter = self._waiter
-        if waiter is not None and not waiter.done.is_set():
-            waiter.error = ConnectionLostError(f"station {self.identity!r} disconnected")
-            waiter.done.set()
+        self._session.disconnect(f"station {self.identity!r} disconnected")
         if self._close_request is not None:
             code, reason, kind = self._close_request
         elif self._transport.closed is not None:
@@ -403,7 +373,7 @@ class Station(StationOperations):
                     version=self.version,
                     reason=kind,
                     detail=detail,
-                    last_seen_at=self._last_seen_at,
+                    last_seen_at=self.last_seen_at,
                 )
             )
         self._finished.set()
@@ -411,262 +381,6 @@ class Station(StationOperations):
     def _publish(self, event: StationEvent) -> None:
         if self._events is not None:
             self._events.publish(event)
-
-    # -- reading -------------------------------------------------------------------------
-
-    async def _read_loop(self, calls: trio.MemorySendChannel[_Work]) -> None:
-        idle_timeout = self.config.idle_timeout
-        get_message = self._transport.get_message
-        try:
-            while True:
-                if not idle_timeout:
-                    data = await get_message()
-                else:
-                    with trio.CancelScope(deadline=trio.current_time() + idle_timeout) as idle:
-                        data = await get_message()
-                    if idle.cancelled_caught:
-                        log.warning(
-                            "station %r: no frame for %s s; closing", self.identity, idle_timeout
-                        )
-                        if self._close_request is None:
-                            self._close_request = (
-                                1000,
-                                "idle timeout",
-                                DisconnectReason.CLOSED_BY_US,
-                            )
-                        return
-                self._last_seen = trio.current_time()
-                self._last_seen_at = _utc_now()
-                # in a function of its own: an idle station keeps nothing of its last frame
-                await self._on_frame(data, calls)
-                del data
-        except ConnectionLostError:
-            return
-
-    async def _on_frame(self, data: str | bytes, calls: trio.MemorySendChannel[_Work]) -> None:
-        received = self._rpc.receive(data)
-        for text in received.outgoing:
-            await self._transport.send_message(text)
-        for event in received.events:
-            if isinstance(event, IncomingCall):
-                await self._on_call(event, calls)
-            elif isinstance(event, IncomingSend):
-                self._on_send(event, calls)
-            elif isinstance(event, CallCompleted | CallFailed):
-                waiter = self._waiter
-                if (
-                    isinstance(event, CallCompleted)
-                    and waiter is not None
-                    and waiter.message_id == event.message_id
-                ):
-                    # before the caller wakes: helpers may wait for the effects, and
-                    # a triggered message is never seen before its trigger's answer
-                    await self.machines.observe(
-                        event.action, waiter.ticket.request, event.response, False
-                    )
-                self._on_reply(event)
-            else:
-                self._log_event(event)
-
-    def _log_event(self, event: CallRejected | CallResultErrorReceived | Dropped) -> None:
-        who = self.identity
-        if isinstance(event, CallRejected):  # the RPC core answered it already
-            self._counts.calls_refused += 1
-            code = event.error.code.wire(self.version)
-            log.warning("station %r: CALL %s answered %s: %s", who, event.action, code, event.error)
-        elif isinstance(event, CallResultErrorReceived):
-            log.warning("station %r: our answer to %s was refused: %s", who, event.action, event)
-        else:
-            log.info("station %r: dropped a frame: %s", who, event.reason)
-
-    async def _on_call(self, event: IncomingCall, calls: trio.MemorySendChannel[_Work]) -> None:
-        self._counts.calls_received += 1
-        now = trio.current_time()
-        verdict = self._supervisor.station_call(event.message_id, event.action, event.request, now)
-        if isinstance(verdict, Refused):
-            self._counts.calls_refused += 1
-            log.warning(
-                "station %r: %s refused in state %s: %s",
-                self.identity,
-                event.action,
-                self.state.value,
-                verdict.description,
-            )
-            error = CallError(verdict.code, verdict.description, verdict.details)
-            await self._reply(event, None, error, now)
-            return
-        if isinstance(verdict, RepeatBootAnswer):
-            log.warning(
-                "station %r: BootNotification before its retry interval; answered %s again "
-                "(retry in %d s)",
-                self.identity,
-                verdict.status,
-                verdict.interval,
-            )
-            response = boot_response(self.version, verdict.status, verdict.interval)
-            await self._reply(event, response, None, now)  # publishes BootAnswered too
-            return
-        if (
-            event.action == _HEARTBEAT
-            and self.config.auto_heartbeat
-            and not self._router.has_handler(type(event.request))
-        ):
-            self._counts.heartbeats_answered += 1
-            await self._reply(event, heartbeat_response(self.version), None, now)
-            return
-        try:
-            calls.send_nowait(_Work(event, now))
-        except trio.WouldBlock:
-            self._counts.calls_refused += 1
-            self._supervisor.boot_failed(event.message_id)
-            log.warning(
-                "station %r: %s while %d CALLs await their answers; answered GenericError",
-                self.identity,
-                event.action,
-                self.config.handler_queue_size,
-            )
-            busy = CallError(
-                ErrorCode.GENERIC_ERROR, "too many CALLs awaiting an answer; send one at a time"
-            )
-            await self._reply(event, None, busy, now)
-
-    def _on_send(self, event: IncomingSend, calls: trio.MemorySendChannel[_Work]) -> None:
-        if not self._supervisor.station_send(event.action):
-            log.warning(
-                "station %r: SEND %s dropped in state %s",
-                self.identity,
-                event.action,
-                self.state.value,
-            )
-            return
-        try:
-            calls.send_nowait(_Work(event, trio.current_time()))
-        except trio.WouldBlock:
-            log.warning(
-                "station %r: SEND %s dropped: handler queue full", self.identity, event.action
-            )
-
-    def _on_reply(self, event: CallCompleted | CallFailed) -> None:
-        waiter = self._waiter
-        if waiter is None or waiter.message_id != event.message_id or waiter.done.is_set():
-            log.info("station %r: reply to %s with nobody waiting", self.identity, event.action)
-            return
-        if isinstance(event, CallCompleted):
-            # recorded here, before the reader takes the next frame: a triggered message may
-            # follow its trigger's answer at once
-            self._supervisor.csms_call_answered(waiter.ticket, event.response)
-            waiter.response = event.response
-        else:
-            waiter.error = event.error
-        waiter.done.set()
-
-    # -- answering -----------------------------------------------------------------------
-
-    async def _reply(
-        self,
-        event: IncomingCall,
-        response: Response | None,
-        error: CallError | None,
-        started: float,
-        *,
-        observe: bool = False,
-    ) -> None:
-        """Answer the station's CALL (response, else error) and report the exchange; with
-        ``observe``, show it to the machines first (so, once the station has its answer, a
-        ``settle()`` covers it)."""
-        text: str | None = None
-        if response is not None:
-            try:
-                text = self._rpc.answer(event.message_id, response)
-            except Exception:  # invalid (LocalProtocolError) or unencodable: a bug of ours
-                self._counts.handler_errors += 1
-                log.exception(
-                    "station %r: BUG (ours): the answer to %s is invalid and was not sent; "
-                    "InternalError sent instead",
-                    self.identity,
-                    event.action,
-                )
-                response = None
-                error = CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-        if text is None:
-            if error is None:  # pragma: no cover - callers pass one of the two
-                error = CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-            try:
-                text = self._rpc.answer_error(
-                    event.message_id, error.code, error.description, error.details
-                )
-            except LocalProtocolError:
-                log.exception(
-                    "station %r: cannot send %s; GenericError instead",
-                    self.identity,
-                    error,
-                )
-                error = CallError(ErrorCode.GENERIC_ERROR, error.description[:255])
-                text = self._rpc.answer_error(
-                    event.message_id, ErrorCode.GENERIC_ERROR, error.description
-                )
-        if event.action == BOOT:
-            self._boot_bookkeeping(event, response)
-        if observe:
-            await self.machines.observe(event.action, event.request, response, True)
-            await self._durable(event)
-        await self._transport.send_message(text)
-        if event.action == BOOT and response is not None:
-            self._publish_boot(event, response)
-        self._record(
-            Direction.STATION_TO_CSMS,
-            event.message_id,
-            event.action,
-            event.request,
-            response,
-            error if response is None else None,
-            started,
-        )
-        if observe:
-            await self.machines.checkpoint()
-
-    async def _durable(self, event: IncomingCall) -> None:
-        """Write-ahead: wait until the exchange is in the store before it is answered.  When
-        it cannot be stored, the connection is closed instead (1011; 1000 when another process
-        claimed the station): the station sends again what it did not get an answer for."""
-        try:
-            await self.machines.durable()
-        except StoreError as exc:
-            log.error(  # noqa: TRY400 - the cause is logged by the store writer
-                "station %r: %s not stored (%s); closing the connection unanswered",
-                self.identity,
-                event.action,
-                exc,
-            )
-            if self._close_request is None:
-                self._close_request = (
-                    (1000, "served by another process", DisconnectReason.CLOSED_BY_US)
-                    if isinstance(exc, StaleEpochError)
-                    else (1011, "storage unavailable", DisconnectReason.CLOSED_BY_US)
-                )
-            raise ConnectionLostError(f"station {self.identity!r}: not stored") from exc
-
-    def _boot_bookkeeping(self, event: IncomingCall, response: Response | None) -> None:
-        if response is None:
-            self._supervisor.boot_failed(event.message_id)
-            return
-        status = RegistrationStatus(getattr(response, "status"))  # noqa: B009
-        interval = int(getattr(response, "interval"))  # noqa: B009
-        self._supervisor.boot_answered(event.message_id, status, interval, trio.current_time())
-
-    def _publish_boot(self, event: IncomingCall, response: Response) -> None:
-        status = RegistrationStatus(getattr(response, "status"))  # noqa: B009
-        self._publish(
-            BootAnswered(
-                identity=self.identity,
-                version=self.version,
-                status=status,
-                interval=int(getattr(response, "interval")),  # noqa: B009
-                request=event.request,
-            )
-        )
-        if status is RegistrationStatus.ACCEPTED and self.state is StationState.ACCEPTED:
-            self._publish(Accepted(identity=self.identity, version=self.version))
 
     def _record(
         self,
@@ -698,129 +412,7 @@ class Station(StationOperations):
             if not runner.offer(self, exchange):
                 self._counts.extra_dropped += 1
 
-    # -- the handler runner --------------------------------------------------------------
-
-    async def _run_handlers(self, receive: trio.MemoryReceiveChannel[_Work]) -> None:
-        async with receive:
-            async for work in receive:
-                try:
-                    if isinstance(work.call, IncomingSend):
-                        await self._handle_send(work.call)
-                    else:
-                        await self._handle_call(work.call, work.received)
-                except ConnectionLostError:
-                    # we can no longer answer; end the station rather than let the reader
-                    # queue CALLs nobody will take
-                    if self._nursery is not None:
-                        self._nursery.cancel_scope.cancel()
-                    return
-                del work  # an idle station keeps nothing of its last CALL
-
-    async def _handle_call(self, event: IncomingCall, received: float) -> None:
-        request = event.request
-        handler = self._router.handler_for(type(request))
-        response: Response | None = None
-        error: CallError | None = None
-        try:
-            result = await self._invoke(event, handler)
-            expected = type(request).RESPONSE
-            if isinstance(result, expected):
-                response = result
-                self._counts.calls_handled += 1
-            else:
-                self._counts.handler_errors += 1
-                log.error(
-                    "station %r: handler %s returned %s for %s, not a %s; answered InternalError",
-                    self.identity,
-                    _name_of(handler),
-                    type(result).__name__,
-                    event.action,
-                    expected.__name__,
-                )
-                error = CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-        except CallError as exc:
-            self._counts.calls_handled += 1
-            error = exc
-        except Exception:
-            self._counts.handler_errors += 1
-            rescue = event.action in MUST_ANSWER
-            log.exception(
-                "station %r: handler %s raised on %s; answered %s",
-                self.identity,
-                _name_of(handler),
-                event.action,
-                "by default" if rescue else "InternalError",
-            )
-            error = CallError(ErrorCode.INTERNAL_ERROR, "internal error")
-            if rescue:
-                response = await answer_by_default(self, event.request)
-        await self._reply(event, response, error, received, observe=True)
-
-    async def _invoke(self, event: IncomingCall, handler: AnyHandler | None) -> object:
-        """Run the handler (or a built-in default); a missing one raises NotSupported."""
-        default = self._router.default_boot
-        if (
-            event.action == BOOT
-            and default is not None
-            and not self._router.has_handler(type(event.request))
-        ):
-            return boot_response(
-                self.version, default.status, default.interval
-            )  # before the fallback
-        own = self._router.has_handler(type(event.request))
-        if handler is not None:
-            try:
-                return await handler(self, event.request)
-            except CallError as exc:
-                # a fallback declining with NotSupported leaves the CALL to the defaults
-                if own or exc.code is not ErrorCode.NOT_SUPPORTED:
-                    raise
-                answer = await answer_by_default(self, event.request)
-                if answer is None:
-                    raise
-                return answer
-        answer = await answer_by_default(self, event.request)
-        if answer is not None:
-            return answer
-        if event.action == BOOT:
-            log.warning(
-                "station %r: no BootNotification handler; answered NotSupported, so the "
-                "station can never be accepted (register one, or call router.set_default_boot())",
-                self.identity,
-            )
-        raise CallError(ErrorCode.NOT_SUPPORTED, f"{event.action} is not supported by this CSMS")
-
-    async def _handle_send(self, event: IncomingSend) -> None:
-        handler = self._router.send_handler_for(type(event.message))
-        started = trio.current_time()
-        if handler is None:
-            log.debug("station %r: SEND %s has no handler; ignored", self.identity, event.action)
-        else:
-            try:
-                await handler(self, event.message)
-            except Exception:
-                self._counts.handler_errors += 1
-                log.exception(
-                    "station %r: SEND handler %s raised on %s",
-                    self.identity,
-                    handler_name(handler),
-                    event.action,
-                )
-        self._record(
-            Direction.STATION_TO_CSMS,
-            event.message_id,
-            event.action,
-            event.message,
-            None,
-            None,
-            started,
-        )
-
     # -- our CALLs -----------------------------------------------------------------------
-
-    def _ensure_connected(self, what: str) -> None:
-        if not self._connected:
-            raise ConnectionLostError(f"station {self.identity!r} is not connected ({what})")
 
     async def call(self, request: Request[R], *, call_timeout: float | None = None) -> R:
         """Send ``request`` as a CALL and return the station's response.
@@ -841,47 +433,10 @@ class Station(StationOperations):
             RemoteProtocolError: the station's answer was broken or failed its schema.
             LocalProtocolError: the request is invalid or of another version (nothing sent).
         """
-        action = request.ACTION
-        self._ensure_connected(action)
-        self._supervisor.check_csms_call(action, request)  # fail fast; checked again below
-        if self._call_lock is None:
-            self._call_lock = trio.Lock()
-        async with self._call_lock:
-            self._ensure_connected(action)
-            ticket = self._supervisor.check_csms_call(action, request)
-            message_id, text = self._rpc.start_call(request)
-            waiter = _Waiter(message_id, ticket)
-            self._waiter = waiter
-            self._counts.calls_sent += 1
-            started = trio.current_time()
-            limit = self.config.call_timeout if call_timeout is None else call_timeout
-            try:
-                with trio.fail_after(limit):
-                    await self._transport.send_message(text)
-                    await waiter.done.wait()
-            except trio.TooSlowError:
-                self._counts.calls_timed_out += 1
-                waiter.error = CallTimeoutError(
-                    f"station {self.identity!r} did not answer {action} within {limit} s"
-                )
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
-                self._rpc.abandon_call(message_id)
-            self._record(
-                Direction.CSMS_TO_STATION,
-                message_id,
-                action,
-                request,
-                waiter.response,
-                waiter.error,
-                started,
-            )
-            if waiter.error is not None:
-                self._counts.calls_failed += 1
-                raise waiter.error
-            assert waiter.response is not None
-            return cast(R, waiter.response)
+        self._session.ensure_connected(request.ACTION)
+        # fail fast, before queueing for the slot; checked again once it is ours
+        self._supervisor.check_csms_call(request.ACTION, request)
+        return await self._session.call(request, call_timeout=call_timeout)
 
     async def send(self, message: Send) -> None:
         """Send a 2.1 SEND message (never answered; not subject to the one-CALL slot).
@@ -894,6 +449,223 @@ class Station(StationOperations):
             ConnectionLostError: not connected.
             LocalProtocolError: not a SEND message of this version our side may send.
         """
-        self._ensure_connected(message.ACTION)
+        self._session.ensure_connected(message.ACTION)
         self._supervisor.check_csms_call(message.ACTION, message)
-        await self._transport.send_message(self._rpc.send(message))
+        await self._session.send(message)
+
+
+class _CSMSSide:
+    """The CSMS's rules, plugged into the station's :class:`RpcSession` (see its hooks)."""
+
+    must_answer = MUST_ANSWER
+
+    def __init__(self, station: Station) -> None:
+        self.station = station
+        self.supervisor = station._supervisor
+        self.machines = station.machines
+        self.counts = station._counts
+
+    # -- the reader ----------------------------------------------------------------------
+
+    def screen_call(
+        self, event: IncomingCall, now: float
+    ) -> tuple[Response | None, CallError | None] | None:
+        station = self.station
+        verdict = self.supervisor.station_call(event.message_id, event.action, event.request, now)
+        if isinstance(verdict, Refused):
+            self.counts.calls_refused += 1
+            log.warning(
+                "station %r: %s refused in state %s: %s",
+                station.identity,
+                event.action,
+                station.state.value,
+                verdict.description,
+            )
+            return None, CallError(verdict.code, verdict.description, verdict.details)
+        if isinstance(verdict, RepeatBootAnswer):
+            log.warning(
+                "station %r: BootNotification before its retry interval; answered %s again "
+                "(retry in %d s)",
+                station.identity,
+                verdict.status,
+                verdict.interval,
+            )
+            # publishes BootAnswered too
+            return boot_response(station.version, verdict.status, verdict.interval), None
+        if (
+            event.action == _HEARTBEAT
+            and station.config.auto_heartbeat
+            and not station.router.has_handler(type(event.request))
+        ):
+            self.counts.heartbeats_answered += 1
+            return heartbeat_response(station.version), None
+        return None
+
+    def screen_send(self, event: IncomingSend) -> bool:
+        if self.supervisor.station_send(event.action):
+            return True
+        log.warning(
+            "station %r: SEND %s dropped in state %s",
+            self.station.identity,
+            event.action,
+            self.station.state.value,
+        )
+        return False
+
+    def idle(self, seconds: float) -> None:
+        station = self.station
+        if station._close_request is None:
+            station._close_request = (1000, "idle timeout", DisconnectReason.CLOSED_BY_US)
+
+    # -- answering -----------------------------------------------------------------------
+
+    async def default_answer(self, request: Request[Any]) -> Response | None:
+        return await answer_by_default(self.station, request)
+
+    def unsupported(self, event: IncomingCall) -> CallError:
+        if event.action == BOOT:
+            log.warning(
+                "station %r: no BootNotification handler; answered NotSupported, so the "
+                "station can never be accepted (register one, or call router.set_default_boot())",
+                self.station.identity,
+            )
+        return CallError(ErrorCode.NOT_SUPPORTED, f"{event.action} is not supported by this CSMS")
+
+    async def handle_send(self, event: IncomingSend) -> None:
+        station = self.station
+        handler = station.router.send_handler_for(type(event.message))
+        started = trio.current_time()
+        if handler is None:
+            log.debug("station %r: SEND %s has no handler; ignored", station.identity, event.action)
+        else:
+            try:
+                await handler(station, event.message)
+            except Exception:
+                self.counts.handler_errors += 1
+                log.exception(
+                    "station %r: SEND handler %s raised on %s",
+                    station.identity,
+                    handler_name(handler),
+                    event.action,
+                )
+        station._record(
+            Direction.STATION_TO_CSMS,
+            event.message_id,
+            event.action,
+            event.message,
+            None,
+            None,
+            started,
+        )
+
+    async def before_answer(
+        self, event: IncomingCall, response: Response | None, handled: bool
+    ) -> None:
+        if event.action == BOOT:
+            self._boot_bookkeeping(event, response)
+        if handled:
+            # shown to the machines first, so once the station has its answer a settle()
+            # covers it; and written ahead: stored before it is acknowledged
+            await self.machines.observe(event.action, event.request, response, True)
+            await self._durable(event)
+
+    async def after_answer(
+        self,
+        event: IncomingCall,
+        response: Response | None,
+        error: CallError | None,
+        started: float,
+        handled: bool,
+    ) -> None:
+        station = self.station
+        if event.action == BOOT and response is not None:
+            self._publish_boot(event, response)
+        station._record(
+            Direction.STATION_TO_CSMS,
+            event.message_id,
+            event.action,
+            event.request,
+            response,
+            error,
+            started,
+        )
+        if handled:
+            await self.machines.checkpoint()
+
+    async def _durable(self, event: IncomingCall) -> None:
+        """Write-ahead: wait until the exchange is in the store before it is answered.  When
+        it cannot be stored, the connection is closed instead (1011; 1000 when another process
+        claimed the station): the station sends again what it did not get an answer for."""
+        station = self.station
+        try:
+            await self.machines.durable()
+        except StoreError as exc:
+            log.error(  # noqa: TRY400 - the cause is logged by the store writer
+                "station %r: %s not stored (%s); closing the connection unanswered",
+                station.identity,
+                event.action,
+                exc,
+            )
+            if station._close_request is None:
+                station._close_request = (
+                    (1000, "served by another process", DisconnectReason.CLOSED_BY_US)
+                    if isinstance(exc, StaleEpochError)
+                    else (1011, "storage unavailable", DisconnectReason.CLOSED_BY_US)
+                )
+            raise ConnectionLostError(f"station {station.identity!r}: not stored") from exc
+
+    def _boot_bookkeeping(self, event: IncomingCall, response: Response | None) -> None:
+        if response is None:
+            self.supervisor.boot_failed(event.message_id)
+            return
+        status = RegistrationStatus(getattr(response, "status"))  # noqa: B009
+        interval = int(getattr(response, "interval"))  # noqa: B009
+        self.supervisor.boot_answered(event.message_id, status, interval, trio.current_time())
+
+    def _publish_boot(self, event: IncomingCall, response: Response) -> None:
+        station = self.station
+        status = RegistrationStatus(getattr(response, "status"))  # noqa: B009
+        station._publish(
+            BootAnswered(
+                identity=station.identity,
+                version=station.version,
+                status=status,
+                interval=int(getattr(response, "interval")),  # noqa: B009
+                request=event.request,
+            )
+        )
+        if status is RegistrationStatus.ACCEPTED and station.state is StationState.ACCEPTED:
+            station._publish(Accepted(identity=station.identity, version=station.version))
+
+    # -- our CALLs -----------------------------------------------------------------------
+
+    def check_call(self, request: Request[Any]) -> CallTicket:
+        return self.supervisor.check_csms_call(request.ACTION, request)
+
+    async def reply_received(self, ticket: object, event: CallCompleted) -> None:
+        assert isinstance(ticket, CallTicket)
+        await self.machines.observe(event.action, ticket.request, event.response, False)
+
+    def call_answered(self, ticket: object, response: Response) -> None:
+        # recorded here, before the reader takes the next frame: a triggered message may
+        # follow its trigger's answer at once
+        assert isinstance(ticket, CallTicket)
+        self.supervisor.csms_call_answered(ticket, response)
+
+    def call_done(
+        self,
+        message_id: str,
+        request: Request[Any],
+        response: Response | None,
+        error: OCPPError | None,
+        started: float,
+    ) -> None:
+        self.station._record(
+            Direction.CSMS_TO_STATION,
+            message_id,
+            request.ACTION,
+            request,
+            response,
+            error,
+            started,
+        )

@@ -6,6 +6,7 @@ import attrs
 
 from ocpp_trio.protocol.supervisor import SupervisorConfig
 from ocpp_trio.runtime.machines import MachinesConfig
+from ocpp_trio.runtime.session import SessionCounts
 
 __all__ = ["StationConfig"]
 
@@ -46,13 +47,6 @@ class StationConfig:
 
 
 @attrs.define
-class _Counts:
-    calls_received: int = 0
-    calls_refused: int = 0
-    calls_handled: int = 0
-    handler_errors: int = 0
+class _Counts(SessionCounts):
     heartbeats_answered: int = 0
-    calls_sent: int = 0
-    calls_timed_out: int = 0
-    calls_failed: int = 0
     extra_dropped: int = 0

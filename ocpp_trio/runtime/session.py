@@ -1,0 +1,592 @@
+"""One OCPP-J RPC session over a transport: the engine both sides run per connection.
+
+The CSMS's :class:`~ocpp_trio.Station` and the station side's :class:`~ocpp_trio.ChargePoint`
+each hold one :class:`RpcSession` per connection and plug their rules into it through a
+:class:`SessionHooks` object (composition: the session knows nothing of registration states,
+machines or boot loops).  In the session's nursery:
+
+* the **reader** (the task that runs :meth:`RpcSession.run`): reads frames, feeds the sans-IO
+  :class:`~ocpp_trio.protocol.rpc.RpcConnection`, sends at once what it answers by itself, asks
+  the hooks about every incoming CALL (:meth:`SessionHooks.screen_call`: a refusal or a
+  built-in answer is sent from here), hands replies to the waiting :meth:`RpcSession.call`, and
+  puts the other CALLs on a bounded channel.  It never runs user code.  When the channel is
+  full the CALL is answered ``GenericError``: blocking the reader would also delay the replies
+  a handler may be waiting for.
+* the **handler runner**, fed by that channel, one CALL at a time and in order: runs the
+  router's handler with the peer (so a handler may ``await peer.call(...)``) and sends its
+  answer.  Outcomes: a response of the request's ``RESPONSE`` class is sent; a raised
+  :class:`~ocpp_trio.CallError` is sent as that CALLERROR; a wrong return type is answered
+  ``InternalError`` naming the handler; a response of ours that fails its schema is answered
+  ``InternalError`` and logged as our bug; any other exception is answered ``InternalError``
+  (or, for the actions in :attr:`SessionHooks.must_answer`, by the side's default answer) and
+  logged with its traceback.  The session lives on.
+* whatever the owner starts in it (machines, extra handlers, the registration task).
+
+:meth:`RpcSession.call` is typed by the request (``Request[R] -> R``): one CALL is outstanding
+per connection (callers queue in order on a lock), ``call_timeout`` through ``trio.fail_after``
+becomes :class:`~ocpp_trio.CallTimeoutError`, a CALLERROR :class:`~ocpp_trio.CallError`, a
+dropped connection :class:`~ocpp_trio.ConnectionLostError`; the slot is freed in ``finally``
+and a late reply is dropped.  :meth:`RpcSession.send` sends a 2.1 SEND (no slot, no answer).
+
+The per-CALL path adds no task switch, cancel scope or allocation of its own beyond the
+handler runner's channel hand-over: the hooks are plain method calls.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Container
+from typing import Any, Final, Generic, Protocol, TypeVar, cast
+
+import attrs
+import trio
+
+from ocpp_trio.errors import (
+    CallError,
+    CallTimeoutError,
+    ConnectionLostError,
+    ErrorCode,
+    LocalProtocolError,
+    OCPPError,
+    RemoteProtocolError,
+)
+from ocpp_trio.messages._base import Request, Response, Send
+from ocpp_trio.protocol.rpc import (
+    CallCompleted,
+    CallFailed,
+    CallRejected,
+    CallResultErrorReceived,
+    Dropped,
+    IncomingCall,
+    IncomingSend,
+    RpcConnection,
+)
+from ocpp_trio.runtime.router import AnyHandler, RouterBase, handler_name
+from ocpp_trio.transport.base import Transport
+
+__all__ = ["RpcSession", "SessionCounts", "SessionHooks"]
+
+R = TypeVar("R", bound=Response)
+PeerT = TypeVar("PeerT")
+
+_INTERNAL_ERROR: Final = "internal error"
+
+
+def _internal_error() -> CallError:
+    return CallError(ErrorCode.INTERNAL_ERROR, _INTERNAL_ERROR)
+
+
+@attrs.define
+class SessionCounts:
+    """The counters a session keeps (an owner may subclass it to add its own, and hand the
+    same object to the session of every connection to count across them)."""
+
+    calls_received: int = 0
+    #: CALLs answered without the handler: refused, malformed, or beyond the queue
+    calls_refused: int = 0
+    #: CALLs the handler answered (CALLRESULT or a chosen CALLERROR)
+    calls_handled: int = 0
+    handler_errors: int = 0
+    calls_sent: int = 0
+    calls_answered: int = 0
+    calls_timed_out: int = 0
+    #: our CALLs answered with a CALLERROR or a broken answer
+    calls_failed: int = 0
+    #: our CALLs that raised, for whatever reason (after being sent)
+    call_errors: int = 0
+
+
+class SessionHooks(Protocol):
+    """What a side plugs into :class:`RpcSession` (each method is called by the session)."""
+
+    @property
+    def must_answer(self) -> Container[str]:
+        """Actions whose handler failure is answered by :meth:`default_answer` if it can."""
+
+    def screen_call(
+        self, event: IncomingCall, now: float
+    ) -> tuple[Response | None, CallError | None] | None:
+        """In the reader, before a CALL is queued: ``None`` queues it for the handler; a pair
+        ``(response, error)`` is the answer the reader sends at once instead."""
+
+    def screen_send(self, event: IncomingSend) -> bool:
+        """In the reader: whether a SEND is queued for :meth:`handle_send` (else dropped)."""
+
+    async def handle_send(self, event: IncomingSend) -> None:
+        """In the handler runner: run the SEND's handler (exceptions are the hook's)."""
+
+    async def default_answer(self, request: Request[Any]) -> Response | None:
+        """The side's built-in answer when the router has none (``None``: not supported)."""
+
+    def unsupported(self, event: IncomingCall) -> CallError:
+        """The error for a CALL nobody answers (usually ``NotSupported``)."""
+
+    async def before_answer(
+        self, event: IncomingCall, response: Response | None, handled: bool
+    ) -> None:
+        """Between encoding an answer and sending it (``handled``: the handler runner's, not
+        the reader's); raising ``ConnectionLostError`` sends nothing and ends the session."""
+
+    async def after_answer(
+        self,
+        event: IncomingCall,
+        response: Response | None,
+        error: CallError | None,
+        started: float,
+        handled: bool,
+    ) -> None:
+        """Once the answer is sent."""
+
+    def check_call(self, request: Request[Any]) -> object:
+        """Inside the call lock, before our CALL is sent: raise to refuse it; the return value
+        (a ticket) is handed back to :meth:`reply_received` and :meth:`call_answered`."""
+
+    async def reply_received(self, ticket: object, event: CallCompleted) -> None:
+        """In the reader, before the caller wakes: the peer answered our CALL."""
+
+    def call_answered(self, ticket: object, response: Response) -> None:
+        """In the reader, right after :meth:`reply_received`, if the caller still waits."""
+
+    def call_done(
+        self,
+        message_id: str,
+        request: Request[Any],
+        response: Response | None,
+        error: OCPPError | None,
+        started: float,
+    ) -> None:
+        """In the caller, once our CALL is over (answered, failed, timed out)."""
+
+    def idle(self, seconds: float) -> None:
+        """The reader saw no frame for ``seconds`` and ends the session."""
+
+
+@attrs.define(eq=False)
+class _Waiter:
+    message_id: str
+    ticket: object
+    done: trio.Event = attrs.Factory(trio.Event)
+    response: Response | None = None
+    error: OCPPError | None = None
+
+
+@attrs.frozen
+class _Work:
+    call: IncomingCall | IncomingSend
+    received: float
+
+
+class RpcSession(Generic[PeerT]):
+    """One connection's RPC engine (see the module docs).
+
+    Args:
+        peer: what handlers receive as their first argument (the Station, the ChargePoint).
+        transport: the connection (the owner closes it).
+        rpc: the connection's sans-IO RPC state.
+        router: the handlers.
+        hooks: the side's rules.
+        counts: where the counters go.
+        who: how logs and errors name our end (``"station 'CS1'"``).
+        peer_name: how errors name the other end (``"the CSMS"``).
+        call_timeout: the default timeout of :meth:`call`.
+        queue_size: CALLs that may wait for the handler runner.
+        idle_timeout: seconds without a frame after which the reader ends (``None``: never).
+        logger: where to log.
+    """
+
+    def __init__(
+        self,
+        peer: PeerT,
+        transport: Transport,
+        rpc: RpcConnection,
+        router: RouterBase[PeerT],
+        hooks: SessionHooks,
+        counts: SessionCounts,
+        *,
+        who: str,
+        peer_name: str,
+        call_timeout: float,
+        queue_size: int,
+        idle_timeout: float | None = None,
+        logger: logging.Logger,
+    ) -> None:
+        self.peer = peer
+        self.transport: Final = transport
+        self.rpc: Final = rpc
+        self.router = router
+        self.hooks: Final = hooks
+        self.counts: Final = counts
+        self.who = who
+        self.peer_name = peer_name
+        self.call_timeout = call_timeout
+        self.queue_size = queue_size
+        self.idle_timeout = idle_timeout
+        self.log = logger
+        #: whether :meth:`call` may send (set by the owner; :meth:`disconnect` clears it)
+        self.connected = False
+        #: trio time and UTC time of the last frame received
+        self.last_seen: float | None = None
+        self.last_seen_at: datetime.datetime | None = None
+        self._call_lock: trio.Lock | None = None  # made by the first call(): idle is small
+        self._waiter: _Waiter | None = None
+        self._nursery: trio.Nursery | None = None
+        self._in_handler = False
+        self._deferred: list[Callable[[], None]] = []
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self, start: Callable[[trio.Nursery], Awaitable[None]]) -> None:
+        """Serve the connection until the peer closes it, :meth:`cancel` is called, or the
+        reader ends (idle timeout).
+
+        ``await start(nursery)`` runs first, in the session's nursery, to start the owner's
+        own tasks there (and report that the session runs).
+        Waits for: the connection to end.  Cancellation: ends the session.  Closes: the
+        session's channel and tasks, not the transport.
+        """
+        send, receive = trio.open_memory_channel[_Work](self.queue_size)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                nursery.start_soon(self._run_handlers, receive)
+                await start(nursery)
+                async with send:
+                    await self._read_loop(send)
+                nursery.cancel_scope.cancel()
+            finally:
+                self._nursery = None
+
+    def cancel(self) -> None:
+        """End the session (its nursery is cancelled); no effect when it is not running."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    @property
+    def nursery(self) -> trio.Nursery | None:
+        """The session's nursery while it runs."""
+        return self._nursery
+
+    def disconnect(self, why: str) -> None:
+        """No more calls: the waiting :meth:`call` (if any) fails with
+        ``ConnectionLostError(why)``."""
+        self.connected = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done.is_set():
+            waiter.error = ConnectionLostError(why)
+            waiter.done.set()
+
+    def defer(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the answer of the handler now running has been sent (at once
+        when no handler runs)."""
+        if self._in_handler:
+            self._deferred.append(action)
+        else:
+            action()
+
+    # -- the reader ----------------------------------------------------------------------
+
+    async def _read_loop(self, calls: trio.MemorySendChannel[_Work]) -> None:
+        idle_timeout = self.idle_timeout
+        get_message = self.transport.get_message
+        try:
+            while True:
+                if not idle_timeout:
+                    data = await get_message()
+                else:
+                    with trio.CancelScope(deadline=trio.current_time() + idle_timeout) as idle:
+                        data = await get_message()
+                    if idle.cancelled_caught:
+                        self.log.warning("%s: no frame for %s s; closing", self.who, idle_timeout)
+                        self.hooks.idle(idle_timeout)
+                        return
+                self.last_seen = trio.current_time()
+                self.last_seen_at = datetime.datetime.now(datetime.UTC)
+                # in a function of its own: an idle session keeps nothing of its last frame
+                await self._on_frame(data, calls)
+                del data
+        except ConnectionLostError:
+            return
+
+    async def _on_frame(self, data: str | bytes, calls: trio.MemorySendChannel[_Work]) -> None:
+        received = self.rpc.receive(data)
+        for text in received.outgoing:
+            await self.transport.send_message(text)
+        for event in received.events:
+            if isinstance(event, IncomingCall):
+                await self._on_call(event, calls)
+            elif isinstance(event, CallCompleted | CallFailed):
+                await self._on_reply(event)
+            elif isinstance(event, IncomingSend):
+                self._on_send(event, calls)
+            else:
+                self._log_event(event)
+
+    def _log_event(self, event: CallRejected | CallResultErrorReceived | Dropped) -> None:
+        log, who = self.log, self.who
+        if isinstance(event, CallRejected):  # the RPC core answered it already
+            self.counts.calls_refused += 1
+            code = event.error.code.wire(self.rpc.version)
+            log.warning("%s: CALL %s answered %s: %s", who, event.action, code, event.error)
+        elif isinstance(event, CallResultErrorReceived):
+            log.warning("%s: our answer to %s was refused: %s", who, event.action, event)
+        else:
+            log.info("%s: dropped a frame: %s", who, event.reason)
+
+    async def _on_call(self, event: IncomingCall, calls: trio.MemorySendChannel[_Work]) -> None:
+        self.counts.calls_received += 1
+        now = trio.current_time()
+        answer = self.hooks.screen_call(event, now)
+        if answer is not None:
+            await self.reply(event, answer[0], answer[1], now)
+            return
+        try:
+            calls.send_nowait(_Work(event, now))
+        except trio.WouldBlock:
+            self.counts.calls_refused += 1
+            self.log.warning(
+                "%s: %s while %d CALLs await their answers; answered GenericError",
+                self.who,
+                event.action,
+                self.queue_size,
+            )
+            busy = CallError(
+                ErrorCode.GENERIC_ERROR, "too many CALLs awaiting an answer; send one at a time"
+            )
+            await self.reply(event, None, busy, now)
+
+    def _on_send(self, event: IncomingSend, calls: trio.MemorySendChannel[_Work]) -> None:
+        if not self.hooks.screen_send(event):
+            return
+        try:
+            calls.send_nowait(_Work(event, trio.current_time()))
+        except trio.WouldBlock:
+            self.log.warning("%s: SEND %s dropped: handler queue full", self.who, event.action)
+
+    async def _on_reply(self, event: CallCompleted | CallFailed) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.message_id != event.message_id or waiter.done.is_set():
+            self.log.info("%s: reply to %s with nobody waiting", self.who, event.action)
+            return
+        if isinstance(event, CallCompleted):
+            # before the caller wakes: helpers may wait for the effects, and a triggered
+            # message is never seen before its trigger's answer
+            await self.hooks.reply_received(waiter.ticket, event)
+            if self._waiter is not waiter or waiter.done.is_set():
+                return  # abandoned meanwhile
+            self.hooks.call_answered(waiter.ticket, event.response)
+            waiter.response = event.response
+        else:
+            waiter.error = event.error
+        waiter.done.set()
+
+    # -- answering -----------------------------------------------------------------------
+
+    def _encode_answer(
+        self, event: IncomingCall, response: Response | None, error: CallError | None
+    ) -> tuple[str, Response | None, CallError | None]:
+        """The frame answering ``event``: ``response``, else ``error``; our invalid response
+        becomes ``InternalError`` (our bug, logged), an error code the version cannot send
+        ``GenericError``."""
+        rpc = self.rpc
+        if response is not None:
+            try:
+                return rpc.answer(event.message_id, response), response, None
+            except Exception:  # invalid (LocalProtocolError) or unencodable: a bug of ours
+                self.counts.handler_errors += 1
+                self.log.exception(
+                    "%s: BUG (ours): the answer to %s is invalid and was not sent; "
+                    "InternalError sent instead",
+                    self.who,
+                    event.action,
+                )
+                error = _internal_error()
+        if error is None:  # pragma: no cover - callers pass one of the two
+            error = _internal_error()
+        try:
+            text = rpc.answer_error(event.message_id, error.code, error.description, error.details)
+        except LocalProtocolError:
+            self.log.exception("%s: cannot send %s; GenericError instead", self.who, error)
+            error = CallError(ErrorCode.GENERIC_ERROR, error.description[:255])
+            text = rpc.answer_error(event.message_id, ErrorCode.GENERIC_ERROR, error.description)
+        return text, None, error
+
+    async def reply(
+        self,
+        event: IncomingCall,
+        response: Response | None,
+        error: CallError | None,
+        started: float,
+        *,
+        handled: bool = False,
+    ) -> None:
+        """Answer the peer's CALL (``response``, else ``error``) with the hooks around it."""
+        text, response, error = self._encode_answer(event, response, error)
+        await self.hooks.before_answer(event, response, handled)
+        await self.transport.send_message(text)
+        await self.hooks.after_answer(event, response, error, started, handled)
+
+    # -- the handler runner --------------------------------------------------------------
+
+    async def _run_handlers(self, receive: trio.MemoryReceiveChannel[_Work]) -> None:
+        async with receive:
+            async for work in receive:
+                try:
+                    if isinstance(work.call, IncomingSend):
+                        await self.hooks.handle_send(work.call)
+                    else:
+                        await self._handle_call(work.call, work.received)
+                except ConnectionLostError:
+                    # we can no longer answer; end the session rather than let the reader
+                    # queue CALLs nobody will take
+                    self.cancel()
+                    return
+                finally:
+                    if self._deferred:
+                        deferred, self._deferred = self._deferred, []
+                        for action in deferred:
+                            action()
+                del work  # an idle session keeps nothing of its last CALL
+
+    async def _handle_call(self, event: IncomingCall, received: float) -> None:
+        request = event.request
+        handler = self.router.handler_for(type(request))
+        response: Response | None = None
+        error: CallError | None = None
+        self._in_handler = True
+        try:
+            result = await self._invoke(event, handler)
+            expected = type(request).RESPONSE
+            if isinstance(result, expected):
+                response = result
+                self.counts.calls_handled += 1
+            else:
+                self.counts.handler_errors += 1
+                self.log.error(
+                    "%s: handler %s returned %s for %s, not a %s; answered InternalError",
+                    self.who,
+                    _name_of(handler),
+                    type(result).__name__,
+                    event.action,
+                    expected.__name__,
+                )
+                error = _internal_error()
+        except CallError as exc:
+            self.counts.calls_handled += 1
+            error = exc
+        except Exception:
+            self.counts.handler_errors += 1
+            rescue = event.action in self.hooks.must_answer
+            self.log.exception(
+                "%s: handler %s raised on %s; answered %s",
+                self.who,
+                _name_of(handler),
+                event.action,
+                "by default" if rescue else "InternalError",
+            )
+            error = _internal_error()
+            if rescue:
+                response = await self.hooks.default_answer(request)
+        finally:
+            self._in_handler = False
+        await self.reply(event, response, error, received, handled=True)
+
+    async def _invoke(self, event: IncomingCall, handler: AnyHandler[PeerT] | None) -> object:
+        """Run the handler, else the side's default answer; nothing raises ``unsupported``."""
+        request = event.request
+        if handler is not None:
+            try:
+                return await handler(self.peer, request)
+            except CallError as exc:
+                # a fallback declining with NotSupported leaves the CALL to the defaults
+                if exc.code is not ErrorCode.NOT_SUPPORTED or self.router.has_handler(
+                    type(request)
+                ):
+                    raise
+                answer = await self.hooks.default_answer(request)
+                if answer is None:
+                    raise
+                return answer
+        answer = await self.hooks.default_answer(request)
+        if answer is not None:
+            return answer
+        raise self.hooks.unsupported(event)
+
+    # -- our CALLs -----------------------------------------------------------------------
+
+    def ensure_connected(self, action: str) -> None:
+        """Raise ``ConnectionLostError`` unless :meth:`call` may send now."""
+        if not self.connected:
+            raise ConnectionLostError(f"{self.who} is not connected ({action})")
+
+    async def call(self, request: Request[R], *, call_timeout: float | None = None) -> R:
+        """Send ``request`` as a CALL and return the peer's response (see the module docs).
+
+        Waits for: the turn (not bounded by the timeout), then the answer, for
+        ``call_timeout`` seconds (default: the session's).  Cancellation: safe at any point;
+        the slot is freed and a late reply dropped.  Closes: nothing.
+
+        Raises:
+            CallError: the peer answered with a CALLERROR.
+            CallTimeoutError: no answer within the timeout (also a ``trio.TooSlowError``).
+            ConnectionLostError: not connected, or the connection dropped before the answer.
+            RemoteProtocolError: the answer was broken or failed its schema.
+            LocalProtocolError: the request is invalid, of another version, or one our side
+                may not send (nothing was sent).
+            Exception: what :meth:`SessionHooks.check_call` raises (nothing was sent).
+        """
+        action = request.ACTION
+        self.ensure_connected(action)
+        if self._call_lock is None:
+            self._call_lock = trio.Lock()
+        counts = self.counts
+        async with self._call_lock:
+            self.ensure_connected(action)
+            ticket = self.hooks.check_call(request)
+            message_id, text = self.rpc.start_call(request)
+            waiter = _Waiter(message_id, ticket)
+            self._waiter = waiter
+            counts.calls_sent += 1
+            started = trio.current_time()
+            limit = self.call_timeout if call_timeout is None else call_timeout
+            try:
+                with trio.fail_after(limit):
+                    await self.transport.send_message(text)
+                    await waiter.done.wait()
+            except trio.TooSlowError:
+                counts.calls_timed_out += 1
+                waiter.error = CallTimeoutError(
+                    f"{self.peer_name} did not answer {action} within {limit} s"
+                )
+            except ConnectionLostError as exc:
+                waiter.error = waiter.error or exc
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+                self.rpc.abandon_call(message_id)
+            self.hooks.call_done(message_id, request, waiter.response, waiter.error, started)
+        if waiter.error is not None:
+            counts.call_errors += 1
+            if isinstance(waiter.error, CallError | RemoteProtocolError):
+                counts.calls_failed += 1
+            raise waiter.error
+        counts.calls_answered += 1
+        return cast(R, waiter.response)
+
+    async def send(self, message: Send) -> None:
+        """Send a 2.1 SEND message (never answered; not subject to the one-CALL slot).
+
+        Waits for: the frame to be written.  Cancellation: safe (the frame goes out whole or
+        not at all).  Closes: nothing.
+
+        Raises:
+            ConnectionLostError: not connected.
+            LocalProtocolError: not a SEND message of this version our side may send.
+        """
+        self.ensure_connected(message.ACTION)
+        await self.transport.send_message(self.rpc.send(message))
+
+
+def _name_of(handler: object) -> str:
+    """How the logs name a handler (computed only when something is logged)."""
+    return handler_name(handler) if handler is not None else "(none)"
