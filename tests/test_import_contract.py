@@ -11,9 +11,11 @@ Layers, lowest first (a module may import its own layer and the ones below it):
     cli                            the command line
     testing                        public helpers for the tests of applications
 
-Two checks: a static one over every ``import`` statement of every module (type-checking-only
-imports included, since they are dependencies too), and a run-time one that imports the sans-IO
-layers in a fresh interpreter and looks at ``sys.modules``.
+Three checks: a static one over every ``import`` statement of every module (type-checking-only
+imports included, since they are dependencies too); one that no ``if TYPE_CHECKING:`` import
+closes a cycle (a module that imports another only for its types, while that one imports it
+back, is a knot a Protocol or a generic should untie); and a run-time one that imports the
+sans-IO layers in a fresh interpreter and looks at ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -155,6 +157,94 @@ def _violations() -> list[str]:
             elif top in RESTRICTED and layer not in RESTRICTED[top]:
                 problems.append(f"{where}: {layer} may not import {top}")
     return problems
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _type_checking_lines(path: pathlib.Path) -> set[int]:
+    """The lines of the import statements under ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            for inner in node.body:
+                for sub in ast.walk(inner):
+                    if isinstance(sub, ast.Import | ast.ImportFrom):
+                        lines.add(sub.lineno)
+    return lines
+
+
+def _module_of(imported: str, known: set[str]) -> str | None:
+    """The package module an import names (``a.b.C`` -> ``a.b``), or ``None`` when outside."""
+    while imported and imported not in known:
+        imported = imported.rpartition(".")[0]
+    return imported or None
+
+
+def _import_graph() -> tuple[dict[str, set[str]], list[tuple[str, int, str]]]:
+    """The package's run-time import graph, and its type-checking-only imports."""
+    modules = _modules()
+    known = {name for name, _ in modules}
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    typing_only: list[tuple[str, int, str]] = []
+    for module, path in modules:
+        checking = _type_checking_lines(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {
+            (node.lineno, f"{node.module}.{alias.name}")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level
+            for alias in node.names
+        }
+        for line, imported in [*_imports(path, module), *names]:
+            target = _module_of(imported, known)
+            if target is None or target == module:
+                continue
+            if line in checking:
+                typing_only.append((module, line, target))
+            else:
+                graph[module].add(target)
+    return graph, typing_only
+
+
+def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node == goal:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return False
+
+
+def _type_checking_knots() -> list[str]:
+    graph, typing_only = _import_graph()
+    return sorted(
+        {
+            f"{module}:{line}: imports {target} for types only, and {target} imports it back"
+            for module, line, target in typing_only
+            if _reaches(graph, target, module)
+        }
+    )
+
+
+def test_no_type_checking_import_closes_a_cycle() -> None:
+    assert _type_checking_knots() == []
+
+
+def test_the_knot_checker_sees_a_knot() -> None:
+    """Not vacuous: the graph has the real edges, and a typing-only edge back is a knot."""
+    graph, _ = _import_graph()
+    assert _reaches(graph, "ocpp_trio.runtime.station", "ocpp_trio.runtime.events")
+    assert not _reaches(graph, "ocpp_trio.runtime.events", "ocpp_trio.runtime.station")
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import x\n"
+    assert _is_type_checking(ast.parse(source).body[1].test)  # type: ignore[attr-defined]
 
 
 def test_every_layer_is_known() -> None:
