@@ -7,75 +7,25 @@ The CSMS runs in-process without a socket; the charge points reach it over memor
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-import attrs
 import h11
 import trio
-from test_client import Link
+from helpers.admin import http, read_answer
+from helpers.client import charge_point
 
 from ocpp_trio import CSMS, Version, open_csms
 from ocpp_trio.cli.main import default_router
 from ocpp_trio.client.charge_point import ChargePoint
-from ocpp_trio.client.config import ChargePointConfig, RetryBackOff
 from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
 from ocpp_trio.messages import v1_6, v2_0_1
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 TIMEOUT = 10
-
-
-@attrs.frozen
-class Answer:
-    status: int
-    body: Any
-    headers: dict[str, str]
-
-
-async def http(
-    port: int,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    raw: bytes | None = None,
-    headers: list[tuple[str, str]] | None = None,
-) -> Answer:
-    """One request over a fresh connection (the API closes it after answering)."""
-    conn = h11.Connection(h11.CLIENT)
-    data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
-    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        request_headers = [("Host", "admin"), ("Content-Length", str(len(data)))]
-        await stream.send_all(
-            conn.send(
-                h11.Request(method=method, target=path, headers=request_headers + (headers or []))
-            )
-            + (conn.send(h11.Data(data=data)) or b"")
-            + (conn.send(h11.EndOfMessage()) or b"")
-        )
-        return await read_answer(stream, conn)
-
-
-async def read_answer(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
-    response: h11.Response | None = None
-    content = b""
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(65536))
-        elif isinstance(event, h11.Response):
-            response = event
-        elif isinstance(event, h11.Data):
-            content += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            assert response is not None
-            found = {k.decode(): v.decode() for k, v in response.headers}
-            return Answer(response.status_code, json.loads(content), found)
 
 
 @asynccontextmanager
@@ -92,28 +42,6 @@ async def admin_api(
         assert info.addresses[0][0] == "127.0.0.1"
         yield csms, nursery, info.port
         nursery.cancel_scope.cancel()
-
-
-async def charge_point(
-    csms: CSMS,
-    nursery: trio.Nursery,
-    identity: str,
-    version: Version = Version.V201,
-    router: ChargePointRouter | None = None,
-) -> tuple[ChargePoint, Link]:
-    link = Link(csms, nursery, identity)
-    cp = ChargePoint(
-        identity,
-        link.connect,
-        versions=(version,),
-        router=router,
-        config=ChargePointConfig(
-            retry_back_off=RetryBackOff(wait_minimum=0.05, random_range=0.0, repeat_times=1)
-        ),
-    )
-    await nursery.start(cp.run)
-    await cp.wait_accepted()
-    return cp, link
 
 
 def station_router() -> ChargePointRouter:

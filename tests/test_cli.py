@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.station import FakeStation, boot_request, error_of, running_station
 from interop.harness import ROOT, RunningProcess, run_process, run_station
-from test_station_helpers import FakeStation, boot_request, error_of, running_station
 
 from ocpp_trio import CallError, ErrorCode, Exchange, Version
 from ocpp_trio.cli.main import ExchangeLogger, _config, build_parser, default_router, summarize
@@ -143,12 +143,12 @@ async def test_exchange_logger_one_line_each(caplog: pytest.LogCaptureFixture) -
 
 
 async def booted(fake: FakeStation) -> None:
-    response = await fake.call(boot_request(fake.version))
+    response = await fake.exchange(boot_request(fake.version))
     assert str(getattr(response, "status", None)) == "Accepted", response
 
 
 async def call_json(fake: FakeStation, action: str, payload: dict[str, Any]) -> Any:
-    return await fake.call(decode_request(fake.version, action, payload))  # type: ignore[arg-type]
+    return await fake.exchange(decode_request(fake.version, action, payload))  # type: ignore[arg-type]
 
 
 NOW = "2024-01-01T00:00:00Z"
@@ -157,7 +157,7 @@ NOW = "2024-01-01T00:00:00Z"
 async def test_default_router_16(autojump_clock: Any) -> None:
     router = default_router(interval=60)
     async with running_station(router, Version.V16) as (_station, fake):
-        boot = await fake.call(boot_request(Version.V16))
+        boot = await fake.exchange(boot_request(Version.V16))
         assert isinstance(boot, v1_6.BootNotificationResponse)
         assert boot.interval == 60
         assert boot.status is v1_6.RegistrationStatus.ACCEPTED

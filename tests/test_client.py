@@ -19,6 +19,7 @@ import attrs
 import pytest
 import trio
 import trustme
+from helpers.client import Link
 
 from ocpp_trio import (
     CSMS,
@@ -40,9 +41,9 @@ from ocpp_trio.client.charge_point import ChargePoint
 from ocpp_trio.client.config import BootInfo, ChargePointConfig, ChargePointState, RetryBackOff
 from ocpp_trio.client.entry import open_charge_point, serve_charge_point, start_charge_point
 from ocpp_trio.client.handlers import ChargePointRouter
-from ocpp_trio.errors import ChargePointError, ConnectFailedError
+from ocpp_trio.errors import ChargePointError
 from ocpp_trio.messages import Direction, Request, decode_request, v1_6, v2_0_1
-from ocpp_trio.transport.base import ConnectionInfo, Transport, memory_transport_pair
+from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.connect import basic_auth_header, station_url, websocket_connector
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
@@ -55,38 +56,6 @@ FAST = ChargePointConfig(
 
 
 # -- a CSMS reached over memory pairs -------------------------------------------------------------
-
-
-@attrs.define
-class Link:
-    """The charge point's way to the CSMS: memory pairs, and a switch to make it unreachable."""
-
-    csms: CSMS
-    nursery: trio.Nursery
-    identity: str
-    up: bool = True
-    attempts: list[float] = attrs.Factory(list)
-
-    @asynccontextmanager
-    async def connect(self, versions: Sequence[Version]) -> AsyncIterator[Transport]:
-        self.attempts.append(trio.current_time())
-        if not self.up:
-            await trio.lowlevel.checkpoint()
-            raise ConnectFailedError("the CSMS is unreachable")
-        version = versions[0]
-        info = ConnectionInfo(subprotocol=version.subprotocol)
-        ours, theirs = memory_transport_pair(info_a=info, info_b=info)
-        self.nursery.start_soon(self.csms.serve_station, theirs, self.identity, version)
-        try:
-            yield ours
-        finally:
-            await ours.aclose()
-
-    async def drop(self) -> None:
-        """The CSMS closes the connection (the charge point sees the peer close)."""
-        station = self.csms.get_station(self.identity)
-        assert station is not None
-        await station.aclose()
 
 
 class Recorder:

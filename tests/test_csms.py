@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 import trio_websocket
-from test_station_helpers import FakeStation, boot_request, boot_router, heartbeat
+from helpers.station import FakeStation, boot_request, boot_router, heartbeat
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig, DuplicatePolicy, open_csms, serve_csms, start_csms
@@ -42,7 +42,7 @@ async def connect(
 
 
 async def boot(fake: FakeStation, expected: str = "Accepted") -> None:
-    response = await fake.call(boot_request(fake.version))
+    response = await fake.exchange(boot_request(fake.version))
     assert str(getattr(response, "status", None)) == expected, response
 
 
@@ -104,7 +104,7 @@ async def test_reconnect_resumes_accepted_station(autojump_clock: Any) -> None:
             assert station is not None
             assert station.state is StationState.RESUMED
             # no BootNotification needed: the station is served as accepted at once
-            assert isinstance(await fake.call(heartbeat(V201)), v2_0_1.HeartbeatResponse)
+            assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
             got = [await events.receive() for _ in range(6)]
         assert kinds(got)[-2:] == [("Connected", True), ("Accepted", True)]
         nursery.cancel_scope.cancel()

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 import trio.lowlevel
-from test_station_helpers import FakeStation, boot_request, boot_router
+from helpers.station import FakeStation, boot_request, boot_router
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS
@@ -32,8 +32,8 @@ from ocpp_trio.domain.device_model import (
 )
 from ocpp_trio.domain.events import DeviceModelUpdated, MachineEvent, RebootRequired
 from ocpp_trio.domain.snapshot import StationSnapshot
+from ocpp_trio.errors import CallError
 from ocpp_trio.messages import v1_6, v2_0_1
-from ocpp_trio.protocol.rpc import CallFailed
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.station import Station
 from ocpp_trio.transport.base import memory_transport_pair
@@ -196,7 +196,7 @@ async def connect(
     ours, theirs = memory_transport_pair()
     station: Station = await nursery.start(partial(csms.serve_station, ours, "CS1", version))
     fake = FakeStation(theirs, version)
-    assert not isinstance(await fake.call(boot_request(version)), CallFailed)
+    assert not isinstance(await fake.exchange(boot_request(version)), CallError)
     return station, fake
 
 
@@ -353,7 +353,7 @@ async def test_updated_from_a_report_and_snapshot_restore(autojump_clock: Any) -
                 seq_no=0,
                 report_data=(data,),
             )
-            await fake.call(part)
+            await fake.exchange(part)
 
         nursery.start_soon(station_side)
         await station.get_base_report()

@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 import trio.lowlevel
-from test_station_helpers import FakeStation, boot_request, boot_router, running_station
+from helpers.station import FakeStation, boot_request, boot_router, running_station
 
 from ocpp_trio import Version
 from ocpp_trio.domain.events import (
@@ -35,8 +35,8 @@ from ocpp_trio.domain.evse import (
     StatusReport,
     apply_evse,
 )
+from ocpp_trio.errors import CallError
 from ocpp_trio.messages import v1_6, v2_0_1
-from ocpp_trio.protocol.rpc import CallFailed
 from ocpp_trio.runtime.station import Station
 
 m = v2_0_1
@@ -146,7 +146,7 @@ async def collecting(station: Station) -> AsyncIterator[list[MachineEvent]]:
 
 
 async def boot(fake: FakeStation) -> None:
-    assert not isinstance(await fake.call(boot_request(fake.version)), CallFailed)
+    assert not isinstance(await fake.exchange(boot_request(fake.version)), CallError)
 
 
 def status_201(
@@ -176,10 +176,10 @@ async def test_statuses_availability_and_reservations_201(autojump_clock: Any) -
     async with running_station(boot_router()) as (station, fake):
         async with collecting(station) as seen:
             await boot(fake)
-            await fake.call(status_201(1, 1, "Available", minutes(1)))
-            await fake.call(status_201(2, 1, "Available", minutes(1)))
-            await fake.call(status_201(1, 1, "Occupied", minutes(3)))
-            await fake.call(status_201(1, 1, "Faulted", minutes(2)))  # late and older: ignored
+            await fake.exchange(status_201(1, 1, "Available", minutes(1)))
+            await fake.exchange(status_201(2, 1, "Available", minutes(1)))
+            await fake.exchange(status_201(1, 1, "Occupied", minutes(3)))
+            await fake.exchange(status_201(1, 1, "Faulted", minutes(2)))  # late and older: ignored
             await station.settle()
             assert station.machines.connector_status(1) == "Occupied"
             assert station.machines.connector_status(2) == "Available"
@@ -224,13 +224,13 @@ async def test_statuses_availability_and_reservations_201(autojump_clock: Any) -
                 m.CancelReservationRequest(reservation_id=10),
                 m.CancelReservationResponse(status=m.CancelReservationStatusEnumType.ACCEPTED),
             )
-            await fake.call(
+            await fake.exchange(
                 m.ReservationStatusUpdateRequest(
                     reservation_id=11,
                     reservation_update_status=m.ReservationUpdateStatusEnumType.EXPIRED,
                 )
             )
-            await fake.call(
+            await fake.exchange(
                 m.TransactionEventRequest(
                     event_type=m.TransactionEventEnumType.STARTED,
                     timestamp=minutes(5),
@@ -251,7 +251,7 @@ async def test_statuses_availability_and_reservations_201(autojump_clock: Any) -
             assert station.machines.find_reservation(12).transaction_id == "TX"  # type: ignore[union-attr]
 
             # 2.1 prefers NotifyEvent(Connector.AvailabilityState)
-            await fake.call(
+            await fake.exchange(
                 m.NotifyEventRequest(
                     generated_at=minutes(6),
                     seq_no=0,
@@ -298,7 +298,7 @@ async def test_16_connectors_are_evses(autojump_clock: Any) -> None:
     async with running_station(boot_router(), V16) as (station, fake):
         await boot(fake)
         for connector, status in ((0, "Available"), (1, "Preparing"), (2, "Faulted")):
-            await fake.call(
+            await fake.exchange(
                 v1_6.StatusNotificationRequest(
                     connector_id=connector,
                     error_code=v1_6.ChargePointErrorCode.GROUND_FAILURE
@@ -334,12 +334,12 @@ async def test_16_connectors_are_evses(autojump_clock: Any) -> None:
 async def test_notifications_are_published(autojump_clock: Any) -> None:
     async with running_station(boot_router()) as (station, fake), collecting(station) as seen:
         await boot(fake)
-        await fake.call(
+        await fake.exchange(
             m.SecurityEventNotificationRequest(type="FirmwareUpdated", timestamp=T0, tech_info="v2")
         )
         status = m.FirmwareStatusEnumType.INSTALLED
-        await fake.call(m.FirmwareStatusNotificationRequest(status=status, request_id=4))
-        await fake.call(
+        await fake.exchange(m.FirmwareStatusNotificationRequest(status=status, request_id=4))
+        await fake.exchange(
             m.LogStatusNotificationRequest(status=m.UploadLogStatusEnumType.UPLOADED, request_id=5)
         )
     security = [e for e in seen if isinstance(e, SecurityEvent)]
@@ -355,8 +355,8 @@ async def test_notifications_are_published(autojump_clock: Any) -> None:
 async def test_removed_evse_task_ends(autojump_clock: Any) -> None:
     async with running_station(boot_router()) as (station, fake):
         await boot(fake)
-        await fake.call(status_201(1, 1, "Available", T0))
-        await fake.call(status_201(2, 1, "Available", T0))
+        await fake.exchange(status_201(1, 1, "Available", T0))
+        await fake.exchange(status_201(2, 1, "Available", T0))
         await station.settle()
         # EVSEs 1 and 2 have tasks; EVSE 0 is known (the boot says it exists) but nothing
         # changed it, so it needs none
@@ -367,7 +367,7 @@ async def test_removed_evse_task_ends(autojump_clock: Any) -> None:
         assert station.statistics().machines.evse_tasks == 1  # type: ignore[union-attr]
         assert sorted(station.evses) == [0, 1]
         # reported again: a new task
-        await fake.call(status_201(2, 1, "Occupied", minutes(1)))
+        await fake.exchange(status_201(2, 1, "Occupied", minutes(1)))
         await station.settle()
         assert station.statistics().machines.evse_tasks == 2  # type: ignore[union-attr]
     assert station.statistics().machines.evse_tasks == 0  # type: ignore[union-attr]
@@ -379,7 +379,7 @@ async def test_an_evse_task_starts_with_the_first_change(autojump_clock: Any) ->
         await station.settle()
         assert station.statistics().machines.evse_tasks == 0  # type: ignore[union-attr]
         assert station.evses[0] == Evse(evse_id=0)
-        await fake.call(status_201(3, 1, "Unavailable", T0))
+        await fake.exchange(status_201(3, 1, "Unavailable", T0))
         await station.settle()
         assert station.statistics().machines.evse_tasks == 1  # type: ignore[union-attr]
         assert station.machines.connector_status(3, 1) == "Unavailable"
@@ -390,7 +390,7 @@ async def test_slow_subscriber_is_dropped_and_counted(autojump_clock: Any) -> No
         await boot(fake)
         async with station.machines.subscribe(ConnectorStatusChanged, buffer=2) as events:
             for minute in range(5):
-                await fake.call(
+                await fake.exchange(
                     status_201(1, 1, "Available" if minute % 2 else "Occupied", minutes(minute))
                 )
             await station.settle()

@@ -25,10 +25,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from helpers.station import FakeStation, boot_request
+from helpers.websocket import ws_station
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_security_tls import ws_station
-from test_station_helpers import FakeStation, boot_request
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Message, Request
@@ -107,7 +107,7 @@ class Bench:
     async def good_ok(self) -> None:
         """The well-behaved station completes a CALL promptly."""
         with trio.fail_after(3):
-            response = await self.good.call(v2_0_1.HeartbeatRequest())
+            response = await self.good.exchange(v2_0_1.HeartbeatRequest())
         assert isinstance(response, v2_0_1.HeartbeatResponse), response
         self.good_calls += 1
 
@@ -139,7 +139,7 @@ async def bench(
         port = csms.server_info.port
         async with ws_station(port, "/GOOD", headers=good_headers or []) as ws:
             good = FakeStation(WebSocketTransport(ws), V201)  # type: ignore[arg-type]
-            await good.call(boot_request(V201))
+            await good.exchange(boot_request(V201))
             b = Bench(csms, port, good)
             await b.good_ok()
             yield b

@@ -9,7 +9,7 @@ import pytest
 import ocpp_trio
 import ocpp_trio.messages
 
-PUBLIC_MODULES = ["ocpp_trio", "ocpp_trio.messages", "ocpp_trio.errors"]
+PUBLIC_MODULES = ["ocpp_trio", "ocpp_trio.messages", "ocpp_trio.errors", "ocpp_trio.testing"]
 SNAPSHOTS = pathlib.Path(__file__).parent / "snapshots"
 
 

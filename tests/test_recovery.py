@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_station_helpers import FakeStation, boot_request, boot_router, error_of, heartbeat
+from helpers.station import FakeStation, boot_request, boot_router, error_of, heartbeat
 
 from ocpp_trio import ConnectionLostError, Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig
@@ -105,7 +105,7 @@ async def boot(fake: FakeStation, reason: str = "PowerUp") -> None:
     if fake.version is not V16:
         payload = request.to_json() | {"reason": reason}
         request = decode_request(fake.version, "BootNotification", payload)  # type: ignore[assignment]
-    response = await fake.call(request)
+    response = await fake.exchange(request)
     assert getattr(response, "status", None) is not None, response
 
 
@@ -219,7 +219,7 @@ async def test_restart_resumes_an_accepted_station_without_boot(autojump_clock: 
 
     async def session(station: Station, fake: FakeStation) -> None:
         await boot(fake)
-        await fake.call(status(V201, "Occupied"))
+        await fake.exchange(status(V201, "Occupied"))
         reserve = call(
             V201,
             "ReserveNow",
@@ -228,7 +228,7 @@ async def test_restart_resumes_an_accepted_station_without_boot(autojump_clock: 
         accepted = decode_response(V201, "ReserveNow", {"status": "Accepted"})
         await call_answered(station, fake, reserve, accepted)
         for seq in range(3):
-            await fake.call(tx_event("Started" if seq == 0 else "Updated", seq, 1000.0 + seq))
+            await fake.exchange(tx_event("Started" if seq == 0 else "Updated", seq, 1000.0 + seq))
 
     await served_then_cut(disk, V201, session)
 
@@ -253,7 +253,7 @@ async def test_restart_resumes_an_accepted_station_without_boot(autojump_clock: 
         assert stats is not None
         assert stats.transaction_tasks == 1  # its task runs again
         # the transaction continues where it was
-        await fake.call(tx_event("Updated", 3, 1003.0))
+        await fake.exchange(tx_event("Updated", 3, 1003.0))
         await station.settle()
         assert station.transactions["TX1"].seq_nos == (0, 1, 2, 3)
         assert station.transactions["TX1"].missing_seq_nos == ()
@@ -265,7 +265,7 @@ async def test_restart_continues_16_transactions_and_ids(autojump_clock: Any) ->
 
     async def session(station: Station, fake: FakeStation) -> None:
         await boot(fake)
-        response = await fake.call(
+        response = await fake.exchange(
             call(
                 V16,
                 "StartTransaction",
@@ -274,7 +274,7 @@ async def test_restart_continues_16_transactions_and_ids(autojump_clock: Any) ->
         )
         started.append(int(getattr(response, "transaction_id")))  # noqa: B009
         sample = {"value": "1500", "measurand": "Energy.Active.Import.Register"}
-        await fake.call(
+        await fake.exchange(
             call(
                 V16,
                 "MeterValues",
@@ -292,7 +292,7 @@ async def test_restart_continues_16_transactions_and_ids(autojump_clock: Any) ->
     async with csms_on(disk) as (csms, nursery):
         station, fake = await connect(csms, nursery, V16)
         assert station.is_accepted
-        other = await fake.call(
+        other = await fake.exchange(
             call(
                 V16,
                 "StartTransaction",
@@ -300,7 +300,7 @@ async def test_restart_continues_16_transactions_and_ids(autojump_clock: Any) ->
             )
         )
         assert getattr(other, "transaction_id", None) == 2  # the stored counter continued
-        await fake.call(
+        await fake.exchange(
             call(
                 V16,
                 "StopTransaction",
@@ -318,12 +318,12 @@ async def test_pending_registration_resumes_pending(autojump_clock: Any) -> None
     disk = MemoryStore()
     async with csms_on(disk, boot_router("Pending", 0)) as (csms, nursery):
         _station, fake = await connect(csms, nursery)
-        response = await fake.call(boot_request(V201))
+        response = await fake.exchange(boot_request(V201))
         assert str(getattr(response, "status", "")) == "Pending"
     async with csms_on(disk) as (csms, nursery):
         station, fake = await connect(csms, nursery)
         assert station.state is StationState.PENDING
-        assert error_of(await fake.call(heartbeat(V201)))[0] == "SecurityError"
+        assert error_of(await fake.exchange(heartbeat(V201)))[0] == "SecurityError"
 
 
 async def test_seeded_state_is_stored(autojump_clock: Any) -> None:
@@ -349,7 +349,7 @@ async def test_add_station_seeds_replace_the_stored_state(autojump_clock: Any) -
     async with csms_on(disk) as (csms, nursery):
         station, fake = await connect(csms, nursery)
         await boot(fake)
-        await fake.call(tx_event("Started", 0, 1.0))
+        await fake.exchange(tx_event("Started", 0, 1.0))
     async with csms_on(disk) as (csms, nursery):
         # a device model seeded for a station the store knows: its transactions stay
         csms.add_station("CS1", device_model=DeviceModel().with_value("X", "Y", "1"))
@@ -378,7 +378,7 @@ async def test_the_journal_is_folded_into_snapshots(autojump_clock: Any) -> None
         station, fake = await connect(csms, nursery)
         await boot(fake)
         for seq in range(12):
-            await fake.call(tx_event("Started" if seq == 0 else "Updated", seq, float(seq)))
+            await fake.exchange(tx_event("Started" if seq == 0 else "Updated", seq, float(seq)))
         assert csms._writer is not None
         await csms._writer.flush()
         record = await disk.load("CS1")
@@ -430,7 +430,7 @@ async def test_a_failed_commit_closes_the_connection_unanswered(autojump_clock: 
         await boot(fake)
         store.fail = True
         with pytest.raises(ConnectionLostError):
-            await fake.call(tx_event("Started", 0, 1.0))
+            await fake.exchange(tx_event("Started", 0, 1.0))
         await station.wait_closed()
         assert fake.transport.closed is not None
         assert fake.transport.closed.code == 1011
@@ -449,8 +449,8 @@ async def test_a_boot_closes_open_transactions_until_the_station_says_otherwise(
 
     async def session(station: Station, fake: FakeStation) -> None:
         await boot(fake)
-        await fake.call(tx_event("Started", 0, 1000.0))
-        await fake.call(tx_event("Updated", 1, 1500.0))
+        await fake.exchange(tx_event("Started", 0, 1000.0))
+        await fake.exchange(tx_event("Updated", 1, 1500.0))
 
     await served_then_cut(disk, V201, session)
     ended: list[TransactionEnded] = []
@@ -464,7 +464,7 @@ async def test_a_boot_closes_open_transactions_until_the_station_says_otherwise(
         assert (tx.ended, tx.stopped_reason) == (True, "PowerLoss")
         assert [e.trigger_reason for e in tx.events].count(RECONCILED_TRIGGER) == 1
         # the station's own account of the end replaces the CSMS's
-        await fake.call(tx_event("Ended", 2, 1800.0, stoppedReason="EVDisconnected"))
+        await fake.exchange(tx_event("Ended", 2, 1800.0, stoppedReason="EVDisconnected"))
         await station.settle()
         tx = station.machines.transaction("TX1")
         assert tx is not None
@@ -484,7 +484,7 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
 
     async def session(station: Station, fake: FakeStation) -> None:
         await boot(fake)
-        await fake.call(
+        await fake.exchange(
             call(
                 V16,
                 "StartTransaction",
@@ -518,7 +518,7 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
             ("1", "Reboot")
         ]
         # it comes after all: its meter reading wins
-        await fake.call(
+        await fake.exchange(
             call(
                 V16,
                 "StopTransaction",
@@ -581,7 +581,7 @@ async def test_refuse_makes_the_station_boot_again(autojump_clock: Any) -> None:
         await nursery.start(collect, csms, RecoveryFailed, failed)
         station, fake = await connect(csms, nursery, V21)
         assert station.state is StationState.CONNECTED
-        assert error_of(await fake.call(heartbeat(V21)))[0] == "SecurityError"
+        assert error_of(await fake.exchange(heartbeat(V21)))[0] == "SecurityError"
         assert await fake.nothing_arrives(2.0)  # no Reset
         await boot(fake)
         assert station.is_accepted
@@ -640,7 +640,7 @@ async def test_unreadable_state_fails_recovery(tmp_path: Path, autojump_clock: A
         async with csms_on(store) as (csms, nursery):
             _station, fake = await connect(csms, nursery)
             await boot(fake)
-            await fake.call(tx_event("Started", 0, 1.0))
+            await fake.exchange(tx_event("Started", 0, 1.0))
         await store.run_sync(lambda db: db.execute("UPDATE stations SET snapshot = '{\"x\"'"))
         failed: list[RecoveryFailed] = []
         async with csms_on(store) as (csms, nursery):
@@ -666,7 +666,7 @@ async def test_an_inconsistent_journal_fails_recovery(autojump_clock: Any) -> No
     async def session(station: Station, fake: FakeStation) -> None:
         await boot(fake)
         for seq in range(3):
-            await fake.call(tx_event("Started" if seq == 0 else "Updated", seq, 1.0))
+            await fake.exchange(tx_event("Started" if seq == 0 else "Updated", seq, 1.0))
 
     await served_then_cut(disk, V201, session)
     record = await disk.load("CS1")
@@ -696,13 +696,13 @@ async def test_a_station_moves_between_processes(tmp_path: Path, autojump_clock:
     ):
         station, fake = await connect(a, nursery_a)
         await boot(fake)
-        await fake.call(tx_event("Started", 0, 1.0))
+        await fake.exchange(tx_event("Started", 0, 1.0))
         await fake.transport.aclose()
         await station.wait_closed()
 
         station, fake = await connect(b, nursery_b)
         assert station.state is StationState.RESUMED
-        await fake.call(tx_event("Updated", 1, 2.0))
+        await fake.exchange(tx_event("Updated", 1, 2.0))
         await fake.transport.aclose()
         await station.wait_closed()
 
@@ -713,13 +713,13 @@ async def test_a_station_moves_between_processes(tmp_path: Path, autojump_clock:
         # A's socket goes half-open and the station reaches B again: B claims it
         moved, moved_fake = await connect(b, nursery_b)
         with pytest.raises(ConnectionLostError):
-            await fake.call(tx_event("Updated", 2, 3.0))  # A may no longer write
+            await fake.exchange(tx_event("Updated", 2, 3.0))  # A may no longer write
         await station.wait_closed()
         assert fake.transport.closed is not None
         assert (fake.transport.closed.code, fake.transport.closed.reason) == (
             1000,
             "served by another process",
         )
-        await moved_fake.call(tx_event("Updated", 2, 3.0))
+        await moved_fake.exchange(tx_event("Updated", 2, 3.0))
         await moved.settle()
         assert moved.transactions["TX1"].seq_nos == (0, 1, 2)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_station_helpers import FakeStation, boot_request, boot_router, running_station
+from helpers.station import FakeStation, boot_request, boot_router, running_station
 
 from ocpp_trio import CallError
 from ocpp_trio.domain.events import ReportCompleted
@@ -21,7 +21,7 @@ from ocpp_trio.domain.reports import (
 )
 from ocpp_trio.errors import ReportIncompleteError, ReportTimeoutError, RequestRejectedError
 from ocpp_trio.messages import v2_0_1, v2_1
-from ocpp_trio.protocol.rpc import CallFailed, IncomingCall
+from ocpp_trio.protocol.rpc import IncomingCall
 from ocpp_trio.runtime.machines import MachinesConfig
 from ocpp_trio.runtime.station import Station, StationConfig
 
@@ -100,13 +100,13 @@ async def serve_report(
     status = m.GenericDeviceModelStatusEnumType(answer)
     await fake.answer(call, m.GetBaseReportResponse(status=status))
     for seq, tbc, data in parts:
-        reply = await fake.call(part(request_id, seq, tbc, *data))
+        reply = await fake.exchange(part(request_id, seq, tbc, *data))
         assert isinstance(reply, m.NotifyReportResponse)
     return call
 
 
 async def boot(fake: FakeStation) -> None:
-    assert not isinstance(await fake.call(boot_request(fake.version)), CallFailed)
+    assert not isinstance(await fake.exchange(boot_request(fake.version)), CallError)
 
 
 async def test_get_base_report_complete(autojump_clock: Any) -> None:
@@ -159,7 +159,7 @@ async def test_get_base_report_with_a_gap(autojump_clock: Any) -> None:
         # the parts that came still updated the device model
         assert station.device_model.get("EVSE", "Enabled", evse_id=2) == "true"
         # a part arriving after the report finished is acknowledged and counted
-        late = await fake.call(part(info.value.report.request_id, 1, True))
+        late = await fake.exchange(part(info.value.report.request_id, 1, True))
         assert isinstance(late, m.NotifyReportResponse)
         await station.settle()
         stats = station.statistics().machines
@@ -246,7 +246,7 @@ async def test_other_report_kinds(autojump_clock: Any) -> None:
                 parts = m.NotifyMonitoringReportRequest(
                     request_id=request_id, seq_no=seq, tbc=seq == 0, generated_at=T0
                 )
-                assert isinstance(await fake.call(parts), m.NotifyMonitoringReportResponse)
+                assert isinstance(await fake.exchange(parts), m.NotifyMonitoringReportResponse)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve)

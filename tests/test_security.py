@@ -12,9 +12,9 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from helpers.station import FakeStation, boot_request, boot_router, running_station
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_station_helpers import FakeStation, boot_request, boot_router, running_station
 
 from ocpp_trio import CallError, ErrorCode, Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig
@@ -383,7 +383,7 @@ async def connected(nursery: trio.Nursery, version: Version, identity: str = "CS
     ours, theirs = memory_transport_pair()
     station: Station = await nursery.start(partial(csms.serve_station, ours, identity, version))
     fake = FakeStation(theirs, version)
-    await fake.call(boot_request(version))
+    await fake.exchange(boot_request(version))
     return csms, station, fake
 
 
@@ -583,7 +583,7 @@ async def _run_observed(
     ours, theirs = memory_transport_pair()
     station: Station = await nursery.start(partial(csms.serve_station, ours, "CS1", V201))
     fake = FakeStation(theirs, V201)
-    await fake.call(boot_request(V201))
+    await fake.exchange(boot_request(V201))
 
     # a raw call by the application: the observer updates the store
     nursery.start_soon(answer_next, fake, "Accepted")
@@ -816,7 +816,7 @@ def test_build_security_combinations(tmp_path):
 async def test_idle_timeout_closes_a_silent_station(autojump_clock):
     config = StationConfig(idle_timeout=60)
     async with running_station(boot_router(), config=config) as (station, fake):
-        await fake.call(boot_request(V201))
+        await fake.exchange(boot_request(V201))
         start = trio.current_time()
         with trio.fail_after(120):
             await station.wait_closed()
@@ -829,15 +829,15 @@ async def test_idle_timeout_closes_a_silent_station(autojump_clock):
 async def test_idle_timeout_spares_a_talking_station(autojump_clock):
     config = StationConfig(idle_timeout=60)
     async with running_station(boot_router(), config=config) as (station, fake):
-        await fake.call(boot_request(V201))
+        await fake.exchange(boot_request(V201))
         for _ in range(5):
             await trio.sleep(50)
-            await fake.call(v2_0_1.HeartbeatRequest())
+            await fake.exchange(v2_0_1.HeartbeatRequest())
         assert station.connected
 
 
 async def test_no_idle_timeout_by_default(autojump_clock):
     async with running_station(boot_router()) as (station, fake):
-        await fake.call(boot_request(V201))
+        await fake.exchange(boot_request(V201))
         await trio.sleep(10_000)
         assert station.connected

@@ -13,7 +13,7 @@ import datetime
 import logging
 import ssl
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -23,8 +23,9 @@ import attrs
 import pytest
 import trio
 import trustme
-from test_station_helpers import FakeStation, boot_request
-from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_stream
+from helpers.station import FakeStation, boot_request
+from helpers.websocket import ws_station
+from trio_websocket import ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 
@@ -117,45 +118,10 @@ def p3(identity: str, **kw: Any) -> StationCredentials:
     return StationCredentials(identity=identity, security_profile=3, **kw)
 
 
-@asynccontextmanager
-async def ws_station(
-    port: int,
-    path: str,
-    *,
-    ssl_context: ssl.SSLContext | None = None,
-    headers: Sequence[tuple[bytes, bytes]] = (),
-    subprotocols: Sequence[str] = ("ocpp2.0.1",),
-) -> AsyncIterator[WebSocketConnection]:
-    """A WebSocket client whose stream the test owns (closed whatever happens)."""
-    stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]
-    if ssl_context is None:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-    else:
-        stream = await trio.open_ssl_over_tcp_stream(
-            "127.0.0.1", port, ssl_context=ssl_context, https_compatible=True
-        )
-    async with stream, trio.open_nursery() as nursery:
-        with trio.fail_after(5):
-            ws = await wrap_client_stream(
-                nursery,
-                stream,
-                "127.0.0.1",
-                path,
-                subprotocols=list(subprotocols),
-                extra_headers=list(headers),
-            )
-        try:
-            yield ws
-        finally:
-            with trio.move_on_after(2):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
-
-
 async def boot_over(ws: WebSocketConnection, version: Version = V201) -> str:
     """Boot as a station over ``ws``; the registration status."""
     fake = FakeStation(WebSocketTransport(ws), version)  # type: ignore[arg-type]
-    response = await fake.call(boot_request(version))
+    response = await fake.exchange(boot_request(version))
     return str(getattr(response, "status", response))
 
 
@@ -489,7 +455,7 @@ async def test_password_rotation_over_the_wire(pki: Pki):
         port = port_of(csms)
         async with ws_station(port, "/CS2", ssl_context=client, headers=[basic("CS2", PW)]) as ws:
             fake = FakeStation(WebSocketTransport(ws), V201)  # type: ignore[arg-type]
-            await fake.call(boot_request(V201))
+            await fake.exchange(boot_request(V201))
             station = csms.get_station("CS2")
             assert station is not None
             async with trio.open_nursery() as nursery:

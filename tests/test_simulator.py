@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.admin import http
+from helpers.client import Link
 from interop.harness import RunningProcess, run_process
-from test_admin import http
-from test_client import Link
 
 from ocpp_trio import CSMS, Version, open_csms
 from ocpp_trio.cli.main import (

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from test_station_helpers import (
+from helpers.station import (
     FakeStation,
     boot_request,
     boot_router,
@@ -28,7 +28,6 @@ from ocpp_trio import (
     Version,
 )
 from ocpp_trio.messages import Direction, v1_6, v2_0_1, v2_1
-from ocpp_trio.protocol.rpc import CallFailed
 from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
 from ocpp_trio.runtime.events import BootAnswered, Broadcast, Exchange, StationEvent
 from ocpp_trio.runtime.handlers import Router
@@ -40,7 +39,7 @@ NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 
 
 async def boot(fake: FakeStation, expected: str = "Accepted") -> None:
-    response = await fake.call(boot_request(fake.version))
+    response = await fake.exchange(boot_request(fake.version))
     assert str(getattr(response, "status", None)) == expected, response
 
 
@@ -138,13 +137,13 @@ async def test_early_boot_repeated_at_exact_times(autojump_clock: Any) -> None:
         t0 = trio.current_time()
         await boot(fake, "Pending")
         await trio.sleep(20)
-        response = await fake.call(boot_request(V201))
+        response = await fake.exchange(boot_request(V201))
         assert isinstance(response, v2_0_1.BootNotificationResponse)
         assert response.status == "Pending"
         assert response.interval == 40
         assert trio.current_time() - t0 == 20
         await trio.sleep(40)
-        response = await fake.call(boot_request(V201))
+        response = await fake.exchange(boot_request(V201))
         assert isinstance(response, v2_0_1.BootNotificationResponse)
         assert response.interval == 60  # answered by the handler again
         await trio.sleep(0.1)
@@ -171,9 +170,9 @@ async def test_triggered_message_allowed_once(autojump_clock: Any) -> None:
                 incoming,
                 v2_0_1.TriggerMessageResponse(status=v2_0_1.TriggerMessageStatusEnumType.ACCEPTED),
             )
-        response = await fake.call(heartbeat(V201))
+        response = await fake.exchange(heartbeat(V201))
         assert isinstance(response, v2_0_1.HeartbeatResponse)
-        assert error_of(await fake.call(heartbeat(V201)))[0] == "SecurityError"
+        assert error_of(await fake.exchange(heartbeat(V201)))[0] == "SecurityError"
 
 
 async def test_rejected_trigger_allows_nothing(autojump_clock: Any) -> None:
@@ -189,7 +188,7 @@ async def test_rejected_trigger_allows_nothing(autojump_clock: Any) -> None:
                 incoming,
                 v2_0_1.TriggerMessageResponse(status=v2_0_1.TriggerMessageStatusEnumType.REJECTED),
             )
-        assert error_of(await fake.call(heartbeat(V201)))[0] == "SecurityError"
+        assert error_of(await fake.exchange(heartbeat(V201)))[0] == "SecurityError"
 
 
 @pytest.mark.parametrize("version", ALL)
@@ -220,10 +219,10 @@ async def test_triggered_status_notification_by_evse(version: Version, autojump_
             nursery.start_soon(station.call, trigger)
             await fake.answer(await fake.expect_call(), ok)
         wrong = status_notification(version, 2, 2)
-        assert error_of(await fake.call(wrong))[0] == "SecurityError"
+        assert error_of(await fake.exchange(wrong))[0] == "SecurityError"
         right = status_notification(version, 1, 1)
-        assert not isinstance(await fake.call(right), CallFailed)
-        assert error_of(await fake.call(right))[0] == "SecurityError"
+        assert not isinstance(await fake.exchange(right), CallError)
+        assert error_of(await fake.exchange(right))[0] == "SecurityError"
         assert seen == [right]
 
 
@@ -254,9 +253,9 @@ async def test_notify_report_after_get_base_report_in_pending(autojump_clock: An
                     status=v2_0_1.GenericDeviceModelStatusEnumType.ACCEPTED
                 ),
             )
-        assert isinstance(await fake.call(part(0, True)), v2_0_1.NotifyReportResponse)
-        assert isinstance(await fake.call(part(1, False)), v2_0_1.NotifyReportResponse)
-        assert error_of(await fake.call(part(2, False)))[0] == "SecurityError"
+        assert isinstance(await fake.exchange(part(0, True)), v2_0_1.NotifyReportResponse)
+        assert isinstance(await fake.exchange(part(1, False)), v2_0_1.NotifyReportResponse)
+        assert error_of(await fake.exchange(part(2, False)))[0] == "SecurityError"
         assert parts == [0, 1]
 
 
@@ -457,9 +456,9 @@ async def test_handler_exception_is_internal_error(
 
     async with running_station(router) as (station, fake):
         await boot(fake)
-        code, description, _ = error_of(await fake.call(status_notification(V201, 1, 1)))
+        code, description, _ = error_of(await fake.exchange(status_notification(V201, 1, 1)))
         assert (code, description) == ("InternalError", "internal error")
-        assert isinstance(await fake.call(heartbeat(V201)), v2_0_1.HeartbeatResponse)
+        assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
         assert station.statistics().handler_errors == 1
     record = next(r for r in caplog.records if "raised" in r.getMessage())
     assert "broken" in record.getMessage()
@@ -478,7 +477,7 @@ async def test_handler_wrong_return_type_is_internal_error(
 
     async with running_station(router) as (_station, fake):
         await boot(fake)
-        assert error_of(await fake.call(status_notification(V201, 1, 1)))[0] == "InternalError"
+        assert error_of(await fake.exchange(status_notification(V201, 1, 1)))[0] == "InternalError"
     assert any(
         "sloppy" in r.getMessage() and "HeartbeatResponse" in r.getMessage() for r in caplog.records
     )
@@ -508,8 +507,8 @@ async def test_invalid_response_of_ours_is_internal_error(
     async with running_station(router) as (station, fake):
         await boot(fake)
         request = v2_0_1.DataTransferRequest(vendor_id="acme")
-        assert error_of(await fake.call(request))[0] == "InternalError"
-        assert isinstance(await fake.call(heartbeat(V201)), v2_0_1.HeartbeatResponse)
+        assert error_of(await fake.exchange(request))[0] == "InternalError"
+        assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
         assert station.statistics().handler_errors == 1
     assert any("BUG (ours)" in r.getMessage() for r in caplog.records)
 
@@ -528,7 +527,7 @@ async def test_call_error_from_handler(autojump_clock: Any) -> None:
         request = v2_0_1.AuthorizeRequest(
             id_token=v2_0_1.IdTokenType(id_token="T", type=v2_0_1.IdTokenEnumType.ISO14443)
         )
-        assert error_of(await fake.call(request)) == (
+        assert error_of(await fake.exchange(request)) == (
             "PropertyConstraintViolation",
             "no such token",
             {"x": 1},
@@ -539,14 +538,14 @@ async def test_known_action_without_handler_is_not_supported(autojump_clock: Any
     async with running_station(boot_router()) as (_station, fake):
         await boot(fake)
         request = v2_0_1.DataTransferRequest(vendor_id="acme")
-        assert error_of(await fake.call(request))[0] == "NotSupported"
+        assert error_of(await fake.exchange(request))[0] == "NotSupported"
 
 
 async def test_boot_without_handler_is_not_supported(
     autojump_clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with running_station(Router()) as (station, fake):
-        assert error_of(await fake.call(boot_request(V201)))[0] == "NotSupported"
+        assert error_of(await fake.exchange(boot_request(V201)))[0] == "NotSupported"
         assert station.state is StationState.CONNECTED
     assert any("set_default_boot" in r.getMessage() for r in caplog.records)
 
@@ -556,7 +555,7 @@ async def test_heartbeat_auto_answer(version: Version, autojump_clock: Any) -> N
     async with running_station(boot_router(), version) as (station, fake):
         await boot(fake)
         before = datetime.datetime.now(datetime.UTC)
-        response: Any = await fake.call(heartbeat(version))
+        response: Any = await fake.exchange(heartbeat(version))
         assert response.current_time.tzinfo is not None
         assert abs(response.current_time - before) < datetime.timedelta(seconds=5)
         assert station.statistics().heartbeats_answered == 1
@@ -571,7 +570,7 @@ async def test_heartbeat_handler_wins(autojump_clock: Any) -> None:
 
     async with running_station(router) as (_station, fake):
         await boot(fake)
-        response = await fake.call(heartbeat(V201))
+        response = await fake.exchange(heartbeat(V201))
         assert isinstance(response, v2_0_1.HeartbeatResponse)
         assert response.current_time == NOW
 
@@ -667,7 +666,7 @@ async def test_slow_extra_handler_never_blocks_and_drops_are_counted(
         start = trio.current_time()
         await boot(fake)
         for _ in range(5):
-            assert isinstance(await fake.call(heartbeat(V201)), v2_0_1.HeartbeatResponse)
+            assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
         assert trio.current_time() == start  # nothing waited
         await trio.sleep(0.1)  # the last exchange is reported just after its answer is sent
         stats = station.statistics()
@@ -693,11 +692,11 @@ async def test_failing_extra_handler_keeps_running_then_is_removed(
         station.add_extra_handler(failing)
         await boot(fake)
         for _ in range(4):
-            await fake.call(heartbeat(V201))
+            await fake.exchange(heartbeat(V201))
             await trio.sleep(0.1)
         assert len(calls) == 3
         assert station.statistics().extra_errors == 3
-        assert isinstance(await fake.call(heartbeat(V201)), v2_0_1.HeartbeatResponse)
+        assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
     assert any("removed after 3 consecutive failures" in r.getMessage() for r in caplog.records)
 
 
@@ -709,7 +708,7 @@ async def test_extra_handler_sees_both_directions(autojump_clock: Any) -> None:
 
     async with running_station(boot_router()) as (station, fake):
         station.add_extra_handler(record)
-        await fake.call(heartbeat(V201))  # refused: SecurityError
+        await fake.exchange(heartbeat(V201))  # refused: SecurityError
         await boot(fake)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(station.call, reset())
@@ -733,7 +732,7 @@ async def test_resumed_station_needs_no_boot(autojump_clock: Any) -> None:
     async with running_station(boot_router(), initial_status=accepted) as (station, fake):
         assert station.state is StationState.RESUMED
         assert station.is_accepted
-        assert isinstance(await fake.call(heartbeat(V201)), v2_0_1.HeartbeatResponse)
+        assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
         assert station.state is StationState.ACCEPTED
 
 

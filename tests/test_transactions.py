@@ -12,15 +12,15 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from test_station_helpers import (
+from helpers.station import (
     FakeStation,
     boot_request,
     boot_router,
     running_station,
     status_notification,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig
@@ -40,9 +40,8 @@ from ocpp_trio.domain.transactions import (
     record_from_transaction_event,
     samples_from_meter_values,
 )
-from ocpp_trio.errors import TransactionTimeoutError
+from ocpp_trio.errors import CallError, TransactionTimeoutError
 from ocpp_trio.messages import v1_6, v2_0_1
-from ocpp_trio.protocol.rpc import CallFailed
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import MachinesConfig
 from ocpp_trio.runtime.station import Station, StationConfig
@@ -238,7 +237,7 @@ async def collecting(station: Station) -> AsyncIterator[list[MachineEvent]]:
 
 
 async def boot(fake: FakeStation) -> None:
-    assert not isinstance(await fake.call(boot_request(fake.version)), CallFailed)
+    assert not isinstance(await fake.exchange(boot_request(fake.version)), CallError)
 
 
 async def test_out_of_order_and_offline_events_always_answered(autojump_clock: Any) -> None:
@@ -249,7 +248,7 @@ async def test_out_of_order_and_offline_events_always_answered(autojump_clock: A
             events = session()
             # Ended first, then the rest late (offline) and one twice
             for request in [events[4], events[0], events[2], events[2], events[1]]:
-                assert isinstance(await fake.call(request), m.TransactionEventResponse)
+                assert isinstance(await fake.exchange(request), m.TransactionEventResponse)
             await station.settle()
             tx = station.transactions["TX1"]
             assert tx.missing_seq_nos == (3,)
@@ -268,7 +267,7 @@ async def test_out_of_order_and_offline_events_always_answered(autojump_clock: A
             assert finished is not None
             assert finished.missing_seq_nos == (3,)
             # the missing event arrives even later: applied, and the transaction completes
-            assert isinstance(await fake.call(events[3]), m.TransactionEventResponse)
+            assert isinstance(await fake.exchange(events[3]), m.TransactionEventResponse)
             await station.settle()
             done = station.machines.transaction("TX1")
             assert done is not None
@@ -289,9 +288,9 @@ async def test_out_of_order_and_offline_events_always_answered(autojump_clock: A
 async def test_unknown_transaction_still_answered_and_recorded(autojump_clock: Any) -> None:
     async with running_station(boot_router()) as (station, fake):
         await boot(fake)
-        answer = await fake.call(event("Updated", 7, 500.0, tx="NEVER-STARTED"))
+        answer = await fake.exchange(event("Updated", 7, 500.0, tx="NEVER-STARTED"))
         assert isinstance(answer, m.TransactionEventResponse)
-        answer = await fake.call(event("Ended", 9, 900.0, tx="ALSO-UNKNOWN"))
+        answer = await fake.exchange(event("Ended", 9, 900.0, tx="ALSO-UNKNOWN"))
         assert isinstance(answer, m.TransactionEventResponse)
         await station.settle()
         assert not station.transactions["NEVER-STARTED"].started
@@ -313,9 +312,9 @@ async def test_authorization_through_the_applications_handler(autojump_clock: An
 
     async with running_station(router) as (_station, fake):
         await boot(fake)
-        answer: Any = await fake.call(session()[0])
+        answer: Any = await fake.exchange(session()[0])
         assert answer.id_token_info.status == "Blocked"
-        answer = await fake.call(session()[1])  # no idToken: nothing to authorize
+        answer = await fake.exchange(session()[1])  # no idToken: nothing to authorize
         assert answer.id_token_info is None
         assert asked == ["T1"]
 
@@ -337,9 +336,9 @@ async def test_application_handler_first_and_rescued_when_it_fails(
 
     async with running_station(router) as (station, fake):
         await boot(fake)
-        first: Any = await fake.call(session()[0])
+        first: Any = await fake.exchange(session()[0])
         assert first.total_cost == 1.5
-        second = await fake.call(session()[1])
+        second = await fake.exchange(session()[1])
         assert isinstance(second, m.TransactionEventResponse)  # not InternalError
         await station.settle()
         assert station.transactions["TX1"].seq_nos == (0, 1)
@@ -358,10 +357,10 @@ async def test_fallback_declining_leaves_it_to_the_defaults(autojump_clock: Any)
 
     async with running_station(router) as (_station, fake):
         await boot(fake)
-        assert isinstance(await fake.call(session()[0]), m.TransactionEventResponse)
+        assert isinstance(await fake.exchange(session()[0]), m.TransactionEventResponse)
         request = m.DataTransferRequest(vendor_id="acme")
-        failed = await fake.call(request)
-        assert isinstance(failed, CallFailed)
+        failed = await fake.exchange(request)
+        assert isinstance(failed, CallError)
 
 
 def start_16(
@@ -395,16 +394,16 @@ def stop_16(tx: int, meter: int) -> v1_6.StopTransactionRequest:
 async def test_16_start_meter_stop(autojump_clock: Any) -> None:
     async with running_station(boot_router(), V16) as (station, fake):
         await boot(fake)
-        started: Any = await fake.call(start_16())
+        started: Any = await fake.exchange(start_16())
         assert started.id_tag_info.status == "Accepted"  # no Authorize handler: the default
         tx = started.transaction_id
-        again: Any = await fake.call(start_16())  # a retried StartTransaction: the same id
+        again: Any = await fake.exchange(start_16())  # a retried StartTransaction: the same id
         await station.settle()
         assert again.transaction_id == tx
-        other: Any = await fake.call(start_16(connector=2, meter=5))
+        other: Any = await fake.exchange(start_16(connector=2, meter=5))
         assert other.transaction_id != tx
-        await fake.call(meter_16(tx, 1, "0.6", "kWh"))
-        await fake.call(stop_16(tx, 900))
+        await fake.exchange(meter_16(tx, 1, "0.6", "kWh"))
+        await fake.exchange(stop_16(tx, 900))
         await station.settle()
         done = station.machines.transaction(tx)
         assert done is not None
@@ -426,7 +425,7 @@ async def test_16_ids_are_csms_wide_and_injectable(autojump_clock: Any) -> None:
             await nursery.start(partial(csms.serve_station, ours, name, V16))
             fake = FakeStation(theirs, V16)
             await boot(fake)
-            answer: Any = await fake.call(start_16())
+            answer: Any = await fake.exchange(start_16())
             ids.append(answer.transaction_id)
         assert ids == [500, 501]
         assert counter.next_id == 502
@@ -449,7 +448,9 @@ async def test_remote_start_and_stop_2x(autojump_clock: Any) -> None:
             ok = m.RequestStartStopStatusEnumType.ACCEPTED
             await fake.answer(call, m.RequestStartTransactionResponse(status=ok))
             await trio.sleep(5)
-            await fake.call(event("Started", 0, 10.0, tx="R1", evse=2, remote_start_id=remote_id))
+            await fake.exchange(
+                event("Started", 0, 10.0, tx="R1", evse=2, remote_start_id=remote_id)
+            )
         assert result[0].transaction_id == "R1"
         assert station.machines.remote_starts == {}
         async with trio.open_nursery() as nursery:
@@ -462,7 +463,7 @@ async def test_remote_start_and_stop_2x(autojump_clock: Any) -> None:
             call = await fake.expect_call()
             assert call.action == "RequestStopTransaction"
             await fake.answer(call, m.RequestStopTransactionResponse(status=ok))
-            await fake.call(event("Ended", 1, 30.0, tx="R1", evse=2))
+            await fake.exchange(event("Ended", 1, 30.0, tx="R1", evse=2))
         assert stopped[0].energy_wh == 20
         # a remote start that never leads to a transaction times out
         async with trio.open_nursery() as nursery:
@@ -495,8 +496,8 @@ async def test_remote_start_16_matched_by_tag_and_connector(autojump_clock: Any)
                 call,
                 v1_6.RemoteStartTransactionResponse(status=v1_6.RemoteStartStopStatus.ACCEPTED),
             )
-            await fake.call(start_16(connector=1, tag="TAG"))  # another connector: no match
-            await fake.call(start_16(connector=2, tag="TAG"))  # idTags are case-insensitive
+            await fake.exchange(start_16(connector=1, tag="TAG"))  # another connector: no match
+            await fake.exchange(start_16(connector=2, tag="TAG"))  # idTags are case-insensitive
         assert result[0].evse_id == 2
         assert result[0].remote_start_id is not None
         unmatched = [t for t in station.transactions.values() if t.evse_id == 1]
@@ -513,11 +514,11 @@ async def test_many_transactions_on_many_evses_no_cross_talk(autojump_clock: Any
         await nursery.start(station.run)
         await boot(fake)
         for evse in range(1, 11):
-            await fake.call(status_notification(V201, evse, 1))
+            await fake.exchange(status_notification(V201, evse, 1))
         plans = [session(f"TX{i}", evse=i % 10 + 1, base=1000.0 * i) for i in range(20)]
         for step in range(5):
             for plan in plans:
-                await fake.call(plan[step])
+                await fake.exchange(plan[step])
             await station.settle()
             stats = station.statistics().machines
             assert stats is not None
@@ -545,7 +546,7 @@ async def test_tasks_are_children_of_the_station_nursery(autojump_clock: Any) ->
     async with running_station(boot_router()) as (station, fake):
         await boot(fake)
         for request in session()[:2]:
-            await fake.call(request)
+            await fake.exchange(request)
         await station.settle()
         tasks = _tasks(trio.lowlevel.current_root_task())
         tx_task = next(t for t in tasks if t.name == "transaction CS1/TX1")
@@ -574,7 +575,7 @@ async def test_open_transactions_survive_a_reconnect(autojump_clock: Any) -> Non
         fake = FakeStation(theirs, V201)
         await boot(fake)
         for request in session()[:3]:
-            await fake.call(request)
+            await fake.exchange(request)
         await first.aclose()
         machines = csms.machines("CS1")
         assert machines is not None
@@ -587,7 +588,7 @@ async def test_open_transactions_survive_a_reconnect(autojump_clock: Any) -> Non
         await second.settle()
         assert second.statistics().machines.transaction_tasks == 1  # type: ignore[union-attr]
         for request in session()[3:]:
-            await fake.call(request)
+            await fake.exchange(request)
         await second.settle()
         done = machines.transaction("TX1")
         assert done is not None
@@ -601,8 +602,8 @@ async def test_default_answers_can_be_turned_off(autojump_clock: Any) -> None:
     async with running_station(Router(), config=config) as (station, fake):
         station.router.set_default_boot()
         await boot(fake)
-        failed = await fake.call(session()[0])
-        assert isinstance(failed, CallFailed)
+        failed = await fake.exchange(session()[0])
+        assert isinstance(failed, CallError)
         await station.settle()
         assert "TX1" in station.transactions  # still recorded
 
@@ -620,7 +621,7 @@ async def test_answered_events_are_recorded_when_the_connection_ends_at_once(
             await nursery.start(station.run)
             await boot(fake)
             for request in session()[:burst]:
-                await fake.call(request)
+                await fake.exchange(request)
             await station.aclose()  # no settle()
         tx = station.machines.transaction("TX1")
         assert tx is not None

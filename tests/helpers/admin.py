@@ -1,0 +1,60 @@
+"""A tiny HTTP/1.1 client for the admin API tests (one request per connection)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import h11
+import trio
+
+__all__ = ["Answer", "http", "read_answer"]
+
+
+@attrs.frozen
+class Answer:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+async def http(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: list[tuple[str, str]] | None = None,
+) -> Answer:
+    """One request over a fresh connection (the API closes it after answering)."""
+    conn = h11.Connection(h11.CLIENT)
+    data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
+    async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+        request_headers = [("Host", "admin"), ("Content-Length", str(len(data)))]
+        await stream.send_all(
+            conn.send(
+                h11.Request(method=method, target=path, headers=request_headers + (headers or []))
+            )
+            + (conn.send(h11.Data(data=data)) or b"")
+            + (conn.send(h11.EndOfMessage()) or b"")
+        )
+        return await read_answer(stream, conn)
+
+
+async def read_answer(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
+    response: h11.Response | None = None
+    content = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            content += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            assert response is not None
+            found = {k.decode(): v.decode() for k, v in response.headers}
+            return Answer(response.status_code, json.loads(content), found)
