@@ -41,7 +41,7 @@ from ocpp_trio.client.charge_point import ChargePoint
 from ocpp_trio.client.config import BootInfo, ChargePointConfig, ChargePointState, RetryBackOff
 from ocpp_trio.client.entry import open_charge_point, serve_charge_point, start_charge_point
 from ocpp_trio.client.handlers import ChargePointRouter
-from ocpp_trio.errors import ChargePointError
+from ocpp_trio.errors import ChargePointError, ConnectFailedError
 from ocpp_trio.messages import Direction, Request, decode_request, v1_6, v2_0_1
 from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.connect import basic_auth_header, station_url, websocket_connector
@@ -585,6 +585,48 @@ async def test_open_charge_point_wraps_a_background_failure(autojump_clock: Any)
         async with open_charge_point(None, "CP1", connect=buggy):
             await trio.sleep_forever()
     assert isinstance(caught.value.__cause__, BaseExceptionGroup)
+
+
+async def test_open_charge_point_body_and_background_failures_give_one_error(
+    autojump_clock: Any,
+) -> None:
+    @asynccontextmanager
+    async def buggy(versions: Sequence[Version]) -> AsyncIterator[Transport]:
+        await trio.sleep(1)
+        raise ZeroDivisionError("a bug in the connector")
+        yield  # pragma: no cover
+
+    async def body() -> None:
+        async with open_charge_point(None, "CP1", connect=buggy):
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise KeyError("mine too")  # a body failing while it is cancelled
+
+    with pytest.raises(ChargePointError) as caught:
+        await body()
+    group = caught.value.__cause__
+    assert isinstance(group, BaseExceptionGroup)
+    assert group.subgroup(ZeroDivisionError) is not None
+    assert group.subgroup(KeyError) is not None
+
+
+async def test_open_charge_point_cancellation_passes_through(autojump_clock: Any) -> None:
+    link_attempts: list[float] = []
+
+    @asynccontextmanager
+    async def unreachable(versions: Sequence[Version]) -> AsyncIterator[Transport]:
+        link_attempts.append(trio.current_time())
+        await trio.lowlevel.checkpoint()
+        raise ConnectFailedError("nobody there")
+        yield  # pragma: no cover
+
+    with trio.move_on_after(5) as scope:
+        async with open_charge_point(None, "CP1", connect=unreachable):
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert trio.current_time() == 5
+    assert link_attempts  # it kept trying meanwhile, and that was never an error
 
 
 async def test_entry_tiers_and_argument_checks(autojump_clock: Any) -> None:

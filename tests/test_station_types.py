@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import datetime
 
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.runtime.handlers import Router, handles
 from ocpp_trio.runtime.station import Station
 from ocpp_trio.messages import v1_6, v2_0_1
 
 router = Router()
+cp_router = ChargePointRouter()
 NOW = datetime.datetime.now(datetime.UTC)
 
 
@@ -74,6 +77,30 @@ class Handlers:
         raise NotImplementedError
 
 
+# E: "Callable[[ChargePoint, BootNotificationRequest], Coroutine[Any, Any, BootNotificationResponse]]"
+@router.on(v2_0_1.BootNotificationRequest)
+async def other_peer(
+    cp: ChargePoint, request: v2_0_1.BootNotificationRequest
+) -> v2_0_1.BootNotificationResponse:
+    raise NotImplementedError
+
+
+# E: "Callable[[ChargePoint, ResetRequest], Coroutine[Any, Any, HeartbeatResponse]]"
+@cp_router.on(v2_0_1.ResetRequest)
+async def cp_wrong_response(
+    cp: ChargePoint, request: v2_0_1.ResetRequest
+) -> v2_0_1.HeartbeatResponse:
+    raise NotImplementedError
+
+
+# E: "Callable[[ChargePoint, HeartbeatRequest], Coroutine[Any, Any, ResetResponse]]"
+@cp_router.on(v2_0_1.ResetRequest)
+async def cp_wrong_request(
+    cp: ChargePoint, request: v2_0_1.HeartbeatRequest
+) -> v2_0_1.ResetResponse:
+    raise NotImplementedError
+
+
 async def calls(station: Station) -> None:
     response = await station.call(v2_0_1.HeartbeatRequest())
     # E: Incompatible types in assignment
@@ -115,7 +142,7 @@ def test_mistakes_are_rejected(tmp_path: Path) -> None:
         for number, text in enumerate(MISTAKES.splitlines(), start=1)
         for fragment in re.findall(r"^\s*# E: (.*)$", text)
     }
-    assert len(expected) == 8
+    assert len(expected) == 11
     for number, fragment in expected.items():
         assert number in errors, f"line {number}: no error, expected {fragment}\n{output}"
         assert fragment in errors[number], f"line {number}: {errors[number]}"

@@ -6,11 +6,15 @@ import datetime
 from collections.abc import Awaitable, Callable
 from typing import assert_type
 
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.csms.core import CSMS
+from ocpp_trio.errors import CallError
 from ocpp_trio.messages import Request, Response, v1_6, v2_0_1, v2_1
 from ocpp_trio.runtime.events import Exchange, StationEvent
 from ocpp_trio.runtime.handlers import Router, handles
 from ocpp_trio.runtime.station import Station
+from ocpp_trio.testing import FakeStation
 
 router = Router()
 
@@ -95,3 +99,27 @@ async def use(csms: CSMS) -> None:
 
     csms.add_extra_handler(extra)
     station.add_extra_handler(extra)
+
+
+cp_router = ChargePointRouter()
+
+
+@cp_router.on(v2_0_1.ResetRequest)
+async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
+    # a charge point's handler may call the CSMS; the result is typed from the request
+    beat = await cp.call(v2_0_1.HeartbeatRequest())
+    assert_type(beat, v2_0_1.HeartbeatResponse)
+    return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
+
+
+assert_type(
+    reset,
+    Callable[[ChargePoint, v2_0_1.ResetRequest], Awaitable[v2_0_1.ResetResponse]],
+)
+
+
+async def fake(station: FakeStation) -> None:
+    beat = await station.call(v2_0_1.HeartbeatRequest())
+    assert_type(beat, v2_0_1.HeartbeatResponse)
+    answer = await station.exchange(v2_0_1.HeartbeatRequest())
+    assert_type(answer, v2_0_1.HeartbeatResponse | CallError)
