@@ -77,7 +77,7 @@ class Handlers:
         raise NotImplementedError
 
 
-# E: "Callable[[ChargePoint, BootNotificationRequest], Coroutine[Any, Any, BootNotificationResponse]]"
+# E: "Callable[[ChargePoint, BootNotificationRequest], Coroutine[Any, Any,
 @router.on(v2_0_1.BootNotificationRequest)
 async def other_peer(
     cp: ChargePoint, request: v2_0_1.BootNotificationRequest
