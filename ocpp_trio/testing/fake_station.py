@@ -170,9 +170,7 @@ class FakeStation:
         try:
             response = await self.handler(event.request)
         except CallError as exc:
-            text = self.rpc.answer_error(
-                event.message_id, exc.code, exc.description, exc.details
-            )
+            text = self.rpc.answer_error(event.message_id, exc.code, exc.description, exc.details)
         else:
             text = self.rpc.answer(event.message_id, response)
         await self.transport.send_message(text)
@@ -200,9 +198,7 @@ class FakeStation:
         self, call: IncomingCall, code: ErrorCode, description: str = ""
     ) -> None:
         """Answer the CSMS's ``call`` with a CALLERROR."""
-        await self.transport.send_message(
-            self.rpc.answer_error(call.message_id, code, description)
-        )
+        await self.transport.send_message(self.rpc.answer_error(call.message_id, code, description))
 
     async def serve(self) -> None:
         """Answer the CSMS's CALLs with :attr:`handler` until the connection closes (run it in
