@@ -70,11 +70,11 @@ from ocpp_trio.errors import (
     RemoteProtocolError,
 )
 from ocpp_trio.messages._base import Request, Response
-from ocpp_trio.protocol.rpc import CallCompleted, IncomingCall, IncomingSend, RpcConnection
+from ocpp_trio.protocol.rpc import IncomingCall, IncomingSend, RpcConnection
 from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.router import RouterBase
-from ocpp_trio.runtime.session import RpcSession, SessionCounts
+from ocpp_trio.runtime.session import RpcSession, SessionCounts, SessionHooks
 from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.connect import Connector
 
@@ -592,11 +592,9 @@ def _describe(group: BaseExceptionGroup[BaseException]) -> str:
     return f"connection failed: {type(leaf).__name__}: {leaf}"
 
 
-class _Connection:
+class _Connection(SessionHooks):
     """One connection of a charge point: its session, registration state and closing code;
     also the station side's rules plugged into the session (its hooks)."""
-
-    must_answer: frozenset[str] = frozenset()
 
     def __init__(self, charge_point: ChargePoint, transport: Transport, version: Version) -> None:
         self.charge_point = charge_point
@@ -631,38 +629,11 @@ class _Connection:
         log.info("%s: ignored SEND %s", self.charge_point.identity, event.action)
         return False
 
-    async def handle_send(self, event: IncomingSend) -> None:  # pragma: no cover - screened
-        pass
-
     async def default_answer(self, request: Request[Any]) -> Response | None:
         return self.charge_point._builtin_answer(request)
 
-    def unsupported(self, event: IncomingCall) -> CallError:
-        return CallError(ErrorCode.NOT_SUPPORTED, f"{event.action} is not supported here")
-
-    async def before_answer(
-        self, event: IncomingCall, response: Response | None, handled: bool
-    ) -> None:
-        pass
-
-    async def after_answer(
-        self,
-        event: IncomingCall,
-        response: Response | None,
-        error: CallError | None,
-        started: float,
-        handled: bool,
-    ) -> None:
-        pass
-
     def check_call(self, request: Request[Any]) -> None:
         self.charge_point._last_activity = trio.current_time()
-
-    async def reply_received(self, ticket: object, event: CallCompleted) -> None:
-        pass
-
-    def call_answered(self, ticket: object, response: Response) -> None:
-        pass
 
     def call_done(
         self,
@@ -674,6 +645,3 @@ class _Connection:
     ) -> None:
         if error is not None:
             self.charge_point._check_registration(self, request.ACTION, error)
-
-    def idle(self, seconds: float) -> None:  # pragma: no cover - no idle timeout here
-        pass

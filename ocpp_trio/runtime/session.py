@@ -3,7 +3,8 @@
 The CSMS's :class:`~ocpp_trio.Station` and the station side's :class:`~ocpp_trio.ChargePoint`
 each hold one :class:`RpcSession` per connection and plug their rules into it through a
 :class:`SessionHooks` object (composition: the session knows nothing of registration states,
-machines or boot loops).  In the session's nursery:
+machines or boot loops; the hooks' defaults do nothing, so a side overrides only its rules).
+In the session's nursery:
 
 * the **reader** (the task that runs :meth:`RpcSession.run`): reads frames, feeds the sans-IO
   :class:`~ocpp_trio.protocol.rpc.RpcConnection`, sends at once what it answers by itself, asks
@@ -37,7 +38,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Container
-from typing import Any, Final, Generic, Protocol, TypeVar, cast
+from typing import Any, Final, Generic, TypeVar, cast
 
 import attrs
 import trio
@@ -97,30 +98,34 @@ class SessionCounts:
     call_errors: int = 0
 
 
-class SessionHooks(Protocol):
-    """What a side plugs into :class:`RpcSession` (each method is called by the session)."""
+class SessionHooks:
+    """What a side plugs into :class:`RpcSession`: each method is called by the session; these
+    defaults do nothing (a side overrides what it needs)."""
 
-    @property
-    def must_answer(self) -> Container[str]:
-        """Actions whose handler failure is answered by :meth:`default_answer` if it can."""
+    #: actions whose handler failure is answered by :meth:`default_answer` if it can
+    must_answer: Container[str] = frozenset()
 
     def screen_call(
         self, event: IncomingCall, now: float
     ) -> tuple[Response | None, CallError | None] | None:
         """In the reader, before a CALL is queued: ``None`` queues it for the handler; a pair
         ``(response, error)`` is the answer the reader sends at once instead."""
+        return None
 
     def screen_send(self, event: IncomingSend) -> bool:
         """In the reader: whether a SEND is queued for :meth:`handle_send` (else dropped)."""
+        return False
 
     async def handle_send(self, event: IncomingSend) -> None:
         """In the handler runner: run the SEND's handler (exceptions are the hook's)."""
 
     async def default_answer(self, request: Request[Any]) -> Response | None:
         """The side's built-in answer when the router has none (``None``: not supported)."""
+        return None
 
     def unsupported(self, event: IncomingCall) -> CallError:
-        """The error for a CALL nobody answers (usually ``NotSupported``)."""
+        """The error for a CALL nobody answers."""
+        return CallError(ErrorCode.NOT_SUPPORTED, f"{event.action} is not supported here")
 
     async def before_answer(
         self, event: IncomingCall, response: Response | None, handled: bool
@@ -141,6 +146,7 @@ class SessionHooks(Protocol):
     def check_call(self, request: Request[Any]) -> object:
         """Inside the call lock, before our CALL is sent: raise to refuse it; the return value
         (a ticket) is handed back to :meth:`reply_received` and :meth:`call_answered`."""
+        return None
 
     async def reply_received(self, ticket: object, event: CallCompleted) -> None:
         """In the reader, before the caller wakes: the peer answered our CALL."""

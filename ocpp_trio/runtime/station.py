@@ -86,7 +86,7 @@ from ocpp_trio.runtime.router import (
     handler_name,
     heartbeat_response,
 )
-from ocpp_trio.runtime.session import RpcSession
+from ocpp_trio.runtime.session import RpcSession, SessionHooks
 from ocpp_trio.runtime.station_config import StationConfig, _Counts
 from ocpp_trio.runtime.station_ops import StationOperations
 from ocpp_trio.transport.base import Transport
@@ -454,7 +454,7 @@ class Station(StationOperations):
         await self._session.send(message)
 
 
-class _CSMSSide:
+class _CSMSSide(SessionHooks):
     """The CSMS's rules, plugged into the station's :class:`RpcSession` (see its hooks)."""
 
     must_answer = MUST_ANSWER
