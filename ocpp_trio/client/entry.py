@@ -17,6 +17,7 @@ import random
 import ssl
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 
 import trio
 
@@ -149,19 +150,21 @@ async def start_charge_point(
     it.  Closes: nothing itself.  Exceptions: ``ValueError`` for a bad ``url``; later failures
     go to ``nursery``.
     """
-    charge_point = _make(
-        url,
-        identity,
-        versions=versions,
-        router=router,
-        boot=boot,
-        password=password,
-        ssl_context=ssl_context,
-        config=config,
-        connect=connect,
-        rng=rng,
+    charge_point: ChargePoint = await nursery.start(
+        partial(
+            serve_charge_point,
+            url,
+            identity,
+            versions=versions,
+            router=router,
+            boot=boot,
+            password=password,
+            ssl_context=ssl_context,
+            config=config,
+            connect=connect,
+            rng=rng,
+        )
     )
-    await nursery.start(charge_point.run)
     return charge_point
 
 
@@ -190,21 +193,19 @@ def open_charge_point(
     Exceptions: the body's own exception unwrapped; ``ValueError`` for a bad ``url``; a
     failure of the charge point's tasks as :class:`ChargePointError` from the group.
     """
-    charge_point = _make(
-        url,
-        identity,
-        versions=versions,
-        router=router,
-        boot=boot,
-        password=password,
-        ssl_context=ssl_context,
-        config=config,
-        connect=connect,
-        rng=rng,
+    return open_service(
+        partial(
+            start_charge_point,
+            url=url,
+            identity=identity,
+            versions=versions,
+            router=router,
+            boot=boot,
+            password=password,
+            ssl_context=ssl_context,
+            config=config,
+            connect=connect,
+            rng=rng,
+        ),
+        lambda: ChargePointError("a task of the charge point failed"),
     )
-
-    async def start(nursery: trio.Nursery) -> ChargePoint:
-        await nursery.start(charge_point.run)
-        return charge_point
-
-    return open_service(start, lambda: ChargePointError("a task of the charge point failed"))

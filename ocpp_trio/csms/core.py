@@ -60,7 +60,7 @@ from ocpp_trio.runtime.groups import open_service, single_failure
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
-from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.runtime.station import Station, StationConfig, extra_runner
 from ocpp_trio.store.base import Registration, Store
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
@@ -319,14 +319,8 @@ class CSMS:
     ) -> None:
         """Install an extra handler for every station (see :meth:`Station.add_extra_handler`
         for the policy); it runs as one task of the CSMS, fed by all stations."""
-        station_config = self.config.station
-        runner = ExtraHandlerRunner(
-            handler,
-            buffer=station_config.extra_handler_buffer if buffer is None else buffer,
-            max_failures=(
-                station_config.extra_handler_max_failures if max_failures is None else max_failures
-            ),
-            name=name,
+        runner = extra_runner(
+            self.config.station, handler, buffer=buffer, max_failures=max_failures, name=name
         )
         self._extras.append(runner)
         if self._nursery is not None:

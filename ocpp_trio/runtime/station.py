@@ -269,13 +269,8 @@ class Station(StationOperations):
         ``config.extra_handler_buffer``); see the module docs for the drop/failure policy.
         Installed before :meth:`run`, it starts with the station.
         """
-        runner = ExtraHandlerRunner(
-            handler,
-            buffer=self.config.extra_handler_buffer if buffer is None else buffer,
-            max_failures=(
-                self.config.extra_handler_max_failures if max_failures is None else max_failures
-            ),
-            name=name,
+        runner = extra_runner(
+            self.config, handler, buffer=buffer, max_failures=max_failures, name=name
         )
         self._extras.append(runner)
         nursery = self._session.nursery
@@ -452,6 +447,23 @@ class Station(StationOperations):
         self._session.ensure_connected(message.ACTION)
         self._supervisor.check_csms_call(message.ACTION, message)
         await self._session.send(message)
+
+
+def extra_runner(
+    config: StationConfig,
+    handler: ExtraHandler[Station],
+    *,
+    buffer: int | None,
+    max_failures: int | None,
+    name: str | None,
+) -> ExtraHandlerRunner[Station]:
+    """The runner of an extra handler, with ``config``'s defaults for what is ``None``."""
+    return ExtraHandlerRunner(
+        handler,
+        buffer=config.extra_handler_buffer if buffer is None else buffer,
+        max_failures=config.extra_handler_max_failures if max_failures is None else max_failures,
+        name=name,
+    )
 
 
 class _CSMSSide(SessionHooks):
