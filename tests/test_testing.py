@@ -9,7 +9,7 @@ import trio
 import trio.testing
 from helpers.station import boot_router
 
-from ocpp_trio import CSMS, CallError, ErrorCode, RegistrationStatus, Version
+from ocpp_trio import CSMS, CallError, ErrorCode, RegistrationStatus, Version, open_csms
 from ocpp_trio.messages import Request, Response, v1_6, v2_0_1
 from ocpp_trio.testing import FakeStation, open_fake_station, open_station_pair
 
@@ -111,3 +111,20 @@ def test_the_memory_transport_is_reexported() -> None:
 
     assert again is memory_transport_pair
     assert FakeStation.__module__ == "ocpp_trio.testing.fake_station"
+
+
+async def test_the_serving_docs_example(autojump_clock: Any) -> None:
+    """docs/serving.md "Testing your CSMS", with the router the docs leave to the reader."""
+    router = boot_router()
+    async with (
+        open_csms(router, None, None) as csms,  # no listener
+        open_fake_station(csms, "CS1") as fake,
+    ):
+        with pytest.raises(CallError) as refused:  # a CALLERROR is raised...
+            await fake.call(v2_0_1.HeartbeatRequest())
+        assert refused.value.code is ErrorCode.SECURITY_ERROR
+        boot = await fake.boot()  # a BootNotification of the fake's version
+        assert getattr(boot, "status", None) == "Accepted"
+        answer = await fake.exchange(v2_0_1.HeartbeatRequest())  # ...or returned
+        assert isinstance(answer, v2_0_1.HeartbeatResponse)
+        assert csms.get_station("CS1") is not None
