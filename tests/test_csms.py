@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 from helpers.station import FakeStation, boot_request, boot_router, heartbeat
 
@@ -201,7 +202,7 @@ async def test_slow_subscriber_never_blocks_stations(autojump_clock: Any) -> Non
                 _station, fake = await connect(csms, nursery, f"CS{i}")
                 await boot(fake)
             assert trio.current_time() == start
-            await trio.sleep(0.1)  # boot events are published just after the answer is sent
+            await trio.testing.wait_all_tasks_blocked()  # boot events follow the answer
             assert events.dropped == 8  # 9 events, one buffered
             assert csms.statistics().events.dropped == 8
             first = await events.receive()
@@ -222,7 +223,7 @@ async def test_csms_wide_extra_handler(autojump_clock: Any) -> None:
         for identity in ("A", "B"):
             _station, fake = await connect(csms, nursery, identity)
             await boot(fake)
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
         assert seen == [("A", "BootNotification"), ("B", "BootNotification")]
         nursery.cancel_scope.cancel()
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from helpers.station import (
     FakeStation,
     boot_request,
@@ -146,7 +147,7 @@ async def test_early_boot_repeated_at_exact_times(autojump_clock: Any) -> None:
         response = await fake.exchange(boot_request(V201))
         assert isinstance(response, v2_0_1.BootNotificationResponse)
         assert response.interval == 60  # answered by the handler again
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
         events.close()
         answers = [e async for e in subscription if isinstance(e, BootAnswered)]
         assert [(a.status, a.interval) for a in answers] == [
@@ -668,7 +669,9 @@ async def test_slow_extra_handler_never_blocks_and_drops_are_counted(
         for _ in range(5):
             assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
         assert trio.current_time() == start  # nothing waited
-        await trio.sleep(0.1)  # the last exchange is reported just after its answer is sent
+        await (
+            trio.testing.wait_all_tasks_blocked()
+        )  # the last exchange is reported after its answer
         stats = station.statistics()
         # 6 exchanges: one taken by the handler, one buffered, four dropped
         assert stats.extra_dropped == 4
@@ -693,7 +696,7 @@ async def test_failing_extra_handler_keeps_running_then_is_removed(
         await boot(fake)
         for _ in range(4):
             await fake.exchange(heartbeat(V201))
-            await trio.sleep(0.1)
+            await trio.testing.wait_all_tasks_blocked()
         assert len(calls) == 3
         assert station.statistics().extra_errors == 3
         assert isinstance(await fake.exchange(heartbeat(V201)), v2_0_1.HeartbeatResponse)
@@ -713,7 +716,7 @@ async def test_extra_handler_sees_both_directions(autojump_clock: Any) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(station.call, reset())
             await fake.answer(await fake.expect_call(), reset_ok())
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
     assert [(e.action, e.direction, e.ok) for e in seen] == [
         ("Heartbeat", Direction.STATION_TO_CSMS, False),
         ("BootNotification", Direction.STATION_TO_CSMS, True),
@@ -771,7 +774,7 @@ async def test_bad_frames_are_answered_by_the_core(autojump_clock: Any) -> None:
         await fake.send_raw([2, "x1", "NoSuchAction", {}])
         frame = await fake.transport.get_message()
         assert '"NotImplemented"' in frame
-        await trio.sleep(0.1)
+        await trio.testing.wait_all_tasks_blocked()
         assert station.statistics().calls_refused == 1
 
 
