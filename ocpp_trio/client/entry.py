@@ -32,38 +32,6 @@ from ocpp_trio.transport.connect import Connector, websocket_connector
 __all__ = ["open_charge_point", "serve_charge_point", "start_charge_point"]
 
 
-def _make(
-    url: str | None,
-    identity: str,
-    *,
-    versions: Sequence[Version | str],
-    router: ChargePointRouter | None,
-    boot: BootInfo | BootFactory,
-    password: str | bytes | None,
-    ssl_context: ssl.SSLContext | None,
-    config: ChargePointConfig | None,
-    connect: Connector | None,
-    rng: random.Random | None,
-) -> ChargePoint:
-    config = config or ChargePointConfig()
-    if connect is None:
-        if url is None:
-            raise ValueError("give the CSMS url (or a connector)")
-        connect = websocket_connector(
-            url,
-            identity,
-            password=password,
-            ssl_context=ssl_context,
-            connect_timeout=config.connect_timeout,
-            max_message_size=config.max_message_size,
-            send_timeout=config.send_timeout,
-            close_timeout=config.close_timeout,
-        )
-    return ChargePoint(
-        identity, connect, versions=versions, router=router, boot=boot, config=config, rng=rng
-    )
-
-
 async def serve_charge_point(
     url: str | None,
     identity: str,
@@ -101,17 +69,22 @@ async def serve_charge_point(
     (1001).  Closes: every connection.  Exceptions: ``ValueError`` for a bad ``url``; after
     starting, failures of its own tasks (bugs) as an ``ExceptionGroup``.
     """
-    charge_point = _make(
-        url,
-        identity,
-        versions=versions,
-        router=router,
-        boot=boot,
-        password=password,
-        ssl_context=ssl_context,
-        config=config,
-        connect=connect,
-        rng=rng,
+    config = config or ChargePointConfig()
+    if connect is None:
+        if url is None:
+            raise ValueError("give the CSMS url (or a connector)")
+        connect = websocket_connector(
+            url,
+            identity,
+            password=password,
+            ssl_context=ssl_context,
+            connect_timeout=config.connect_timeout,
+            max_message_size=config.max_message_size,
+            send_timeout=config.send_timeout,
+            close_timeout=config.close_timeout,
+        )
+    charge_point = ChargePoint(
+        identity, connect, versions=versions, router=router, boot=boot, config=config, rng=rng
     )
     await charge_point.run(task_status=_Report(task_status, charge_point))
 
