@@ -12,7 +12,8 @@ directions, is logged on one line (logger ``ocpp_trio.exchange``); the library's
 connection/disconnection lines come from ``ocpp_trio`` and ``ocpp_trio.server``.
 
 Station state (registrations, transactions, EVSE statuses, the device model, the 1.6 transaction
-id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.db``;
+id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.db``; a
+``postgresql://`` URL shares a PostgreSQL database between nodes, docs/scale-out.md;
 ``:memory:`` keeps it in memory only): a restarted server resumes accepted stations without a
 BootNotification (see docs/recovery.md).
 
@@ -386,9 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--db",
         default="./ocpp-trio.db",
-        metavar="FILE",
-        help="SQLite file keeping station state across restarts, ':memory:' for none "
-        "(default %(default)s)",
+        metavar="FILE|URL",
+        help="SQLite file keeping station state across restarts, ':memory:' for none, or a "
+        "postgresql:// URL shared by several nodes (default %(default)s)",
     )
     _add_serve_extras(serve)
     serve.add_argument(
@@ -471,19 +472,30 @@ def _add_serve_extras(serve: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
     versions = tuple(dict.fromkeys(args.versions)) if args.versions else tuple(Version)
+    # nodes sharing a PostgreSQL store take 1.6 transaction ids from one shared counter
+    shared_ids = getattr(store, "transaction_ids", None)
     return CSMSConfig(
         station=StationConfig(call_timeout=args.call_timeout),
         server=ServerConfig(versions=versions, ping_interval=args.ping_interval),
         close_timeout=5.0,
         store=store,
+        **({"transaction_ids": shared_ids} if shared_ids is not None else {}),
     )
 
 
 @asynccontextmanager
 async def _open_store(path: str) -> AsyncIterator[Store]:
-    """The store of ``--db``: the SQLite file, or a memory store for ``:memory:``."""
+    """The store of ``--db``: the SQLite file, a memory store for ``:memory:``, or the
+    PostgreSQL database of a ``postgresql://`` URL (see docs/scale-out.md)."""
     if path == ":memory:":
         yield MemoryStore()
+        return
+    if path.startswith(("postgresql://", "postgres://")):
+        from ocpp_trio.store.postgres import open_postgres_store  # the optional dependency
+
+        async with open_postgres_store(path) as postgres:
+            log.info("station state kept in PostgreSQL, as node %s", postgres.node)
+            yield postgres
         return
     async with open_sqlite_store(path) as store:
         log.info("station state kept in %s", path)
