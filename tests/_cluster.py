@@ -11,17 +11,21 @@ Binaries: ``$OCPP_TRIO_PG_BIN`` or the newest ``/usr/lib/postgresql/*/bin`` (Deb
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import trio
 
 #: where the repository's deployment files are
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -166,3 +170,85 @@ class PostgresCluster:
                 process.kill()
                 process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- nodes, HAProxy and the simulator, as processes of a trio test ------------------------------
+
+
+def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -> list[str]:
+    """``ocpp-trio serve`` as one node of the cluster."""
+    return [
+        sys.executable,
+        "-m",
+        "ocpp_trio",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin_port),
+        "--db",
+        dsn,
+        "--node",
+        node,
+        "--payload-chars",
+        "0",
+        *extra,
+    ]
+
+
+def haproxy_command(front: int, nodes: list[tuple[int, int]], stats: int) -> list[str]:
+    """HAProxy with the repository's ``deploy/haproxy.cfg``, its addresses given through the
+    environment (``nodes``: OCPP and admin port of each of the three nodes)."""
+    binary = haproxy_bin()
+    if binary is None:
+        raise FileNotFoundError("haproxy is not installed")
+    env = [f"OCPP_FRONT=127.0.0.1:{front}", f"OCPP_STATS=127.0.0.1:{stats}"]
+    for n, (port, admin) in enumerate(nodes, 1):
+        env += [f"OCPP_NODE{n}=127.0.0.1:{port}", f"OCPP_NODE{n}_HEALTH={admin}"]
+    return ["env", *env, str(binary), "-db", "-f", str(DEPLOY / "haproxy.cfg")]
+
+
+def simulate_command(url: str, stations: int, duration: float, *extra: str) -> list[str]:
+    """``ocpp-trio simulate`` printing its JSON summary at the end."""
+    return [
+        sys.executable,
+        "-m",
+        "ocpp_trio",
+        "simulate",
+        "--url",
+        url,
+        "--stations",
+        str(stations),
+        "--duration",
+        str(duration),
+        "--quiet",
+        *extra,
+    ]
+
+
+async def http_json(
+    port: int, method: str, path: str, body: object = None, *, limit: float = 10.0
+) -> tuple[int, Any]:
+    """One HTTP/1.1 request to 127.0.0.1:``port`` (the admin API); ``(status, JSON body)``.
+
+    Raises:
+        OSError: the connection failed.
+        trio.TooSlowError: no complete answer within ``limit`` seconds.
+    """
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with trio.fail_after(limit):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(head + data)
+            answer = b""
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    header, _, payload = answer.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    return status, json.loads(payload) if payload else None

@@ -391,6 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="SQLite file keeping station state across restarts, ':memory:' for none, or a "
         "postgresql:// URL shared by several nodes (default %(default)s)",
     )
+    serve.add_argument(
+        "--node",
+        metavar="NAME",
+        help="this process's name among the nodes sharing a postgresql:// store "
+        "(default: host name, process id and a random suffix)",
+    )
     _add_serve_extras(serve)
     serve.add_argument(
         "--log-level",
@@ -484,7 +490,7 @@ def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
 
 
 @asynccontextmanager
-async def _open_store(path: str) -> AsyncIterator[Store]:
+async def _open_store(path: str, node: str | None = None) -> AsyncIterator[Store]:
     """The store of ``--db``: the SQLite file, a memory store for ``:memory:``, or the
     PostgreSQL database of a ``postgresql://`` URL (see docs/scale-out.md)."""
     if path == ":memory:":
@@ -493,7 +499,7 @@ async def _open_store(path: str) -> AsyncIterator[Store]:
     if path.startswith(("postgresql://", "postgres://")):
         from ocpp_trio.store.postgres import open_postgres_store  # the optional dependency
 
-        async with open_postgres_store(path) as postgres:
+        async with open_postgres_store(path, node=node) as postgres:
             log.info("station state kept in PostgreSQL, as node %s", postgres.node)
             yield postgres
         return
@@ -522,7 +528,10 @@ async def serve(
     # While the receiver is open trio delivers SIGINT here instead of raising
     # KeyboardInterrupt at an arbitrary checkpoint, so shutdown is a plain cancellation.
     with trio.open_signal_receiver(*stop_signals) as signals:
-        async with _open_store(args.db) as store, trio.open_nursery() as nursery:
+        async with (
+            _open_store(args.db, getattr(args, "node", None)) as store,
+            trio.open_nursery() as nursery,
+        ):
             if isinstance(check_request, StationAuthenticator):
                 # passwords live in the store so that a rotation survives a restart
                 added = await use_persistent_credentials(check_request, store.credentials)

@@ -4,6 +4,10 @@ Endpoints (all answers are JSON objects):
 
 =======================================  ========================================================
 ``GET /``                                the endpoints
+``GET /health``                          ``200 {"status": "ok", "stations": N, "node": ...,
+                                         "store": {...}}`` while the CSMS serves (a load
+                                         balancer's check; ``node`` is the node name of a shared
+                                         store, ``store`` the store writer's counters)
 ``GET /stations``                        every station seen since the API started (and every one
                                          connected): identity, version, connected, state, boot
                                          status, last seen, open transactions
@@ -68,6 +72,7 @@ __all__ = ["AdminConfig", "AdminInfo", "serve_admin"]
 log = logging.getLogger("ocpp_trio.admin")
 
 _ENDPOINTS: Final = (
+    "GET /health",
     "GET /stations",
     "GET /stations/{id}",
     "GET /stations/{id}/device-model",
@@ -341,6 +346,9 @@ class AdminApi:
         if not parts:
             expect("GET")
             return 200, {"endpoints": list(_ENDPOINTS)}
+        if parts == ["health"]:
+            expect("GET")
+            return 200, self._health()
         if parts == ["stations"]:
             expect("GET")
             stations = [self.station_json(i) for i in self._identities()]
@@ -364,6 +372,17 @@ class AdminApi:
                 expect("POST")
                 return await self._call(identity, body)
         raise _HttpError(404, f"no such endpoint: {url.path}")
+
+    def _health(self) -> dict[str, Any]:
+        statistics = self.csms.statistics()
+        answer: dict[str, Any] = {
+            "status": "ok",
+            "stations": statistics.stations_connected,
+            "node": getattr(self.csms.config.store, "node", None),
+        }
+        if statistics.store is not None:
+            answer["store"] = attrs.asdict(statistics.store)
+        return answer
 
     def _known(self, identity: str) -> dict[str, Any]:
         found = self.station_json(identity)
