@@ -547,6 +547,10 @@ async def serve(
                     ssl_context=ssl_context,
                 )
             )
+            if getattr(store, "node", None) is not None:  # a node of a PostgreSQL cluster
+                from ocpp_trio.csms.cluster import serve_cluster  # the optional dependency
+
+                await nursery.start(serve_cluster, csms, store)
             if isinstance(check_request, StationAuthenticator):
                 csms.add_extra_handler(
                     PasswordChangeObserver(store.credentials), buffer=256, name="passwords"

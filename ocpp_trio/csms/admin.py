@@ -26,9 +26,10 @@ Endpoints (all answers are JSON objects):
 ``POST .../call`` answers ``200 {"action", "response"}`` with the station's response payload;
 ``400`` for a body, action or payload that is not valid (with the field path and the OCPP code);
 ``404`` for a station never seen, ``409`` for one not connected or whose registration state
-forbids the CALL now; ``502 {"callError": {"code", "description", "details"}}`` when the station
-answered with a CALLERROR (or a broken answer); ``504`` when it did not answer in time; ``503``
-when the connection dropped meanwhile.
+forbids the CALL now (in a cluster, the call goes through the node that serves the station, see
+:mod:`ocpp_trio.csms.cluster`); ``502 {"callError": {"code", "description", "details"}}``
+when the station answered with a CALLERROR (or a broken answer); ``504`` when it did not answer
+in time; ``503`` when the connection dropped meanwhile.
 
 Bounds: one request per connection (``Connection: close``), at most ``max_request_bytes`` of
 body (``413`` beyond) and ``max_header_bytes`` of request head (``431``), ``read_timeout``
@@ -59,6 +60,7 @@ from ocpp_trio.errors import (
     CallTimeoutError,
     ConnectionLostError,
     ErrorCode,
+    LocalProtocolError,
     MessageValidationError,
     RemoteProtocolError,
     StateError,
@@ -398,10 +400,19 @@ class AdminApi:
     async def _call(self, identity: str, body: bytes) -> tuple[int, dict[str, Any]]:
         action, payload, timeout = _parse_call(body)
         station = self.csms.get_station(identity)
-        if station is None:
+        remote = self.csms.remote
+        if station is not None:
+            version = station.version
+            limit = self.config.call_timeout or station.config.call_timeout
+        elif remote is not None:  # in a cluster: the station may be served by another node
+            found = await remote.version_of(identity)
+            if found is None:
+                raise _HttpError(404, f"station {identity!r} has never connected")
+            version = found
+            limit = self.config.call_timeout or self.csms.config.station.call_timeout
+        else:
             self._known(identity)
             raise _HttpError(409, f"station {identity!r} is not connected")
-        version = station.version
         spec = messages.actions(version).get(action)
         if spec is None:
             raise _HttpError(400, f"{action!r} is not an OCPP {version.value} action")
@@ -417,13 +428,14 @@ class AdminApi:
                 code=exc.wire_code,
             ) from None
         assert isinstance(request, Request)
-        limit = self.config.call_timeout or station.config.call_timeout
         if timeout is not None:
             limit = min(limit, timeout)
         try:
-            response = await station.call(request, call_timeout=limit)
+            response = await self.csms.call(identity, request, call_timeout=limit)
         except StateError as exc:
             raise _HttpError(409, str(exc)) from None
+        except LocalProtocolError as exc:
+            raise _HttpError(400, str(exc)) from None
         except CallError as exc:
             code = exc.code.wire(version) if isinstance(exc.code, ErrorCode) else exc.code
             return 502, {

@@ -24,7 +24,9 @@ advisory locks per station are taken; one transaction-scoped advisory lock seria
 migrations between nodes starting at once.
 
 Schema: the ``schema_version`` table holds the version; :data:`MIGRATIONS` (lists of SQL
-statements) are applied in order when the store opens, each in its own transaction.
+statements) are applied in order when the store opens, each in its own transaction.  Version 1
+has the stations, their journal, counters, credentials and nodes; version 2 added the commands
+routed between nodes (:mod:`ocpp_trio.store.postgres_cluster`).
 """
 
 from __future__ import annotations
@@ -117,6 +119,25 @@ MIGRATIONS: Final[tuple[tuple[LiteralString, ...], ...]] = (
         " heartbeat_at timestamptz NOT NULL)",
         "CREATE INDEX stations_owner ON stations (owner)",
     ),
+    (
+        # version 2: CALLs routed to the node that serves the station (see postgres_cluster)
+        "CREATE TABLE commands ("
+        " id bigserial PRIMARY KEY,"
+        " identity text NOT NULL,"
+        " node text NOT NULL,"
+        " origin text NOT NULL,"
+        " version text NOT NULL,"
+        " action text NOT NULL,"
+        " payload text NOT NULL,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " deadline timestamptz NOT NULL,"
+        " taken_at timestamptz,"
+        " outcome text,"
+        " result text,"
+        " finished_at timestamptz)",
+        "CREATE INDEX commands_open ON commands (node) WHERE outcome IS NULL",
+        "CREATE INDEX commands_finished ON commands (finished_at) WHERE outcome IS NOT NULL",
+    ),
 )
 #: the schema version this code writes
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -185,12 +206,14 @@ class NodeInfo:
 @attrs.frozen(kw_only=True)
 class StationOwner:
     """Who serves a station: ``node`` (``None``: nobody since its last release) under
-    ``epoch``; ``alive`` says whether that node's heartbeat is recent."""
+    ``epoch``; ``alive`` says whether that node's heartbeat is recent; ``version`` is the OCPP
+    version of the latest claim."""
 
     identity: str
     node: str | None
     epoch: int
     alive: bool
+    version: str | None = None
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -209,11 +232,14 @@ class PostgresStore:
         self,
         pool: psycopg_pool.ConnectionPool[Connection],
         *,
+        dsn: str,
         node: str,
         pool_size: int,
         node_timeout: float,
     ) -> None:
         self._pool: psycopg_pool.ConnectionPool[Connection] | None = pool
+        #: the database (a node opens a connection of its own to it for LISTEN)
+        self.dsn = dsn
         self.node = node
         self.node_timeout = node_timeout
         self._limiter = trio.CapacityLimiter(pool_size)
@@ -363,14 +389,17 @@ class PostgresStore:
 
         def owner(db: Connection) -> StationOwner | None:
             row = db.execute(
-                "SELECT s.owner, s.epoch, coalesce(n.heartbeat_at > now() - %s, false)"
+                "SELECT s.owner, s.epoch, coalesce(n.heartbeat_at > now() - %s, false),"
+                " s.version"
                 " FROM stations s LEFT JOIN nodes n ON n.node = s.owner"
                 " WHERE s.identity = %s",
                 (timeout, identity),
             ).fetchone()
             if row is None:
                 return None
-            return StationOwner(identity=identity, node=row[0], epoch=int(row[1]), alive=row[2])
+            return StationOwner(
+                identity=identity, node=row[0], epoch=int(row[1]), alive=row[2], version=row[3]
+            )
 
         return await self.run_sync(owner)
 
@@ -723,7 +752,7 @@ async def open_postgres_store(
         pool = await trio.to_thread.run_sync(_open_pool, dsn, pool_size, connect_timeout)
     except psycopg.Error as exc:
         raise StoreError(f"PostgreSQL: {exc}") from exc
-    store = PostgresStore(pool, node=name, pool_size=pool_size, node_timeout=node_timeout)
+    store = PostgresStore(pool, dsn=dsn, node=name, pool_size=pool_size, node_timeout=node_timeout)
     own: BaseException | None = None
     to_raise: BaseException | None = None
     try:
