@@ -213,3 +213,34 @@ async def test_transaction_ids_are_unique_across_nodes(postgres_dsn: str) -> Non
     # a single process on the same database continues after every id handed out
     async with open_postgres_store(postgres_dsn, node="c") as c:
         assert c.transaction_ids.allocate("CS3") == counter
+
+
+async def test_a_node_frozen_mid_transaction_does_not_block_claims(postgres_dsn: str) -> None:
+    # a node stopped (SIGSTOP) while its commit holds the rows: PostgreSQL ends its session
+    # after idle_in_transaction_timeout, and the claim of another node goes through
+    async with open_postgres_store(postgres_dsn, node="a", idle_in_transaction_timeout=0.3) as a:
+        await a.claim("CS1", V201)
+        holding = trio.Event()
+        release = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def frozen(db: psycopg.Connection[tuple[object, ...]]) -> None:
+            db.execute("SELECT epoch FROM stations WHERE identity = 'CS1' FOR SHARE")
+            trio.from_thread.run_sync(holding.set, trio_token=token)
+            trio.from_thread.run(release.wait, trio_token=token)
+            db.execute("SELECT 1")  # the node wakes up: its session is gone
+
+        async with trio.open_nursery() as nursery:
+
+            async def run_frozen() -> None:
+                with pytest.raises(StoreError):
+                    await a.run_sync(frozen)
+
+            nursery.start_soon(run_frozen)
+            await holding.wait()
+            async with open_postgres_store(postgres_dsn, node="b") as b:
+                with trio.fail_after(10):
+                    assert (await b.claim("CS1", V201)).epoch == 2
+            release.set()
+        # the pool replaces the broken connection: a works again
+        assert (await a.load("CS1")).epoch == 2  # type: ignore[union-attr]

@@ -46,6 +46,7 @@ import trio
 try:
     import psycopg
     import psycopg_pool
+    from psycopg import sql
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "the PostgreSQL store needs psycopg: pip install 'ocpp-trio[postgres]'"
@@ -683,14 +684,25 @@ class PostgresCredentialStore:
 
 
 def _open_pool(
-    dsn: str, pool_size: int, connect_timeout: float
+    dsn: str, pool_size: int, connect_timeout: float, idle_in_transaction_timeout: float
 ) -> psycopg_pool.ConnectionPool[Connection]:
+    idle_ms = max(1, round(idle_in_transaction_timeout * 1000))
+
+    def configure(db: Connection) -> None:
+        # a node frozen in the middle of a transaction (SIGSTOP, a long pause) would keep its
+        # stations' rows locked, and the claims of the nodes taking them over would wait for
+        # it: PostgreSQL ends such a session after this long, which releases the locks
+        db.autocommit = True
+        db.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(idle_ms))
+        db.autocommit = False
+
     pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
         dsn,
         min_size=1,
         max_size=pool_size,
         open=False,
         timeout=connect_timeout,
+        configure=configure,
         name="ocpp-trio",
     )
     try:
@@ -725,6 +737,7 @@ async def open_postgres_store(
     heartbeat_interval: float = 2.0,
     node_timeout: float = 10.0,
     connect_timeout: float = 10.0,
+    idle_in_transaction_timeout: float = 2.0,
 ) -> AsyncIterator[PostgresStore]:
     """Open (migrating as needed) the PostgreSQL store at ``dsn`` as node ``node``.
 
@@ -736,6 +749,9 @@ async def open_postgres_store(
         heartbeat_interval: seconds between two heartbeats of this node.
         node_timeout: seconds without a heartbeat after which a node counts as dead.
         connect_timeout: seconds to wait for the database when opening.
+        idle_in_transaction_timeout: seconds after which PostgreSQL ends a session of this
+            node that stopped in the middle of a transaction (a frozen node must not keep
+            the rows of its stations locked against the claims of other nodes).
 
     Waits for: the first connection and the migrations (in a worker thread), the first
     heartbeat; on exit, the node's departure (its stations released) and the pool's close.
@@ -749,7 +765,9 @@ async def open_postgres_store(
         raise ValueError("pool_size must be >= 1")
     name = node or default_node_name()
     try:
-        pool = await trio.to_thread.run_sync(_open_pool, dsn, pool_size, connect_timeout)
+        pool = await trio.to_thread.run_sync(
+            _open_pool, dsn, pool_size, connect_timeout, idle_in_transaction_timeout
+        )
     except psycopg.Error as exc:
         raise StoreError(f"PostgreSQL: {exc}") from exc
     store = PostgresStore(pool, dsn=dsn, node=name, pool_size=pool_size, node_timeout=node_timeout)
