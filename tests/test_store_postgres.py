@@ -4,6 +4,8 @@ nodes, fenced by the epoch."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import psycopg
 import pytest
 import trio
@@ -19,7 +21,7 @@ from ocpp_trio.store.postgres import (
     open_postgres_store,
     schema_version,
 )
-from ocpp_trio.store.writer import StationJournal, StoreWriter
+from ocpp_trio.store.writer import StationJournal, StoredTransactionIds, StoreWriter
 
 V201 = Version.V201
 
@@ -195,7 +197,10 @@ async def test_transaction_ids_are_unique_across_nodes(postgres_dsn: str) -> Non
     async with (
         open_postgres_store(postgres_dsn, node="a") as a,
         open_postgres_store(postgres_dsn, node="b") as b,
+        trio.open_nursery() as nursery,
     ):
+        await nursery.start(a.transaction_ids.run)
+        await nursery.start(b.transaction_ids.run)
         handed: list[int] = []
         for _ in range(3):  # three blocks each, interleaved
             for ids in (a.transaction_ids, b.transaction_ids):
@@ -210,9 +215,12 @@ async def test_transaction_ids_are_unique_across_nodes(postgres_dsn: str) -> Non
         counter = await a.counter("transaction_id")
         assert counter is not None
         assert counter > max(handed)
+        nursery.cancel_scope.cancel()
     # a single process on the same database continues after every id handed out
     async with open_postgres_store(postgres_dsn, node="c") as c:
-        assert c.transaction_ids.allocate("CS3") == counter
+        ids = StoredTransactionIds(StoreWriter(c))
+        await ids.load()
+        assert ids.allocate("CS3") == counter
 
 
 async def test_a_node_frozen_mid_transaction_does_not_block_claims(postgres_dsn: str) -> None:
@@ -244,3 +252,24 @@ async def test_a_node_frozen_mid_transaction_does_not_block_claims(postgres_dsn:
             release.set()
         # the pool replaces the broken connection: a works again
         assert (await a.load("CS1")).epoch == 2  # type: ignore[union-attr]
+
+
+async def test_a_claim_ends_a_stuck_transaction_of_another_node(postgres_dsn: str) -> None:
+    # a node frozen in the middle of a statement is not "idle in transaction": a claim that
+    # waits longer than lock_timeout for the row ends the other nodes' old transactions
+    async with open_postgres_store(postgres_dsn, node="a") as a:
+        await a.claim("CS1", V201)
+        holding = trio.Event()
+
+        def stuck() -> None:
+            with psycopg.connect(postgres_dsn, application_name="ocpp-trio") as db:
+                db.execute("SELECT epoch FROM stations WHERE identity = 'CS1' FOR SHARE")
+                trio.from_thread.run_sync(holding.set)
+                with pytest.raises(psycopg.OperationalError):
+                    db.execute("SELECT pg_sleep(60)")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.to_thread.run_sync, stuck))
+            await holding.wait()
+            with trio.fail_after(30):
+                assert (await a.claim("CS1", V201)).epoch == 2

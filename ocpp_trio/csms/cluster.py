@@ -19,6 +19,9 @@ and transaction events (started, updated, ended) as JSON on one channel;
 listening at the time (down, or reconnecting to the database) misses them, and a slow subscriber
 drops them (counted).
 
+1.6 transaction ids: the node also reserves blocks of ids for ``store.transaction_ids`` (give it
+to ``CSMSConfig(transaction_ids=...)``), so that no two nodes hand out the same id.
+
 Entry: ``node: ClusterNode = await nursery.start(serve_cluster, csms, store)`` (``ocpp-trio serve``
 does it when ``--db`` is a ``postgresql://`` URL).
 """
@@ -406,6 +409,7 @@ class ClusterNode:
         self.csms.remote = self
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.store.transaction_ids.run)
                 await nursery.start(self._forward_lifecycle)
                 await nursery.start(self._forward_transactions)
                 nursery.start_soon(self._send_events)

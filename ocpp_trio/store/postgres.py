@@ -38,6 +38,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, Final, LiteralString, TypeVar
 
 import attrs
@@ -227,6 +228,8 @@ class PostgresStore:
     Attributes:
         node: this node's name (the owner recorded by its claims).
         node_timeout: seconds without a heartbeat after which a node counts as dead.
+        lock_timeout: seconds a claim waits for a station's row; then the transactions of
+            other nodes older than that are taken for stuck (a frozen node) and ended.
     """
 
     def __init__(
@@ -237,12 +240,14 @@ class PostgresStore:
         node: str,
         pool_size: int,
         node_timeout: float,
+        lock_timeout: float = 1.0,
     ) -> None:
         self._pool: psycopg_pool.ConnectionPool[Connection] | None = pool
         #: the database (a node opens a connection of its own to it for LISTEN)
         self.dsn = dsn
         self.node = node
         self.node_timeout = node_timeout
+        self.lock_timeout = lock_timeout
         self._limiter = trio.CapacityLimiter(pool_size)
         self._credentials = PostgresCredentialStore(self)
         #: the 1.6 transaction ids of this node (give it to ``CSMSConfig(transaction_ids=)``)
@@ -297,7 +302,10 @@ class PostgresStore:
         version = Version(version)
         node = self.node
 
+        lock_timeout = sql.Literal(f"{max(1, round(self.lock_timeout * 1000))}ms")
+
         def claim(db: Connection) -> _RawStation:
+            db.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout))
             db.execute(
                 "INSERT INTO stations (identity, epoch, version, owner, updated_at)"
                 " VALUES (%s, 1, %s, %s, now()) ON CONFLICT (identity) DO UPDATE SET"
@@ -309,7 +317,22 @@ class PostgresStore:
             assert raw is not None
             return raw
 
-        return _decode_station(await self.run_sync(claim))
+        try:
+            raw = await self.run_sync(claim)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+                raise
+            # another node holds the row in a transaction that does not end: it is frozen
+            # (the only way a commit of ours lasts this long); end its stuck sessions
+            ended = await self.run_sync(partial(_end_stuck_sessions, self.lock_timeout))
+            log.warning(
+                "store: station %r was locked by a stuck transaction of another node; "
+                "%d session(s) ended",
+                identity,
+                ended,
+            )
+            raw = await self.run_sync(claim)
+        return _decode_station(raw)
 
     async def load(self, identity: str) -> StoredStation | None:
         """The record of ``identity``, or ``None``."""
@@ -430,6 +453,22 @@ class PostgresStore:
         await self.run_sync(leave)
 
 
+#: the application name of every connection of a node (others find their sessions by it)
+APPLICATION_NAME: Final = "ocpp-trio"
+
+
+def _end_stuck_sessions(older_than: float, db: Connection) -> int:
+    """End the sessions of other nodes whose transaction started ``older_than`` seconds ago
+    (their locks are released and their transaction rolled back); returns how many."""
+    rows = db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE application_name = %s AND pid <> pg_backend_pid()"
+        " AND xact_start < now() - %s",
+        (APPLICATION_NAME, datetime.timedelta(seconds=older_than)),
+    ).fetchall()
+    return sum(1 for (ended,) in rows if ended)
+
+
 def _read(db: Connection, identity: str) -> _RawStation | None:
     row = db.execute(
         "SELECT epoch, version, registration, snapshot, through, local_list_version,"
@@ -477,10 +516,14 @@ def _apply(db: Connection, ops: list[StoreOp], encoded: list[str | None]) -> fro
 
     def flush_appends() -> None:
         if appends:
-            with db.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO journal (identity, seq, entry) VALUES (%s, %s, %s)", appends
-                )
+            # one statement (not executemany, which pipelines: a node frozen in the middle of
+            # a pipeline is not "idle in transaction", and would keep its row locks)
+            identities, seqs, entries = zip(*appends, strict=True)
+            db.execute(
+                "INSERT INTO journal (identity, seq, entry)"
+                " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[])",
+                (list(identities), list(seqs), list(entries)),
+            )
             appends.clear()
 
     for op, text in zip(ops, encoded, strict=True):
@@ -542,8 +585,9 @@ class BlockTransactionIds:
     No id is handed out twice in the cluster, also across restarts; a node that dies loses the
     rest of its block (a gap, never a reuse).  The stored counter is the next id not reserved,
     as :class:`~ocpp_trio.store.writer.StoredTransactionIds` keeps it, so a single process on
-    the same database continues after it.  The next block is reserved by :meth:`run` (in the
-    store's nursery) when half of the current one is used.
+    the same database continues after it.  :meth:`run` reserves the first block, and the next
+    one whenever half of the current one is used: the node's cluster part
+    (:func:`ocpp_trio.csms.cluster.serve_cluster`) runs it.
 
     Args:
         store: the shared store.
@@ -703,6 +747,7 @@ def _open_pool(
         open=False,
         timeout=connect_timeout,
         configure=configure,
+        kwargs={"application_name": APPLICATION_NAME},
         name="ocpp-trio",
     )
     try:
@@ -733,11 +778,11 @@ async def open_postgres_store(
     dsn: str,
     *,
     node: str | None = None,
-    pool_size: int = 4,
+    pool_size: int = 8,
     heartbeat_interval: float = 2.0,
     node_timeout: float = 10.0,
     connect_timeout: float = 10.0,
-    idle_in_transaction_timeout: float = 2.0,
+    idle_in_transaction_timeout: float = 1.0,
 ) -> AsyncIterator[PostgresStore]:
     """Open (migrating as needed) the PostgreSQL store at ``dsn`` as node ``node``.
 
@@ -777,7 +822,6 @@ async def open_postgres_store(
         await store.heartbeat()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_heartbeats, store, heartbeat_interval)
-            await nursery.start(store.transaction_ids.run)
             try:
                 yield store
             except BaseException as exc:

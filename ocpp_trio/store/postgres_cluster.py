@@ -261,10 +261,11 @@ async def notify_events(store: PostgresStore, events: Sequence[dict[str, Any]]) 
         return
 
     def send(db: Connection) -> None:
-        with db.cursor() as cursor:
-            cursor.executemany(
-                "SELECT pg_notify(%s, %s)", [(EVENTS_CHANNEL, text) for text in texts]
-            )
+        db.execute(
+            "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) WITH ORDINALITY"
+            " AS e(payload, n) ORDER BY n",
+            (EVENTS_CHANNEL, texts),
+        )
 
     await store.run_sync(send)
 
