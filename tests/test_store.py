@@ -44,8 +44,14 @@ from ocpp_trio.store.base import (
     encode,
 )
 from ocpp_trio.store.memory import MemoryStore
-from ocpp_trio.store.postgres import open_postgres_store
-from ocpp_trio.store.sqlite import SCHEMA_VERSION, migrate, open_sqlite_store, schema_version
+from ocpp_trio.store.postgres import PostgresStore, open_postgres_store
+from ocpp_trio.store.sqlite import (
+    SCHEMA_VERSION,
+    SQLiteStore,
+    migrate,
+    open_sqlite_store,
+    schema_version,
+)
 from ocpp_trio.store.writer import StationJournal, StoredTransactionIds, StoreWriter
 
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=datetime.UTC)
@@ -392,8 +398,18 @@ async def test_sqlite_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
             pass  # pragma: no cover
 
 
-async def test_sqlite_unreadable_record_still_claims(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "bad.db") as store:
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """The stores on a database (their own tests below run against both)."""
+    kind: str = request.param
+    if kind == "postgres":
+        return kind, request.getfixturevalue("postgres_dsn")
+    return kind, str(tmp_path / "store.db")
+
+
+async def test_unreadable_record_still_claims(sql_store: tuple[str, str]) -> None:
+    async with open_store(*sql_store) as store:
+        assert isinstance(store, SQLiteStore | PostgresStore)
         await store.claim("CS1", V201)
         await store.commit([append("CS1", 1, 1), append("CS1", 1, 2)])
         await store.run_sync(
@@ -430,12 +446,13 @@ async def test_sqlite_credentials(tmp_path: Path) -> None:
         assert await credentials.get("CS1") is None
 
 
-async def test_sqlite_commit_is_all_or_nothing(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "atomic.db") as store:
+async def test_commit_is_all_or_nothing(sql_store: tuple[str, str]) -> None:
+    async with open_store(*sql_store) as store:
+        assert isinstance(store, SQLiteStore | PostgresStore)
         await store.claim("CS1", V201)
         await store.commit([append("CS1", 1, 1)])
         # the second append reuses seq 1: the whole commit is rolled back
-        with pytest.raises(StoreError, match="UNIQUE"):
+        with pytest.raises(StoreError, match=r"UNIQUE|duplicate key"):
             await store.commit([append("CS1", 1, 2), append("CS1", 1, 1)])
         record = await store.load("CS1")
         assert record is not None
@@ -455,9 +472,9 @@ async def test_sqlite_commit_is_all_or_nothing(tmp_path: Path) -> None:
         assert [e.seq for e in record.journal] == [1, 2, 3]
 
 
-async def test_sqlite_closed_store_refuses(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "closed.db") as store:
-        pass
+async def test_closed_store_refuses(sql_store: tuple[str, str]) -> None:
+    async with open_store(*sql_store) as store:
+        assert isinstance(store, SQLiteStore | PostgresStore)
     with pytest.raises(StoreError, match="closed"):
         await store.load("CS1")
     await store.aclose()  # idempotent

@@ -13,7 +13,7 @@ import trio.lowlevel
 from test_store import append, observation
 
 from ocpp_trio.domain.credentials import StationCredentials
-from ocpp_trio.errors import StaleEpochError, StoreError, UnreadableRecordError
+from ocpp_trio.errors import StaleEpochError, StoreError
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.store.postgres import (
     SCHEMA_VERSION,
@@ -44,43 +44,6 @@ async def test_unreachable_database_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="PostgreSQL"):
         async with open_postgres_store("postgresql://nobody@127.0.0.1:1/none", connect_timeout=0.5):
             pass  # pragma: no cover
-
-
-async def test_commit_is_all_or_nothing_and_never_abandoned(postgres_dsn: str) -> None:
-    async with open_postgres_store(postgres_dsn) as store:
-        await store.claim("CS1", V201)
-        await store.commit([append("CS1", 1, 1)])
-        with pytest.raises(StoreError, match="duplicate key"):
-            await store.commit([append("CS1", 1, 2), append("CS1", 1, 1)])
-        record = await store.load("CS1")
-        assert record is not None
-        assert [e.seq for e in record.journal] == [1]
-        # cancelled while its thread runs: it completes
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(store.commit, [append("CS1", 1, 2), append("CS1", 1, 3)])
-            while not store._limiter.borrowed_tokens:
-                await trio.lowlevel.checkpoint()
-            nursery.cancel_scope.cancel()
-        record = await store.load("CS1")
-        assert record is not None
-        assert [e.seq for e in record.journal] == [1, 2, 3]
-    with pytest.raises(StoreError, match="closed"):
-        await store.load("CS1")
-    await store.aclose()  # idempotent
-
-
-async def test_unreadable_record_still_claims(postgres_dsn: str) -> None:
-    async with open_postgres_store(postgres_dsn) as store:
-        await store.claim("CS1", V201)
-        await store.commit([append("CS1", 1, 1), append("CS1", 1, 2)])
-        await store.run_sync(
-            lambda db: db.execute("UPDATE journal SET entry = '{\"seq\": 2' WHERE seq = 2")
-        )
-        with pytest.raises(UnreadableRecordError) as caught:
-            await store.claim("CS1", V201)
-        assert (caught.value.epoch, caught.value.last_seq) == (2, 2)
-        assert await store.commit([append("CS1", 2, 3)]) == frozenset()
-        assert await store.commit([append("CS1", 1, 4)]) == frozenset({"CS1"})
 
 
 async def test_credentials(postgres_dsn: str) -> None:
