@@ -5,6 +5,7 @@ The hierarchy, in one place::
 
     OCPPError
     ├── LocalProtocolError ─ StateError           we may not send this (nothing was sent)
+    │                          └── StationOfflineError  ... to a station no node serves
     ├── RemoteProtocolError ─ MessageValidationError  the peer broke the protocol
     ├── CallError                                  a CALLERROR, received or to send
     ├── CallTimeoutError          (trio.TooSlowError)  no answer to our CALL in time
@@ -57,6 +58,7 @@ __all__ = [
     "SecurityConfigError",
     "StaleEpochError",
     "StateError",
+    "StationOfflineError",
     "StoreError",
     "TransactionTimeoutError",
     "TransportClosedError",
@@ -124,6 +126,10 @@ class LocalProtocolError(OCPPError):
 class StateError(LocalProtocolError):
     """The station's state forbids this now: offline, not yet accepted, Rejected, or a CALL
     the Pending allow-list does not contain.  Nothing was sent."""
+
+
+class StationOfflineError(StateError):
+    """The station is connected to no node of the CSMS (nothing was sent)."""
 
 
 class RemoteProtocolError(OCPPError):

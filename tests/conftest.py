@@ -6,8 +6,9 @@ Helpers shared between test modules live in the ``helpers`` package next to this
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 # the helpers package is imported by its top-level name, whatever pytest's import mode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from helpers.cluster import PostgresCluster, postgres_bin
 from helpers.station import boot_router
 
 from ocpp_trio import CSMS, open_csms
@@ -25,3 +27,32 @@ async def csms() -> AsyncIterator[CSMS]:
     """A CSMS without a listener (stations come in over memory pairs), accepting every boot."""
     async with open_csms(boot_router(), None, None) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL server for the whole run, started on first use.
+
+    Without the binaries the tests that need it are skipped, except under CI (``CI`` set),
+    where ``.ci/run`` installs them and their absence is a failure.
+    """
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's binaries are missing (.ci/run installs postgresql-15)")
+        pytest.skip("PostgreSQL's binaries are not installed")
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_cluster: PostgresCluster) -> Iterator[str]:
+    """A new empty database in the shared cluster, dropped after the test."""
+    dsn = postgres_cluster.create_database()
+    try:
+        yield dsn
+    finally:
+        postgres_cluster.drop_database(dsn)

@@ -83,6 +83,11 @@ async def test_stations_calls_and_device_model() -> None:
             assert "POST /stations/{id}/call" in index.body["endpoints"]
             cp, link = await charge_point(csms, nursery, "CS 1", router=station_router())
             await charge_point(csms, nursery, "OLD", Version.V16)
+            health = await http(port, "GET", "/health")
+            assert (health.status, health.body) == (
+                200,
+                {"status": "ok", "stations": 2, "node": None},
+            )
             listed = await http(port, "GET", "/stations")
             assert listed.status == 200
             assert listed.headers["content-type"].startswith("application/json")

@@ -93,6 +93,9 @@ RESTRICTED = {
     },
     "trio_websocket": {"transport"},
     "wsproto": {"transport"},
+    # the optional PostgreSQL store's driver stays inside the store layer
+    "psycopg": {"store"},
+    "psycopg_pool": {"store"},
 }
 #: The sans-IO layers, whose import must not load trio (checked at run time too).
 SANS_IO = ("protocol", "domain", "messages", "errors")

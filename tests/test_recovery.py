@@ -30,6 +30,7 @@ from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station
 from ocpp_trio.store.base import Store, StoreOp
 from ocpp_trio.store.memory import MemoryStore
+from ocpp_trio.store.postgres import open_postgres_store
 from ocpp_trio.store.sqlite import open_sqlite_store
 from ocpp_trio.transport.base import memory_transport_pair
 
@@ -686,11 +687,30 @@ async def test_an_inconsistent_journal_fails_recovery(autojump_clock: Any) -> No
 # -- several processes -------------------------------------------------------------------------
 
 
-async def test_a_station_moves_between_processes(tmp_path: Path, autojump_clock: Any) -> None:
-    path = tmp_path / "shared.db"
+@asynccontextmanager
+async def two_nodes(kind: str, where: str) -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one database, as two processes (nodes) open it."""
+    if kind == "postgres":
+        async with (
+            open_postgres_store(where, node="a") as a,
+            open_postgres_store(where, node="b") as b,
+        ):
+            yield a, b
+    else:
+        async with open_sqlite_store(where) as a, open_sqlite_store(where) as b:
+            yield a, b
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    if request.param == "postgres":
+        return "postgres", request.getfixturevalue("postgres_dsn")
+    return "sqlite", str(tmp_path / "shared.db")
+
+
+async def test_a_station_moves_between_processes(shared_store: tuple[str, str]) -> None:
     async with (
-        open_sqlite_store(path) as store_a,
-        open_sqlite_store(path) as store_b,
+        two_nodes(*shared_store) as (store_a, store_b),
         csms_on(store_a) as (a, nursery_a),
         csms_on(store_b) as (b, nursery_b),
     ):

@@ -44,7 +44,14 @@ from ocpp_trio.store.base import (
     encode,
 )
 from ocpp_trio.store.memory import MemoryStore
-from ocpp_trio.store.sqlite import SCHEMA_VERSION, migrate, open_sqlite_store, schema_version
+from ocpp_trio.store.postgres import PostgresStore, open_postgres_store
+from ocpp_trio.store.sqlite import (
+    SCHEMA_VERSION,
+    SQLiteStore,
+    migrate,
+    open_sqlite_store,
+    schema_version,
+)
 from ocpp_trio.store.writer import StationJournal, StoredTransactionIds, StoreWriter
 
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=datetime.UTC)
@@ -227,16 +234,35 @@ def test_codec_rejects_what_does_not_decode() -> None:
 # -- both stores -------------------------------------------------------------------------------
 
 
+STORES = ["sqlite", "memory", "memory-json", "postgres"]
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Which store a contract test runs against, and where it keeps its data."""
+    kind: str = request.param
+    if kind == "postgres":
+        return kind, request.getfixturevalue("postgres_dsn")
+    return kind, str(tmp_path / "store.db")
+
+
 @asynccontextmanager
-async def a_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
+async def open_store(kind: str, where: str) -> AsyncIterator[Store]:
     if kind == "sqlite":
-        async with open_sqlite_store(tmp_path / "store.db") as store:
+        async with open_sqlite_store(where) as store:
             yield store
+    elif kind == "postgres":
+        async with open_postgres_store(where, node="test-node") as pg:
+            yield pg
     else:
         yield MemoryStore(serialize=kind == "memory-json")
 
 
-STORES = ["sqlite", "memory", "memory-json"]
+@pytest.fixture
+async def store(store_kind: tuple[str, str]) -> AsyncIterator[Store]:
+    """The store of ``store_kind``, open for the test."""
+    async with open_store(*store_kind) as opened:
+        yield opened
 
 
 def append(identity: str, epoch: int, seq: int) -> Append:
@@ -245,72 +271,66 @@ def append(identity: str, epoch: int, seq: int) -> Append:
     )
 
 
-@pytest.mark.parametrize("kind", STORES)
-async def test_claim_commit_load(kind: str, tmp_path: Path) -> None:
-    async with a_store(kind, tmp_path) as store:
-        assert await store.load("CS1") is None
-        record = await store.claim("CS1", V201)
-        assert (record.epoch, record.version, record.last_seq, record.empty) == (1, V201, 0, True)
-        registration = Registration(status=RegistrationStatus.ACCEPTED, version=V201, at=NOW)
-        ops: list[StoreOp] = [
-            append("CS1", 1, 1),
-            PutRegistration(identity="CS1", epoch=1, registration=registration),
-            append("CS1", 1, 2),
-            PutLocalListVersion(identity="CS1", epoch=1, version=12),
-            PutCounter(name="transaction_id", value=9),
+async def test_claim_commit_load(store: Store) -> None:
+    assert await store.load("CS1") is None
+    record = await store.claim("CS1", V201)
+    assert (record.epoch, record.version, record.last_seq, record.empty) == (1, V201, 0, True)
+    registration = Registration(status=RegistrationStatus.ACCEPTED, version=V201, at=NOW)
+    ops: list[StoreOp] = [
+        append("CS1", 1, 1),
+        PutRegistration(identity="CS1", epoch=1, registration=registration),
+        append("CS1", 1, 2),
+        PutLocalListVersion(identity="CS1", epoch=1, version=12),
+        PutCounter(name="transaction_id", value=9),
+    ]
+    assert await store.commit(ops) == frozenset()
+    loaded = await store.load("CS1")
+    assert loaded is not None
+    assert [e.seq for e in loaded.journal] == [1, 2]
+    assert loaded.journal[1].observation == observation(2)
+    assert loaded.registration == registration
+    assert loaded.local_list_version == 12
+    assert loaded.epoch == 1  # load does not claim
+    assert await store.counter("transaction_id") == 9
+    # a snapshot folds the journal in
+    snapshot = full_snapshot()
+    await store.commit(
+        [
+            PutSnapshot(identity="CS1", epoch=1, snapshot=snapshot, through=2),
+            append("CS1", 1, 3),
         ]
-        assert await store.commit(ops) == frozenset()
-        loaded = await store.load("CS1")
-        assert loaded is not None
-        assert [e.seq for e in loaded.journal] == [1, 2]
-        assert loaded.journal[1].observation == observation(2)
-        assert loaded.registration == registration
-        assert loaded.local_list_version == 12
-        assert loaded.epoch == 1  # load does not claim
-        assert await store.counter("transaction_id") == 9
-        # a snapshot folds the journal in
-        snapshot = full_snapshot()
-        await store.commit(
-            [
-                PutSnapshot(identity="CS1", epoch=1, snapshot=snapshot, through=2),
-                append("CS1", 1, 3),
-            ]
-        )
-        again = await store.claim("CS1", Version.V21)
-        assert (again.epoch, again.version, again.through, again.last_seq) == (2, Version.V21, 2, 3)
-        assert again.snapshot == snapshot
-        assert [e.seq for e in again.journal] == [3]
-        assert await store.identities() == ["CS1"]
-        await store.forget("CS1")
-        assert await store.load("CS1") is None
+    )
+    again = await store.claim("CS1", Version.V21)
+    assert (again.epoch, again.version, again.through, again.last_seq) == (2, Version.V21, 2, 3)
+    assert again.snapshot == snapshot
+    assert [e.seq for e in again.journal] == [3]
+    assert await store.identities() == ["CS1"]
+    await store.forget("CS1")
+    assert await store.load("CS1") is None
 
 
-@pytest.mark.parametrize("kind", STORES)
-async def test_stale_writes_are_refused_per_station(kind: str, tmp_path: Path) -> None:
-    async with a_store(kind, tmp_path) as store:
-        await store.claim("A", V201)
-        await store.claim("B", V201)
-        await store.claim("B", V201)  # another process took B over: epoch 2
-        stale = await store.commit([append("A", 1, 1), append("B", 1, 1), append("C", 1, 1)])
-        assert stale == frozenset({"B", "C"})  # C was never claimed
-        a, b = await store.load("A"), await store.load("B")
-        assert a is not None
-        assert b is not None
-        assert (len(a.journal), len(b.journal)) == (1, 0)
-        # administrative writes are not fenced, and create the record
-        seeded = Registration(status=RegistrationStatus.ACCEPTED, at=NOW)
-        await store.commit([PutRegistration(identity="D", epoch=None, registration=seeded)])
-        d = await store.load("D")
-        assert d is not None
-        assert (d.registration, d.epoch) == (seeded, 0)
+async def test_stale_writes_are_refused_per_station(store: Store) -> None:
+    await store.claim("A", V201)
+    await store.claim("B", V201)
+    await store.claim("B", V201)  # another process took B over: epoch 2
+    stale = await store.commit([append("A", 1, 1), append("B", 1, 1), append("C", 1, 1)])
+    assert stale == frozenset({"B", "C"})  # C was never claimed
+    a, b = await store.load("A"), await store.load("B")
+    assert a is not None
+    assert b is not None
+    assert (len(a.journal), len(b.journal)) == (1, 0)
+    # administrative writes are not fenced, and create the record
+    seeded = Registration(status=RegistrationStatus.ACCEPTED, at=NOW)
+    await store.commit([PutRegistration(identity="D", epoch=None, registration=seeded)])
+    d = await store.load("D")
+    assert d is not None
+    assert (d.registration, d.epoch) == (seeded, 0)
 
 
-@pytest.mark.parametrize("kind", STORES)
-async def test_counters_never_go_down(kind: str, tmp_path: Path) -> None:
-    async with a_store(kind, tmp_path) as store:
-        assert await store.counter("x") is None
-        await store.commit([PutCounter(name="x", value=5), PutCounter(name="x", value=3)])
-        assert await store.counter("x") == 5
+async def test_counters_never_go_down(store: Store) -> None:
+    assert await store.counter("x") is None
+    await store.commit([PutCounter(name="x", value=5), PutCounter(name="x", value=3)])
+    assert await store.counter("x") == 5
 
 
 # -- SQLite specifics ----------------------------------------------------------------------------
@@ -378,8 +398,18 @@ async def test_sqlite_uses_wal_and_survives_reopening(tmp_path: Path) -> None:
             pass  # pragma: no cover
 
 
-async def test_sqlite_unreadable_record_still_claims(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "bad.db") as store:
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """The stores on a database (their own tests below run against both)."""
+    kind: str = request.param
+    if kind == "postgres":
+        return kind, request.getfixturevalue("postgres_dsn")
+    return kind, str(tmp_path / "store.db")
+
+
+async def test_unreadable_record_still_claims(sql_store: tuple[str, str]) -> None:
+    async with open_store(*sql_store) as store:
+        assert isinstance(store, SQLiteStore | PostgresStore)
         await store.claim("CS1", V201)
         await store.commit([append("CS1", 1, 1), append("CS1", 1, 2)])
         await store.run_sync(
@@ -416,12 +446,13 @@ async def test_sqlite_credentials(tmp_path: Path) -> None:
         assert await credentials.get("CS1") is None
 
 
-async def test_sqlite_commit_is_all_or_nothing(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "atomic.db") as store:
+async def test_commit_is_all_or_nothing(sql_store: tuple[str, str]) -> None:
+    async with open_store(*sql_store) as store:
+        assert isinstance(store, SQLiteStore | PostgresStore)
         await store.claim("CS1", V201)
         await store.commit([append("CS1", 1, 1)])
         # the second append reuses seq 1: the whole commit is rolled back
-        with pytest.raises(StoreError, match="UNIQUE"):
+        with pytest.raises(StoreError, match=r"UNIQUE|duplicate key"):
             await store.commit([append("CS1", 1, 2), append("CS1", 1, 1)])
         record = await store.load("CS1")
         assert record is not None
@@ -441,9 +472,9 @@ async def test_sqlite_commit_is_all_or_nothing(tmp_path: Path) -> None:
         assert [e.seq for e in record.journal] == [1, 2, 3]
 
 
-async def test_sqlite_closed_store_refuses(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path / "closed.db") as store:
-        pass
+async def test_closed_store_refuses(sql_store: tuple[str, str]) -> None:
+    async with open_store(*sql_store) as store:
+        assert isinstance(store, SQLiteStore | PostgresStore)
     with pytest.raises(StoreError, match="closed"):
         await store.load("CS1")
     await store.aclose()  # idempotent

@@ -12,7 +12,8 @@ directions, is logged on one line (logger ``ocpp_trio.exchange``); the library's
 connection/disconnection lines come from ``ocpp_trio`` and ``ocpp_trio.server``.
 
 Station state (registrations, transactions, EVSE statuses, the device model, the 1.6 transaction
-id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.db``;
+id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.db``; a
+``postgresql://`` URL shares a PostgreSQL database between nodes, docs/scale-out.md;
 ``:memory:`` keeps it in memory only): a restarted server resumes accepted stations without a
 BootNotification (see docs/recovery.md).
 
@@ -386,9 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--db",
         default="./ocpp-trio.db",
-        metavar="FILE",
-        help="SQLite file keeping station state across restarts, ':memory:' for none "
-        "(default %(default)s)",
+        metavar="FILE|URL",
+        help="SQLite file keeping station state across restarts, ':memory:' for none, or a "
+        "postgresql:// URL shared by several nodes (default %(default)s)",
+    )
+    serve.add_argument(
+        "--node",
+        metavar="NAME",
+        help="this process's name among the nodes sharing a postgresql:// store "
+        "(default: host name, process id and a random suffix)",
     )
     _add_serve_extras(serve)
     serve.add_argument(
@@ -471,19 +478,30 @@ def _add_serve_extras(serve: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
     versions = tuple(dict.fromkeys(args.versions)) if args.versions else tuple(Version)
+    # nodes sharing a PostgreSQL store take 1.6 transaction ids from one shared counter
+    shared_ids = getattr(store, "transaction_ids", None)
     return CSMSConfig(
         station=StationConfig(call_timeout=args.call_timeout),
         server=ServerConfig(versions=versions, ping_interval=args.ping_interval),
         close_timeout=5.0,
         store=store,
+        **({"transaction_ids": shared_ids} if shared_ids is not None else {}),
     )
 
 
 @asynccontextmanager
-async def _open_store(path: str) -> AsyncIterator[Store]:
-    """The store of ``--db``: the SQLite file, or a memory store for ``:memory:``."""
+async def _open_store(path: str, node: str | None = None) -> AsyncIterator[Store]:
+    """The store of ``--db``: the SQLite file, a memory store for ``:memory:``, or the
+    PostgreSQL database of a ``postgresql://`` URL (see docs/scale-out.md)."""
     if path == ":memory:":
         yield MemoryStore()
+        return
+    if path.startswith(("postgresql://", "postgres://")):
+        from ocpp_trio.store.postgres import open_postgres_store  # the optional dependency
+
+        async with open_postgres_store(path, node=node) as postgres:
+            log.info("station state kept in PostgreSQL, as node %s", postgres.node)
+            yield postgres
         return
     async with open_sqlite_store(path) as store:
         log.info("station state kept in %s", path)
@@ -510,7 +528,10 @@ async def serve(
     # While the receiver is open trio delivers SIGINT here instead of raising
     # KeyboardInterrupt at an arbitrary checkpoint, so shutdown is a plain cancellation.
     with trio.open_signal_receiver(*stop_signals) as signals:
-        async with _open_store(args.db) as store, trio.open_nursery() as nursery:
+        async with (
+            _open_store(args.db, getattr(args, "node", None)) as store,
+            trio.open_nursery() as nursery,
+        ):
             if isinstance(check_request, StationAuthenticator):
                 # passwords live in the store so that a rotation survives a restart
                 added = await use_persistent_credentials(check_request, store.credentials)
@@ -526,6 +547,10 @@ async def serve(
                     ssl_context=ssl_context,
                 )
             )
+            if getattr(store, "node", None) is not None:  # a node of a PostgreSQL cluster
+                from ocpp_trio.csms.cluster import serve_cluster  # the optional dependency
+
+                await nursery.start(serve_cluster, csms, store)
             if isinstance(check_request, StationAuthenticator):
                 csms.add_extra_handler(
                     PasswordChangeObserver(store.credentials), buffer=256, name="passwords"

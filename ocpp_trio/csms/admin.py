@@ -4,6 +4,10 @@ Endpoints (all answers are JSON objects):
 
 =======================================  ========================================================
 ``GET /``                                the endpoints
+``GET /health``                          ``200 {"status": "ok", "stations": N, "node": ...,
+                                         "store": {...}}`` while the CSMS serves (a load
+                                         balancer's check; ``node`` is the node name of a shared
+                                         store, ``store`` the store writer's counters)
 ``GET /stations``                        every station seen since the API started (and every one
                                          connected): identity, version, connected, state, boot
                                          status, last seen, open transactions
@@ -22,9 +26,10 @@ Endpoints (all answers are JSON objects):
 ``POST .../call`` answers ``200 {"action", "response"}`` with the station's response payload;
 ``400`` for a body, action or payload that is not valid (with the field path and the OCPP code);
 ``404`` for a station never seen, ``409`` for one not connected or whose registration state
-forbids the CALL now; ``502 {"callError": {"code", "description", "details"}}`` when the station
-answered with a CALLERROR (or a broken answer); ``504`` when it did not answer in time; ``503``
-when the connection dropped meanwhile.
+forbids the CALL now (in a cluster, the call goes through the node that serves the station, see
+:mod:`ocpp_trio.csms.cluster`); ``502 {"callError": {"code", "description", "details"}}``
+when the station answered with a CALLERROR (or a broken answer); ``504`` when it did not answer
+in time; ``503`` when the connection dropped meanwhile.
 
 Bounds: one request per connection (``Connection: close``), at most ``max_request_bytes`` of
 body (``413`` beyond) and ``max_header_bytes`` of request head (``431``), ``read_timeout``
@@ -55,6 +60,7 @@ from ocpp_trio.errors import (
     CallTimeoutError,
     ConnectionLostError,
     ErrorCode,
+    LocalProtocolError,
     MessageValidationError,
     RemoteProtocolError,
     StateError,
@@ -68,6 +74,7 @@ __all__ = ["AdminConfig", "AdminInfo", "serve_admin"]
 log = logging.getLogger("ocpp_trio.admin")
 
 _ENDPOINTS: Final = (
+    "GET /health",
     "GET /stations",
     "GET /stations/{id}",
     "GET /stations/{id}/device-model",
@@ -341,6 +348,9 @@ class AdminApi:
         if not parts:
             expect("GET")
             return 200, {"endpoints": list(_ENDPOINTS)}
+        if parts == ["health"]:
+            expect("GET")
+            return 200, self._health()
         if parts == ["stations"]:
             expect("GET")
             stations = [self.station_json(i) for i in self._identities()]
@@ -365,6 +375,17 @@ class AdminApi:
                 return await self._call(identity, body)
         raise _HttpError(404, f"no such endpoint: {url.path}")
 
+    def _health(self) -> dict[str, Any]:
+        statistics = self.csms.statistics()
+        answer: dict[str, Any] = {
+            "status": "ok",
+            "stations": statistics.stations_connected,
+            "node": getattr(self.csms.config.store, "node", None),
+        }
+        if statistics.store is not None:
+            answer["store"] = attrs.asdict(statistics.store)
+        return answer
+
     def _known(self, identity: str) -> dict[str, Any]:
         found = self.station_json(identity)
         if found is None:
@@ -379,10 +400,19 @@ class AdminApi:
     async def _call(self, identity: str, body: bytes) -> tuple[int, dict[str, Any]]:
         action, payload, timeout = _parse_call(body)
         station = self.csms.get_station(identity)
-        if station is None:
+        remote = self.csms.remote
+        if station is not None:
+            version = station.version
+            limit = self.config.call_timeout or station.config.call_timeout
+        elif remote is not None:  # in a cluster: the station may be served by another node
+            found = await remote.version_of(identity)
+            if found is None:
+                raise _HttpError(404, f"station {identity!r} has never connected")
+            version = found
+            limit = self.config.call_timeout or self.csms.config.station.call_timeout
+        else:
             self._known(identity)
             raise _HttpError(409, f"station {identity!r} is not connected")
-        version = station.version
         spec = messages.actions(version).get(action)
         if spec is None:
             raise _HttpError(400, f"{action!r} is not an OCPP {version.value} action")
@@ -398,13 +428,14 @@ class AdminApi:
                 code=exc.wire_code,
             ) from None
         assert isinstance(request, Request)
-        limit = self.config.call_timeout or station.config.call_timeout
         if timeout is not None:
             limit = min(limit, timeout)
         try:
-            response = await station.call(request, call_timeout=limit)
+            response = await self.csms.call(identity, request, call_timeout=limit)
         except StateError as exc:
             raise _HttpError(409, str(exc)) from None
+        except LocalProtocolError as exc:
+            raise _HttpError(400, str(exc)) from None
         except CallError as exc:
             code = exc.code.wire(version) if isinstance(exc.code, ErrorCode) else exc.code
             return 502, {

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import MappingProxyType
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import attrs
 import trio
@@ -44,7 +44,8 @@ from ocpp_trio.domain.device_model import DeviceModel
 from ocpp_trio.domain.events import MachineEvent, TransactionChanged
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import TransactionIdAllocator, TransactionIdCounter
-from ocpp_trio.errors import CSMSError, StoreError
+from ocpp_trio.errors import CSMSError, StationOfflineError, StoreError
+from ocpp_trio.messages._base import Request, Response
 from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.events import (
@@ -84,6 +85,24 @@ __all__ = [
 ]
 
 log = logging.getLogger("ocpp_trio")
+
+R = TypeVar("R", bound=Response)
+
+
+class RemoteCaller(Protocol):
+    """Sends a CALL to a station that another node of the CSMS serves (see
+    :mod:`ocpp_trio.csms.cluster`)."""
+
+    async def call(
+        self, identity: str, request: Request[R], *, call_timeout: float | None = None
+    ) -> R:
+        """The station's response; raises as :meth:`CSMS.call` says."""
+        ...
+
+    async def version_of(self, identity: str) -> Version | None:
+        """The OCPP version ``identity`` last connected with (to any node), ``None`` when
+        unknown."""
+        ...
 
 
 class DuplicatePolicy(enum.Enum):
@@ -180,6 +199,8 @@ class CSMS:
         self._writer: StoreWriter | None = None
         self._recovery: Recovery | None = None
         self._transaction_ids = self.config.transaction_ids
+        #: sends CALLs to stations served by other nodes (set by a cluster, ``None``: none)
+        self.remote: RemoteCaller | None = None
         if self.config.store is not None:
             recovery = self.config.recovery
             self._writer = StoreWriter(self.config.store, snapshot_every=recovery.snapshot_every)
@@ -199,6 +220,30 @@ class CSMS:
     def get_station(self, identity: str) -> Station | None:
         """The connected station ``identity``, or ``None``."""
         return self._stations.get(identity)
+
+    async def call(
+        self, identity: str, request: Request[R], *, call_timeout: float | None = None
+    ) -> R:
+        """Send ``request`` to station ``identity``, connected here or, in a cluster
+        (:attr:`remote`), to another node, and return its response.
+
+        Waits for: the station's answer, at most ``call_timeout`` seconds (default: the
+        station configuration's).  Cancellation: as :meth:`Station.call`; a routed command
+        still ends with an outcome of its own.
+
+        Raises:
+            StationOfflineError: no node serves the station (nothing was sent).
+            StateError: its registration state forbids the CALL now.
+            CallError: it answered with a CALLERROR.
+            CallTimeoutError: no answer in time.
+            ConnectionLostError: its connection here dropped before the answer.
+        """
+        station = self._stations.get(identity)
+        if station is not None:
+            return await station.call(request, call_timeout=call_timeout)
+        if self.remote is not None:
+            return await self.remote.call(identity, request, call_timeout=call_timeout)
+        raise StationOfflineError(f"station {identity!r} is not connected")
 
     def remembered_status(self, identity: str) -> RegistrationStatus | None:
         """The registration kept for ``identity`` between connections."""
