@@ -11,8 +11,7 @@ import attrs
 import psycopg
 import pytest
 import trio
-from test_recovery import boot, connect, csms_on
-from test_station_helpers import FakeStation
+from helpers.csms import boot, connect, csms_on
 
 from ocpp_trio.csms.cluster import ClusterConfig, ClusterNode, serve_cluster
 from ocpp_trio.csms.core import CSMS
@@ -27,6 +26,7 @@ from ocpp_trio.messages import v2_0_1
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.station import Station
 from ocpp_trio.store.postgres import open_postgres_store
+from ocpp_trio.testing import FakeStation
 
 FAST = ClusterConfig(poll_interval=0.2, sweep_interval=0.2, grace=0.5)
 RESET = v2_0_1.ResetRequest(type=v2_0_1.ResetEnumType.IMMEDIATE)

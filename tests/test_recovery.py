@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from helpers.csms import boot, connect, csms_on
 from helpers.station import FakeStation, boot_request, boot_router, error_of, heartbeat
 
 from ocpp_trio import ConnectionLostError, Version
@@ -76,38 +76,6 @@ class CutStore(MemoryStore):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def csms_on(
-    store: Store, router: Router | None = None, **config: Any
-) -> AsyncIterator[tuple[CSMS, trio.Nursery]]:
-    router = router if router is not None else boot_router()
-    csms = CSMS(router, config=CSMSConfig(store=store, **config))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(csms.run)
-        yield csms, nursery
-        nursery.cancel_scope.cancel()
-
-
-async def connect(
-    csms: CSMS, nursery: trio.Nursery, version: Version = V201, identity: str = "CS1"
-) -> tuple[Station, FakeStation]:
-    ours, theirs = memory_transport_pair()
-    station: Station | None = await nursery.start(
-        partial(csms.serve_station, ours, identity, version)
-    )
-    assert station is not None
-    return station, FakeStation(theirs, version)
-
-
-async def boot(fake: FakeStation, reason: str = "PowerUp") -> None:
-    request = boot_request(fake.version)
-    if fake.version is not V16:
-        payload = request.to_json() | {"reason": reason}
-        request = decode_request(fake.version, "BootNotification", payload)  # type: ignore[assignment]
-    response = await fake.exchange(request)
-    assert getattr(response, "status", None) is not None, response
 
 
 def call(version: Version, action: str, payload: dict[str, Any]) -> Request[Any]:

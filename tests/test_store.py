@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.store import NOW, append, observation
 
 from ocpp_trio.domain.credentials import PasswordHashing, StationCredentials, hash_password
 from ocpp_trio.domain.device_model import DeviceModel
 from ocpp_trio.domain.evse import ConnectorStatus, Evse, RequestedAvailability, Reservation
-from ocpp_trio.domain.observations import Observation
 from ocpp_trio.domain.reports import Report, ReportPart, ReportStatus
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
@@ -27,11 +27,10 @@ from ocpp_trio.domain.transactions import (
     TransactionEventRecord,
 )
 from ocpp_trio.errors import StaleEpochError, StoreError, UnreadableRecordError
-from ocpp_trio.messages import decode_request, decode_response, v1_6, v2_0_1
+from ocpp_trio.messages import decode_request, v1_6, v2_0_1
 from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.store.base import (
-    Append,
     JournalEntry,
     PutCounter,
     PutLocalListVersion,
@@ -54,7 +53,6 @@ from ocpp_trio.store.sqlite import (
 )
 from ocpp_trio.store.writer import StationJournal, StoredTransactionIds, StoreWriter
 
-NOW = datetime.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=datetime.UTC)
 V201 = Version.V201
 
 
@@ -145,25 +143,6 @@ def full_snapshot() -> StationSnapshot:
         remote_starts=(remote,),
         next_request_id=8,
         next_remote_start_id=6,
-    )
-
-
-def observation(seq: int = 0) -> Observation:
-    request = decode_request(
-        V201,
-        "TransactionEvent",
-        {
-            "eventType": "Updated",
-            "timestamp": "2024-05-01T12:30:00Z",
-            "triggerReason": "MeterValuePeriodic",
-            "seqNo": seq,
-            "transactionInfo": {"transactionId": "TX1"},
-            "meterValue": [{"timestamp": "2024-05-01T12:30:00Z", "sampledValue": [{"value": 1.5}]}],
-        },
-    )
-    response = decode_response(V201, "TransactionEvent", {"totalCost": 1.25})
-    return Observation(
-        action="TransactionEvent", by_station=True, request=request, response=response, at=NOW
     )
 
 
@@ -263,12 +242,6 @@ async def store(store_kind: tuple[str, str]) -> AsyncIterator[Store]:
     """The store of ``store_kind``, open for the test."""
     async with open_store(*store_kind) as opened:
         yield opened
-
-
-def append(identity: str, epoch: int, seq: int) -> Append:
-    return Append(
-        identity=identity, epoch=epoch, entry=JournalEntry(seq=seq, observation=observation(seq))
-    )
 
 
 async def test_claim_commit_load(store: Store) -> None:

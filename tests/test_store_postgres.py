@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import trio
 import trio.lowlevel
-from test_store import append, observation
+from helpers.store import append, observation
 
 from ocpp_trio.domain.credentials import StationCredentials
 from ocpp_trio.errors import StaleEpochError, StoreError
