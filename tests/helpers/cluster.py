@@ -28,7 +28,7 @@ import psycopg
 import trio
 
 #: where the repository's deployment files are
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def free_port() -> int:
