@@ -337,7 +337,7 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     db.close()
     async with open_sqlite_store(path) as store:
         version = await store.run_sync(schema_version)
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
         record = await store.claim("OLD", V201)
         assert (record.epoch, record.through, record.last_seq) == (4, 5, 6)
         assert record.registration is not None
