@@ -33,7 +33,8 @@ from ocpp_trio.domain.events import (
     TransactionUpdated,
 )
 from ocpp_trio.domain.evse import Evse, EvseCommand, RemoveEvse, Reservation, apply_evse
-from ocpp_trio.domain.observations import Effect, Observation, ToReport
+from ocpp_trio.domain.ledger import LedgerEntry, ledger_entry
+from ocpp_trio.domain.observations import Effect, Observation, ToReport, ToTransaction
 from ocpp_trio.domain.reconcile import closed_by_reboot, superseded
 from ocpp_trio.domain.reports import (
     Report,
@@ -45,6 +46,7 @@ from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
     RemoteStart,
     Transaction,
+    TransactionEventKind,
     TransactionEventRecord,
     TransactionIdAllocator,
     TransactionIdCounter,
@@ -170,6 +172,20 @@ class ReportWatch:
 
 
 _TxItem = TransactionEventRecord | int  # an event, or a remote start id to link
+
+
+@attrs.frozen
+class _Projection:
+    """A transaction event applied ahead of its task, for the ledger entry that is journaled
+    with the exchange (see ``_ledger_entries``); the task takes the result when nothing
+    changed the transaction in between."""
+
+    record: TransactionEventRecord
+    old: Transaction | None
+    new: Transaction
+    notices: tuple[TransactionNotice, ...]
+
+
 _NOTICE_EVENTS: Mapping[TransactionNotice, type[TransactionChanged]] = {
     TransactionNotice.STARTED: TransactionStarted,
     TransactionNotice.UPDATED: TransactionUpdated,
@@ -236,6 +252,11 @@ class MachinesState:
         self._tx_waits: list[_Wait[Transaction]] = []
         #: finished transactions open again for a late event (their end was published)
         self._reported_ended: set[str] = set()
+        # the ledger: transactions whose Ended event may still be on its way to their task,
+        # and the events applied ahead of the task (their entries went with the journal)
+        self._ending: set[str] = set()
+        self._projected: dict[str, _Projection] = {}
+        self._replaying = False
         self._report_waits: dict[ReportKey, list[_Wait[Report]]] = {}
         # settling
         self._seq = 0
@@ -347,6 +368,8 @@ class MachinesState:
         self._evses = {e.evse_id: e for e in snapshot.evses}
         self._open = {t.transaction_id: t for t in snapshot.transactions}
         self._ended.clear()
+        self._ending.clear()
+        self._projected.clear()
         self._reports = {r.key: r for r in snapshot.reports}
         self._report_history.clear()
         self._remote_starts = {r.remote_start_id: r for r in snapshot.remote_starts}
@@ -382,6 +405,69 @@ class MachinesState:
         # the snapshot must reflect exactly what was journaled: nothing may be in flight
         if self.journal is journal and not self._outstanding:
             journal.put_snapshot(self.snapshot())
+
+    # -- the ledger ------------------------------------------------------------------------
+    #
+    # Every finished transaction has a ledger entry in the store, written in the same commit
+    # as the journal entry of the exchange that ended or changed it.  Such an exchange's
+    # transaction events are applied ahead of the transaction task, as soon as the events
+    # before them have been (``_ledger_entries``, in the submitting task, under the order
+    # lock), and the entries are journaled with the exchange; the task then takes the result.
+    # Whatever reaches an ended transaction another way (a connection ending mid-way, a remote
+    # start linked later) has its entry written when the task applies it.
+
+    def _ends(self, effect: ToTransaction) -> bool:
+        """Whether ``effect`` ends its transaction or changes an ended one."""
+        record = effect.record
+        if record is None:
+            return False
+        tx_id = effect.transaction_id
+        if record.kind is TransactionEventKind.ENDED:
+            self._ending.add(tx_id)
+            return True
+        if tx_id in self._ending:
+            return True
+        tx = self._open.get(tx_id) or self._ended.get(tx_id)
+        return tx is not None and tx.ended
+
+    async def _ledger_entries(self, effects: list[Effect], seq: int | None) -> list[LedgerEntry]:
+        """The ledger entries of the transactions exchange ``seq`` ends or changes after
+        their end, applied ahead (see above); ``[]`` without a store.
+
+        Waits for: the exchanges before ``seq`` to be applied (only when one ends or changes
+        an ended transaction).  Cancellation: nothing was applied ahead.
+        """
+        if self.journal is None or self._replaying:
+            return []
+        touched = [e for e in effects if isinstance(e, ToTransaction) and self._ends(e)]
+        if not touched:
+            return []
+        if seq is not None:
+            await self._settle_through(seq - 1)
+        entries: list[LedgerEntry] = []
+        now = _utc_now()
+        try:
+            for effect in touched:
+                tx_id, record = effect.transaction_id, effect.record
+                assert record is not None
+                old = self._open.get(tx_id) or self._ended.get(tx_id)
+                new, notices = self._advance(tx_id, old, record)
+                self._projected[tx_id] = _Projection(record, old, new, notices)
+                if new.ended:
+                    entries.append(ledger_entry(new, now))
+                else:
+                    self._ending.discard(tx_id)  # open again (2.1 resumed it)
+        except Exception:
+            # the tasks write the entries when they apply the events
+            log.exception("station %r: BUG (ours): the ledger entry failed", self.identity)
+            self._projected.clear()
+            return []
+        return entries
+
+    def _put_ledger_entry(self, transaction: Transaction) -> None:
+        journal = self.journal
+        if journal is not None and not self._replaying:
+            journal.put_ledger_entry(ledger_entry(transaction, _utc_now()))
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -448,8 +534,11 @@ class MachinesState:
         Waits for: the tasks to process the exchanges submitted before the
         call (or the connection to end).  Cancellation: safe.  Closes: nothing.
         """
-        target = self._seq
-        while self._outstanding and min(self._outstanding) <= target:
+        await self._settle_through(self._seq)
+
+    async def _settle_through(self, last: int) -> None:
+        """Wait until the exchanges numbered up to ``last`` have been applied."""
+        while self._outstanding and min(self._outstanding) <= last:
             if self._progress is None:
                 self._progress = trio.Event()
             await self._progress.wait()
@@ -532,19 +621,34 @@ class MachinesState:
             if old.reservation(reservation.reservation_id) != reservation:
                 self._publish(ReservationChanged(identity=self.identity, reservation=reservation))
 
+    def _advance(
+        self, tx_id: str, old: Transaction | None, record: TransactionEventRecord
+    ) -> tuple[Transaction, tuple[TransactionNotice, ...]]:
+        """``old`` with ``record`` added (pure: nothing on the board changes)."""
+        assert self.version is not None
+        if old is not None:
+            old = superseded(old, record)  # the station's own events win over a reboot's
+        return apply_record(
+            old, record, identity=self.identity, transaction_id=tx_id, version=self.version
+        )
+
     def _apply_transaction(self, tx_id: str, item: _TxItem) -> None:
         old = self._open.get(tx_id)
         if isinstance(item, TransactionEventRecord):
-            assert self.version is not None
-            if old is not None:
-                old = superseded(old, item)  # the station's own events win over a reboot's
-            new, notices = apply_record(
-                old, item, identity=self.identity, transaction_id=tx_id, version=self.version
-            )
+            projected = self._projected.pop(tx_id, None)
+            if projected is not None and projected.record is item and projected.old is old:
+                # applied ahead for the ledger: its entry was journaled with the exchange
+                new, notices = projected.new, projected.notices
+            else:
+                new, notices = self._advance(tx_id, old, item)
+                if new.ended:
+                    self._put_ledger_entry(new)
         elif old is None:
             return  # a link to a transaction we know nothing of yet: nothing to link to
         else:
             new, notices = link_remote_start(old, item)
+            if new.ended and notices:
+                self._put_ledger_entry(new)
         self._open[tx_id] = new
         for notice in notices:
             if notice is TransactionNotice.DUPLICATE:
@@ -567,6 +671,7 @@ class MachinesState:
     def _retire_transaction(self, tx_id: str) -> None:
         reported = tx_id in self._reported_ended
         self._reported_ended.discard(tx_id)
+        self._ending.discard(tx_id)
         tx = self._open.pop(tx_id, None)
         if tx is None:
             return
