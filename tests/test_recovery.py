@@ -4,6 +4,7 @@ reboots, failed recoveries and their fallbacks, stations moving between processe
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -538,50 +539,120 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
 # -- failed recoveries -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("before", "after", "kind", "expected"),
-    [
-        (V201, V21, ResetKind.ON_IDLE, "OnIdle"),
-        (V201, V16, ResetKind.ON_IDLE, "Soft"),
-        (V16, V201, ResetKind.IMMEDIATE, "Immediate"),
-        (V201, V16, ResetKind.IMMEDIATE, "Hard"),
-    ],
-)
-async def test_a_changed_version_fails_recovery_with_a_reset(
-    before: Version, after: Version, kind: ResetKind, expected: str, autojump_clock: Any
+@pytest.mark.parametrize(("before", "after"), [(V201, V21), (V201, V16), (V16, V201)])
+async def test_another_version_is_a_new_registration(
+    before: Version, after: Version, autojump_clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = MemoryStore()
     async with csms_on(disk) as (csms, nursery):
         _station, fake = await connect(csms, nursery, before)
         await boot(fake)
+        if before is V16:
+            start = {"connectorId": 1, "idTag": "T", "meterStart": 10, "timestamp": TS}
+            await fake.call(call(V16, "StartTransaction", start))
+        else:
+            await fake.call(tx_event("Started", 0, 10.0))
+    failed: list[RecoveryFailed] = []
+    caplog.set_level("INFO", logger="ocpp_trio")
+    async with csms_on(disk) as (csms, nursery):
+        await nursery.start(collect, csms, RecoveryFailed, failed)
+        station, fake = await connect(csms, nursery, after)
+        assert station.state is StationState.CONNECTED  # waits for the boot
+        assert await fake.nothing_arrives(5.0)  # no Reset
+        await boot(fake)
+        assert station.is_accepted
+        await station.settle()
+        # the boot closed what the other version left open
+        (tx,) = station.machines.transactions.values()
+        assert (tx.version, tx.ended, tx.stopped_reason) == (
+            before,
+            True,
+            "PowerLoss" if after is not V16 else "Reboot",
+        )
+        await fake.transport.aclose()
+        await station.wait_closed()
+        # the next connection with the new version resumes, without a word
+        caplog.clear()
+        station, fake = await connect(csms, nursery, after)
+        assert station.state is StationState.RESUMED
+    assert failed == []
+    assert not [r for r in caplog.records if "new registration" in r.getMessage()]
+    record = await disk.load("CS1")
+    assert record is not None
+    assert record.registration is not None
+    assert record.registration.version is after
+
+
+async def test_another_version_logs_one_line(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = MemoryStore()
+    async with csms_on(disk) as (csms, nursery):
+        _station, fake = await connect(csms, nursery, V16)
+        await boot(fake)
+    caplog.set_level("INFO", logger="ocpp_trio")
+    async with csms_on(disk) as (csms, nursery):
+        for _ in range(2):  # a station that reconnects before booting: still one line
+            station, fake = await connect(csms, nursery, V201)
+            await fake.transport.aclose()
+            await station.wait_closed()
+    lines = [r for r in caplog.records if "new registration" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in lines] == [
+        (
+            "INFO",
+            "station 'CS1': registered (Accepted) with OCPP 1.6, now connects with OCPP 2.0.1: "
+            "a new registration, waiting for its BootNotification",
+        )
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def boot_and_charge(station: Station, fake: FakeStation) -> None:
+    await boot(fake)
+    for seq in range(3):
+        await fake.call(tx_event("Started" if seq == 0 else "Updated", seq, 1.0))
+
+
+def break_journal(disk: MemoryStore) -> None:
+    """Make the stored journal of CS1 inconsistent: an entry goes missing."""
+    journal = disk._rows["CS1"].journal
+    del journal[sorted(journal)[1]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [(ResetKind.ON_IDLE, "OnIdle"), (ResetKind.IMMEDIATE, "Immediate")]
+)
+async def test_a_failed_recovery_sends_the_configured_reset(
+    kind: ResetKind, expected: str, autojump_clock: Any
+) -> None:
+    disk = MemoryStore()
+    await served_then_cut(disk, V201, boot_and_charge)
+    break_journal(disk)
     failed: list[RecoveryFailed] = []
     async with csms_on(disk, recovery=RecoveryConfig(reset=kind)) as (csms, nursery):
         await nursery.start(collect, csms, RecoveryFailed, failed)
-        station, fake = await connect(csms, nursery, after)
+        station, fake = await connect(csms, nursery)
         assert station.state is StationState.RESUMED
         reset = await fake.expect_call()
         assert reset.action == "Reset"
         assert reset.request.to_json() == {"type": expected}
-        await fake.answer(reset, decode_response(after, "Reset", {"status": "Accepted"}))
+        await fake.answer(reset, decode_response(V201, "Reset", {"status": "Accepted"}))
         await trio.sleep(0.1)
     (event,) = failed
     assert event.action is RecoveryAction.RESET
-    assert f"accepted with OCPP {before}" in event.reason
-    assert f"connects with OCPP {after}" in event.reason
 
 
 async def test_refuse_makes_the_station_boot_again(autojump_clock: Any) -> None:
     disk = MemoryStore()
-    async with csms_on(disk) as (csms, nursery):
-        _station, fake = await connect(csms, nursery, V201)
-        await boot(fake)
+    await served_then_cut(disk, V201, boot_and_charge)
+    break_journal(disk)
     failed: list[RecoveryFailed] = []
     config = RecoveryConfig(on_failure=RecoveryAction.REFUSE)
     async with csms_on(disk, recovery=config) as (csms, nursery):
         await nursery.start(collect, csms, RecoveryFailed, failed)
-        station, fake = await connect(csms, nursery, V21)
+        station, fake = await connect(csms, nursery, V201)
         assert station.state is StationState.CONNECTED
-        assert error_of(await fake.call(heartbeat(V21)))[0] == "SecurityError"
+        assert error_of(await fake.call(heartbeat(V201)))[0] == "SecurityError"
         assert await fake.nothing_arrives(2.0)  # no Reset
         await boot(fake)
         assert station.is_accepted
