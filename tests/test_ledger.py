@@ -16,7 +16,15 @@ import pytest
 import trio
 import trio.testing
 from test_admin import http
-from test_recovery import CutStore, boot, call, connect, csms_on, served_then_cut
+from test_recovery import (
+    CutStore,
+    boot,
+    boot_and_charge,
+    call,
+    connect,
+    csms_on,
+    served_then_cut,
+)
 from test_station_helpers import FakeStation, boot_router
 from test_store import STORES, a_store
 
@@ -400,13 +408,7 @@ async def test_a_reboot_writes_a_provisional_end_the_station_replaces(
     autojump_clock: Any,
 ) -> None:
     disk = RecordingStore()
-
-    async def session(_station: Station, fake: FakeStation) -> None:
-        await boot(fake)
-        await fake.call(tx_event("Started", 0, 1000.0))
-        await fake.call(tx_event("Updated", 1, 1500.0, minute=5))
-
-    await served_then_cut(disk, V201, session)
+    await served_then_cut(disk, V201, boot_and_charge)  # seqNo 0 to 2, left open
     async with csms_on(disk) as (csms, nursery):
         station, fake = await connect(csms, nursery)
         await boot(fake, "PowerUp")
@@ -414,7 +416,7 @@ async def test_a_reboot_writes_a_provisional_end_the_station_replaces(
         (provisional,) = ledger_writes(commit_holding(disk, "BootNotification", "-"))
         assert (provisional.provisional, provisional.stopped_reason) == (True, "PowerLoss")
         assert await all_entries(disk) == [provisional]
-        await fake.call(tx_event("Ended", 2, 1800.0, minute=9, stoppedReason="EVDisconnected"))
+        await fake.call(tx_event("Ended", 3, 1800.0, minute=9, stoppedReason="EVDisconnected"))
         (final,) = await all_entries(disk)
         assert (final.provisional, final.stopped_reason, final.meter_stop_wh) == (
             False,

@@ -733,16 +733,8 @@ async def test_unreadable_state_fails_recovery(tmp_path: Path, autojump_clock: A
 
 async def test_an_inconsistent_journal_fails_recovery(autojump_clock: Any) -> None:
     disk = MemoryStore()
-
-    async def session(station: Station, fake: FakeStation) -> None:
-        await boot(fake)
-        for seq in range(3):
-            await fake.call(tx_event("Started" if seq == 0 else "Updated", seq, 1.0))
-
-    await served_then_cut(disk, V201, session)
-    record = await disk.load("CS1")
-    assert record is not None
-    del disk._rows["CS1"].journal[record.journal[1].seq]
+    await served_then_cut(disk, V201, boot_and_charge)
+    break_journal(disk)
     failed: list[RecoveryFailed] = []
     async with csms_on(disk) as (csms, nursery):
         await nursery.start(collect, csms, RecoveryFailed, failed)

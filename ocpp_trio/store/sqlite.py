@@ -312,20 +312,14 @@ class SQLiteStore:
 
     async def ledger(self, query: LedgerQuery) -> LedgerPage:
         """One page of the ledger (see the protocol)."""
-        where: list[str] = []
-        params: list[object] = []
-        if query.station is not None:
-            where.append("identity = ?")
-            params.append(query.station)
-        if query.id_token is not None:
-            where.append("id_token = ?")
-            params.append(query.id_token)
-        if query.since is not None:
-            where.append("ended_at >= ?")
-            params.append(query.since_text)
-        if query.until is not None:
-            where.append("ended_at < ?")
-            params.append(query.until_text)
+        filters = (
+            ("identity = ?", query.station),
+            ("id_token = ?", query.id_token),
+            ("ended_at >= ?", query.since_text),
+            ("ended_at < ?", query.until_text),
+        )
+        where = [clause for clause, value in filters if value is not None]
+        params: list[object] = [value for _clause, value in filters if value is not None]
         after = query.after_key
         if after is not None:
             where.append("(ended_at, identity, transaction_id) > (?, ?, ?)")
