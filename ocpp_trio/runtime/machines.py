@@ -244,7 +244,9 @@ class StationMachines(MachinesState):
         entries: list[LedgerEntry] = []
         try:
             effects = self._interpret(observation, self.version)
-            entries = await self._ledger_entries(effects, tracker.seq if tracker else None)
+            touched = self._ending_effects(effects)
+            if touched:  # the rare exchange that ends a transaction
+                entries = await self._ledger_entries(touched, tracker.seq if tracker else None)
         except trio.Cancelled:
             self._leftover.extend(effects)  # applied when the connection ends
             raise

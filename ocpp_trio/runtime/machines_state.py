@@ -430,18 +430,22 @@ class MachinesState:
         tx = self._open.get(tx_id) or self._ended.get(tx_id)
         return tx is not None and tx.ended
 
-    async def _ledger_entries(self, effects: list[Effect], seq: int | None) -> list[LedgerEntry]:
-        """The ledger entries of the transactions exchange ``seq`` ends or changes after
-        their end, applied ahead (see above); ``[]`` without a store.
-
-        Waits for: the exchanges before ``seq`` to be applied (only when one ends or changes
-        an ended transaction).  Cancellation: nothing was applied ahead.
-        """
+    def _ending_effects(self, effects: list[Effect]) -> list[ToTransaction]:
+        """The effects that end a transaction or change an ended one (none without a store:
+        no ledger then)."""
         if self.journal is None or self._replaying:
             return []
-        touched = [e for e in effects if isinstance(e, ToTransaction) and self._ends(e)]
-        if not touched:
-            return []
+        return [e for e in effects if isinstance(e, ToTransaction) and self._ends(e)]
+
+    async def _ledger_entries(
+        self, touched: list[ToTransaction], seq: int | None
+    ) -> list[LedgerEntry]:
+        """The ledger entries of the transactions that exchange ``seq`` ends or changes after
+        their end (``touched``, see ``_ending_effects``), applied ahead (see above).
+
+        Waits for: the exchanges before ``seq`` to be applied.  Cancellation: nothing was
+        applied ahead.
+        """
         if seq is not None:
             await self._settle_through(seq - 1)
         entries: list[LedgerEntry] = []
