@@ -429,6 +429,34 @@ async def test_a_reboot_writes_a_provisional_end_the_station_replaces(
     assert [e.stopped_reason for e in await all_entries(disk)] == ["EVDisconnected"]
 
 
+async def test_a_resumed_21_transaction_keeps_its_row_until_it_ends_again(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = MemoryStore(serialize=True)
+
+    async def session(_station: Station, fake: FakeStation) -> None:
+        await boot(fake)
+        await fake.call(tx_event("Started", 0, 100.0, version=V21))
+
+    await served_then_cut(disk, V21, session)
+    async with csms_on(disk) as (csms, nursery):
+        station, fake = await connect(csms, nursery, V21)
+        await boot(fake, "PowerUp")
+        (provisional,) = await all_entries(disk)
+        assert provisional.provisional
+        # the station resumed the transaction (2.1): open again, the row waits for its end
+        await fake.call(tx_event("Updated", 1, 200.0, version=V21, minute=3))
+        await station.settle()
+        tx = station.transactions["TX1"]
+        assert not tx.ended
+        assert await all_entries(disk) == [provisional]
+        await fake.call(tx_event("Updated", 2, 300.0, version=V21, minute=4))
+        await fake.call(tx_event("Ended", 3, 400.0, version=V21, minute=5, stoppedReason="Local"))
+        (final,) = await all_entries(disk)
+    assert (final.provisional, final.stopped_reason, final.energy_wh) == (False, "Local", 300.0)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
 async def test_a_late_16_stop_after_the_window_replaces_the_reboot_end(
     autojump_clock: Any,
 ) -> None:

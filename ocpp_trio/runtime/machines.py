@@ -296,6 +296,7 @@ class StationMachines(MachinesState):
         finally:
             self._events = events
             self._replaying = False
+            self._note_ended()
 
     async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
         if isinstance(effect, ToEvse):
@@ -415,6 +416,7 @@ class StationMachines(MachinesState):
             self._open[tx_id] = finished
             if finished.ended:
                 self._reported_ended.add(tx_id)
+                self._ending.add(tx_id)
 
     async def _deliver(
         self,

@@ -252,9 +252,11 @@ class MachinesState:
         self._tx_waits: list[_Wait[Transaction]] = []
         #: finished transactions open again for a late event (their end was published)
         self._reported_ended: set[str] = set()
-        # the ledger: transactions whose Ended event may still be on its way to their task,
-        # and the events applied ahead of the task (their entries went with the journal)
+        # the ledger: the open transactions that have ended (or whose Ended event is on its
+        # way to their task), and the events applied ahead of the task (their entries went
+        # with the journal)
         self._ending: set[str] = set()
+        self._note_ended()
         self._projected: dict[str, _Projection] = {}
         self._replaying = False
         self._report_waits: dict[ReportKey, list[_Wait[Report]]] = {}
@@ -368,7 +370,7 @@ class MachinesState:
         self._evses = {e.evse_id: e for e in snapshot.evses}
         self._open = {t.transaction_id: t for t in snapshot.transactions}
         self._ended.clear()
-        self._ending.clear()
+        self._note_ended()
         self._projected.clear()
         self._reports = {r.key: r for r in snapshot.reports}
         self._report_history.clear()
@@ -417,7 +419,8 @@ class MachinesState:
     # start linked later) has its entry written when the task applies it.
 
     def _ends(self, effect: ToTransaction) -> bool:
-        """Whether ``effect`` ends its transaction or changes an ended one."""
+        """Whether ``effect`` ends its transaction or changes an ended one (in constant time:
+        a long transaction's events are not looked through for each of its messages)."""
         record = effect.record
         if record is None:
             return False
@@ -425,10 +428,12 @@ class MachinesState:
         if record.kind is TransactionEventKind.ENDED:
             self._ending.add(tx_id)
             return True
-        if tx_id in self._ending:
-            return True
-        tx = self._open.get(tx_id) or self._ended.get(tx_id)
-        return tx is not None and tx.ended
+        return tx_id in self._ending or tx_id in self._ended
+
+    def _note_ended(self) -> None:
+        """Take the open transactions that have ended as ending (after a snapshot or a
+        replay put them on the board)."""
+        self._ending = {tx_id for tx_id, tx in self._open.items() if tx.ended}
 
     def _ending_effects(self, effects: list[Effect]) -> list[ToTransaction]:
         """The effects that end a transaction or change an ended one (none without a store:
@@ -469,6 +474,11 @@ class MachinesState:
         return entries
 
     def _put_ledger_entry(self, transaction: Transaction) -> None:
+        """Write the ledger entry of ``transaction`` if it has ended (no store: nothing)."""
+        if not transaction.ended:
+            self._ending.discard(transaction.transaction_id)  # open again (2.1 resumed it)
+            return
+        self._ending.add(transaction.transaction_id)
         journal = self.journal
         if journal is not None and not self._replaying:
             journal.put_ledger_entry(ledger_entry(transaction, _utc_now()))
@@ -645,13 +655,13 @@ class MachinesState:
                 new, notices = projected.new, projected.notices
             else:
                 new, notices = self._advance(tx_id, old, item)
-                if new.ended:
+                if TransactionNotice.ENDED in notices or tx_id in self._ending:
                     self._put_ledger_entry(new)
         elif old is None:
             return  # a link to a transaction we know nothing of yet: nothing to link to
         else:
             new, notices = link_remote_start(old, item)
-            if new.ended and notices:
+            if notices and tx_id in self._ending:
                 self._put_ledger_entry(new)
         self._open[tx_id] = new
         for notice in notices:
