@@ -26,6 +26,7 @@ from ocpp_trio.csms.core import (
     serve_csms,
     start_csms,
 )
+from ocpp_trio.csms.ledger import Ledger, LedgerConfig
 from ocpp_trio.csms.recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
 from ocpp_trio.domain.credentials import (
     CredentialStore,
@@ -70,6 +71,7 @@ from ocpp_trio.domain.evse import (
     Reservation,
     ReservationState,
 )
+from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery
 from ocpp_trio.domain.reports import Report, ReportPart, ReportStatus
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
@@ -204,6 +206,11 @@ __all__ = [
     "GetVariable",
     "InMemoryCredentialStore",
     "JournalEntry",
+    "Ledger",
+    "LedgerConfig",
+    "LedgerEntry",
+    "LedgerPage",
+    "LedgerQuery",
     "LocalProtocolError",
     "LogStatusChanged",
     "MachineEvent",

@@ -18,8 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers.cluster import PostgresCluster, postgres_bin
 from helpers.station import boot_router
+from helpers.store import STORE_KINDS, open_store
 
 from ocpp_trio import CSMS, open_csms
+from ocpp_trio.store.base import Store
 
 
 @pytest.fixture
@@ -56,3 +58,19 @@ def postgres_dsn(postgres_cluster: PostgresCluster) -> Iterator[str]:
         yield dsn
     finally:
         postgres_cluster.drop_database(dsn)
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Which store a contract test runs against, and where it keeps its data."""
+    kind: str = request.param
+    if kind == "postgres":
+        return kind, request.getfixturevalue("postgres_dsn")
+    return kind, str(tmp_path / "store.db")
+
+
+@pytest.fixture
+async def store(store_kind: tuple[str, str]) -> AsyncIterator[Store]:
+    """The store of ``store_kind``, open for the test."""
+    async with open_store(*store_kind) as opened:
+        yield opened

@@ -17,7 +17,6 @@ transaction kept its id.
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.process import free_port, kill_9, serve_command
 from interop.harness import RunningProcess, StationOutput, run_process
 
 from ocpp_trio import Version
@@ -42,30 +42,6 @@ STATIONS = {"CRASH-16": "1.6", "CRASH-201": "2.0.1"}
 TIMEOUT = 60.0
 #: acknowledged meter messages each station must log per phase
 PER_PHASE = 12
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def serve_command(port: int, db: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        str(db),
-        "--ping-interval",
-        "0",
-    ]
 
 
 @asynccontextmanager
@@ -95,11 +71,6 @@ async def run_station(
     async with run_process(command) as running:
         task_status.started(StationOutput(running.stdout))
         await trio.sleep_forever()
-
-
-async def kill_9(server: RunningProcess) -> None:
-    server.process.kill()  # SIGKILL: no shutdown, no final snapshot, no flush
-    assert await server.wait() == -9
 
 
 @pytest.mark.slow

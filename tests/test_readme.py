@@ -8,12 +8,12 @@ executed as a module and driven by simulated stations (or an in-process CSMS).
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from helpers.docs import example
 
 from ocpp_trio import Router, TransactionEnded, open_csms
 from ocpp_trio.client.simulator import Simulator, SimulatorConfig
@@ -22,15 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 20.0
 TEST_COMMAND = "pip install -e '.[dev]' && python -m pytest"
 DEMO_COMMAND = "pip install -e . && python -m ocpp_trio demo"
-
-
-def example(relative: str) -> str:
-    text = (ROOT / relative).read_text(encoding="utf-8")
-    match = re.search(
-        r"<!-- example:begin -->\s*```python\n(.*?)```\s*<!-- example:end -->", text, re.DOTALL
-    )
-    assert match, f"{relative} lost its example markers"
-    return textwrap.dedent(match.group(1))
 
 
 class Printed:

@@ -4,7 +4,8 @@ reboots, failed recoveries and their fallbacks, stations moving between processe
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,15 @@ from typing import Any
 import pytest
 import trio
 from helpers.csms import boot, connect, csms_on
+from helpers.recovery import (
+    CutStore,
+    boot_and_charge,
+    break_journal,
+    call,
+    collect,
+    served_then_cut,
+    tx_event,
+)
 from helpers.station import FakeStation, boot_request, boot_router, error_of, heartbeat
 
 from ocpp_trio import ConnectionLostError, Version
@@ -22,13 +32,12 @@ from ocpp_trio.domain.events import MachineEvent, TransactionEnded, TransactionU
 from ocpp_trio.domain.reconcile import RECONCILED_TRIGGER
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.errors import CallError, ErrorCode
-from ocpp_trio.messages import Request, Response, decode_request, decode_response, v2_0_1
+from ocpp_trio.messages import Request, Response, decode_response, v2_0_1
 from ocpp_trio.protocol.rpc import IncomingCall
 from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
 from ocpp_trio.runtime.events import Connected, StationEvent
-from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station
-from ocpp_trio.store.base import Store, StoreOp
+from ocpp_trio.store.base import Store
 from ocpp_trio.store.memory import MemoryStore
 from ocpp_trio.store.postgres import open_postgres_store
 from ocpp_trio.store.sqlite import open_sqlite_store
@@ -41,63 +50,7 @@ TS = "2024-01-01T00:00:00Z"
 # -- stores that misbehave on purpose ----------------------------------------------------------
 
 
-class CutStore(MemoryStore):
-    """A store whose process "dies" at :meth:`cut`: nothing committed after it reaches
-    ``disk`` (the commits still seem to succeed, as they would have in the dead process)."""
-
-    def __init__(self, disk: MemoryStore) -> None:
-        super().__init__()
-        self.disk = disk
-        self.alive = True
-        self.gate: trio.Event | None = None
-        self.fail = False
-
-    def cut(self) -> None:
-        self.alive = False
-
-    async def claim(self, identity: str, version: Version) -> Any:
-        return await self.disk.claim(identity, version)
-
-    async def load(self, identity: str) -> Any:
-        return await self.disk.load(identity)
-
-    async def counter(self, name: str) -> int | None:
-        return await self.disk.counter(name)
-
-    async def commit(self, ops: Sequence[StoreOp]) -> frozenset[str]:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail:
-            raise OSError("disk on fire")
-        if not self.alive:
-            await trio.lowlevel.checkpoint()
-            return frozenset()
-        return await self.disk.commit(ops)
-
-
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def call(version: Version, action: str, payload: dict[str, Any]) -> Request[Any]:
-    request = decode_request(version, action, payload)
-    assert isinstance(request, Request)
-    return request
-
-
-def tx_event(kind: str, seq: int, value: float, **info: Any) -> Request[Any]:
-    return call(
-        V201,
-        "TransactionEvent",
-        {
-            "eventType": kind,
-            "timestamp": TS,
-            "triggerReason": "MeterValuePeriodic",
-            "seqNo": seq,
-            "transactionInfo": {"transactionId": "TX1", **info},
-            "evse": {"id": 1, "connectorId": 1},
-            "meterValue": [{"timestamp": TS, "sampledValue": [{"value": value}]}],
-        },
-    )
 
 
 def status(version: Version, value: str) -> Request[Any]:
@@ -157,26 +110,6 @@ async def call_answered(
         nursery.start_soon(answer_next, fake, response)
         result: Response = await station.call(request)
     return result
-
-
-async def collect(
-    csms: CSMS, kind: type[Any], into: list[Any], *, task_status: trio.TaskStatus[None]
-) -> None:
-    async with csms.subscribe_events(kind) as events:
-        task_status.started()
-        async for event in events:
-            into.append(event)
-
-
-async def served_then_cut(
-    disk: MemoryStore, version: Version, session: Any, router: Router | None = None
-) -> None:
-    """Serve ``CS1`` on a CSMS whose process then dies (nothing after the cut is stored)."""
-    dying = CutStore(disk)
-    async with csms_on(dying, router) as (csms, nursery):
-        station, fake = await connect(csms, nursery, version)
-        await session(station, fake)
-        dying.cut()
 
 
 # -- resuming ----------------------------------------------------------------------------------
@@ -507,50 +440,108 @@ async def test_a_16_boot_ends_transactions_with_reboot(autojump_clock: Any) -> N
 # -- failed recoveries -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("before", "after", "kind", "expected"),
-    [
-        (V201, V21, ResetKind.ON_IDLE, "OnIdle"),
-        (V201, V16, ResetKind.ON_IDLE, "Soft"),
-        (V16, V201, ResetKind.IMMEDIATE, "Immediate"),
-        (V201, V16, ResetKind.IMMEDIATE, "Hard"),
-    ],
-)
-async def test_a_changed_version_fails_recovery_with_a_reset(
-    before: Version, after: Version, kind: ResetKind, expected: str, autojump_clock: Any
+@pytest.mark.parametrize(("before", "after"), [(V201, V21), (V201, V16), (V16, V201)])
+async def test_another_version_is_a_new_registration(
+    before: Version, after: Version, autojump_clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     disk = MemoryStore()
     async with csms_on(disk) as (csms, nursery):
         _station, fake = await connect(csms, nursery, before)
         await boot(fake)
+        if before is V16:
+            start = {"connectorId": 1, "idTag": "T", "meterStart": 10, "timestamp": TS}
+            await fake.call(call(V16, "StartTransaction", start))
+        else:
+            await fake.call(tx_event("Started", 0, 10.0))
+    failed: list[RecoveryFailed] = []
+    caplog.set_level("INFO", logger="ocpp_trio")
+    async with csms_on(disk) as (csms, nursery):
+        await nursery.start(collect, csms, RecoveryFailed, failed)
+        station, fake = await connect(csms, nursery, after)
+        assert station.state is StationState.CONNECTED  # waits for the boot
+        assert await fake.nothing_arrives(5.0)  # no Reset
+        await boot(fake)
+        assert station.is_accepted
+        await station.settle()
+        # the boot closed what the other version left open
+        (tx,) = station.machines.transactions.values()
+        assert (tx.version, tx.ended, tx.stopped_reason) == (
+            before,
+            True,
+            "PowerLoss" if after is not V16 else "Reboot",
+        )
+        await fake.transport.aclose()
+        await station.wait_closed()
+        # the next connection with the new version resumes, without a word
+        caplog.clear()
+        station, fake = await connect(csms, nursery, after)
+        assert station.state is StationState.RESUMED
+    assert failed == []
+    assert not [r for r in caplog.records if "new registration" in r.getMessage()]
+    record = await disk.load("CS1")
+    assert record is not None
+    assert record.registration is not None
+    assert record.registration.version is after
+
+
+async def test_another_version_logs_one_line(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = MemoryStore()
+    async with csms_on(disk) as (csms, nursery):
+        _station, fake = await connect(csms, nursery, V16)
+        await boot(fake)
+    caplog.set_level("INFO", logger="ocpp_trio")
+    async with csms_on(disk) as (csms, nursery):
+        for _ in range(2):  # a station that reconnects before booting: still one line
+            station, fake = await connect(csms, nursery, V201)
+            await fake.transport.aclose()
+            await station.wait_closed()
+    lines = [r for r in caplog.records if "new registration" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in lines] == [
+        (
+            "INFO",
+            "station 'CS1': registered (Accepted) with OCPP 1.6, now connects with OCPP 2.0.1: "
+            "a new registration, waiting for its BootNotification",
+        )
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"), [(ResetKind.ON_IDLE, "OnIdle"), (ResetKind.IMMEDIATE, "Immediate")]
+)
+async def test_a_failed_recovery_sends_the_configured_reset(
+    kind: ResetKind, expected: str, autojump_clock: Any
+) -> None:
+    disk = MemoryStore()
+    await served_then_cut(disk, V201, boot_and_charge)
+    break_journal(disk)
     failed: list[RecoveryFailed] = []
     async with csms_on(disk, recovery=RecoveryConfig(reset=kind)) as (csms, nursery):
         await nursery.start(collect, csms, RecoveryFailed, failed)
-        station, fake = await connect(csms, nursery, after)
+        station, fake = await connect(csms, nursery)
         assert station.state is StationState.RESUMED
         reset = await fake.expect_call()
         assert reset.action == "Reset"
         assert reset.request.to_json() == {"type": expected}
-        await fake.answer(reset, decode_response(after, "Reset", {"status": "Accepted"}))
+        await fake.answer(reset, decode_response(V201, "Reset", {"status": "Accepted"}))
         await trio.sleep(0.1)
     (event,) = failed
     assert event.action is RecoveryAction.RESET
-    assert f"accepted with OCPP {before}" in event.reason
-    assert f"connects with OCPP {after}" in event.reason
 
 
 async def test_refuse_makes_the_station_boot_again(autojump_clock: Any) -> None:
     disk = MemoryStore()
-    async with csms_on(disk) as (csms, nursery):
-        _station, fake = await connect(csms, nursery, V201)
-        await boot(fake)
+    await served_then_cut(disk, V201, boot_and_charge)
+    break_journal(disk)
     failed: list[RecoveryFailed] = []
     config = RecoveryConfig(on_failure=RecoveryAction.REFUSE)
     async with csms_on(disk, recovery=config) as (csms, nursery):
         await nursery.start(collect, csms, RecoveryFailed, failed)
-        station, fake = await connect(csms, nursery, V21)
+        station, fake = await connect(csms, nursery, V201)
         assert station.state is StationState.CONNECTED
-        assert error_of(await fake.exchange(heartbeat(V21)))[0] == "SecurityError"
+        assert error_of(await fake.exchange(heartbeat(V201)))[0] == "SecurityError"
         assert await fake.nothing_arrives(2.0)  # no Reset
         await boot(fake)
         assert station.is_accepted
@@ -631,16 +622,8 @@ async def test_unreadable_state_fails_recovery(tmp_path: Path, autojump_clock: A
 
 async def test_an_inconsistent_journal_fails_recovery(autojump_clock: Any) -> None:
     disk = MemoryStore()
-
-    async def session(station: Station, fake: FakeStation) -> None:
-        await boot(fake)
-        for seq in range(3):
-            await fake.exchange(tx_event("Started" if seq == 0 else "Updated", seq, 1.0))
-
-    await served_then_cut(disk, V201, session)
-    record = await disk.load("CS1")
-    assert record is not None
-    del disk._rows["CS1"].journal[record.journal[1].seq]
+    await served_then_cut(disk, V201, boot_and_charge)
+    break_journal(disk)
     failed: list[RecoveryFailed] = []
     async with csms_on(disk) as (csms, nursery):
         await nursery.start(collect, csms, RecoveryFailed, failed)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from helpers.store import NOW, append, observation
+from helpers.store import NOW, append, observation, open_store
 
 from ocpp_trio.domain.credentials import PasswordHashing, StationCredentials, hash_password
 from ocpp_trio.domain.device_model import DeviceModel
@@ -43,7 +42,7 @@ from ocpp_trio.store.base import (
     encode,
 )
 from ocpp_trio.store.memory import MemoryStore
-from ocpp_trio.store.postgres import PostgresStore, open_postgres_store
+from ocpp_trio.store.postgres import PostgresStore
 from ocpp_trio.store.sqlite import (
     SCHEMA_VERSION,
     SQLiteStore,
@@ -213,37 +212,6 @@ def test_codec_rejects_what_does_not_decode() -> None:
 # -- both stores -------------------------------------------------------------------------------
 
 
-STORES = ["sqlite", "memory", "memory-json", "postgres"]
-
-
-@pytest.fixture(params=STORES)
-def store_kind(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """Which store a contract test runs against, and where it keeps its data."""
-    kind: str = request.param
-    if kind == "postgres":
-        return kind, request.getfixturevalue("postgres_dsn")
-    return kind, str(tmp_path / "store.db")
-
-
-@asynccontextmanager
-async def open_store(kind: str, where: str) -> AsyncIterator[Store]:
-    if kind == "sqlite":
-        async with open_sqlite_store(where) as store:
-            yield store
-    elif kind == "postgres":
-        async with open_postgres_store(where, node="test-node") as pg:
-            yield pg
-    else:
-        yield MemoryStore(serialize=kind == "memory-json")
-
-
-@pytest.fixture
-async def store(store_kind: tuple[str, str]) -> AsyncIterator[Store]:
-    """The store of ``store_kind``, open for the test."""
-    async with open_store(*store_kind) as opened:
-        yield opened
-
-
 async def test_claim_commit_load(store: Store) -> None:
     assert await store.load("CS1") is None
     record = await store.claim("CS1", V201)
@@ -330,7 +298,7 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path: Path) -> None:
     db.close()
     async with open_sqlite_store(path) as store:
         version = await store.run_sync(schema_version)
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
         record = await store.claim("OLD", V201)
         assert (record.epoch, record.through, record.last_seq) == (4, 5, 6)
         assert record.registration is not None

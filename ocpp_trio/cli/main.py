@@ -4,7 +4,9 @@
 the stations of ``--stations FILE``, and the idTokens of ``--id-tokens FILE``), with a JSON admin
 API on a second port (``--admin-port``, see :mod:`ocpp_trio.csms.admin`); ``--config FILE``
 gives the options in TOML.  ``ocpp-trio simulate`` runs simulated stations against a CSMS
-(:mod:`ocpp_trio.cli.simulate`); ``ocpp-trio demo`` runs both in one process.
+(:mod:`ocpp_trio.cli.simulate`); ``ocpp-trio demo`` runs both in one process;
+``ocpp-trio export transactions`` writes the transaction ledger as CSV
+(:mod:`ocpp_trio.cli.export`); ``ocpp-trio --version`` prints the version.
 
 Run it with ``python -m ocpp_trio serve --host 127.0.0.1 --port 9000`` (or ``ocpp-trio serve``).
 Stations connect to ``ws://HOST:PORT/<station id>``.  Every finished exchange, in both
@@ -18,13 +20,17 @@ id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.
 BootNotification (see docs/recovery.md).
 
 SIGINT (Ctrl-C) and SIGTERM stop the server in order: the listener closes, every station gets a
-1001 close, and the process exits with status 0 and no traceback.  Status 1 means the server
-could not start (e.g. the port is taken), 2 a command-line error.
+1001 close, and the process exits with status 0 and no traceback (every command ends on Ctrl-C
+without one).  Status 1 means the server could not start (e.g. the port is taken: the message
+names it, and a database the attempt would have created is removed again), 2 a command-line
+error (a port out of range, a URL that is not ws:// or wss://, a file that is not there: one
+line naming the option and the value; see :mod:`ocpp_trio.cli.args`).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import signal
@@ -37,6 +43,17 @@ from typing import Any
 
 import trio
 
+from ocpp_trio.cli.args import (
+    OneLineParser,
+    check_files,
+    client_ssl_context,
+    new_database,
+    package_version,
+    port_number,
+    remove_new_database,
+    stopped_by_user,
+)
+from ocpp_trio.cli.export import add_export_parser, run_export
 from ocpp_trio.cli.simulate import (
     LiveView,
     add_simulate_parser,
@@ -50,6 +67,7 @@ from ocpp_trio.cli.simulate import (
 from ocpp_trio.client.simulator import Simulator
 from ocpp_trio.csms.admin import AdminInfo, serve_admin
 from ocpp_trio.csms.core import CSMS, CSMSConfig, serve_csms, start_csms
+from ocpp_trio.csms.ledger import LedgerConfig
 from ocpp_trio.domain.events import TransactionEnded, TransactionStarted
 from ocpp_trio.errors import CallError, ErrorCode, MessageValidationError, StoreError
 from ocpp_trio.messages import Direction, Message, Request, Response, v1_6, v2_0_1, v2_1
@@ -324,9 +342,10 @@ def _non_negative_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ocpp-trio`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ocpp-trio", description="ocpp-trio: a trio-native OCPP-J central system."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -341,7 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
     )
     serve.add_argument(
-        "--port", type=int, default=9000, help="port to bind, 0 for any (default %(default)s)"
+        "--port",
+        type=port_number,
+        default=9000,
+        help="port to bind, 0 for any (default %(default)s)",
     )
     serve.add_argument(
         "--versions",
@@ -397,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="this process's name among the nodes sharing a postgresql:// store "
         "(default: host name, process id and a random suffix)",
     )
+    serve.add_argument(
+        "--ledger-days",
+        type=_positive_float,
+        metavar="DAYS",
+        help="keep finished transactions (the ledger) this many days (default: all)",
+    )
     _add_serve_extras(serve)
     serve.add_argument(
         "--log-level",
@@ -406,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging level (default %(default)s; exchanges are logged at INFO)",
     )
     add_simulate_parser(commands)
+    add_export_parser(commands)
     demo = commands.add_parser(
         "demo",
         help="run a CSMS and simulated stations together: a charging session within seconds",
@@ -415,10 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
             "Ctrl-C stops both."
         ),
     )
-    demo.add_argument("--port", type=int, default=9000, help="CSMS port (default %(default)s)")
+    demo.add_argument(
+        "--port", type=port_number, default=9000, help="CSMS port (default %(default)s)"
+    )
     demo.add_argument(
         "--admin-port",
-        type=int,
+        type=port_number,
         help="admin API port, 0 for any (default 9001; when taken the demo runs without it)",
     )
     add_simulation_options(demo, demo=True)
@@ -442,7 +473,7 @@ def _add_serve_extras(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--admin-port",
-        type=int,
+        type=port_number,
         metavar="PORT",
         help="port of the admin HTTP API, 0 for any (default 9001; when 9001 is taken the "
         "server runs without it)",
@@ -486,7 +517,13 @@ def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
         close_timeout=5.0,
         store=store,
         **({"transaction_ids": shared_ids} if shared_ids is not None else {}),
+        ledger=_ledger_config(args),
     )
+
+
+def _ledger_config(args: argparse.Namespace) -> LedgerConfig:
+    days = getattr(args, "ledger_days", None)
+    return LedgerConfig(retention=None if days is None else datetime.timedelta(days=days))
 
 
 @asynccontextmanager
@@ -602,30 +639,64 @@ async def _start_admin(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``ocpp-trio`` command: parse ``argv`` and run; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "serve" and args.config:
-        _apply_config_file(parser, args.config, argv)
+    try:
+        parser = build_parser()
         args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
-    if args.command == "simulate":
-        return trio.run(simulate, args)
-    if args.command == "demo":
-        return _run_demo(args)
+        if args.command == "serve" and args.config:
+            _apply_config_file(parser, args.config, argv)
+            args = parser.parse_args(argv)
+        _check_args(parser, args)
+        logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
+        if args.command == "simulate":
+            return trio.run(simulate, args)
+        if args.command == "demo":
+            return _run_demo(args)
+        if args.command == "export":
+            return run_export(args)
+        return _run_serve(args)
+    except BaseException as exc:
+        # Ctrl-C before a command's own signal handling is in place (or after it is gone)
+        if stopped_by_user(exc):
+            log.info("interrupted")
+            return 0
+        raise
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot check alone: the files named exist, a CA file suits the URL."""
+    if args.command == "serve":
+        files = {
+            "--stations": args.stations_file,
+            "--tls-cert": args.tls_cert,
+            "--tls-key": args.tls_key,
+            "--tls-client-ca": args.tls_client_ca,
+            "--id-tokens": args.id_tokens,
+        }
+        check_files(_subparser(parser, "serve"), files)
+    elif args.command == "simulate":
+        simulate_parser = _subparser(parser, "simulate")
+        args.ssl_context = client_ssl_context(simulate_parser, args.url, args.ca_file)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
     try:
         _load_serve_files(args)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)  # noqa: TRY400
         return 1
+    fresh = new_database(args.db)
+    listening: list[bool] = []
     try:
-        trio.run(serve, args)
+        trio.run(_serve_until_stopped, args, listening)
     except BaseException as exc:
         leaves = exception_leaves(exc)
         # KeyboardInterrupt only comes before the signal receiver is installed (or after it
         # is gone): a stop all the same
-        if all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        if stopped_by_user(exc):
             log.info("interrupted")
             return 0
+        if fresh and not listening:
+            remove_new_database(args.db)  # a server that never listened leaves nothing
         if len(leaves) == 1 and isinstance(leaves[0], StoreError):
             log.error("cannot use the store %s: %s", args.db, leaves[0])  # noqa: TRY400
             return 1
@@ -633,10 +704,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.error("cannot serve the %s", leaves[0])  # noqa: TRY400
             return 1
         if len(leaves) == 1 and isinstance(leaves[0], OSError):
-            log.error("cannot serve on %s:%s: %s", args.host, args.port, leaves[0])  # noqa: TRY400
+            log.error(  # noqa: TRY400
+                "cannot serve on %s:%s: %s", args.host, args.port, _os_error(leaves[0])
+            )
             return 1
         raise
     return 0
+
+
+async def _serve_until_stopped(args: argparse.Namespace, listening: list[bool]) -> None:
+    """:func:`serve`, noting in ``listening`` once it listens."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve, args)
+        listening.append(True)
+
+
+def _os_error(exc: OSError) -> str:
+    """An OSError's own words, without the errno and the address (the caller names it)."""
+    return exc.strerror or str(exc)
 
 
 # -- serve's files: --config, --id-tokens, --stations and TLS ------------------------------------
@@ -739,8 +824,15 @@ def _run_demo(args: argparse.Namespace) -> int:
         return trio.run(demo, args)
     except BaseException as exc:
         leaves = exception_leaves(exc)
-        if len(leaves) == 1 and isinstance(leaves[0], OSError):
+        if len(leaves) == 1 and isinstance(leaves[0], AdminBindError):
             log.error("cannot start the demo: %s", leaves[0])  # noqa: TRY400
+            return 1
+        if len(leaves) == 1 and isinstance(leaves[0], OSError):
+            log.error(  # noqa: TRY400
+                "cannot start the demo: cannot listen on 127.0.0.1:%d: %s",
+                args.port,
+                _os_error(leaves[0]),
+            )
             return 1
         raise
 

@@ -11,7 +11,8 @@ Output:
 SIGINT (Ctrl-C) or SIGTERM stops the simulation gracefully (running sessions end and their last
 messages are delivered, for at most ``--grace`` seconds); a second one stops it at once.  Exit
 status: 0 when at least one station got connected, 1 when none ever did, 2 for a command-line
-error.
+error (one line: a URL that is not ``ws://`` or ``wss://``, a ``--ca-file`` that is not there
+or is no PEM file).  ``--ca-file`` adds a private CA to the ones the system trusts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Protocol, TextIO
 
 import trio
 
+from ocpp_trio.cli.args import websocket_url
 from ocpp_trio.client.simulator import Simulator, SimulatorConfig, SimulatorTotals
 from ocpp_trio.protocol.version import Version
 
@@ -168,8 +170,15 @@ def add_simulate_parser(commands: Any) -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--url",
+        type=websocket_url,
         default="ws://127.0.0.1:9000",
         help="the CSMS endpoint, ws:// or wss:// (default %(default)s)",
+    )
+    simulate.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="trust the CA certificate(s) in this PEM file too (a wss:// CSMS whose "
+        "certificate a private CA signed)",
     )
     add_simulation_options(simulate)
     simulate.add_argument("--password", help="Basic-auth password of every station")
@@ -213,6 +222,7 @@ def build_simulator_config(args: argparse.Namespace, url: str) -> SimulatorConfi
         call_timeout=getattr(args, "call_timeout", 30.0),
         connect_spread=max(getattr(args, "connect_spread", 0.0), 0.0),
         seed=args.seed,
+        ssl_context=getattr(args, "ssl_context", None),
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import logging
 import random
+import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -53,6 +54,8 @@ log = logging.getLogger("ocpp_trio.simulator")
 
 _ENERGY: Final = "Energy.Active.Import.Register"
 _WRITABLE_16: Final = frozenset({"HeartbeatInterval", "MeterValueSampleInterval"})
+#: seconds a CSMS CALL arriving while booting waits, at most, for the boot answer to be read
+_BOOT_READ_TIMEOUT: Final = 5.0
 
 
 def _now() -> str:
@@ -81,6 +84,8 @@ class SimulatorConfig:
         call_timeout: seconds each CALL waits for the CSMS.
         connect_spread: stations connect spread evenly over this many seconds.
         seed: seeds the random schedule (and the back-off) for reproducible runs.
+        ssl_context: the TLS context for ``wss://`` (default: the system's CAs), e.g. one
+            that also trusts a private CA.
         connect: makes each station's connector from its identity, replacing the WebSocket
             one (``url`` is then unused); for tests over memory transports.
     """
@@ -102,6 +107,7 @@ class SimulatorConfig:
     call_timeout: float = 30.0
     connect_spread: float = 0.0
     seed: int | None = None
+    ssl_context: ssl.SSLContext | None = None
     connect: Callable[[str], Connector] | None = None
 
     def identity(self, index: int) -> str:
@@ -227,6 +233,7 @@ class SimulatedStation:
                 router=self._router(),
                 boot=BootInfo(vendor="ocpp-trio", model="Simulator", serial_number=self.identity),
                 password=config.password,
+                ssl_context=config.ssl_context,
                 connect=config.connect(self.identity) if config.connect is not None else None,
                 config=ChargePointConfig(
                     call_timeout=config.call_timeout,
@@ -269,9 +276,6 @@ class SimulatedStation:
         cp = self.cp
         while True:
             await cp.wait_accepted()
-            interval = str(int(cp.heartbeat_interval or 0))
-            self._variables["OCPPCommCtrlr", "HeartbeatInterval"] = (interval, True)
-            self._keys["HeartbeatInterval"] = interval
             if self._report_status:
                 self._report_status = False
                 for evse in self._evses.values():
@@ -558,9 +562,28 @@ class SimulatedStation:
             respond = answers.get(request.ACTION)
             if respond is None:
                 raise CallError(ErrorCode.NOT_SUPPORTED, f"{request.ACTION} is not simulated")
+            await self._boot_read(cp)
+            self._sync_heartbeat(cp)
             return type(request).RESPONSE.from_json(respond(cp, request))
 
         return router
+
+    async def _boot_read(self, cp: ChargePoint) -> None:
+        """Wait (briefly) until the charge point has read the boot answer that came before
+        this CALL: a CSMS may call the moment it has answered the boot, and the CALL can
+        reach this handler before the boot task has taken in its answer."""
+        if cp.state is ChargePointState.BOOTING:
+            with trio.move_on_after(_BOOT_READ_TIMEOUT):
+                await cp.wait_state(lambda c: c.state is not ChargePointState.BOOTING)
+
+    def _sync_heartbeat(self, cp: ChargePoint) -> None:
+        """Show the interval the charge point heartbeats with (the boot answer's, or the
+        one a SetVariables / ChangeConfiguration set) as ``HeartbeatInterval``."""
+        interval = cp.heartbeat_interval
+        if interval is not None:
+            value = str(int(interval))
+            self._variables["OCPPCommCtrlr", "HeartbeatInterval"] = (value, True)
+            self._keys["HeartbeatInterval"] = value
 
     def _later(self, action: Callable[[], Awaitable[None]]) -> None:
         """Start ``action`` (an async function) once the current answer has been sent."""

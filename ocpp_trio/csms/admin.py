@@ -15,7 +15,9 @@ Endpoints (all answers are JSON objects):
 ``GET /stations/{id}/device-model``      the device model the CSMS has learned (reports,
                                          GetVariables answers, 1.6 configuration keys)
 ``GET /transactions``                    open and recently finished transactions; filters
-                                         ``?station=ID`` and ``?state=open|ended``
+                                         ``?station=ID`` and ``?state=open|ended``; with a
+                                         store, ``state=ended`` reads the transaction ledger,
+                                         paged (see :mod:`ocpp_trio.csms.admin_ledger`)
 ``POST /stations/{id}/call``             send a CALL: body ``{"action": "Reset", "payload":
                                          {...}}`` (``payload`` defaults to ``{}``; an optional
                                          ``"timeout"`` in seconds); the payload is checked with
@@ -52,6 +54,7 @@ import h11
 import trio
 
 from ocpp_trio import messages
+from ocpp_trio.csms.admin_ledger import LEDGER_PARAMETERS, ended_transactions
 from ocpp_trio.csms.core import CSMS
 from ocpp_trio.domain.device_model import DeviceVariable
 from ocpp_trio.domain.transactions import Transaction
@@ -79,6 +82,7 @@ _ENDPOINTS: Final = (
     "GET /stations/{id}",
     "GET /stations/{id}/device-model",
     "GET /transactions?station=ID&state=open|ended",
+    "GET /transactions?state=ended&station=ID&id_token=T&since=TIME&until=TIME&limit=N&cursor=C",
     "POST /stations/{id}/call",
 )
 
@@ -360,6 +364,8 @@ class AdminApi:
             state = _one(query, "state")
             if state not in (None, "open", "ended"):
                 raise _HttpError(400, "state must be open or ended")
+            if state == "ended" or LEDGER_PARAMETERS & query.keys():
+                return 200, await self._ledger(state, query)
             return 200, {"transactions": self.transactions_json(_one(query, "station"), state)}
         if parts[0] == "stations" and len(parts) in (2, 3):
             identity = parts[1]
@@ -385,6 +391,18 @@ class AdminApi:
         if statistics.store is not None:
             answer["store"] = attrs.asdict(statistics.store)
         return answer
+
+    async def _ledger(self, state: str | None, query: dict[str, list[str]]) -> dict[str, Any]:
+        if self.csms.config.store is None:  # no ledger: the recent ones the machines hold
+            if LEDGER_PARAMETERS & query.keys():
+                raise _HttpError(400, "this CSMS keeps no ledger (it has no store)")
+            return {"transactions": self.transactions_json(_one(query, "station"), state)}
+        if state != "ended":
+            raise _HttpError(400, "the ledger's parameters need state=ended")
+        try:
+            return await ended_transactions(self.csms.ledger, query)
+        except ValueError as exc:
+            raise _HttpError(400, str(exc)) from None
 
     def _known(self, identity: str) -> dict[str, Any]:
         found = self.station_json(identity)

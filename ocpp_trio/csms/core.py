@@ -39,6 +39,7 @@ from typing import NoReturn, Protocol, TypeVar
 import attrs
 import trio
 
+from ocpp_trio.csms.ledger import Ledger, LedgerConfig
 from ocpp_trio.csms.recovery import Recovery, RecoveryAction, RecoveryConfig, RecoveryPlan
 from ocpp_trio.domain.device_model import DeviceModel
 from ocpp_trio.domain.events import MachineEvent, TransactionChanged
@@ -131,6 +132,7 @@ class CSMSConfig:
         store: where station state is kept (``None``: in memory only); the application opens
             and closes it (e.g. ``open_sqlite_store``), the CSMS writes to it while it runs.
         recovery: how stations are resumed from the store, and what happens when they cannot.
+        ledger: how long the transaction ledger (in the store) keeps finished transactions.
     """
 
     station: StationConfig = attrs.Factory(StationConfig)
@@ -141,6 +143,7 @@ class CSMSConfig:
     transaction_ids: TransactionIdAllocator = attrs.field(factory=TransactionIdCounter)
     store: Store | None = None
     recovery: RecoveryConfig = attrs.Factory(RecoveryConfig)
+    ledger: LedgerConfig = attrs.Factory(LedgerConfig)
 
 
 @attrs.frozen(kw_only=True)
@@ -198,10 +201,12 @@ class CSMS:
         self._counts = _Counts()
         self._writer: StoreWriter | None = None
         self._recovery: Recovery | None = None
+        self._ledger: Ledger | None = None
         self._transaction_ids = self.config.transaction_ids
         #: sends CALLs to stations served by other nodes (set by a cluster, ``None``: none)
         self.remote: RemoteCaller | None = None
         if self.config.store is not None:
+            self._ledger = Ledger(self.config.store, self.config.ledger)
             recovery = self.config.recovery
             self._writer = StoreWriter(self.config.store, snapshot_every=recovery.snapshot_every)
             self._recovery = Recovery(self._writer, recovery, self._machine_events)
@@ -209,6 +214,17 @@ class CSMS:
                 self._transaction_ids = StoredTransactionIds.wrapping(
                     self._writer, self._transaction_ids
                 )
+
+    @property
+    def ledger(self) -> Ledger:
+        """The transaction ledger: every finished transaction, kept in the store.
+
+        Raises:
+            RuntimeError: this CSMS has no store (``CSMSConfig(store=...)``).
+        """
+        if self._ledger is None:
+            raise RuntimeError("a CSMS without a store keeps no ledger (CSMSConfig(store=...))")
+        return self._ledger
 
     # -- registry ------------------------------------------------------------------------
 
@@ -515,7 +531,8 @@ class CSMS:
         return start
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the CSMS's own tasks (CSMS-wide extra handlers) until cancelled.
+        """Run the CSMS's own tasks (CSMS-wide extra handlers; with a store, the store writer
+        and the ledger's pruning) until cancelled.
 
         Waits for: cancellation.  Cancellation: closes every station (1001, bounded by
         ``config.close_timeout``) and ends every event subscription.
@@ -527,6 +544,8 @@ class CSMS:
                     if isinstance(self._transaction_ids, StoredTransactionIds):
                         await self._transaction_ids.load()
                     await nursery.start(self._writer.run)
+                if self._ledger is not None and self._ledger.config.retention is not None:
+                    nursery.start_soon(self._ledger.keep_pruned)
                 self._nursery = nursery
                 for runner in self._extras:
                     nursery.start_soon(runner.run)

@@ -13,11 +13,16 @@ decides how its connection starts:
 * **pending or rejected** in the store: the connection starts in that state.
 * **never booted**: it starts CONNECTED (a BootNotification is required).
 
+A station registered under another OCPP version than the one it connects with now is a **new
+registration**: the stored registration is dropped (one INFO line) and the connection waits for
+its BootNotification, which a station that changed its version sends (a firmware update, a
+configuration change); its stored machines are kept, so the boot closes the transactions it
+left open (and they reach the ledger).  No Reset is sent: the station boots by itself.
+
 Recovery **fails** when the stored state cannot be read, is inconsistent (a snapshot of
-another station, a gap in the journal, an exchange that cannot be replayed), when the station
-was accepted under another OCPP version than the one it connects with now, or when the station,
-resumed as accepted, answers a CSMS call with ``SecurityError`` (what a station that does not
-take itself for accepted answers).  Then, per :class:`RecoveryConfig`:
+another station, a gap in the journal, an exchange that cannot be replayed), or when the
+station, resumed as accepted, answers a CSMS call with ``SecurityError`` (what a station that
+does not take itself for accepted answers).  Then, per :class:`RecoveryConfig`:
 
 * :attr:`RecoveryAction.RESET` (default): the connection starts accepted and a Reset is sent
   (``OnIdle``, 1.6 ``Soft``; or ``Immediate`` / ``Hard``), so the station reboots and sends a
@@ -277,13 +282,17 @@ class Recovery:
         if failure is None and registration is not None and status is not None:
             stored = registration.version
             if stored is not None and stored is not version:
-                if status is RegistrationStatus.ACCEPTED:
-                    failure = (
-                        f"station {identity!r} was accepted with OCPP {stored} and now "
-                        f"connects with OCPP {version}"
-                    )
-                else:
-                    status = None  # Pending/Rejected under another version: boot again
+                # another version: a new registration (no Reset; the station boots itself)
+                log.info(
+                    "station %r: registered (%s) with OCPP %s, now connects with OCPP %s: "
+                    "a new registration, waiting for its BootNotification",
+                    identity,
+                    status.value,
+                    stored,
+                    version,
+                )
+                status = None
+                journal.put_registration(None)
         if failure is None:
             if restored:
                 log.info(

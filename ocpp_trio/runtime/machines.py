@@ -46,6 +46,7 @@ import trio
 
 from ocpp_trio.domain.events import DeviceModelUpdated, MachineEvent
 from ocpp_trio.domain.evse import Evse, EvseCommand, RemoveEvse, apply_evse
+from ocpp_trio.domain.ledger import LedgerEntry
 from ocpp_trio.domain.observations import (
     OBSERVED_ACTIONS,
     AddRemoteStart,
@@ -134,10 +135,8 @@ class StationMachines(MachinesState):
         """
         if not self._attached or observation.action not in OBSERVED_ACTIONS:
             return
-        if self.journal is not None:
-            # journaled in submission order, the order they are applied in
-            self.journal.record(observation)
         if self.version is not None and not may_have_effects(observation, self.version):
+            self._journal(observation)
             self._observations += 1  # nothing to apply
             return
         self._seq += 1
@@ -151,6 +150,7 @@ class StationMachines(MachinesState):
                 try:
                     await lock.acquire()
                 except trio.Cancelled:
+                    self._journal(observation)
                     self._unapplied.append(observation)
                     raise
             try:
@@ -167,6 +167,15 @@ class StationMachines(MachinesState):
                 lock.release()
         finally:
             tracker.done()
+
+    def _journal(self, observation: Observation, entries: Iterable[LedgerEntry] = ()) -> None:
+        """Journal ``observation`` (if it changes persisted state) with the ledger entries it
+        makes, all in the writer's next commit."""
+        journal = self.journal
+        if journal is not None:
+            journal.record(observation)
+            for entry in entries:
+                journal.put_ledger_entry(entry)
 
     async def attach(self, version: Version, nursery: trio.Nursery) -> None:
         """Start serving one connection: the machine tasks will run in ``nursery`` (the
@@ -231,7 +240,20 @@ class StationMachines(MachinesState):
     async def _dispatch(self, observation: Observation, tracker: _Tracker | None) -> None:
         self._observations += 1
         assert self.version is not None
-        effects = self._interpret(observation, self.version)
+        effects: list[Effect] = []
+        entries: list[LedgerEntry] = []
+        try:
+            effects = self._interpret(observation, self.version)
+            touched = self._ending_effects(effects)
+            if touched:  # the rare exchange that ends a transaction
+                entries = await self._ledger_entries(touched, tracker.seq if tracker else None)
+        except trio.Cancelled:
+            self._leftover.extend(effects)  # applied when the connection ends
+            raise
+        finally:
+            # journaled here, under the order lock, so that the journal's order is the order
+            # the exchanges are applied in; with the ledger entries, in one commit
+            self._journal(observation, entries)
         for index, effect in enumerate(effects):
             try:
                 await self._perform(effect, tracker)
@@ -263,6 +285,7 @@ class StationMachines(MachinesState):
             raise RuntimeError(f"station {self.identity!r} is connected; cannot restore it now")
         self._load_snapshot(snapshot or StationSnapshot(identity=self.identity))
         events, self._events = self._events, Broadcast[MachineEvent](name="replay")
+        self._replaying = True  # what is replayed is in the store already, ledger included
         try:
             for observation in observations:
                 version = observation.request.VERSION
@@ -272,6 +295,8 @@ class StationMachines(MachinesState):
                     self._perform_now(effect, strict=True)
         finally:
             self._events = events
+            self._replaying = False
+            self._note_ended()
 
     async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
         if isinstance(effect, ToEvse):
@@ -391,6 +416,7 @@ class StationMachines(MachinesState):
             self._open[tx_id] = finished
             if finished.ended:
                 self._reported_ended.add(tx_id)
+                self._ending.add(tx_id)
 
     async def _deliver(
         self,

@@ -33,7 +33,8 @@ from ocpp_trio.domain.events import (
     TransactionUpdated,
 )
 from ocpp_trio.domain.evse import Evse, EvseCommand, RemoveEvse, Reservation, apply_evse
-from ocpp_trio.domain.observations import Effect, Observation, ToReport
+from ocpp_trio.domain.ledger import LedgerEntry, ledger_entry
+from ocpp_trio.domain.observations import Effect, Observation, ToReport, ToTransaction
 from ocpp_trio.domain.reconcile import closed_by_reboot, superseded
 from ocpp_trio.domain.reports import (
     Report,
@@ -45,6 +46,7 @@ from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
     RemoteStart,
     Transaction,
+    TransactionEventKind,
     TransactionEventRecord,
     TransactionIdAllocator,
     TransactionIdCounter,
@@ -77,6 +79,9 @@ class Journal(Protocol):
 
     def put_snapshot(self, snapshot: StationSnapshot) -> None:
         """Fold the journal into ``snapshot``."""
+
+    def put_ledger_entry(self, entry: LedgerEntry) -> None:
+        """Create or replace a finished transaction's ledger entry, with the next commit."""
 
     async def durable(self) -> None:
         """Wait until every entry journaled so far is committed."""
@@ -190,6 +195,20 @@ class ReportWatch:
 
 
 _TxItem = TransactionEventRecord | int  # an event, or a remote start id to link
+
+
+@attrs.frozen
+class _Projection:
+    """A transaction event applied ahead of its task, for the ledger entry that is journaled
+    with the exchange (see ``_ledger_entries``); the task takes the result when nothing
+    changed the transaction in between."""
+
+    record: TransactionEventRecord
+    old: Transaction | None
+    new: Transaction
+    notices: tuple[TransactionNotice, ...]
+
+
 _NOTICE_EVENTS: Mapping[TransactionNotice, type[TransactionChanged]] = {
     TransactionNotice.STARTED: TransactionStarted,
     TransactionNotice.UPDATED: TransactionUpdated,
@@ -256,6 +275,13 @@ class MachinesState:
         self._tx_waits: list[_Wait[Transaction]] = []
         #: finished transactions open again for a late event (their end was published)
         self._reported_ended: set[str] = set()
+        # the ledger: the open transactions that have ended (or whose Ended event is on its
+        # way to their task), and the events applied ahead of the task (their entries went
+        # with the journal)
+        self._ending: set[str] = set()
+        self._note_ended()
+        self._projected: dict[str, _Projection] = {}
+        self._replaying = False
         self._report_waits: dict[ReportKey, list[_Wait[Report]]] = {}
         # settling
         self._seq = 0
@@ -367,6 +393,8 @@ class MachinesState:
         self._evses = {e.evse_id: e for e in snapshot.evses}
         self._open = {t.transaction_id: t for t in snapshot.transactions}
         self._ended.clear()
+        self._note_ended()
+        self._projected.clear()
         self._reports = {r.key: r for r in snapshot.reports}
         self._report_history.clear()
         self._remote_starts = {r.remote_start_id: r for r in snapshot.remote_starts}
@@ -402,6 +430,81 @@ class MachinesState:
         # the snapshot must reflect exactly what was journaled: nothing may be in flight
         if self.journal is journal and not self._outstanding:
             journal.put_snapshot(self.snapshot())
+
+    # -- the ledger ------------------------------------------------------------------------
+    #
+    # Every finished transaction has a ledger entry in the store, written in the same commit
+    # as the journal entry of the exchange that ended or changed it.  Such an exchange's
+    # transaction events are applied ahead of the transaction task, as soon as the events
+    # before them have been (``_ledger_entries``, in the submitting task, under the order
+    # lock), and the entries are journaled with the exchange; the task then takes the result.
+    # Whatever reaches an ended transaction another way (a connection ending mid-way, a remote
+    # start linked later) has its entry written when the task applies it.
+
+    def _ends(self, effect: ToTransaction) -> bool:
+        """Whether ``effect`` ends its transaction or changes an ended one (in constant time:
+        a long transaction's events are not looked through for each of its messages)."""
+        record = effect.record
+        if record is None:
+            return False
+        tx_id = effect.transaction_id
+        if record.kind is TransactionEventKind.ENDED:
+            self._ending.add(tx_id)
+            return True
+        return tx_id in self._ending or tx_id in self._ended
+
+    def _note_ended(self) -> None:
+        """Take the open transactions that have ended as ending (after a snapshot or a
+        replay put them on the board)."""
+        self._ending = {tx_id for tx_id, tx in self._open.items() if tx.ended}
+
+    def _ending_effects(self, effects: list[Effect]) -> list[ToTransaction]:
+        """The effects that end a transaction or change an ended one (none without a store:
+        no ledger then)."""
+        if self.journal is None or self._replaying:
+            return []
+        return [e for e in effects if isinstance(e, ToTransaction) and self._ends(e)]
+
+    async def _ledger_entries(
+        self, touched: list[ToTransaction], seq: int | None
+    ) -> list[LedgerEntry]:
+        """The ledger entries of the transactions that exchange ``seq`` ends or changes after
+        their end (``touched``, see ``_ending_effects``), applied ahead (see above).
+
+        Waits for: the exchanges before ``seq`` to be applied.  Cancellation: nothing was
+        applied ahead.
+        """
+        if seq is not None:
+            await self._settle_through(seq - 1)
+        entries: list[LedgerEntry] = []
+        now = _utc_now()
+        try:
+            for effect in touched:
+                tx_id, record = effect.transaction_id, effect.record
+                assert record is not None
+                old = self._open.get(tx_id) or self._ended.get(tx_id)
+                new, notices = self._advance(tx_id, old, record)
+                self._projected[tx_id] = _Projection(record, old, new, notices)
+                if new.ended:
+                    entries.append(ledger_entry(new, now))
+                else:
+                    self._ending.discard(tx_id)  # open again (2.1 resumed it)
+        except Exception:
+            # the tasks write the entries when they apply the events
+            log.exception("station %r: BUG (ours): the ledger entry failed", self.identity)
+            self._projected.clear()
+            return []
+        return entries
+
+    def _put_ledger_entry(self, transaction: Transaction) -> None:
+        """Write the ledger entry of ``transaction`` if it has ended (no store: nothing)."""
+        if not transaction.ended:
+            self._ending.discard(transaction.transaction_id)  # open again (2.1 resumed it)
+            return
+        self._ending.add(transaction.transaction_id)
+        journal = self.journal
+        if journal is not None and not self._replaying:
+            journal.put_ledger_entry(ledger_entry(transaction, _utc_now()))
 
     # -- ids -------------------------------------------------------------------------------
 
@@ -468,8 +571,11 @@ class MachinesState:
         Waits for: the tasks to process the exchanges submitted before the
         call (or the connection to end).  Cancellation: safe.  Closes: nothing.
         """
-        target = self._seq
-        while self._outstanding and min(self._outstanding) <= target:
+        await self._settle_through(self._seq)
+
+    async def _settle_through(self, last: int) -> None:
+        """Wait until the exchanges numbered up to ``last`` have been applied."""
+        while self._outstanding and min(self._outstanding) <= last:
             if self._progress is None:
                 self._progress = trio.Event()
             await self._progress.wait()
@@ -552,19 +658,34 @@ class MachinesState:
             if old.reservation(reservation.reservation_id) != reservation:
                 self._publish(ReservationChanged(identity=self.identity, reservation=reservation))
 
+    def _advance(
+        self, tx_id: str, old: Transaction | None, record: TransactionEventRecord
+    ) -> tuple[Transaction, tuple[TransactionNotice, ...]]:
+        """``old`` with ``record`` added (pure: nothing on the board changes)."""
+        assert self.version is not None
+        if old is not None:
+            old = superseded(old, record)  # the station's own events win over a reboot's
+        return apply_record(
+            old, record, identity=self.identity, transaction_id=tx_id, version=self.version
+        )
+
     def _apply_transaction(self, tx_id: str, item: _TxItem) -> None:
         old = self._open.get(tx_id)
         if isinstance(item, TransactionEventRecord):
-            assert self.version is not None
-            if old is not None:
-                old = superseded(old, item)  # the station's own events win over a reboot's
-            new, notices = apply_record(
-                old, item, identity=self.identity, transaction_id=tx_id, version=self.version
-            )
+            projected = self._projected.pop(tx_id, None)
+            if projected is not None and projected.record is item and projected.old is old:
+                # applied ahead for the ledger: its entry was journaled with the exchange
+                new, notices = projected.new, projected.notices
+            else:
+                new, notices = self._advance(tx_id, old, item)
+                if TransactionNotice.ENDED in notices or tx_id in self._ending:
+                    self._put_ledger_entry(new)
         elif old is None:
             return  # a link to a transaction we know nothing of yet: nothing to link to
         else:
             new, notices = link_remote_start(old, item)
+            if notices and tx_id in self._ending:
+                self._put_ledger_entry(new)
         self._open[tx_id] = new
         for notice in notices:
             if notice is TransactionNotice.DUPLICATE:
@@ -587,6 +708,7 @@ class MachinesState:
     def _retire_transaction(self, tx_id: str) -> None:
         reported = tx_id in self._reported_ended
         self._reported_ended.discard(tx_id)
+        self._ending.discard(tx_id)
         tx = self._open.pop(tx_id, None)
         if tx is None:
             return

@@ -16,7 +16,12 @@ A store keeps, per station identity, one :class:`StoredStation`:
   made under, so a process that lost the station (it moved to another process sharing the store)
   can no longer write to it (its writes are refused as stale);
 * CSMS-wide counters (the 1.6 transaction id), and station credentials (salted hashes, see
-  :mod:`ocpp_trio.domain.credentials`) behind :attr:`Store.credentials`.
+  :mod:`ocpp_trio.domain.credentials`) behind :attr:`Store.credentials`;
+* the **transaction ledger**: one :class:`~ocpp_trio.domain.ledger.LedgerEntry` per finished
+  transaction, keyed by ``(identity, transaction_id)``, written by :class:`PutLedgerEntry` in
+  the same commit as the journal entry that ended (or changed) the transaction, read with
+  :meth:`Store.ledger` and pruned with :meth:`Store.prune_ledger`.  It outlives the station's
+  record (:meth:`Store.forget` leaves it).
 
 Outbound message ids need nothing stored: they are uuid4 strings, unique across restarts.
 
@@ -40,6 +45,7 @@ import cattrs
 
 from ocpp_trio import messages
 from ocpp_trio.domain.credentials import CredentialStore, StationCredentials
+from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery
 from ocpp_trio.domain.observations import Observation
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.messages._base import Message, Response
@@ -52,6 +58,7 @@ __all__ = [
     "Append",
     "JournalEntry",
     "PutCounter",
+    "PutLedgerEntry",
     "PutLocalListVersion",
     "PutRegistration",
     "PutSnapshot",
@@ -178,6 +185,19 @@ class PutLocalListVersion:
 
 
 @attrs.frozen(kw_only=True)
+class PutLedgerEntry:
+    """Create or replace the ledger entry of ``(identity, entry.transaction_id)``.
+
+    Fenced by ``epoch`` like the other station writes: a process that lost the station cannot
+    overwrite the entry the current one wrote.
+    """
+
+    identity: str
+    epoch: int
+    entry: LedgerEntry
+
+
+@attrs.frozen(kw_only=True)
 class PutCounter:
     """Raise a CSMS-wide counter to ``value`` (it never goes down)."""
 
@@ -185,7 +205,7 @@ class PutCounter:
     value: int
 
 
-StationOp = Append | PutRegistration | PutSnapshot | PutLocalListVersion
+StationOp = Append | PutRegistration | PutSnapshot | PutLocalListVersion | PutLedgerEntry
 StoreOp = StationOp | PutCounter
 
 
@@ -239,7 +259,33 @@ class Store(Protocol):
         ...
 
     async def forget(self, identity: str) -> None:
-        """Delete everything kept about ``identity`` (credentials excepted)."""
+        """Delete everything kept about ``identity`` (credentials and ledger excepted)."""
+        ...
+
+    # -- the transaction ledger (written by PutLedgerEntry in commit) --------------------------
+
+    async def ledger(self, query: LedgerQuery) -> LedgerPage:
+        """One page of the ledger: the entries ``query`` selects, in ledger order (end time
+        as :func:`~ocpp_trio.domain.ledger.utc_text`, then identity, then transaction id), at
+        most ``query.limit`` of them, starting after ``query.after``'s key.
+
+        An implementation compares times as their ``utc_text`` (so an index on that text
+        serves the range and the order), and makes the page with
+        :func:`~ocpp_trio.domain.ledger.page_of` from up to ``limit + 1`` entries.
+
+        Raises:
+            StoreError: the store failed, or an entry cannot be decoded.
+        """
+        ...
+
+    async def prune_ledger(self, before: datetime.datetime) -> int:
+        """Delete the ledger entries last written (``recorded_at``) before ``before``;
+        returns how many.  The CSMS's own clock decides, so a station's wrong clock cannot cut
+        an entry's life short.
+
+        Raises:
+            StoreError: the store failed (nothing was deleted).
+        """
         ...
 
     @property

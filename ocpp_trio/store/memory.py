@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from ocpp_trio.domain.credentials import CredentialStore, InMemoryCredentialStore
+from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery, page_of
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.errors import StoreError
 from ocpp_trio.protocol.version import Version
@@ -23,6 +24,7 @@ from ocpp_trio.store.base import (
     Append,
     JournalEntry,
     PutCounter,
+    PutLedgerEntry,
     PutLocalListVersion,
     PutRegistration,
     PutSnapshot,
@@ -66,6 +68,7 @@ class MemoryStore:
         self._serialize = serialize
         self._rows: dict[str, _Row] = {}
         self._counters: dict[str, int] = {}
+        self._ledger: dict[tuple[str, str], LedgerEntry] = {}
         self._credentials = InMemoryCredentialStore()
         self._closed = False
         #: transactions committed (for tests)
@@ -135,6 +138,10 @@ class MemoryStore:
             elif row is None or row.epoch != op.epoch:
                 stale.add(op.identity)
                 continue
+            if isinstance(op, PutLedgerEntry):
+                entry = self._copy(op.entry, LedgerEntry)
+                self._ledger[op.identity, entry.transaction_id] = entry
+                continue
             row.updated_at = now
             if isinstance(op, Append):
                 row.journal[op.entry.seq] = self._copy(op.entry, JournalEntry)
@@ -169,3 +176,23 @@ class MemoryStore:
         self._check()
         self._rows.pop(identity, None)
         await trio.lowlevel.checkpoint()
+
+    async def ledger(self, query: LedgerQuery) -> LedgerPage:
+        """One page of the ledger (see the protocol)."""
+        self._check()
+        await trio.lowlevel.checkpoint()
+        found = sorted((e for e in self._ledger.values() if query.matches(e)), key=_key)
+        return page_of(found[: query.limit + 1], query.limit)
+
+    async def prune_ledger(self, before: datetime.datetime) -> int:
+        """Delete the ledger entries written before ``before`` (see the protocol)."""
+        self._check()
+        old = [k for k, e in self._ledger.items() if e.recorded_at < before]
+        for k in old:
+            del self._ledger[k]
+        await trio.lowlevel.checkpoint()
+        return len(old)
+
+
+def _key(entry: LedgerEntry) -> tuple[str, str, str]:
+    return entry.key

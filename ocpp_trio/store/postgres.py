@@ -54,17 +54,20 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from ocpp_trio.domain.credentials import StationCredentials
+from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery, page_of, utc_text
 from ocpp_trio.errors import StoreError
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.store.base import (
     TRANSACTION_ID_COUNTER,
     Append,
     PutCounter,
+    PutLedgerEntry,
     PutLocalListVersion,
     PutRegistration,
     PutSnapshot,
     StoredStation,
     StoreOp,
+    decode,
     encode,
     structure_credentials,
 )
@@ -139,6 +142,21 @@ MIGRATIONS: Final[tuple[tuple[LiteralString, ...], ...]] = (
         " finished_at timestamptz)",
         "CREATE INDEX commands_open ON commands (node) WHERE outcome IS NULL",
         "CREATE INDEX commands_finished ON commands (finished_at) WHERE outcome IS NOT NULL",
+    ),
+    (
+        # version 3: the transaction ledger, as SQLite keeps it (times as utc_text, which
+        # sorts as the times do, so both stores page the same way)
+        "CREATE TABLE ledger ("
+        " identity text NOT NULL,"
+        " transaction_id text NOT NULL,"
+        " ended_at text NOT NULL,"
+        " id_token text,"
+        " recorded_at text NOT NULL,"
+        " entry text NOT NULL,"
+        " PRIMARY KEY (identity, transaction_id))",
+        "CREATE INDEX ledger_by_end ON ledger (ended_at, identity, transaction_id)",
+        "CREATE INDEX ledger_by_station ON ledger (identity, ended_at, transaction_id)",
+        "CREATE INDEX ledger_by_recorded ON ledger (recorded_at)",
     ),
 )
 #: the schema version this code writes
@@ -378,6 +396,47 @@ class PostgresStore:
 
     # -- nodes and owners ------------------------------------------------------------------
 
+    # -- the ledger --------------------------------------------------------------------------
+
+    async def ledger(self, query: LedgerQuery) -> LedgerPage:
+        """One page of the ledger (see the protocol)."""
+        filters: tuple[tuple[LiteralString, str | None], ...] = (
+            ("identity = %s", query.station),
+            ("id_token = %s", query.id_token),
+            ("ended_at >= %s", query.since_text),
+            ("ended_at < %s", query.until_text),
+        )
+        where: list[LiteralString] = [clause for clause, value in filters if value is not None]
+        params: list[object] = [value for _clause, value in filters if value is not None]
+        after = query.after_key
+        if after is not None:
+            where.append("(ended_at, identity, transaction_id) > (%s, %s, %s)")
+            params.extend(after)
+        sql: LiteralString = "SELECT entry FROM ledger"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ended_at, identity, transaction_id LIMIT %s"
+        params.append(query.limit + 1)
+
+        def select(db: Connection) -> list[str]:
+            return [str(row[0]) for row in db.execute(sql, params).fetchall()]
+
+        texts = await self.run_sync(select)
+        try:
+            entries = [decode(text, LedgerEntry) for text in texts]
+        except ValueError as exc:
+            raise StoreError(f"an unreadable ledger entry: {exc}") from exc
+        return page_of(entries, query.limit)
+
+    async def prune_ledger(self, before: datetime.datetime) -> int:
+        """Delete the ledger entries written before ``before`` (see the protocol)."""
+        cutoff = utc_text(before)
+
+        def prune(db: Connection) -> int:
+            return db.execute("DELETE FROM ledger WHERE recorded_at < %s", (cutoff,)).rowcount
+
+        return await self.run_sync(prune)
+
     async def heartbeat(self) -> None:
         """Record that this node is alive (creating its row on the first call)."""
         node = self.node
@@ -512,6 +571,7 @@ def _apply(db: Connection, ops: list[StoreOp], encoded: list[str | None]) -> fro
         epochs.update((str(identity), int(epoch)) for identity, epoch in rows)
     stale: set[str] = set()
     appends: list[tuple[str, int, str]] = []
+    ledger: dict[tuple[str, str], tuple[str, str | None, str, str]] = {}
     touched: set[str] = set()
 
     def flush_appends() -> None:
@@ -547,6 +607,16 @@ def _apply(db: Connection, ops: list[StoreOp], encoded: list[str | None]) -> fro
             assert text is not None
             appends.append((op.identity, op.entry.seq, text))
             continue
+        if isinstance(op, PutLedgerEntry):  # its own table: nothing to order; the last wins
+            assert text is not None
+            entry = op.entry
+            ledger[(op.identity, entry.transaction_id)] = (
+                utc_text(entry.ended_at),
+                entry.id_token,
+                utc_text(entry.recorded_at),
+                text,
+            )
+            continue
         touched.add(op.identity)
         flush_appends()  # keep the order: a snapshot drops the entries before it
         if isinstance(op, PutRegistration):
@@ -568,6 +638,27 @@ def _apply(db: Connection, ops: list[StoreOp], encoded: list[str | None]) -> fro
                 (op.version, op.identity),
             )
     flush_appends()
+    if ledger:
+        # one statement, as for the journal; keys are unique, as ON CONFLICT needs
+        keys = list(ledger)
+        rows = [ledger[key] for key in keys]
+        db.execute(
+            "INSERT INTO ledger"
+            " (identity, transaction_id, ended_at, id_token, recorded_at, entry)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[])"
+            " ON CONFLICT (identity, transaction_id) DO UPDATE SET"
+            " ended_at = excluded.ended_at, id_token = excluded.id_token,"
+            " recorded_at = excluded.recorded_at, entry = excluded.entry",
+            (
+                [identity for identity, _ in keys],
+                [transaction_id for _, transaction_id in keys],
+                [row[0] for row in rows],
+                [row[1] for row in rows],
+                [row[2] for row in rows],
+                [row[3] for row in rows],
+            ),
+        )
     if touched:
         db.execute(
             "UPDATE stations SET updated_at = now() WHERE identity = ANY(%s)", (sorted(touched),)

@@ -19,7 +19,9 @@ seconds of waiting for the lock).  Station writes are fenced by the claim epoch 
 
 Schema: the ``schema_version`` table holds the version; :data:`MIGRATIONS` are applied in order
 when the store opens (each in its own transaction).  Version 1 had the stations, their journal
-and the counters; version 2 added the local list version and the credentials table.
+and the counters; version 2 added the local list version and the credentials table; version 3
+the transaction ledger (one row per finished transaction, its entry as JSON, with the end time,
+idToken and write time as indexed UTC text).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import attrs
 import trio
 
 from ocpp_trio.domain.credentials import StationCredentials
+from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery, page_of, utc_text
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.errors import StoreError, UnreadableRecordError
 from ocpp_trio.protocol.version import Version
@@ -42,6 +45,7 @@ from ocpp_trio.store.base import (
     Append,
     JournalEntry,
     PutCounter,
+    PutLedgerEntry,
     PutLocalListVersion,
     PutRegistration,
     PutSnapshot,
@@ -102,8 +106,25 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """The transaction ledger."""
+    db.execute(
+        "CREATE TABLE ledger ("
+        " identity TEXT NOT NULL,"
+        " transaction_id TEXT NOT NULL,"
+        " ended_at TEXT NOT NULL,"  # utc_text: sorts as the times do
+        " id_token TEXT,"
+        " recorded_at TEXT NOT NULL,"
+        " entry TEXT NOT NULL,"
+        " PRIMARY KEY (identity, transaction_id))"
+    )
+    db.execute("CREATE INDEX ledger_by_end ON ledger (ended_at, identity, transaction_id)")
+    db.execute("CREATE INDEX ledger_by_station ON ledger (identity, ended_at, transaction_id)")
+    db.execute("CREATE INDEX ledger_by_recorded ON ledger (recorded_at)")
+
+
 #: the migrations, in order: ``MIGRATIONS[n]`` brings a database from version n to n + 1
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_v1, _v2)
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_v1, _v2, _v3)
 #: the schema version this code writes
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -287,6 +308,48 @@ class SQLiteStore:
 
         await self._run(forget)
 
+    # -- the ledger --------------------------------------------------------------------------
+
+    async def ledger(self, query: LedgerQuery) -> LedgerPage:
+        """One page of the ledger (see the protocol)."""
+        filters = (
+            ("identity = ?", query.station),
+            ("id_token = ?", query.id_token),
+            ("ended_at >= ?", query.since_text),
+            ("ended_at < ?", query.until_text),
+        )
+        where = [clause for clause, value in filters if value is not None]
+        params: list[object] = [value for _clause, value in filters if value is not None]
+        after = query.after_key
+        if after is not None:
+            where.append("(ended_at, identity, transaction_id) > (?, ?, ?)")
+            params.extend(after)
+        sql = "SELECT entry FROM ledger"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ended_at, identity, transaction_id LIMIT ?"
+        params.append(query.limit + 1)
+
+        def select(db: sqlite3.Connection) -> list[str]:
+            return [str(row[0]) for row in db.execute(sql, params).fetchall()]
+
+        texts = await self._run(select)
+        try:
+            entries = [decode(text, LedgerEntry) for text in texts]
+        except ValueError as exc:
+            raise StoreError(f"an unreadable ledger entry: {exc}") from exc
+        return page_of(entries, query.limit)
+
+    async def prune_ledger(self, before: datetime.datetime) -> int:
+        """Delete the ledger entries written before ``before`` (see the protocol)."""
+        cutoff = utc_text(before)
+
+        def prune(db: sqlite3.Connection) -> int:
+            cursor = db.execute("DELETE FROM ledger WHERE recorded_at < ?", (cutoff,))
+            return int(cursor.rowcount)
+
+        return await self._run(prune)
+
     async def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the store's worker (for tools and tests).
 
@@ -377,6 +440,8 @@ def _encode_op(op: StoreOp) -> str | None:
         return None if op.registration is None else encode(op.registration, Registration)
     if isinstance(op, PutSnapshot):
         return encode(op.snapshot, StationSnapshot)
+    if isinstance(op, PutLedgerEntry):
+        return encode(op.entry, LedgerEntry)
     return None
 
 
@@ -397,6 +462,7 @@ def _apply(
         epochs.update((str(identity), int(epoch)) for identity, epoch in rows)
     stale: set[str] = set()
     appends: list[tuple[str, int, str]] = []
+    ledger: list[tuple[str, str, str, str | None, str, str]] = []
     # journal appends leave updated_at alone (one statement less per station and commit)
     touched: set[str] = set()
 
@@ -426,6 +492,20 @@ def _apply(
             assert text is not None
             appends.append((op.identity, op.entry.seq, text))
             continue
+        if isinstance(op, PutLedgerEntry):  # the ledger has its own table: nothing to order
+            assert text is not None
+            entry = op.entry
+            ledger.append(
+                (
+                    op.identity,
+                    entry.transaction_id,
+                    utc_text(entry.ended_at),
+                    entry.id_token,
+                    utc_text(entry.recorded_at),
+                    text,
+                )
+            )
+            continue
         touched.add(op.identity)
         flush_appends()  # keep the order: a snapshot drops the entries before it
         if isinstance(op, PutRegistration):
@@ -446,6 +526,14 @@ def _apply(
                 (op.version, op.identity),
             )
     flush_appends()
+    if ledger:
+        db.executemany(
+            "INSERT INTO ledger (identity, transaction_id, ended_at, id_token, recorded_at, entry)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (identity, transaction_id) DO UPDATE SET"
+            " ended_at = excluded.ended_at, id_token = excluded.id_token,"
+            " recorded_at = excluded.recorded_at, entry = excluded.entry",
+            ledger,
+        )
     if touched:
         db.executemany(
             "UPDATE stations SET updated_at = ? WHERE identity = ?",

@@ -30,6 +30,7 @@ from typing import Final
 import attrs
 import trio
 
+from ocpp_trio.domain.ledger import LedgerEntry
 from ocpp_trio.domain.observations import CSMS_OBSERVED_ACTIONS, Observation
 from ocpp_trio.domain.reports import PART_ACTIONS
 from ocpp_trio.domain.snapshot import StationSnapshot
@@ -43,6 +44,7 @@ from ocpp_trio.store.base import (
     Append,
     JournalEntry,
     PutCounter,
+    PutLedgerEntry,
     PutLocalListVersion,
     PutRegistration,
     PutSnapshot,
@@ -290,6 +292,11 @@ class StationJournal:
     def put_local_list_version(self, version: int | None) -> None:
         """Record the local authorization list version (with the next commit)."""
         self._append(PutLocalListVersion(identity=self.identity, epoch=self.epoch, version=version))
+
+    def put_ledger_entry(self, entry: LedgerEntry) -> None:
+        """Create or replace the ledger entry of a finished transaction (with the next
+        commit, so with what was recorded just before it)."""
+        self._append(PutLedgerEntry(identity=self.identity, epoch=self.epoch, entry=entry))
 
     @property
     def wants_snapshot(self) -> bool:

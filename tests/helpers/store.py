@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from ocpp_trio import Version
 from ocpp_trio.domain.observations import Observation
 from ocpp_trio.messages import decode_request, decode_response
-from ocpp_trio.store.base import Append, JournalEntry
+from ocpp_trio.store.base import (
+    Append,
+    JournalEntry,
+    Store,
+)
+from ocpp_trio.store.memory import MemoryStore
+from ocpp_trio.store.postgres import open_postgres_store
+from ocpp_trio.store.sqlite import (
+    open_sqlite_store,
+)
 
 V201 = Version.V201
+#: every store the contract tests run against
+STORE_KINDS = ["sqlite", "memory", "memory-json", "postgres"]
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 15, 250000, tzinfo=datetime.UTC)
 
 
@@ -36,3 +49,15 @@ def append(identity: str, epoch: int, seq: int) -> Append:
     return Append(
         identity=identity, epoch=epoch, entry=JournalEntry(seq=seq, observation=observation(seq))
     )
+
+
+@asynccontextmanager
+async def open_store(kind: str, where: str) -> AsyncIterator[Store]:
+    if kind == "sqlite":
+        async with open_sqlite_store(where) as store:
+            yield store
+    elif kind == "postgres":
+        async with open_postgres_store(where, node="test-node") as pg:
+            yield pg
+    else:
+        yield MemoryStore(serialize=kind == "memory-json")
