@@ -32,6 +32,7 @@ from ocpp_trio.domain.credentials import (
     InMemoryCredentialStore,
     SecurityProfile,
     StationCredentials,
+    authorization_key_bytes,
     hash_password,
 )
 from ocpp_trio.domain.device_model import (
@@ -131,6 +132,8 @@ from ocpp_trio.security.auth import (
     RotationOutcome,
     RotationResult,
     StationAuthenticator,
+    certificate_subject,
+    generate_password,
     rotate_password,
     server_ssl_context,
 )
@@ -286,8 +289,11 @@ __all__ = [
     "VariableRef",
     "VariableResult",
     "Version",
+    "authorization_key_bytes",
     "boot_response",
     "build_security",
+    "certificate_subject",
+    "generate_password",
     "handles",
     "hash_password",
     "heartbeat_response",
