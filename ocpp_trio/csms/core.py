@@ -189,6 +189,11 @@ class CSMS:
                     self._writer, self._transaction_ids
                 )
 
+    @property
+    def store(self) -> Store | None:
+        """Where station state is kept (``config.store``), ``None`` for memory only."""
+        return self.config.store
+
     # -- registry ------------------------------------------------------------------------
 
     @property
@@ -410,6 +415,7 @@ class CSMS:
             events=self._events,
             shared_extra_handlers=self._extras,
             machines=self.add_station(identity),
+            csms=self,
         )
         on_started = self._recovery_started(station, plan) if plan is not None else None
         # registered before the old one is closed, so a third connection arriving meanwhile

@@ -40,8 +40,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
@@ -89,10 +89,12 @@ from ocpp_trio.runtime.router import (
 from ocpp_trio.runtime.session import RpcSession, SessionHooks
 from ocpp_trio.runtime.station_config import StationConfig, _Counts
 from ocpp_trio.runtime.station_ops import StationOperations
+from ocpp_trio.store.base import Store
 from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.server import ConnectionRequest
 
 __all__ = [
+    "CSMSView",
     "ExtraHandler",
     "ExtraHandlerRunner",
     "Station",
@@ -103,6 +105,32 @@ __all__ = [
 log = logging.getLogger("ocpp_trio")
 R = TypeVar("R", bound=Response)
 _HEARTBEAT: Final = "Heartbeat"
+
+
+class CSMSView(Protocol):
+    """The CSMS serving a station, as its handlers reach it through :attr:`Station.csms`.
+
+    The :class:`~ocpp_trio.CSMS` is one (``isinstance(station.csms, CSMS)`` narrows to it for
+    the rest of its API); the protocol names what handlers commonly need, so that the runtime
+    does not depend on the CSMS module.
+    """
+
+    @property
+    def store(self) -> Store | None:
+        """Where station state is kept (``CSMSConfig.store``), ``None`` for memory only."""
+
+    @property
+    def stations(self) -> Mapping[str, Station]:
+        """The connected stations by identity (a read-only live view)."""
+
+    def get_station(self, identity: str) -> Station | None:
+        """The connected station ``identity``, or ``None``."""
+
+    def machines(self, identity: str) -> StationMachines | None:
+        """The machines of ``identity`` (connected or not), or ``None`` if never seen."""
+
+    def remembered_status(self, identity: str) -> RegistrationStatus | None:
+        """The registration kept for ``identity`` between connections."""
 
 
 class Station(StationOperations):
@@ -125,6 +153,7 @@ class Station(StationOperations):
         shared_extra_handlers: CSMS-wide extra handlers (run elsewhere) also fed by this station.
         machines: the identity's machines (the CSMS keeps one per identity across
             connections); by default a fresh one.
+        csms: the CSMS serving the station (handlers reach it as :attr:`csms`).
     """
 
     def __init__(
@@ -140,8 +169,10 @@ class Station(StationOperations):
         events: Broadcast[StationEvent] | None = None,
         shared_extra_handlers: Sequence[ExtraHandlerRunner[Station]] = (),
         machines: StationMachines | None = None,
+        csms: CSMSView | None = None,
     ) -> None:
         self.identity: Final = identity
+        self._csms = csms
         self.version: Final = Version(version)
         self.request = request
         self.config = config or StationConfig()
@@ -208,6 +239,24 @@ class Station(StationOperations):
     def router(self) -> CSMSRouterBase[Station]:
         """The router answering this station's requests."""
         return self._router
+
+    @property
+    def csms(self) -> CSMSView:
+        """The CSMS serving this station: what a handler reaches instead of a module global
+        (other stations, the machines, the store, ...).
+
+        Raises:
+            RuntimeError: the station runs on its own, without a CSMS.
+        """
+        if self._csms is None:
+            raise RuntimeError(f"station {self.identity!r} is not served by a CSMS")
+        return self._csms
+
+    @property
+    def store(self) -> Store | None:
+        """The store keeping the CSMS's state (``CSMSConfig.store``): ``None`` without one,
+        or when the station runs on its own."""
+        return self._csms.store if self._csms is not None else None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -433,6 +482,68 @@ class Station(StationOperations):
         self._supervisor.check_csms_call(request.ACTION, request)
         return await self._session.call(request, call_timeout=call_timeout)
 
+    async def call_raw(
+        self,
+        action: str,
+        payload: Mapping[str, Any],
+        *,
+        validate: bool = True,
+        call_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send ``payload`` as it is in a CALL of ``action``; return the station's answer
+        payload (the JSON object as it came).
+
+        For what the typed messages do not cover: a vendor's action, a conformance test's
+        deliberately odd message.  With ``validate`` (the default) ``action`` must be one of
+        the station's version that a CSMS sends, the request is checked against its schema
+        before anything is sent, and the answer after (the machines and extra handlers then
+        see the exchange as for :meth:`call`).  With ``validate=False`` nothing is checked and
+        any action name may be sent (not a known one only stations send); the answer is
+        returned unread, and extra handlers do not see the exchange (there are no typed
+        messages to show them).  The slot, lock, timeout and registration rules are those of
+        :meth:`call`.
+
+        Waits for: as :meth:`call`.  Cancellation: as :meth:`call`.  Closes: nothing.
+
+        Raises:
+            StateError: the registration state forbids this CALL now (nothing was sent).
+            CallError: the station answered with a CALLERROR.
+            CallTimeoutError: no answer within the timeout.
+            ConnectionLostError: not connected, or the connection dropped before the answer.
+            RemoteProtocolError: with ``validate``: the answer failed its schema.
+            LocalProtocolError: unknown action with ``validate``, an action a CSMS may not
+                send, an invalid payload with ``validate``, or a payload that is not JSON
+                (nothing was sent).
+        """
+        self._session.ensure_connected(action)
+        self._supervisor.check_csms_call(action, payload)
+        return await self._session.call_raw(
+            action, payload, validate=validate, call_timeout=call_timeout
+        )
+
+    def after_answer(self, async_fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """From a handler: start ``async_fn(*args)`` once the handler's response is on the
+        wire, as a task in the station's nursery.
+
+        For a CALL that must follow an answer, e.g. a CertificateSigned after accepting a
+        SignCertificate::
+
+            @router.on(v2_0_1.SignCertificateRequest)
+            async def sign(station, request):
+                station.after_answer(send_certificate, station, request.csr)
+                return v2_0_1.SignCertificateResponse(status=...ACCEPTED)
+
+        The task starts only if the handler's own response was sent: when the handler raises
+        (also a ``CallError``), or its answer cannot be sent, the work is dropped (logged).
+        It runs alongside the handlers of the station's next CALLs, so it may ``await
+        station.call(...)``; it is cancelled when the connection ends.  What it raises is
+        logged and ends only that task.
+
+        Raises:
+            RuntimeError: called while no handler of this station runs.
+        """
+        self._session.start_after_answer(async_fn, *args)
+
     async def send(self, message: Send) -> None:
         """Send a 2.1 SEND message (never answered; not subject to the one-CALL slot).
 
@@ -653,6 +764,9 @@ class _CSMSSide(SessionHooks):
 
     def check_call(self, request: Request[Any]) -> CallTicket:
         return self.supervisor.check_csms_call(request.ACTION, request)
+
+    def check_raw_call(self, action: str, payload: Mapping[str, Any]) -> CallTicket:
+        return self.supervisor.check_csms_call(action, payload)
 
     async def reply_received(self, ticket: object, event: CallCompleted) -> None:
         assert isinstance(ticket, CallTicket)
