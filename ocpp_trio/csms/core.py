@@ -61,6 +61,7 @@ from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
 from ocpp_trio.runtime.station import Station, StationConfig, extra_runner
+from ocpp_trio.runtime.tally import CallStatistics, CallTally, Latency, LatencySnapshot
 from ocpp_trio.store.base import Registration, Store
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
@@ -143,6 +144,15 @@ class CSMSStatistics:
     stations_known: int = 0
     #: the store writer's counters, with a store
     store: StoreWriterStatistics | None = None
+    #: the calls of every station since the CSMS started (they survive disconnections)
+    calls: CallStatistics | None = None
+    #: connected stations by (OCPP version, registration state)
+    stations_by_state: Mapping[tuple[str, str], int] = attrs.field(factory=dict)
+    #: station CALLs waiting for their handler runner, in all, and at the busiest station
+    handler_queue: int = 0
+    handler_queue_max: int = 0
+    #: how long the store's commits took, with a store
+    store_commits: LatencySnapshot | None = None
 
 
 @attrs.define
@@ -177,12 +187,20 @@ class CSMS:
         self._nursery: trio.Nursery | None = None
         self._closed = False
         self._counts = _Counts()
+        self._tally = CallTally()
+        self._commit_latency = Latency()
+        #: the upgrade check :func:`serve_csms` runs with (the metrics read its statistics)
+        self.check_request: RequestChecker | None = None
         self._writer: StoreWriter | None = None
         self._recovery: Recovery | None = None
         self._transaction_ids = self.config.transaction_ids
         if self.config.store is not None:
             recovery = self.config.recovery
-            self._writer = StoreWriter(self.config.store, snapshot_every=recovery.snapshot_every)
+            self._writer = StoreWriter(
+                self.config.store,
+                snapshot_every=recovery.snapshot_every,
+                on_commit=self._committed,
+            )
             self._recovery = Recovery(self._writer, recovery, self._machine_events)
             if type(self._transaction_ids) is TransactionIdCounter:
                 self._transaction_ids = StoredTransactionIds.wrapping(
@@ -331,8 +349,19 @@ class CSMS:
         if self._nursery is not None:
             self._nursery.start_soon(runner.run)
 
+    def _committed(self, seconds: float, writes: int, ok: bool) -> None:
+        self._commit_latency.observe(seconds)
+
     def statistics(self) -> CSMSStatistics:
         """A snapshot of the counters."""
+        by_state: dict[tuple[str, str], int] = {}
+        queued = busiest = 0
+        for station in self._stations.values():
+            key = (station.version.value, station.state.value)
+            by_state[key] = by_state.get(key, 0) + 1
+            waiting = station.queued_calls
+            queued += waiting
+            busiest = max(busiest, waiting)
         return CSMSStatistics(
             stations_connected=len(self._stations),
             connections_served=self._counts.served,
@@ -344,6 +373,11 @@ class CSMS:
             machine_events=self._machine_events.statistics(),
             stations_known=len(self._machines),
             store=self._writer.statistics() if self._writer is not None else None,
+            calls=self._tally.statistics(),
+            stations_by_state=by_state,
+            handler_queue=queued,
+            handler_queue_max=busiest,
+            store_commits=self._commit_latency.snapshot() if self._writer is not None else None,
         )
 
     # -- serving -------------------------------------------------------------------------
@@ -416,6 +450,7 @@ class CSMS:
             shared_extra_handlers=self._extras,
             machines=self.add_station(identity),
             csms=self,
+            tally=self._tally,
         )
         on_started = self._recovery_started(station, plan) if plan is not None else None
         # registered before the old one is closed, so a third connection arriving meanwhile
@@ -560,6 +595,7 @@ async def serve_csms(
     raised as is; failures of background tasks after it propagate as ``ExceptionGroup``.
     """
     csms = CSMS(router, config=config)
+    csms.check_request = check_request
     started = False
     try:
         async with trio.open_nursery() as nursery:

@@ -1,39 +1,24 @@
 """The station runtime: one connected station, its tasks, and ``call()``.
 
 Per connection, :meth:`Station.run` runs an :class:`~ocpp_trio.runtime.session.RpcSession`
-(the engine the station side's ``ChargePoint`` runs too) whose **station nursery** holds:
+(the engine the station side's ``ChargePoint`` runs too: the reader, which never runs user
+code, and the handler runner, so a handler may ``await station.call(...)``; the handler
+outcomes and the full-queue policy are in its docs).  The **station nursery** also holds one
+task per **extra handler** installed on this station, and the **machines**
+(:class:`~ocpp_trio.runtime.machines.StationMachines`: EVSE, transaction and report tasks), fed
+by the reader (each answer to our CALLs, before the caller wakes) and the handler runner (each
+answered station CALL, before the answer is sent).
 
-* the **reader** (the task that runs ``run`` itself): reads frames, feeds the
-  :class:`~ocpp_trio.protocol.rpc.RpcConnection`, sends what it says to send at once, asks the
-  :class:`~ocpp_trio.protocol.supervisor.Supervisor` about every station CALL, answers what needs no
-  application code (SecurityError refusals, an early boot's repeated answer, Heartbeat when the
-  application has no handler for it), and hands replies to the waiting :meth:`Station.call`.
-  It never runs user code.
-* the **handler runner**, fed by a bounded channel of the CALLs that passed the supervisor, one
-  at a time, in order: it runs the application's handler and sends its answer.  Because replies
-  to our own CALLs go through the reader, a handler may ``await station.call(...)``.
-
-The CSMS's rules are the session's hooks (:class:`_CSMSSide`): the supervisor's checks, the
+The CSMS's rules are the session's hooks (:class:`_CSMSSide`): the supervisor's checks
+(SecurityError refusals, an early boot's repeated answer), the built-in Heartbeat answer, the
 machines' observation and the write-ahead ``durable()`` before an answer goes out, the boot
-bookkeeping, the extra handlers and the lifecycle events.
-* one task per **extra handler** installed on this station, each fed by its own bounded channel.
-* the **machines** (:class:`~ocpp_trio.runtime.machines.StationMachines`): EVSE, transaction and
-  report tasks, fed by the reader and the handler runner themselves.  The reader hands them
-  each answer to our CALLs before waking the caller, the handler runner each answered station
-  CALL before sending the answer.
+bookkeeping, the extra handlers, the lifecycle events and the call counters
+(:class:`~ocpp_trio.runtime.tally.CallTally`).
 
-Policies (see docs/design.md):
-
-* Handler outcomes: a response of the request's ``RESPONSE`` class is sent; a raised
-  :class:`~ocpp_trio.CallError` is sent as that CALLERROR; any other exception, a wrong return
-  type, or a response that fails its schema is answered ``InternalError`` and logged with the
-  handler's name.  The station lives on.
-* A station that sends more CALLs than the handler queue holds (it must wait for each answer) is
-  answered ``GenericError`` for the excess instead of stalling the reader, whose blocking would
-  also delay the replies a handler may be waiting for.
-* Extra handlers never slow the station: when an extra handler's channel is full the exchange is
-  dropped for it and counted (``extra_dropped``); an exception is logged and the extra handler
-  keeps running, until ``extra_handler_max_failures`` consecutive failures remove it.
+Extra handlers never slow the station (see docs/design.md): when an extra handler's channel is
+full the exchange is dropped for it and counted (``extra_dropped``); an exception is logged and
+the extra handler keeps running, until ``extra_handler_max_failures`` consecutive failures
+remove it.
 """
 
 from __future__ import annotations
@@ -45,6 +30,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
+from ocpp_trio import messages
 from ocpp_trio.errors import (
     CallError,
     ConnectionLostError,
@@ -54,7 +40,13 @@ from ocpp_trio.errors import (
     StoreError,
 )
 from ocpp_trio.messages._base import Direction, Message, Request, Response, Send
-from ocpp_trio.protocol.rpc import CallCompleted, IncomingCall, IncomingSend, RpcConnection
+from ocpp_trio.protocol.rpc import (
+    CallCompleted,
+    CallRejected,
+    IncomingCall,
+    IncomingSend,
+    RpcConnection,
+)
 from ocpp_trio.protocol.supervisor import (
     BOOT,
     CallTicket,
@@ -89,6 +81,7 @@ from ocpp_trio.runtime.router import (
 from ocpp_trio.runtime.session import RpcSession, SessionHooks
 from ocpp_trio.runtime.station_config import StationConfig, _Counts
 from ocpp_trio.runtime.station_ops import StationOperations
+from ocpp_trio.runtime.tally import UNKNOWN_ACTION, CallTally
 from ocpp_trio.store.base import Store
 from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.server import ConnectionRequest
@@ -104,6 +97,8 @@ __all__ = [
 
 log = logging.getLogger("ocpp_trio")
 R = TypeVar("R", bound=Response)
+
+
 _HEARTBEAT: Final = "Heartbeat"
 
 
@@ -154,6 +149,8 @@ class Station(StationOperations):
         machines: the identity's machines (the CSMS keeps one per identity across
             connections); by default a fresh one.
         csms: the CSMS serving the station (handlers reach it as :attr:`csms`).
+        tally: where the calls are counted (the CSMS's, shared by its stations); by default
+            the station's own.
     """
 
     def __init__(
@@ -170,9 +167,11 @@ class Station(StationOperations):
         shared_extra_handlers: Sequence[ExtraHandlerRunner[Station]] = (),
         machines: StationMachines | None = None,
         csms: CSMSView | None = None,
+        tally: CallTally | None = None,
     ) -> None:
         self.identity: Final = identity
         self._csms = csms
+        self._tally = tally if tally is not None else CallTally()
         self.version: Final = Version(version)
         self.request = request
         self.config = config or StationConfig()
@@ -236,6 +235,11 @@ class Station(StationOperations):
         return self._session.connected
 
     @property
+    def queued_calls(self) -> int:
+        """Station CALLs waiting for the handler runner now (not counting the one it runs)."""
+        return self._session.queued_calls
+
+    @property
     def router(self) -> CSMSRouterBase[Station]:
         """The router answering this station's requests."""
         return self._router
@@ -292,6 +296,7 @@ class Station(StationOperations):
             calls_failed=c.call_errors,
             extra_dropped=c.extra_dropped,
             extra_errors=sum(e.errors for e in self._extras),
+            handler_queue=self._session.queued_calls,
             last_seen=self.last_seen,
             last_seen_at=self.last_seen_at,
             rpc=self._session.rpc.statistics(),
@@ -455,6 +460,7 @@ class Station(StationOperations):
         for runner in runners:
             if not runner.offer(self, exchange):
                 self._counts.extra_dropped += 1
+                self._tally.extra_dropped += 1
 
     # -- our CALLs -----------------------------------------------------------------------
 
@@ -526,18 +532,11 @@ class Station(StationOperations):
         wire, as a task in the station's nursery.
 
         For a CALL that must follow an answer, e.g. a CertificateSigned after accepting a
-        SignCertificate::
-
-            @router.on(v2_0_1.SignCertificateRequest)
-            async def sign(station, request):
-                station.after_answer(send_certificate, station, request.csr)
-                return v2_0_1.SignCertificateResponse(status=...ACCEPTED)
-
-        The task starts only if the handler's own response was sent: when the handler raises
-        (also a ``CallError``), or its answer cannot be sent, the work is dropped (logged).
-        It runs alongside the handlers of the station's next CALLs, so it may ``await
-        station.call(...)``; it is cancelled when the connection ends.  What it raises is
-        logged and ends only that task.
+        SignCertificate (see docs/serving.md).  The task starts only if the handler's own
+        response was sent: when the handler raises (also a ``CallError``), or its answer
+        cannot be sent, the work is dropped (logged).  It runs alongside the handlers of the
+        station's next CALLs, so it may ``await station.call(...)``; it is cancelled when the
+        connection ends.  What it raises is logged and ends only that task.
 
         Raises:
             RuntimeError: called while no handler of this station runs.
@@ -587,6 +586,7 @@ class _CSMSSide(SessionHooks):
         self.supervisor = station._supervisor
         self.machines = station.machines
         self.counts = station._counts
+        self.tally = station._tally
 
     # -- the reader ----------------------------------------------------------------------
 
@@ -634,6 +634,12 @@ class _CSMSSide(SessionHooks):
             self.station.state.value,
         )
         return False
+
+    def call_rejected(self, event: CallRejected) -> None:
+        action = event.action
+        if action is None or action not in messages.actions(self.station.version):
+            action = UNKNOWN_ACTION
+        self.tally.rejected(action, event.error.code)
 
     def idle(self, seconds: float) -> None:
         station = self.station
@@ -701,6 +707,7 @@ class _CSMSSide(SessionHooks):
         handled: bool,
     ) -> None:
         station = self.station
+        self.tally.answered(event.action, error, trio.current_time() - started)
         if event.action == BOOT and response is not None:
             self._publish_boot(event, response)
         station._record(
@@ -786,6 +793,7 @@ class _CSMSSide(SessionHooks):
         error: OCPPError | None,
         started: float,
     ) -> None:
+        self.tally.call_done(request.ACTION, error, trio.current_time() - started)
         self.station._record(
             Direction.CSMS_TO_STATION,
             message_id,
@@ -795,3 +803,14 @@ class _CSMSSide(SessionHooks):
             error,
             started,
         )
+
+    def raw_call_done(
+        self,
+        message_id: str,
+        action: str,
+        payload: Mapping[str, Any],
+        answer: Mapping[str, Any] | None,
+        error: OCPPError | None,
+        started: float,
+    ) -> None:
+        self.tally.call_done(action, error, trio.current_time() - started)
