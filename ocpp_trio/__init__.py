@@ -26,6 +26,7 @@ from ocpp_trio.csms.core import (
     serve_csms,
     start_csms,
 )
+from ocpp_trio.csms.metrics import csms_collector
 from ocpp_trio.csms.recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
 from ocpp_trio.domain.credentials import (
     CredentialStore,
@@ -294,6 +295,7 @@ __all__ = [
     "boot_response",
     "build_security",
     "certificate_subject",
+    "csms_collector",
     "generate_password",
     "handles",
     "hash_password",

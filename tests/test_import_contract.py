@@ -93,6 +93,8 @@ RESTRICTED = {
     },
     "trio_websocket": {"transport"},
     "wsproto": {"transport"},
+    # metrics are formatted at scrape time, never on the per-call path
+    "prometheus_client": {"csms", "cli"},
 }
 #: The sans-IO layers, whose import must not load trio (checked at run time too).
 SANS_IO = ("protocol", "domain", "messages", "errors")

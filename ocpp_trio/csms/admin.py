@@ -12,6 +12,8 @@ Endpoints (all answers are JSON objects):
                                          GetVariables answers, 1.6 configuration keys)
 ``GET /transactions``                    open and recently finished transactions; filters
                                          ``?station=ID`` and ``?state=open|ended``
+``GET /metrics``                         Prometheus metrics (text format, not JSON; see
+                                         docs/metrics.md)
 ``POST /stations/{id}/call``             send a CALL: body ``{"action": "Reset", "payload":
                                          {...}}`` (``payload`` defaults to ``{}``; an optional
                                          ``"timeout"`` in seconds); the payload is checked with
@@ -48,6 +50,7 @@ import trio
 
 from ocpp_trio import messages
 from ocpp_trio.csms.core import CSMS
+from ocpp_trio.csms.metrics import METRICS_CONTENT_TYPE, csms_registry, metrics_text
 from ocpp_trio.domain.device_model import DeviceVariable
 from ocpp_trio.domain.transactions import Transaction
 from ocpp_trio.errors import (
@@ -73,6 +76,7 @@ _ENDPOINTS: Final = (
     "GET /stations/{id}/device-model",
     "GET /transactions?station=ID&state=open|ended",
     "POST /stations/{id}/call",
+    "GET /metrics",
 )
 
 
@@ -124,6 +128,14 @@ class _Seen:
     connected_at: datetime.datetime
     disconnected_at: datetime.datetime | None = None
     last_seen_at: datetime.datetime | None = None
+
+
+@attrs.frozen
+class _Text:
+    """An answer that is not JSON (``/metrics``)."""
+
+    data: bytes
+    content_type: str
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
@@ -301,13 +313,17 @@ class AdminApi:
         stream: trio.abc.Stream,
         conn: h11.Connection,
         status: int,
-        body: dict[str, Any],
+        body: dict[str, Any] | _Text,
         *,
         allow: str | None = None,
     ) -> None:
-        data = json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        if isinstance(body, _Text):
+            data, content_type = body.data, body.content_type
+        else:
+            data = json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+            content_type = "application/json; charset=utf-8"
         headers = [
-            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Type", content_type),
             ("Content-Length", str(len(data))),
             ("Connection", "close"),
             ("Cache-Control", "no-store"),
@@ -326,7 +342,9 @@ class AdminApi:
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def _route(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _route(
+        self, method: str, target: str, body: bytes
+    ) -> tuple[int, dict[str, Any] | _Text]:
         url = urllib.parse.urlsplit(target)
         try:
             parts = [urllib.parse.unquote(p, errors="strict") for p in url.path.split("/") if p]
@@ -345,6 +363,9 @@ class AdminApi:
             expect("GET")
             stations = [self.station_json(i) for i in self._identities()]
             return 200, {"stations": [s for s in stations if s is not None]}
+        if parts == ["metrics"]:
+            expect("GET")
+            return 200, _Text(metrics_text(csms_registry(self.csms)), METRICS_CONTENT_TYPE)
         if parts == ["transactions"]:
             expect("GET")
             state = _one(query, "state")
