@@ -23,6 +23,7 @@ remove it.
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -93,10 +94,22 @@ __all__ = [
     "Station",
     "StationConfig",
     "StationStatistics",
+    "current_station_id",
 ]
 
 log = logging.getLogger("ocpp_trio")
 R = TypeVar("R", bound=Response)
+# the station whose task is running: set by Station.run, inherited by every task it starts
+_station_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ocpp_trio_station_id", default=None
+)
+
+
+def current_station_id() -> str | None:
+    """The identity of the station whose task is running (its reader, handlers, machines,
+    extra handlers, ``after_answer`` work), ``None`` elsewhere: what a log formatter or filter
+    attaches to the records of one station."""
+    return _station_id.get()
 
 
 _HEARTBEAT: Final = "Heartbeat"
@@ -348,6 +361,7 @@ class Station(StationOperations):
             raise RuntimeError(f"station {self.identity!r} is already running or has run")
         self._started = True
         attached = False
+        token = _station_id.set(self.identity)
 
         async def start(nursery: trio.Nursery) -> None:
             nonlocal attached
@@ -371,9 +385,12 @@ class Station(StationOperations):
                 self._publish(Accepted(identity=self.identity, version=self.version, resumed=True))
             await self._session.run(start)
         finally:
-            if attached:  # the machine tasks have ended with the nursery
-                self.machines.detach()
-            await self._teardown(was_connected)
+            try:
+                if attached:  # the machine tasks have ended with the nursery
+                    self.machines.detach()
+                await self._teardown(was_connected)
+            finally:
+                _station_id.reset(token)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code``/``reason``; idempotent.
