@@ -125,7 +125,8 @@ from ocpp_trio.runtime.events import (
 )
 from ocpp_trio.runtime.handlers import Router, boot_response, handles, heartbeat_response
 from ocpp_trio.runtime.machines import MachinesConfig, StationMachines
-from ocpp_trio.runtime.station import CSMSView, Station, StationConfig, StationStatistics
+from ocpp_trio.runtime.peer import CSMSView
+from ocpp_trio.runtime.station import Station, StationConfig, StationStatistics
 from ocpp_trio.runtime.station_ops import ConfigurationResult
 from ocpp_trio.security.auth import (
     AuthenticatorStatistics,

@@ -27,7 +27,7 @@ import contextvars
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
@@ -73,6 +73,7 @@ from ocpp_trio.runtime.events import (
     StationStatistics,
 )
 from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.peer import CSMSView
 from ocpp_trio.runtime.router import (
     CSMSRouterBase,
     boot_response,
@@ -88,7 +89,6 @@ from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.server import ConnectionRequest
 
 __all__ = [
-    "CSMSView",
     "ExtraHandler",
     "ExtraHandlerRunner",
     "Station",
@@ -113,32 +113,6 @@ def current_station_id() -> str | None:
 
 
 _HEARTBEAT: Final = "Heartbeat"
-
-
-class CSMSView(Protocol):
-    """The CSMS serving a station, as its handlers reach it through :attr:`Station.csms`.
-
-    The :class:`~ocpp_trio.CSMS` is one (``isinstance(station.csms, CSMS)`` narrows to it for
-    the rest of its API); the protocol names what handlers commonly need, so that the runtime
-    does not depend on the CSMS module.
-    """
-
-    @property
-    def store(self) -> Store | None:
-        """Where station state is kept (``CSMSConfig.store``), ``None`` for memory only."""
-
-    @property
-    def stations(self) -> Mapping[str, Station]:
-        """The connected stations by identity (a read-only live view)."""
-
-    def get_station(self, identity: str) -> Station | None:
-        """The connected station ``identity``, or ``None``."""
-
-    def machines(self, identity: str) -> StationMachines | None:
-        """The machines of ``identity`` (connected or not), or ``None`` if never seen."""
-
-    def remembered_status(self, identity: str) -> RegistrationStatus | None:
-        """The registration kept for ``identity`` between connections."""
 
 
 class Station(StationOperations):
@@ -179,7 +153,7 @@ class Station(StationOperations):
         events: Broadcast[StationEvent] | None = None,
         shared_extra_handlers: Sequence[ExtraHandlerRunner[Station]] = (),
         machines: StationMachines | None = None,
-        csms: CSMSView | None = None,
+        csms: CSMSView[Station] | None = None,
         tally: CallTally | None = None,
     ) -> None:
         self.identity: Final = identity
@@ -258,7 +232,7 @@ class Station(StationOperations):
         return self._router
 
     @property
-    def csms(self) -> CSMSView:
+    def csms(self) -> CSMSView[Station]:
         """The CSMS serving this station: what a handler reaches instead of a module global
         (other stations, the machines, the store, ...).
 
