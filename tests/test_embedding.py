@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -48,6 +50,19 @@ GET_VARIABLES_ANSWER = {
 }
 
 
+@asynccontextmanager
+async def accepted_station() -> AsyncIterator[tuple[Station, FakeStation, list[Exchange]]]:
+    """A Station accepted from the start, with an extra handler recording its exchanges."""
+    seen: list[Exchange] = []
+
+    async def extra(station: Station, exchange: Exchange) -> None:
+        seen.append(exchange)
+
+    async with running_station(boot_router(), initial_status=ACCEPTED) as (station, fake):
+        station.add_extra_handler(extra)
+        yield station, fake, seen
+
+
 async def next_frame(fake: FakeStation) -> list[Any]:
     frame: list[Any] = json.loads(await fake.transport.get_message())
     return frame
@@ -59,13 +74,7 @@ async def next_frame(fake: FakeStation) -> list[Any]:
 async def test_call_raw_sends_the_payload_as_given_and_returns_the_answer_as_it_came(
     autojump_clock: Any,
 ) -> None:
-    seen: list[Exchange] = []
-
-    async def extra(station: Station, exchange: Exchange) -> None:
-        seen.append(exchange)
-
-    async with running_station(boot_router(), initial_status=ACCEPTED) as (station, fake):
-        station.add_extra_handler(extra)
+    async with accepted_station() as (station, fake, seen):
         async with trio.open_nursery() as nursery:
             answers: list[dict[str, Any]] = []
 
@@ -90,7 +99,7 @@ async def test_call_raw_sends_the_payload_as_given_and_returns_the_answer_as_it_
 
 
 async def test_call_raw_checks_the_request_before_sending(autojump_clock: Any) -> None:
-    async with running_station(boot_router(), initial_status=ACCEPTED) as (station, fake):
+    async with accepted_station() as (station, fake, _):
         with pytest.raises(LocalProtocolError, match="getVariableData"):
             await station.call_raw("GetVariables", {"getVariableData": "nope"})
         with pytest.raises(LocalProtocolError, match="unknown action can only be sent"):
@@ -101,7 +110,7 @@ async def test_call_raw_checks_the_request_before_sending(autojump_clock: Any) -
 
 
 async def test_call_raw_checks_the_answer(autojump_clock: Any) -> None:
-    async with running_station(boot_router(), initial_status=ACCEPTED) as (station, fake):
+    async with accepted_station() as (station, fake, _):
         async with trio.open_nursery() as nursery:
             failures: list[BaseException] = []
 
@@ -117,13 +126,7 @@ async def test_call_raw_checks_the_answer(autojump_clock: Any) -> None:
 
 
 async def test_call_raw_without_validation(autojump_clock: Any) -> None:
-    seen: list[Exchange] = []
-
-    async def extra(station: Station, exchange: Exchange) -> None:
-        seen.append(exchange)
-
-    async with running_station(boot_router(), initial_status=ACCEPTED) as (station, fake):
-        station.add_extra_handler(extra)
+    async with accepted_station() as (station, fake, seen):
         async with trio.open_nursery() as nursery:
             answers: list[dict[str, Any]] = []
 
@@ -145,7 +148,7 @@ async def test_call_raw_without_validation(autojump_clock: Any) -> None:
 
 
 async def test_call_raw_errors_and_timeout_are_those_of_call(autojump_clock: Any) -> None:
-    async with running_station(boot_router(), initial_status=ACCEPTED) as (station, fake):
+    async with accepted_station() as (station, fake, _):
         async with trio.open_nursery() as nursery:
 
             async def refused() -> None:
@@ -213,6 +216,10 @@ def signing_router(done: list[str], *, fail: bool = False) -> Any:
     return router
 
 
+def signed(status: v2_0_1.CertificateSignedStatusEnumType) -> v2_0_1.CertificateSignedResponse:
+    return v2_0_1.CertificateSignedResponse(status=status)
+
+
 async def test_after_answer_runs_once_the_answer_is_on_the_wire(autojump_clock: Any) -> None:
     done: list[str] = []
     async with running_station(signing_router(done), initial_status=ACCEPTED) as (_, fake):
@@ -223,12 +230,7 @@ async def test_after_answer_runs_once_the_answer_is_on_the_wire(autojump_clock: 
         call = await fake.expect_call()
         assert isinstance(call.request, v2_0_1.CertificateSignedRequest)
         assert call.request.certificate_chain == "chain for CSR"
-        await fake.answer(
-            call,
-            v2_0_1.CertificateSignedResponse(
-                status=v2_0_1.CertificateSignedStatusEnumType.ACCEPTED
-            ),
-        )
+        await fake.answer(call, signed(v2_0_1.CertificateSignedStatusEnumType.ACCEPTED))
         await trio.testing.wait_all_tasks_blocked()
         assert done == ["Accepted"]
 
@@ -261,12 +263,7 @@ async def test_after_answer_failures_are_logged_and_the_station_lives_on(
         # the next one works
         await fake.call_raw(v2_0_1.SignCertificateRequest(csr="CSR2"))
         call = await fake.expect_call()
-        await fake.answer(
-            call,
-            v2_0_1.CertificateSignedResponse(
-                status=v2_0_1.CertificateSignedStatusEnumType.REJECTED
-            ),
-        )
+        await fake.answer(call, signed(v2_0_1.CertificateSignedStatusEnumType.REJECTED))
         await trio.testing.wait_all_tasks_blocked()
         assert done == ["Rejected"]
     failed = [

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 from helpers.station import NOW, boot_router, running_station
-from interop.harness import run_process, run_station
+from interop.harness import run_process, run_station, serve_command
 
 from ocpp_trio import Station
 from ocpp_trio.cli.logs import JsonFormatter
@@ -94,21 +93,7 @@ def test_the_option() -> None:
 
 @pytest.mark.slow
 async def test_serve_logs_json_lines() -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--db",
-        ":memory:",
-        "--no-admin",
-        "--log-format",
-        "json",
-    ]
+    command = serve_command("--port", "0", "--no-admin", "--log-format", "json")
     with trio.fail_after(TIMEOUT):
         async with run_process(command) as server:
             (line,) = await server.stderr.wait_for(lambda line: "listening on ws://" in line)

@@ -15,7 +15,8 @@ import h11
 import pytest
 import trio
 import trio.testing
-from helpers.station import boot_router
+from helpers.admin import read_raw
+from helpers.station import boot_router, waiting_router
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -69,21 +70,10 @@ async def scrape(info: AdminInfo) -> tuple[str, Samples]:
     async with await trio.open_tcp_stream("127.0.0.1", info.port) as stream:
         request = h11.Request(method="GET", target="/metrics", headers=headers)
         await stream.send_all(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
-        content = b""
-        response: h11.Response | None = None
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(65536))
-            elif isinstance(event, h11.Response):
-                response = event
-            elif isinstance(event, h11.Data):
-                content += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                break
-    assert response is not None
-    assert response.status_code == 200, content
-    content_type = dict(response.headers)[b"content-type"].decode()
+        answer = await read_raw(stream, conn)
+    assert answer.status == 200, answer.body
+    content_type = answer.headers["content-type"]
+    content = answer.body
     return content_type, samples(content.decode("utf-8"))
 
 
@@ -122,25 +112,12 @@ async def metrics_csms(
 ) -> AsyncIterator[tuple[CSMS, AdminInfo]]:
     config = CSMSConfig(store=MemoryStore(), station=StationConfig(call_timeout=0.2))
     async with (
-        open_csms(router(release), None, None, config=config, check_request=auth) as csms,
+        open_csms(waiting_router(release), None, None, config=config, check_request=auth) as csms,
         trio.open_nursery() as nursery,
     ):
         info: AdminInfo = await nursery.start(partial(serve_admin, csms, "127.0.0.1", 0))
         yield csms, info
         nursery.cancel_scope.cancel()
-
-
-def router(release: trio.Event) -> Any:
-    router = boot_router()
-
-    @router.on(v2_0_1.DataTransferRequest)
-    async def slow(
-        station: Station, request: v2_0_1.DataTransferRequest
-    ) -> v2_0_1.DataTransferResponse:
-        await release.wait()
-        return v2_0_1.DataTransferResponse(status=v2_0_1.DataTransferStatusEnumType.ACCEPTED)
-
-    return router
 
 
 async def answer_reset(fake: FakeStation, error: bool = False) -> None:

@@ -17,6 +17,7 @@ from helpers.station import (
     heartbeat,
     running_station,
     status_notification,
+    waiting_router,
 )
 
 from ocpp_trio import (
@@ -596,15 +597,8 @@ async def test_last_seen(autojump_clock: Any) -> None:
 
 
 async def test_excess_calls_answered_generic_error(autojump_clock: Any) -> None:
-    router = boot_router()
     release = trio.Event()
-
-    @router.on(v2_0_1.DataTransferRequest)
-    async def slow(
-        station: Station, request: v2_0_1.DataTransferRequest
-    ) -> v2_0_1.DataTransferResponse:
-        await release.wait()
-        return v2_0_1.DataTransferResponse(status=v2_0_1.DataTransferStatusEnumType.ACCEPTED)
+    router = waiting_router(release)
 
     config = StationConfig(handler_queue_size=1)
     async with running_station(router, config=config) as (_station, fake):

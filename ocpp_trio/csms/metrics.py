@@ -65,7 +65,6 @@ class CSMSCollector(Collector):
         stats = self.csms.statistics()
         yield from _stations(stats)
         yield from _calls(stats)
-        yield from _queues(stats)
         yield from _store(stats)
         yield from _auth(self._auth_statistics())
 
@@ -127,10 +126,6 @@ def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily
     return CounterMetricFamily(_PREFIX + name, documentation, value=value)
 
 
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(_PREFIX + name, documentation, value=value)
-
-
 def _labelled(
     make: Callable[..., CounterMetricFamily | GaugeMetricFamily],
     name: str,
@@ -144,6 +139,71 @@ def _labelled(
     return family
 
 
+# plain numbers of a snapshot: (family, name, help, attribute)
+_Scalar = tuple[type[CounterMetricFamily | GaugeMetricFamily], str, str, str]
+_CSMS_SCALARS: Final[tuple[_Scalar, ...]] = (
+    (
+        GaugeMetricFamily,
+        "stations_known",
+        "Station identities with machines (added, or seen connected).",
+        "stations_known",
+    ),
+    (CounterMetricFamily, "connections", "Station connections served.", "connections_served"),
+    (
+        CounterMetricFamily,
+        "connections_replaced",
+        "Connections closed because the same identity connected again.",
+        "connections_replaced",
+    ),
+    (
+        CounterMetricFamily,
+        "connections_refused",
+        "Connections refused as duplicates of a connected identity.",
+        "connections_refused",
+    ),
+    (
+        GaugeMetricFamily,
+        "handler_queue_calls",
+        "Station CALLs waiting for their station's handler, in all.",
+        "handler_queue",
+    ),
+    (
+        GaugeMetricFamily,
+        "handler_queue_max_calls",
+        "Station CALLs waiting for the handler of the busiest station.",
+        "handler_queue_max",
+    ),
+)
+_STORE_SCALARS: Final[tuple[_Scalar, ...]] = (
+    (
+        GaugeMetricFamily,
+        "store_queue_writes",
+        "Store writes waiting for the next commit.",
+        "queued",
+    ),
+    (
+        GaugeMetricFamily,
+        "store_committing_writes",
+        "Store writes in the commit running now.",
+        "committing",
+    ),
+    (CounterMetricFamily, "store_commits", "Store commits that succeeded.", "commits"),
+    (CounterMetricFamily, "store_writes", "Writes in the store commits that succeeded.", "writes"),
+    (CounterMetricFamily, "store_commit_failures", "Store commits that failed.", "failures"),
+    (
+        CounterMetricFamily,
+        "store_stale_writes",
+        "Station writes the store refused because another process claimed the station.",
+        "stale",
+    ),
+)
+
+
+def _scalars(table: tuple[_Scalar, ...], source: object) -> Iterator[Metric]:
+    for family, name, documentation, attribute in table:
+        yield family(_PREFIX + name, documentation, value=getattr(source, attribute))
+
+
 def _stations(stats: CSMSStatistics) -> Iterator[Metric]:
     yield _labelled(
         GaugeMetricFamily,
@@ -152,22 +212,7 @@ def _stations(stats: CSMSStatistics) -> Iterator[Metric]:
         ["version", "state"],
         stats.stations_by_state.items(),
     )
-    yield _gauge(
-        "stations_known",
-        "Station identities with machines (added, or seen connected).",
-        stats.stations_known,
-    )
-    yield _counter("connections", "Station connections served.", stats.connections_served)
-    yield _counter(
-        "connections_replaced",
-        "Connections closed because the same identity connected again.",
-        stats.connections_replaced,
-    )
-    yield _counter(
-        "connections_refused",
-        "Connections refused as duplicates of a connected identity.",
-        stats.connections_refused,
-    )
+    yield from _scalars(_CSMS_SCALARS, stats)
 
 
 def _calls(stats: CSMSStatistics) -> Iterator[Metric]:
@@ -225,35 +270,11 @@ def _calls(stats: CSMSStatistics) -> Iterator[Metric]:
     )
 
 
-def _queues(stats: CSMSStatistics) -> Iterator[Metric]:
-    yield _gauge(
-        "handler_queue_calls",
-        "Station CALLs waiting for their station's handler, in all.",
-        stats.handler_queue,
-    )
-    yield _gauge(
-        "handler_queue_max_calls",
-        "Station CALLs waiting for the handler of the busiest station.",
-        stats.handler_queue_max,
-    )
-
-
 def _store(stats: CSMSStatistics) -> Iterator[Metric]:
     store = stats.store
     if store is None:
         return
-    yield _gauge("store_queue_writes", "Store writes waiting for the next commit.", store.queued)
-    yield _gauge(
-        "store_committing_writes", "Store writes in the commit running now.", store.committing
-    )
-    yield _counter("store_commits", "Store commits that succeeded.", store.commits)
-    yield _counter("store_writes", "Writes in the store commits that succeeded.", store.writes)
-    yield _counter("store_commit_failures", "Store commits that failed.", store.failures)
-    yield _counter(
-        "store_stale_writes",
-        "Station writes the store refused because another process claimed the station.",
-        store.stale,
-    )
+    yield from _scalars(_STORE_SCALARS, store)
     if stats.store_commits is not None:
         yield _histogram(
             "store_commit_duration_seconds",

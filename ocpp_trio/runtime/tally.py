@@ -105,6 +105,10 @@ def code_name(code: ErrorCode | str) -> str:
     return code.value if isinstance(code, ErrorCode) else "other"
 
 
+def _count(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
 class _Received:
     __slots__ = ("error", "latency", "result")
 
@@ -160,26 +164,24 @@ class CallTally:
     def answered(self, action: str, error: CallError | None, seconds: float) -> None:
         """A station's CALL was answered (``error``: the CALLERROR sent), ``seconds`` after it
         arrived."""
-        tally = self._received.get(action)
-        if tally is None:
-            tally = self._received[action] = _Received()
+        tally = self._received.get(action) or self._new_received(action)
         if error is None:
             tally.result += 1
         else:
             tally.error += 1
-            code = code_name(error.code)
-            self._errors_sent[code] = self._errors_sent.get(code, 0) + 1
+            _count(self._errors_sent, code_name(error.code))
         tally.latency.observe(seconds)
 
     def rejected(self, action: str, code: ErrorCode) -> None:
         """The RPC layer answered a station's broken CALL itself (no handler time to count);
         ``action`` is :data:`UNKNOWN_ACTION` when the registry does not know it."""
-        tally = self._received.get(action)
-        if tally is None:
-            tally = self._received[action] = _Received()
+        tally = self._received.get(action) or self._new_received(action)
         tally.error += 1
-        name = code.value
-        self._errors_sent[name] = self._errors_sent.get(name, 0) + 1
+        _count(self._errors_sent, code.value)
+
+    def _new_received(self, action: str) -> _Received:
+        tally = self._received[action] = _Received()
+        return tally
 
     def call_done(self, action: str, error: OCPPError | None, seconds: float) -> None:
         """Our CALL of ``action`` ended (``error``: how it failed), ``seconds`` after it was
@@ -191,8 +193,7 @@ class CallTally:
             tally.result += 1
         elif isinstance(error, CallError):
             tally.error += 1
-            code = code_name(error.code)
-            self._errors_received[code] = self._errors_received.get(code, 0) + 1
+            _count(self._errors_received, code_name(error.code))
         elif isinstance(error, CallTimeoutError):
             tally.timeout += 1
         elif isinstance(error, ConnectionLostError):
