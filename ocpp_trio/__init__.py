@@ -27,12 +27,14 @@ from ocpp_trio.csms.core import (
     start_csms,
 )
 from ocpp_trio.csms.ledger import Ledger, LedgerConfig
+from ocpp_trio.csms.metrics import csms_collector
 from ocpp_trio.csms.recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
 from ocpp_trio.domain.credentials import (
     CredentialStore,
     InMemoryCredentialStore,
     SecurityProfile,
     StationCredentials,
+    authorization_key_bytes,
     hash_password,
 )
 from ocpp_trio.domain.device_model import (
@@ -126,6 +128,7 @@ from ocpp_trio.runtime.events import (
 )
 from ocpp_trio.runtime.handlers import Router, boot_response, handles, heartbeat_response
 from ocpp_trio.runtime.machines import MachinesConfig, StationMachines
+from ocpp_trio.runtime.peer import CSMSView
 from ocpp_trio.runtime.station import Station, StationConfig, StationStatistics
 from ocpp_trio.runtime.station_ops import ConfigurationResult
 from ocpp_trio.security.auth import (
@@ -134,6 +137,8 @@ from ocpp_trio.security.auth import (
     RotationOutcome,
     RotationResult,
     StationAuthenticator,
+    certificate_subject,
+    generate_password,
     rotate_password,
     server_ssl_context,
 )
@@ -172,6 +177,7 @@ __all__ = [
     "CSMSConfig",
     "CSMSError",
     "CSMSStatistics",
+    "CSMSView",
     "CallError",
     "CallTimeoutError",
     "ChargePoint",
@@ -295,8 +301,12 @@ __all__ = [
     "VariableRef",
     "VariableResult",
     "Version",
+    "authorization_key_bytes",
     "boot_response",
     "build_security",
+    "certificate_subject",
+    "csms_collector",
+    "generate_password",
     "handles",
     "hash_password",
     "heartbeat_response",

@@ -12,13 +12,12 @@ import logging
 import re
 import signal
 import socket
-import sys
 from typing import Any
 
 import pytest
 import trio
 from helpers.station import FakeStation, boot_request, error_of, running_station
-from interop.harness import ROOT, RunningProcess, run_process, run_station
+from interop.harness import ROOT, RunningProcess, run_process, run_station, serve_command
 
 from ocpp_trio import CallError, ErrorCode, Exchange, Version
 from ocpp_trio.cli.main import ExchangeLogger, _config, build_parser, default_router, summarize
@@ -235,20 +234,6 @@ async def test_default_router_2x(module: Any, autojump_clock: Any) -> None:
 
 
 # -- python -m ocpp_trio serve, for real -------------------------------------------------------
-
-
-def serve_command(*options: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--db",
-        ":memory:",
-        *options,
-    ]
 
 
 async def listening_port(server: RunningProcess) -> int:

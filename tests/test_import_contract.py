@@ -96,6 +96,8 @@ RESTRICTED = {
     # the optional PostgreSQL store's driver stays inside the store layer
     "psycopg": {"store"},
     "psycopg_pool": {"store"},
+    # metrics are formatted at scrape time, never on the per-call path
+    "prometheus_client": {"csms", "cli"},
 }
 #: The sans-IO layers, whose import must not load trio (checked at run time too).
 SANS_IO = ("protocol", "domain", "messages", "errors")

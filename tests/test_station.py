@@ -17,6 +17,7 @@ from helpers.station import (
     heartbeat,
     running_station,
     status_notification,
+    waiting_router,
 )
 
 from ocpp_trio import (
@@ -538,8 +539,14 @@ async def test_call_error_from_handler(autojump_clock: Any) -> None:
 async def test_known_action_without_handler_is_not_supported(autojump_clock: Any) -> None:
     async with running_station(boot_router()) as (_station, fake):
         await boot(fake)
-        request = v2_0_1.DataTransferRequest(vendor_id="acme")
+        request = v2_0_1.AuthorizeRequest(
+            id_token=v2_0_1.IdTokenType(id_token="T", type=v2_0_1.IdTokenEnumType.ISO14443)
+        )
         assert error_of(await fake.exchange(request))[0] == "NotSupported"
+        # DataTransfer has a default: the answer of a receiver without the vendor's extension
+        answer = await fake.exchange(v2_0_1.DataTransferRequest(vendor_id="acme"))
+        assert isinstance(answer, v2_0_1.DataTransferResponse)
+        assert answer.status is v2_0_1.DataTransferStatusEnumType.UNKNOWN_VENDOR_ID
 
 
 async def test_boot_without_handler_is_not_supported(
@@ -590,15 +597,8 @@ async def test_last_seen(autojump_clock: Any) -> None:
 
 
 async def test_excess_calls_answered_generic_error(autojump_clock: Any) -> None:
-    router = boot_router()
     release = trio.Event()
-
-    @router.on(v2_0_1.DataTransferRequest)
-    async def slow(
-        station: Station, request: v2_0_1.DataTransferRequest
-    ) -> v2_0_1.DataTransferResponse:
-        await release.wait()
-        return v2_0_1.DataTransferResponse(status=v2_0_1.DataTransferStatusEnumType.ACCEPTED)
+    router = waiting_router(release)
 
     config = StationConfig(handler_queue_size=1)
     async with running_station(router, config=config) as (_station, fake):

@@ -358,9 +358,13 @@ async def test_fallback_declining_leaves_it_to_the_defaults(autojump_clock: Any)
     async with running_station(router) as (_station, fake):
         await boot(fake)
         assert isinstance(await fake.exchange(session()[0]), m.TransactionEventResponse)
-        request = m.DataTransferRequest(vendor_id="acme")
+        # an action without a default: the fallback's NotSupported goes out
+        request = m.AuthorizeRequest(
+            id_token=m.IdTokenType(id_token="T", type=m.IdTokenEnumType.ISO14443)
+        )
         failed = await fake.exchange(request)
         assert isinstance(failed, CallError)
+        assert failed.code is ErrorCode.NOT_SUPPORTED
 
 
 def start_16(

@@ -54,6 +54,7 @@ from ocpp_trio.cli.args import (
     stopped_by_user,
 )
 from ocpp_trio.cli.export import add_export_parser, run_export
+from ocpp_trio.cli.logs import LOG_FORMATS, configure_logging
 from ocpp_trio.cli.simulate import (
     LiveView,
     add_simulate_parser,
@@ -94,8 +95,6 @@ __all__ = [
 
 log = logging.getLogger("ocpp_trio.cli")
 exchange_log = logging.getLogger("ocpp_trio.exchange")
-
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 # -- the default handler set -------------------------------------------------------------------
@@ -299,6 +298,7 @@ class ExchangeLogger:
             summarize(exchange.request, self.payload_chars),
             summarize(exchange.response, self.payload_chars),
             (exchange.finished - exchange.started) * 1000.0,
+            extra={"station_id": exchange.identity},
         )
 
 
@@ -432,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         default="INFO",
         help="logging level (default %(default)s; exchanges are logged at INFO)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="log lines as text, or as one JSON object each (default %(default)s)",
     )
     add_simulate_parser(commands)
     add_export_parser(commands)
@@ -646,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _apply_config_file(parser, args.config, argv)
             args = parser.parse_args(argv)
         _check_args(parser, args)
-        logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr)
+        configure_logging(args.log_level, getattr(args, "log_format", "text"), sys.stderr)
         if args.command == "simulate":
             return trio.run(simulate, args)
         if args.command == "demo":

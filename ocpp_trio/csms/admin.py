@@ -18,6 +18,8 @@ Endpoints (all answers are JSON objects):
                                          ``?station=ID`` and ``?state=open|ended``; with a
                                          store, ``state=ended`` reads the transaction ledger,
                                          paged (see :mod:`ocpp_trio.csms.admin_ledger`)
+``GET /metrics``                         Prometheus metrics (text format, not JSON; see
+                                         docs/metrics.md)
 ``POST /stations/{id}/call``             send a CALL: body ``{"action": "Reset", "payload":
                                          {...}}`` (``payload`` defaults to ``{}``; an optional
                                          ``"timeout"`` in seconds); the payload is checked with
@@ -56,6 +58,7 @@ import trio
 from ocpp_trio import messages
 from ocpp_trio.csms.admin_ledger import LEDGER_PARAMETERS, ended_transactions
 from ocpp_trio.csms.core import CSMS
+from ocpp_trio.csms.metrics import METRICS_CONTENT_TYPE, csms_registry, metrics_text
 from ocpp_trio.domain.device_model import DeviceVariable
 from ocpp_trio.domain.transactions import Transaction
 from ocpp_trio.errors import (
@@ -84,6 +87,7 @@ _ENDPOINTS: Final = (
     "GET /transactions?station=ID&state=open|ended",
     "GET /transactions?state=ended&station=ID&id_token=T&since=TIME&until=TIME&limit=N&cursor=C",
     "POST /stations/{id}/call",
+    "GET /metrics",
 )
 
 
@@ -135,6 +139,14 @@ class _Seen:
     connected_at: datetime.datetime
     disconnected_at: datetime.datetime | None = None
     last_seen_at: datetime.datetime | None = None
+
+
+@attrs.frozen
+class _Text:
+    """An answer that is not JSON (``/metrics``)."""
+
+    data: bytes
+    content_type: str
 
 
 def _iso(value: datetime.datetime | None) -> str | None:
@@ -312,13 +324,17 @@ class AdminApi:
         stream: trio.abc.Stream,
         conn: h11.Connection,
         status: int,
-        body: dict[str, Any],
+        body: dict[str, Any] | _Text,
         *,
         allow: str | None = None,
     ) -> None:
-        data = json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+        if isinstance(body, _Text):
+            data, content_type = body.data, body.content_type
+        else:
+            data = json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+            content_type = "application/json; charset=utf-8"
         headers = [
-            ("Content-Type", "application/json; charset=utf-8"),
+            ("Content-Type", content_type),
             ("Content-Length", str(len(data))),
             ("Connection", "close"),
             ("Cache-Control", "no-store"),
@@ -337,7 +353,9 @@ class AdminApi:
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def _route(self, method: str, target: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _route(
+        self, method: str, target: str, body: bytes
+    ) -> tuple[int, dict[str, Any] | _Text]:
         url = urllib.parse.urlsplit(target)
         try:
             parts = [urllib.parse.unquote(p, errors="strict") for p in url.path.split("/") if p]
@@ -359,6 +377,9 @@ class AdminApi:
             expect("GET")
             stations = [self.station_json(i) for i in self._identities()]
             return 200, {"stations": [s for s in stations if s is not None]}
+        if parts == ["metrics"]:
+            expect("GET")
+            return 200, _Text(metrics_text(csms_registry(self.csms)), METRICS_CONTENT_TYPE)
         if parts == ["transactions"]:
             expect("GET")
             state = _one(query, "state")

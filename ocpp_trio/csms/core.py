@@ -63,6 +63,7 @@ from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
 from ocpp_trio.runtime.station import Station, StationConfig, extra_runner
+from ocpp_trio.runtime.tally import CallStatistics, CallTally, Latency, LatencySnapshot
 from ocpp_trio.store.base import Registration, Store
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
@@ -165,6 +166,15 @@ class CSMSStatistics:
     stations_known: int = 0
     #: the store writer's counters, with a store
     store: StoreWriterStatistics | None = None
+    #: the calls of every station since the CSMS started (they survive disconnections)
+    calls: CallStatistics | None = None
+    #: connected stations by (OCPP version, registration state)
+    stations_by_state: Mapping[tuple[str, str], int] = attrs.field(factory=dict)
+    #: station CALLs waiting for their handler runner, in all, and at the busiest station
+    handler_queue: int = 0
+    handler_queue_max: int = 0
+    #: how long the store's commits took, with a store
+    store_commits: LatencySnapshot | None = None
 
 
 @attrs.define
@@ -199,6 +209,10 @@ class CSMS:
         self._nursery: trio.Nursery | None = None
         self._closed = False
         self._counts = _Counts()
+        self._tally = CallTally()
+        self._commit_latency = Latency()
+        #: the upgrade check :func:`serve_csms` runs with (the metrics read its statistics)
+        self.check_request: RequestChecker | None = None
         self._writer: StoreWriter | None = None
         self._recovery: Recovery | None = None
         self._ledger: Ledger | None = None
@@ -208,7 +222,11 @@ class CSMS:
         if self.config.store is not None:
             self._ledger = Ledger(self.config.store, self.config.ledger)
             recovery = self.config.recovery
-            self._writer = StoreWriter(self.config.store, snapshot_every=recovery.snapshot_every)
+            self._writer = StoreWriter(
+                self.config.store,
+                snapshot_every=recovery.snapshot_every,
+                on_commit=self._committed,
+            )
             self._recovery = Recovery(self._writer, recovery, self._machine_events)
             if type(self._transaction_ids) is TransactionIdCounter:
                 self._transaction_ids = StoredTransactionIds.wrapping(
@@ -225,6 +243,11 @@ class CSMS:
         if self._ledger is None:
             raise RuntimeError("a CSMS without a store keeps no ledger (CSMSConfig(store=...))")
         return self._ledger
+
+    @property
+    def store(self) -> Store | None:
+        """Where station state is kept (``config.store``), ``None`` for memory only."""
+        return self.config.store
 
     # -- registry ------------------------------------------------------------------------
 
@@ -387,8 +410,19 @@ class CSMS:
         if self._nursery is not None:
             self._nursery.start_soon(runner.run)
 
+    def _committed(self, seconds: float, writes: int, ok: bool) -> None:
+        self._commit_latency.observe(seconds)
+
     def statistics(self) -> CSMSStatistics:
         """A snapshot of the counters."""
+        by_state: dict[tuple[str, str], int] = {}
+        queued = busiest = 0
+        for station in self._stations.values():
+            key = (station.version.value, station.state.value)
+            by_state[key] = by_state.get(key, 0) + 1
+            waiting = station.queued_calls
+            queued += waiting
+            busiest = max(busiest, waiting)
         return CSMSStatistics(
             stations_connected=len(self._stations),
             connections_served=self._counts.served,
@@ -400,6 +434,11 @@ class CSMS:
             machine_events=self._machine_events.statistics(),
             stations_known=len(self._machines),
             store=self._writer.statistics() if self._writer is not None else None,
+            calls=self._tally.statistics(),
+            stations_by_state=by_state,
+            handler_queue=queued,
+            handler_queue_max=busiest,
+            store_commits=self._commit_latency.snapshot() if self._writer is not None else None,
         )
 
     # -- serving -------------------------------------------------------------------------
@@ -471,6 +510,8 @@ class CSMS:
             events=self._events,
             shared_extra_handlers=self._extras,
             machines=self.add_station(identity),
+            csms=self,
+            tally=self._tally,
         )
         on_started = self._recovery_started(station, plan) if plan is not None else None
         # registered before the old one is closed, so a third connection arriving meanwhile
@@ -618,6 +659,7 @@ async def serve_csms(
     raised as is; failures of background tasks after it propagate as ``ExceptionGroup``.
     """
     csms = CSMS(router, config=config)
+    csms.check_request = check_request
     started = False
     try:
         async with trio.open_nursery() as nursery:

@@ -46,7 +46,9 @@ CALL, payload fails the schema          CALLERROR with the violated rule's code 
                                         naming the field path and value; details ``{"path": ...}``
 CALL, valid                             :class:`IncomingCall`; the runtime answers it later
 CALL, id of a CALL still pending        dropped
-CALLRESULT for our outstanding CALL     :class:`CallCompleted`, slot freed
+CALLRESULT for our outstanding CALL     :class:`CallCompleted`, slot freed (a
+                                        :class:`RawCallCompleted`, unchecked, for a raw CALL
+                                        sent without validation)
 CALLRESULT, payload fails the schema    :class:`CallFailed` (a ``MessageValidationError``), slot
                                         freed; 2.1 also sends a CALLRESULTERROR with that code
 CALLERROR for our outstanding CALL      :class:`CallFailed` (a ``CallError``), slot freed
@@ -125,6 +127,7 @@ __all__ = [
     "IncomingCall",
     "IncomingSend",
     "OutstandingCall",
+    "RawCallCompleted",
     "Received",
     "Role",
     "RpcConnection",
@@ -154,10 +157,12 @@ def new_message_id() -> str:
 
 @attrs.frozen
 class OutstandingCall:
-    """Our CALL that awaits its answer."""
+    """Our CALL that awaits its answer (``validate``: its answer is checked against the
+    response schema; off only for :meth:`RpcConnection.start_raw_call` without validation)."""
 
     message_id: str
     action: str
+    validate: bool = True
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -184,11 +189,26 @@ class IncomingSend:
 
 @attrs.frozen
 class CallCompleted:
-    """Our outstanding CALL was answered with a valid CALLRESULT; the slot is free."""
+    """Our outstanding CALL was answered with a valid CALLRESULT; the slot is free.
+
+    ``payload`` is the answer's JSON object as it came (``response`` is built from it).
+    """
 
     message_id: str
     action: str
     response: Response
+    payload: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+
+
+@attrs.frozen
+class RawCallCompleted:
+    """Our outstanding CALL, sent with :meth:`RpcConnection.start_raw_call` without
+    validation, was answered with a CALLRESULT (``payload`` as it came, not checked); the slot
+    is free."""
+
+    message_id: str
+    action: str
+    payload: dict[str, Any]
 
 
 @attrs.frozen
@@ -248,6 +268,7 @@ Event: TypeAlias = (
     IncomingCall
     | IncomingSend
     | CallCompleted
+    | RawCallCompleted
     | CallFailed
     | CallRejected
     | CallResultErrorReceived
@@ -495,6 +516,13 @@ class RpcConnection:
         outstanding = self._match_reply("CALLRESULT", frame.message_id, data, result)
         if outstanding is None:
             return
+        if not outstanding.validate:
+            self._outstanding = None
+            self._counts.calls_completed += 1
+            result.events.append(
+                RawCallCompleted(outstanding.message_id, outstanding.action, frame.payload)
+            )
+            return
         try:
             response = messages.decode_response(self.version, outstanding.action, frame.payload)
         except MessageValidationError as exc:
@@ -513,7 +541,9 @@ class RpcConnection:
             return
         self._outstanding = None
         self._counts.calls_completed += 1
-        result.events.append(CallCompleted(outstanding.message_id, outstanding.action, response))
+        result.events.append(
+            CallCompleted(outstanding.message_id, outstanding.action, response, frame.payload)
+        )
 
     def _on_error(self, frame: CallErrorFrame, data: str | bytes, result: Received) -> None:
         outstanding = self._match_reply("CALLERROR", frame.message_id, data, result)
@@ -646,16 +676,68 @@ class RpcConnection:
             hint = " (use send())" if isinstance(request, Send) else ""
             raise LocalProtocolError(f"{type(request).__name__} is not a CALL request{hint}")
         spec = self._own_spec(request, "CALL")
+        self._check_slot(spec.action)
+        payload = messages.encode(request, validate=self.validate_outbound)
+        return self._take_slot(spec.action, payload, validate=True)
+
+    def start_raw_call(
+        self, action: str, payload: Mapping[str, Any], *, validate: bool = True
+    ) -> tuple[str, str, Request[Any] | None]:
+        """Make the CALL frame of ``action`` with ``payload`` sent exactly as given (an
+        untyped CALL), and take the outstanding-CALL slot.
+
+        With ``validate``, ``action`` must be one of this version's that our role may send and
+        ``payload`` must pass its request schema; the answer is then checked against the
+        response schema and arrives as a :class:`CallCompleted` (with its ``payload``).
+        Without, any action name is allowed except a known one our role may not send, nothing
+        is checked, and the answer arrives as a :class:`RawCallCompleted`.
+
+        Returns:
+            ``(message_id, text, request)``: as :meth:`start_call`, and the typed request the
+            payload decodes to (``None`` without validation).
+
+        Raises:
+            LocalProtocolError: a CALL is already outstanding; the action is unknown (with
+                ``validate``), a SEND, or one our role may not send; the payload fails its
+                schema (with ``validate``; the :class:`MessageValidationError` is the
+                ``__cause__``) or holds something JSON cannot express.  Nothing changes.
+        """
+        spec = self._actions.get(action)
+        if spec is None and validate:
+            raise LocalProtocolError(
+                f"{action!r} is not an OCPP {self.version.value} action "
+                "(an unknown action can only be sent without validation)"
+            )
+        if spec is not None and (spec.is_send or not self._we_may_send(spec)):
+            raise LocalProtocolError(
+                f"a {self.role.value} may not send {action} as a CALL ({spec.direction.value})"
+            )
+        self._check_slot(action)
+        request: Request[Any] | None = None
+        if validate:
+            try:
+                decoded = messages.decode_request(self.version, action, dict(payload))
+            except MessageValidationError as exc:
+                raise LocalProtocolError(f"invalid {action} request: {exc}") from exc
+            assert isinstance(decoded, Request)
+            request = decoded
+        message_id, text = self._take_slot(action, dict(payload), validate=validate)
+        return message_id, text, request
+
+    def _check_slot(self, action: str) -> None:
         if self._outstanding is not None:
             raise LocalProtocolError(
-                f"cannot send {spec.action}: CALL {self._outstanding.message_id} "
+                f"cannot send {action}: CALL {self._outstanding.message_id} "
                 f"({self._outstanding.action}) is still outstanding"
             )
-        payload = messages.encode(request, validate=self.validate_outbound)
+
+    def _take_slot(
+        self, action: str, payload: dict[str, Any], *, validate: bool
+    ) -> tuple[str, str]:
         message_id = self._new_id()
-        text = dump_frame(Call(message_id, spec.action, payload))
+        text = dump_frame(Call(message_id, action, payload))
         self._remember(self._recent_ids, message_id, None)
-        self._outstanding = OutstandingCall(message_id, spec.action)
+        self._outstanding = OutstandingCall(message_id, action, validate)
         self._counts.calls_sent += 1
         self._counts.frames_sent += 1
         return message_id, text

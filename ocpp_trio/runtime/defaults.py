@@ -8,13 +8,18 @@ The application's handlers always come first; these answer only what it leaves u
 3. else the default below, when ``MachinesConfig.default_answers`` is on;
 4. else ``NotSupported``.
 
-Defaults: TransactionEvent (with ``idTokenInfo`` from the application's Authorize handler when
-the event carries an idToken and such a handler exists), 1.6 StartTransaction (a fresh
-``transactionId`` from the CSMS's allocator, or the same one for a repeated StartTransaction;
-``idTagInfo`` from the Authorize handler, else ``MachinesConfig.default_id_tag_status``), 1.6
-StopTransaction, and an empty acknowledgement of StatusNotification, MeterValues, NotifyEvent,
-the report parts, ReservationStatusUpdate, SecurityEventNotification and the firmware/log
-status notifications.
+Every station-initiated action that has a neutral answer has a default: TransactionEvent (with
+``idTokenInfo`` from the application's Authorize handler when the event carries an idToken and
+such a handler exists), 1.6 StartTransaction (a fresh ``transactionId`` from the CSMS's
+allocator, or the same one for a repeated StartTransaction; ``idTagInfo`` from the Authorize
+handler, else ``MachinesConfig.default_id_tag_status``), 1.6 StopTransaction, Heartbeat (the
+current time; usually answered earlier, in the reader, see ``StationConfig.auto_heartbeat``),
+DataTransfer (``UnknownVendorId``, what a receiver without that vendor's extension must answer),
+and an empty acknowledgement of every notification whose response carries nothing (see
+:data:`ACKNOWLEDGED`).
+
+The others need a decision only the application can take; they are listed, with the reason, in
+:data:`NO_DEFAULT` and answered ``NotSupported`` unless a handler answers them.
 
 TransactionEvent "cannot be rejected" (OCPP.md §5) and report parts carry no decision, so for
 those (:data:`MUST_ANSWER`) an unexpected exception of the application's handler is logged and
@@ -24,7 +29,7 @@ the default answer is sent instead of InternalError; a deliberate ``CallError`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from ocpp_trio import messages
@@ -34,9 +39,12 @@ from ocpp_trio.domain.wire import Json, as_float, as_int, as_map, as_str, as_tim
 from ocpp_trio.messages._base import Request, Response
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.peer import StationPeer
+from ocpp_trio.runtime.router import heartbeat_response
 
 __all__ = [
+    "ACKNOWLEDGED",
     "MUST_ANSWER",
+    "NO_DEFAULT",
     "DefaultHandler",
     "answer_by_default",
     "authorize_id_token",
@@ -51,7 +59,8 @@ DefaultHandler = Callable[[StationPeer, Request[Any]], Awaitable[Response]]
 #: actions answered by default even when the application's handler failed unexpectedly
 MUST_ANSWER: Final = frozenset({"TransactionEvent", *PART_ACTIONS})
 
-_ACKNOWLEDGED: Final = frozenset(
+#: station notifications answered with an empty response (theirs carries nothing)
+ACKNOWLEDGED: Final = frozenset(
     {
         "StatusNotification",
         "MeterValues",
@@ -60,16 +69,44 @@ _ACKNOWLEDGED: Final = frozenset(
         "SecurityEventNotification",
         "FirmwareStatusNotification",
         "SignedFirmwareStatusNotification",
+        "PublishFirmwareStatusNotification",
         "LogStatusNotification",
         "DiagnosticsStatusNotification",
+        "NotifyChargingLimit",
+        "ClearedChargingLimit",
+        # 2.1
+        "BatterySwap",
+        "ClosePeriodicEventStream",
+        "NotifyDERAlarm",
+        "NotifyDERStartStop",
+        "NotifyPriorityCharging",
+        "NotifySettlement",
         *PART_ACTIONS,
     }
 )
 
+#: station-initiated actions deliberately left without a default answer (``NotSupported``
+#: unless the application answers them), with the reason
+NO_DEFAULT: Final[Mapping[str, str]] = {
+    "BootNotification": "whether a station may register is the CSMS's decision "
+    "(Router.set_default_boot answers every one alike)",
+    "Authorize": "whether an idToken may charge is the CSMS's decision",
+    "SignCertificate": "Accepted promises a CertificateSigned, which needs a certificate authority",
+    "Get15118EVCertificate": "the answer is a contract certificate from a provider",
+    "GetCertificateStatus": "the answer is an OCSP response from the certificate's authority",
+    "GetCertificateChainStatus": "the answer is the OCSP status of each certificate",
+    "NotifyEVChargingNeeds": "Accepted promises a charging schedule (a smart-charging decision)",
+    "NotifyEVChargingSchedule": "accepting or rejecting the EV's schedule is a smart-charging "
+    "decision",
+    "OpenPeriodicEventStream": "accepting a stream commits the CSMS to handle its messages",
+    "PullDynamicScheduleUpdate": "the answer is the schedule update itself",
+    "VatNumberValidation": "the answer is the result of validating the VAT number",
+}
+
 
 def default_handler(action: str) -> DefaultHandler | None:
     """The default answer of ``action``, or ``None`` when the library has none."""
-    if action in _ACKNOWLEDGED:
+    if action in ACKNOWLEDGED:
         return _acknowledge
     return _SPECIAL.get(action)
 
@@ -195,7 +232,18 @@ async def _stop_transaction(station: StationPeer, request: Request[Any]) -> Resp
     return _response(request, answer)
 
 
+async def _heartbeat(station: StationPeer, request: Request[Any]) -> Response:
+    return heartbeat_response(station.version)
+
+
+async def _data_transfer(station: StationPeer, request: Request[Any]) -> Response:
+    # what a receiver without an implementation for the request's vendorId answers
+    return _response(request, {"status": "UnknownVendorId"})
+
+
 _SPECIAL: Final[dict[str, DefaultHandler]] = {
+    "Heartbeat": _heartbeat,
+    "DataTransfer": _data_transfer,
     "TransactionEvent": _transaction_event,
     "StartTransaction": _start_transaction,
     "StopTransaction": _stop_transaction,

@@ -213,6 +213,8 @@ class StationStatistics:
     rpc: RpcStatistics
     #: the station's EVSE, transaction and report machines
     machines: MachinesStatistics | None = None
+    #: station CALLs waiting for the handler runner now (not counting the one it runs)
+    handler_queue: int = 0
 
 
 @attrs.frozen

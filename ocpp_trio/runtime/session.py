@@ -37,18 +37,20 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Any, Final, Generic, TypeVar, cast
 
 import attrs
 import trio
 
+from ocpp_trio import messages
 from ocpp_trio.errors import (
     CallError,
     CallTimeoutError,
     ConnectionLostError,
     ErrorCode,
     LocalProtocolError,
+    MessageValidationError,
     OCPPError,
     RemoteProtocolError,
 )
@@ -61,6 +63,7 @@ from ocpp_trio.protocol.rpc import (
     Dropped,
     IncomingCall,
     IncomingSend,
+    RawCallCompleted,
     RpcConnection,
 )
 from ocpp_trio.runtime.router import AnyHandler, RouterBase, handler_name
@@ -148,6 +151,10 @@ class SessionHooks:
         (a ticket) is handed back to :meth:`reply_received` and :meth:`call_answered`."""
         return None
 
+    def check_raw_call(self, action: str, payload: Mapping[str, Any]) -> object:
+        """As :meth:`check_call`, for a raw CALL sent without validation (no typed request)."""
+        return None
+
     async def reply_received(self, ticket: object, event: CallCompleted) -> None:
         """In the reader, before the caller wakes: the peer answered our CALL."""
 
@@ -164,6 +171,20 @@ class SessionHooks:
     ) -> None:
         """In the caller, once our CALL is over (answered, failed, timed out)."""
 
+    def raw_call_done(
+        self,
+        message_id: str,
+        action: str,
+        payload: Mapping[str, Any],
+        answer: Mapping[str, Any] | None,
+        error: OCPPError | None,
+        started: float,
+    ) -> None:
+        """As :meth:`call_done`, for a raw CALL sent without validation."""
+
+    def call_rejected(self, event: CallRejected) -> None:
+        """In the reader: the RPC layer answered a broken or unknown CALL itself."""
+
     def idle(self, seconds: float) -> None:
         """The reader saw no frame for ``seconds`` and ends the session."""
 
@@ -174,7 +195,10 @@ class _Waiter:
     ticket: object
     done: trio.Event = attrs.Factory(trio.Event)
     response: Response | None = None
+    #: the answer's JSON object, for raw CALLs
+    payload: dict[str, Any] | None = None
     error: OCPPError | None = None
+    started: float = 0.0
 
 
 @attrs.frozen
@@ -239,6 +263,8 @@ class RpcSession(Generic[PeerT]):
         self._nursery: trio.Nursery | None = None
         self._in_handler = False
         self._deferred: list[Callable[[], None]] = []
+        self._after: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
+        self._calls: trio.MemorySendChannel[_Work] | None = None
 
     # -- running -------------------------------------------------------------------------
 
@@ -254,6 +280,7 @@ class RpcSession(Generic[PeerT]):
         send, receive = trio.open_memory_channel[_Work](self.queue_size)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            self._calls = send
             try:
                 nursery.start_soon(self._run_handlers, receive)
                 await start(nursery)
@@ -262,6 +289,7 @@ class RpcSession(Generic[PeerT]):
                 nursery.cancel_scope.cancel()
             finally:
                 self._nursery = None
+                self._calls = None
 
     def cancel(self) -> None:
         """End the session (its nursery is cancelled); no effect when it is not running."""
@@ -282,6 +310,12 @@ class RpcSession(Generic[PeerT]):
             waiter.error = ConnectionLostError(why)
             waiter.done.set()
 
+    @property
+    def queued_calls(self) -> int:
+        """The peer's CALLs waiting for the handler runner now (not the one it runs)."""
+        calls = self._calls
+        return calls.statistics().current_buffer_used if calls is not None else 0
+
     def defer(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the answer of the handler now running has been sent (at once
         when no handler runs)."""
@@ -289,6 +323,38 @@ class RpcSession(Generic[PeerT]):
             self._deferred.append(action)
         else:
             action()
+
+    def start_after_answer(self, async_fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """From a handler: start ``async_fn(*args)`` as a task of the session once the
+        handler's own response is on the wire (see :meth:`~ocpp_trio.Station.after_answer`).
+
+        Raises:
+            RuntimeError: no handler is running.
+        """
+        if not self._in_handler:
+            raise RuntimeError("after_answer() schedules work from a handler, while it runs")
+        self._after.append((async_fn, args))
+
+    async def _run_after(
+        self, action: str, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
+        try:
+            await async_fn(*args)
+        except OCPPError as exc:  # the peer's doing (an error answer, a timeout, a drop)
+            self.log.warning(
+                "%s: the work scheduled after answering %s failed: %s: %s",
+                self.who,
+                action,
+                type(exc).__name__,
+                exc,
+            )
+        except Exception:
+            self.log.exception(
+                "%s: the work scheduled after answering %s (%s) failed",
+                self.who,
+                action,
+                _name_of(async_fn),
+            )
 
     # -- the reader ----------------------------------------------------------------------
 
@@ -321,7 +387,7 @@ class RpcSession(Generic[PeerT]):
         for event in received.events:
             if isinstance(event, IncomingCall):
                 await self._on_call(event, calls)
-            elif isinstance(event, CallCompleted | CallFailed):
+            elif isinstance(event, CallCompleted | CallFailed | RawCallCompleted):
                 await self._on_reply(event)
             elif isinstance(event, IncomingSend):
                 self._on_send(event, calls)
@@ -332,6 +398,7 @@ class RpcSession(Generic[PeerT]):
         log, who = self.log, self.who
         if isinstance(event, CallRejected):  # the RPC core answered it already
             self.counts.calls_refused += 1
+            self.hooks.call_rejected(event)
             code = event.error.code.wire(self.rpc.version)
             log.warning("%s: CALL %s answered %s: %s", who, event.action, code, event.error)
         elif isinstance(event, CallResultErrorReceived):
@@ -369,7 +436,7 @@ class RpcSession(Generic[PeerT]):
         except trio.WouldBlock:
             self.log.warning("%s: SEND %s dropped: handler queue full", self.who, event.action)
 
-    async def _on_reply(self, event: CallCompleted | CallFailed) -> None:
+    async def _on_reply(self, event: CallCompleted | CallFailed | RawCallCompleted) -> None:
         waiter = self._waiter
         if waiter is None or waiter.message_id != event.message_id or waiter.done.is_set():
             self.log.info("%s: reply to %s with nobody waiting", self.who, event.action)
@@ -382,6 +449,9 @@ class RpcSession(Generic[PeerT]):
                 return  # abandoned meanwhile
             self.hooks.call_answered(waiter.ticket, event.response)
             waiter.response = event.response
+            waiter.payload = event.payload
+        elif isinstance(event, RawCallCompleted):
+            waiter.payload = event.payload
         else:
             waiter.error = event.error
         waiter.done.set()
@@ -425,12 +495,14 @@ class RpcSession(Generic[PeerT]):
         started: float,
         *,
         handled: bool = False,
-    ) -> None:
-        """Answer the peer's CALL (``response``, else ``error``) with the hooks around it."""
+    ) -> bool:
+        """Answer the peer's CALL (``response``, else ``error``) with the hooks around it;
+        returns whether ``response`` went out (not an error in its place)."""
         text, response, error = self._encode_answer(event, response, error)
         await self.hooks.before_answer(event, response, handled)
         await self.transport.send_message(text)
         await self.hooks.after_answer(event, response, error, started, handled)
+        return response is not None
 
     # -- the handler runner --------------------------------------------------------------
 
@@ -459,12 +531,14 @@ class RpcSession(Generic[PeerT]):
         handler = self.router.handler_for(type(request))
         response: Response | None = None
         error: CallError | None = None
+        own = False  # the response is the handler's (not a rescue in its place)
         self._in_handler = True
         try:
             result = await self._invoke(event, handler)
             expected = type(request).RESPONSE
             if isinstance(result, expected):
                 response = result
+                own = True
                 self.counts.calls_handled += 1
             else:
                 self.counts.handler_errors += 1
@@ -495,7 +569,25 @@ class RpcSession(Generic[PeerT]):
                 response = await self.hooks.default_answer(request)
         finally:
             self._in_handler = False
-        await self.reply(event, response, error, received, handled=True)
+        after = self._after
+        if not after:
+            await self.reply(event, response, error, received, handled=True)
+            return
+        self._after = []
+        # the scheduled work is dropped if the answer cannot be sent (the reply raises)
+        if await self.reply(event, response, error, received, handled=True) and own:
+            nursery = self._nursery
+            assert nursery is not None
+            for async_fn, args in after:
+                nursery.start_soon(self._run_after, event.action, async_fn, args)
+        else:
+            self.log.info(
+                "%s: %d task(s) scheduled after answering %s dropped: the handler's response "
+                "was not sent",
+                self.who,
+                len(after),
+                event.action,
+            )
 
     async def _invoke(self, event: IncomingCall, handler: AnyHandler[PeerT] | None) -> object:
         """Run the handler, else the side's default answer; nothing raises ``unsupported``."""
@@ -543,41 +635,117 @@ class RpcSession(Generic[PeerT]):
         """
         action = request.ACTION
         self.ensure_connected(action)
-        if self._call_lock is None:
-            self._call_lock = trio.Lock()
-        counts = self.counts
-        async with self._call_lock:
+        async with self._lock():
             self.ensure_connected(action)
             ticket = self.hooks.check_call(request)
             message_id, text = self.rpc.start_call(request)
-            waiter = _Waiter(message_id, ticket)
-            self._waiter = waiter
-            counts.calls_sent += 1
-            started = trio.current_time()
-            limit = self.call_timeout if call_timeout is None else call_timeout
-            try:
-                with trio.fail_after(limit):
-                    await self.transport.send_message(text)
-                    await waiter.done.wait()
-            except trio.TooSlowError:
-                counts.calls_timed_out += 1
-                waiter.error = CallTimeoutError(
-                    f"{self.peer_name} did not answer {action} within {limit} s"
+            waiter = await self._exchange(_Waiter(message_id, ticket), action, text, call_timeout)
+            self.hooks.call_done(message_id, request, waiter.response, waiter.error, waiter.started)
+        self._outcome(waiter)
+        return cast(R, waiter.response)
+
+    async def call_raw(
+        self,
+        action: str,
+        payload: Mapping[str, Any],
+        *,
+        validate: bool = True,
+        call_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send ``payload`` as it is in a CALL of ``action`` and return the answer's JSON
+        object as it came: :meth:`call` without the typed messages.
+
+        With ``validate`` the action must be a known one our side may send, and the request
+        is checked against its schema before sending and the answer after (an invalid answer
+        raises ``RemoteProtocolError``); the hooks see the typed messages, as for
+        :meth:`call`.  Without, nothing is checked (any action name is allowed) and the hooks
+        see :meth:`SessionHooks.check_raw_call` and :meth:`SessionHooks.raw_call_done`.
+        The slot, the lock, the timeout and the errors are those of :meth:`call`.
+        """
+        self.ensure_connected(action)
+        request: Request[Any] | None = None
+        if validate:
+            request = self.raw_request(action, payload)
+        async with self._lock():
+            self.ensure_connected(action)
+            if request is not None:
+                ticket = self.hooks.check_call(request)
+            else:
+                ticket = self.hooks.check_raw_call(action, payload)
+            message_id, text, _ = self.rpc.start_raw_call(action, payload, validate=validate)
+            waiter = await self._exchange(_Waiter(message_id, ticket), action, text, call_timeout)
+            if request is not None:
+                self.hooks.call_done(
+                    message_id, request, waiter.response, waiter.error, waiter.started
                 )
-            except ConnectionLostError as exc:
-                waiter.error = waiter.error or exc
-            finally:
-                if self._waiter is waiter:
-                    self._waiter = None
-                self.rpc.abandon_call(message_id)
-            self.hooks.call_done(message_id, request, waiter.response, waiter.error, started)
+            else:
+                self.hooks.raw_call_done(
+                    message_id, action, payload, waiter.payload, waiter.error, waiter.started
+                )
+        self._outcome(waiter)
+        assert waiter.payload is not None
+        return waiter.payload
+
+    def raw_request(self, action: str, payload: Mapping[str, Any]) -> Request[Any]:
+        """The typed request a raw CALL's ``payload`` decodes to (checked).
+
+        Raises:
+            LocalProtocolError: ``action`` is not a CALL of this version, or ``payload`` fails
+                its schema (the ``MessageValidationError`` is the ``__cause__``).
+        """
+        version = self.rpc.version
+        try:
+            request = messages.decode_request(version, action, dict(payload))
+        except KeyError:
+            raise LocalProtocolError(
+                f"{action!r} is not an OCPP {version.value} action "
+                "(an unknown action can only be sent without validation)"
+            ) from None
+        except MessageValidationError as exc:
+            raise LocalProtocolError(f"invalid {action} request: {exc}") from exc
+        if not isinstance(request, Request):
+            raise LocalProtocolError(f"{action} is a SEND message, not a CALL")
+        return request
+
+    def _lock(self) -> trio.Lock:
+        if self._call_lock is None:
+            self._call_lock = trio.Lock()
+        return self._call_lock
+
+    async def _exchange(
+        self, waiter: _Waiter, action: str, text: str, call_timeout: float | None
+    ) -> _Waiter:
+        """Send our CALL's frame (the slot is ours) and wait for its answer or its end."""
+        self._waiter = waiter
+        self.counts.calls_sent += 1
+        waiter.started = trio.current_time()
+        limit = self.call_timeout if call_timeout is None else call_timeout
+        try:
+            with trio.fail_after(limit):
+                await self.transport.send_message(text)
+                await waiter.done.wait()
+        except trio.TooSlowError:
+            self.counts.calls_timed_out += 1
+            waiter.error = CallTimeoutError(
+                f"{self.peer_name} did not answer {action} within {limit} s"
+            )
+        except ConnectionLostError as exc:
+            waiter.error = waiter.error or exc
+        finally:
+            if self._waiter is waiter:
+                self._waiter = None
+            self.rpc.abandon_call(waiter.message_id)
+        return waiter
+
+    def _outcome(self, waiter: _Waiter) -> None:
+        """Count how our CALL ended; raise its error."""
+        counts = self.counts
         if waiter.error is not None:
             counts.call_errors += 1
             if isinstance(waiter.error, CallError | RemoteProtocolError):
                 counts.calls_failed += 1
             raise waiter.error
         counts.calls_answered += 1
-        return cast(R, waiter.response)
 
     async def send(self, message: Send) -> None:
         """Send a 2.1 SEND message (never answered; not subject to the one-CALL slot).

@@ -1,50 +1,37 @@
 """The station runtime: one connected station, its tasks, and ``call()``.
 
 Per connection, :meth:`Station.run` runs an :class:`~ocpp_trio.runtime.session.RpcSession`
-(the engine the station side's ``ChargePoint`` runs too) whose **station nursery** holds:
+(the engine the station side's ``ChargePoint`` runs too: the reader, which never runs user
+code, and the handler runner, so a handler may ``await station.call(...)``; the handler
+outcomes and the full-queue policy are in its docs).  The **station nursery** also holds one
+task per **extra handler** installed on this station, and the **machines**
+(:class:`~ocpp_trio.runtime.machines.StationMachines`: EVSE, transaction and report tasks), fed
+by the reader (each answer to our CALLs, before the caller wakes) and the handler runner (each
+answered station CALL, before the answer is sent).
 
-* the **reader** (the task that runs ``run`` itself): reads frames, feeds the
-  :class:`~ocpp_trio.protocol.rpc.RpcConnection`, sends what it says to send at once, asks the
-  :class:`~ocpp_trio.protocol.supervisor.Supervisor` about every station CALL, answers what needs no
-  application code (SecurityError refusals, an early boot's repeated answer, Heartbeat when the
-  application has no handler for it), and hands replies to the waiting :meth:`Station.call`.
-  It never runs user code.
-* the **handler runner**, fed by a bounded channel of the CALLs that passed the supervisor, one
-  at a time, in order: it runs the application's handler and sends its answer.  Because replies
-  to our own CALLs go through the reader, a handler may ``await station.call(...)``.
-
-The CSMS's rules are the session's hooks (:class:`_CSMSSide`): the supervisor's checks, the
+The CSMS's rules are the session's hooks (:class:`_CSMSSide`): the supervisor's checks
+(SecurityError refusals, an early boot's repeated answer), the built-in Heartbeat answer, the
 machines' observation and the write-ahead ``durable()`` before an answer goes out, the boot
-bookkeeping, the extra handlers and the lifecycle events.
-* one task per **extra handler** installed on this station, each fed by its own bounded channel.
-* the **machines** (:class:`~ocpp_trio.runtime.machines.StationMachines`): EVSE, transaction and
-  report tasks, fed by the reader and the handler runner themselves.  The reader hands them
-  each answer to our CALLs before waking the caller, the handler runner each answered station
-  CALL before sending the answer.
+bookkeeping, the extra handlers, the lifecycle events and the call counters
+(:class:`~ocpp_trio.runtime.tally.CallTally`).
 
-Policies (see docs/design.md):
-
-* Handler outcomes: a response of the request's ``RESPONSE`` class is sent; a raised
-  :class:`~ocpp_trio.CallError` is sent as that CALLERROR; any other exception, a wrong return
-  type, or a response that fails its schema is answered ``InternalError`` and logged with the
-  handler's name.  The station lives on.
-* A station that sends more CALLs than the handler queue holds (it must wait for each answer) is
-  answered ``GenericError`` for the excess instead of stalling the reader, whose blocking would
-  also delay the replies a handler may be waiting for.
-* Extra handlers never slow the station: when an extra handler's channel is full the exchange is
-  dropped for it and counted (``extra_dropped``); an exception is logged and the extra handler
-  keeps running, until ``extra_handler_max_failures`` consecutive failures remove it.
+Extra handlers never slow the station (see docs/design.md): when an extra handler's channel is
+full the exchange is dropped for it and counted (``extra_dropped``); an exception is logged and
+the extra handler keeps running, until ``extra_handler_max_failures`` consecutive failures
+remove it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import trio
 
+from ocpp_trio import messages
 from ocpp_trio.errors import (
     CallError,
     ConnectionLostError,
@@ -54,7 +41,13 @@ from ocpp_trio.errors import (
     StoreError,
 )
 from ocpp_trio.messages._base import Direction, Message, Request, Response, Send
-from ocpp_trio.protocol.rpc import CallCompleted, IncomingCall, IncomingSend, RpcConnection
+from ocpp_trio.protocol.rpc import (
+    CallCompleted,
+    CallRejected,
+    IncomingCall,
+    IncomingSend,
+    RpcConnection,
+)
 from ocpp_trio.protocol.supervisor import (
     BOOT,
     CallTicket,
@@ -80,6 +73,7 @@ from ocpp_trio.runtime.events import (
     StationStatistics,
 )
 from ocpp_trio.runtime.machines import StationMachines
+from ocpp_trio.runtime.peer import CSMSView
 from ocpp_trio.runtime.router import (
     CSMSRouterBase,
     boot_response,
@@ -89,6 +83,8 @@ from ocpp_trio.runtime.router import (
 from ocpp_trio.runtime.session import RpcSession, SessionHooks
 from ocpp_trio.runtime.station_config import StationConfig, _Counts
 from ocpp_trio.runtime.station_ops import StationOperations
+from ocpp_trio.runtime.tally import UNKNOWN_ACTION, CallTally
+from ocpp_trio.store.base import Store
 from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.server import ConnectionRequest
 
@@ -98,10 +94,24 @@ __all__ = [
     "Station",
     "StationConfig",
     "StationStatistics",
+    "current_station_id",
 ]
 
 log = logging.getLogger("ocpp_trio")
 R = TypeVar("R", bound=Response)
+# the station whose task is running: set by Station.run, inherited by every task it starts
+_station_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ocpp_trio_station_id", default=None
+)
+
+
+def current_station_id() -> str | None:
+    """The identity of the station whose task is running (its reader, handlers, machines,
+    extra handlers, ``after_answer`` work), ``None`` elsewhere: what a log formatter or filter
+    attaches to the records of one station."""
+    return _station_id.get()
+
+
 _HEARTBEAT: Final = "Heartbeat"
 
 
@@ -125,6 +135,9 @@ class Station(StationOperations):
         shared_extra_handlers: CSMS-wide extra handlers (run elsewhere) also fed by this station.
         machines: the identity's machines (the CSMS keeps one per identity across
             connections); by default a fresh one.
+        csms: the CSMS serving the station (handlers reach it as :attr:`csms`).
+        tally: where the calls are counted (the CSMS's, shared by its stations); by default
+            the station's own.
     """
 
     def __init__(
@@ -140,8 +153,12 @@ class Station(StationOperations):
         events: Broadcast[StationEvent] | None = None,
         shared_extra_handlers: Sequence[ExtraHandlerRunner[Station]] = (),
         machines: StationMachines | None = None,
+        csms: CSMSView[Station] | None = None,
+        tally: CallTally | None = None,
     ) -> None:
         self.identity: Final = identity
+        self._csms = csms
+        self._tally = tally if tally is not None else CallTally()
         self.version: Final = Version(version)
         self.request = request
         self.config = config or StationConfig()
@@ -205,9 +222,32 @@ class Station(StationOperations):
         return self._session.connected
 
     @property
+    def queued_calls(self) -> int:
+        """Station CALLs waiting for the handler runner now (not counting the one it runs)."""
+        return self._session.queued_calls
+
+    @property
     def router(self) -> CSMSRouterBase[Station]:
         """The router answering this station's requests."""
         return self._router
+
+    @property
+    def csms(self) -> CSMSView[Station]:
+        """The CSMS serving this station: what a handler reaches instead of a module global
+        (other stations, the machines, the store, ...).
+
+        Raises:
+            RuntimeError: the station runs on its own, without a CSMS.
+        """
+        if self._csms is None:
+            raise RuntimeError(f"station {self.identity!r} is not served by a CSMS")
+        return self._csms
+
+    @property
+    def store(self) -> Store | None:
+        """The store keeping the CSMS's state (``CSMSConfig.store``): ``None`` without one,
+        or when the station runs on its own."""
+        return self._csms.store if self._csms is not None else None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -243,6 +283,7 @@ class Station(StationOperations):
             calls_failed=c.call_errors,
             extra_dropped=c.extra_dropped,
             extra_errors=sum(e.errors for e in self._extras),
+            handler_queue=self._session.queued_calls,
             last_seen=self.last_seen,
             last_seen_at=self.last_seen_at,
             rpc=self._session.rpc.statistics(),
@@ -294,6 +335,7 @@ class Station(StationOperations):
             raise RuntimeError(f"station {self.identity!r} is already running or has run")
         self._started = True
         attached = False
+        token = _station_id.set(self.identity)
 
         async def start(nursery: trio.Nursery) -> None:
             nonlocal attached
@@ -317,9 +359,12 @@ class Station(StationOperations):
                 self._publish(Accepted(identity=self.identity, version=self.version, resumed=True))
             await self._session.run(start)
         finally:
-            if attached:  # the machine tasks have ended with the nursery
-                self.machines.detach()
-            await self._teardown(was_connected)
+            try:
+                if attached:  # the machine tasks have ended with the nursery
+                    self.machines.detach()
+                await self._teardown(was_connected)
+            finally:
+                _station_id.reset(token)
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection with ``code``/``reason``; idempotent.
@@ -406,6 +451,7 @@ class Station(StationOperations):
         for runner in runners:
             if not runner.offer(self, exchange):
                 self._counts.extra_dropped += 1
+                self._tally.extra_dropped += 1
 
     # -- our CALLs -----------------------------------------------------------------------
 
@@ -432,6 +478,61 @@ class Station(StationOperations):
         # fail fast, before queueing for the slot; checked again once it is ours
         self._supervisor.check_csms_call(request.ACTION, request)
         return await self._session.call(request, call_timeout=call_timeout)
+
+    async def call_raw(
+        self,
+        action: str,
+        payload: Mapping[str, Any],
+        *,
+        validate: bool = True,
+        call_timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Send ``payload`` as it is in a CALL of ``action``; return the station's answer
+        payload (the JSON object as it came).
+
+        For what the typed messages do not cover: a vendor's action, a conformance test's
+        deliberately odd message.  With ``validate`` (the default) ``action`` must be one of
+        the station's version that a CSMS sends, the request is checked against its schema
+        before anything is sent, and the answer after (the machines and extra handlers then
+        see the exchange as for :meth:`call`).  With ``validate=False`` nothing is checked and
+        any action name may be sent (not a known one only stations send); the answer is
+        returned unread, and extra handlers do not see the exchange (there are no typed
+        messages to show them).  The slot, lock, timeout and registration rules are those of
+        :meth:`call`.
+
+        Waits for: as :meth:`call`.  Cancellation: as :meth:`call`.  Closes: nothing.
+
+        Raises:
+            StateError: the registration state forbids this CALL now (nothing was sent).
+            CallError: the station answered with a CALLERROR.
+            CallTimeoutError: no answer within the timeout.
+            ConnectionLostError: not connected, or the connection dropped before the answer.
+            RemoteProtocolError: with ``validate``: the answer failed its schema.
+            LocalProtocolError: unknown action with ``validate``, an action a CSMS may not
+                send, an invalid payload with ``validate``, or a payload that is not JSON
+                (nothing was sent).
+        """
+        self._session.ensure_connected(action)
+        self._supervisor.check_csms_call(action, payload)
+        return await self._session.call_raw(
+            action, payload, validate=validate, call_timeout=call_timeout
+        )
+
+    def after_answer(self, async_fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """From a handler: start ``async_fn(*args)`` once the handler's response is on the
+        wire, as a task in the station's nursery.
+
+        For a CALL that must follow an answer, e.g. a CertificateSigned after accepting a
+        SignCertificate (see docs/serving.md).  The task starts only if the handler's own
+        response was sent: when the handler raises (also a ``CallError``), or its answer
+        cannot be sent, the work is dropped (logged).  It runs alongside the handlers of the
+        station's next CALLs, so it may ``await station.call(...)``; it is cancelled when the
+        connection ends.  What it raises is logged and ends only that task.
+
+        Raises:
+            RuntimeError: called while no handler of this station runs.
+        """
+        self._session.start_after_answer(async_fn, *args)
 
     async def send(self, message: Send) -> None:
         """Send a 2.1 SEND message (never answered; not subject to the one-CALL slot).
@@ -476,6 +577,7 @@ class _CSMSSide(SessionHooks):
         self.supervisor = station._supervisor
         self.machines = station.machines
         self.counts = station._counts
+        self.tally = station._tally
 
     # -- the reader ----------------------------------------------------------------------
 
@@ -523,6 +625,12 @@ class _CSMSSide(SessionHooks):
             self.station.state.value,
         )
         return False
+
+    def call_rejected(self, event: CallRejected) -> None:
+        action = event.action
+        if action is None or action not in messages.actions(self.station.version):
+            action = UNKNOWN_ACTION
+        self.tally.rejected(action, event.error.code)
 
     def idle(self, seconds: float) -> None:
         station = self.station
@@ -590,6 +698,7 @@ class _CSMSSide(SessionHooks):
         handled: bool,
     ) -> None:
         station = self.station
+        self.tally.answered(event.action, error, trio.current_time() - started)
         if event.action == BOOT and response is not None:
             self._publish_boot(event, response)
         station._record(
@@ -654,6 +763,9 @@ class _CSMSSide(SessionHooks):
     def check_call(self, request: Request[Any]) -> CallTicket:
         return self.supervisor.check_csms_call(request.ACTION, request)
 
+    def check_raw_call(self, action: str, payload: Mapping[str, Any]) -> CallTicket:
+        return self.supervisor.check_csms_call(action, payload)
+
     async def reply_received(self, ticket: object, event: CallCompleted) -> None:
         assert isinstance(ticket, CallTicket)
         await self.machines.observe(event.action, ticket.request, event.response, False)
@@ -672,6 +784,7 @@ class _CSMSSide(SessionHooks):
         error: OCPPError | None,
         started: float,
     ) -> None:
+        self.tally.call_done(request.ACTION, error, trio.current_time() - started)
         self.station._record(
             Direction.CSMS_TO_STATION,
             message_id,
@@ -681,3 +794,14 @@ class _CSMSSide(SessionHooks):
             error,
             started,
         )
+
+    def raw_call_done(
+        self,
+        message_id: str,
+        action: str,
+        payload: Mapping[str, Any],
+        answer: Mapping[str, Any] | None,
+        error: OCPPError | None,
+        started: float,
+    ) -> None:
+        self.tally.call_done(action, error, trio.current_time() - started)

@@ -20,8 +20,9 @@ class StationConfig:
         handler_queue_size: station CALLs that may wait for the handler runner (a station
             should have one at a time; the excess is answered GenericError). With the one
             being handled, at most ``handler_queue_size + 1`` station CALLs are in flight.
-        auto_heartbeat: answer Heartbeat with the current UTC time when the application has
-            no Heartbeat handler of its own.
+        auto_heartbeat: answer Heartbeat with the current UTC time in the reader (no trip
+            through the handler runner) when the application has no Heartbeat handler of its
+            own; off, Heartbeat goes the way of every CALL (its default answer is the same).
         extra_handler_buffer: default channel size of each extra handler.
         extra_handler_max_failures: consecutive failures after which an extra handler is
             removed (``0``: never).

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -114,6 +115,9 @@ class StoreWriterStatistics:
     stale: int
     #: the most writes one commit held
     largest_batch: int
+    #: writes waiting for the next commit, and those in the commit running now
+    queued: int = 0
+    committing: int = 0
 
 
 class _Batch:
@@ -132,11 +136,21 @@ class StoreWriter:
         store: where to write.
         snapshot_every: journal entries after which a station's machines fold their journal
             into a new snapshot.
+        on_commit: called after each commit with its duration in seconds, its writes, and
+            whether it succeeded (for metrics; it must not raise or block).
     """
 
-    def __init__(self, store: Store, *, snapshot_every: int = 200) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        snapshot_every: int = 200,
+        on_commit: Callable[[float, int, bool], None] | None = None,
+    ) -> None:
         self.store = store
         self.snapshot_every = snapshot_every
+        self.on_commit = on_commit
+        self._committing = 0
         self._open = _Batch()
         self._wake = trio.Event()
         self._running = False
@@ -159,6 +173,8 @@ class StoreWriter:
             failures=self._failures,
             stale=self._stale,
             largest_batch=self._largest,
+            queued=len(self._open.ops),
+            committing=self._committing,
         )
 
     def append(self, op: StoreOp, journal: StationJournal | None = None) -> _Batch:
@@ -211,15 +227,19 @@ class StoreWriter:
         # shielded: a commit that started is seen through, so that its outcome is recorded
         # (the store's own commit is atomic; this makes the bookkeeping so too)
         with trio.CancelScope(shield=True):
+            self._committing = len(batch.ops)
+            started = trio.current_time()
             try:
                 stale = await self.store.commit(batch.ops)
             except Exception as exc:
+                self._commit_done(started, len(batch.ops), ok=False)
                 self._failures += 1
                 log.exception("store: a commit of %d write(s) failed", len(batch.ops))
                 error = StoreError(f"the store failed: {exc}")
                 for journal in batch.journals:
                     journal.broken = error
             else:
+                self._commit_done(started, len(batch.ops), ok=True)
                 self._commits += 1
                 self._writes += len(batch.ops)
                 self._largest = max(self._largest, len(batch.ops))
@@ -230,6 +250,11 @@ class StoreWriter:
                             f"station {journal.identity!r} was claimed by another process"
                         )
             batch.done.set()
+
+    def _commit_done(self, started: float, writes: int, *, ok: bool) -> None:
+        self._committing = 0
+        if self.on_commit is not None:
+            self.on_commit(trio.current_time() - started, writes, ok)
 
     def put_counter(self, name: str, value: int) -> None:
         """Raise the counter ``name`` to ``value`` with the next commit."""

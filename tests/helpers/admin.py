@@ -9,7 +9,7 @@ import attrs
 import h11
 import trio
 
-__all__ = ["Answer", "http", "read_answer"]
+__all__ = ["Answer", "http", "read_answer", "read_raw"]
 
 
 @attrs.frozen
@@ -44,6 +44,12 @@ async def http(
 
 
 async def read_answer(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
+    answer = await read_raw(stream, conn)
+    return Answer(answer.status, json.loads(answer.body), answer.headers)
+
+
+async def read_raw(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
+    """The answer with its body as bytes (for the endpoints that do not answer JSON)."""
     response: h11.Response | None = None
     content = b""
     while True:
@@ -57,4 +63,4 @@ async def read_answer(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
         elif isinstance(event, h11.EndOfMessage):
             assert response is not None
             found = {k.decode(): v.decode() for k, v in response.headers}
-            return Answer(response.status_code, json.loads(content), found)
+            return Answer(response.status_code, content, found)

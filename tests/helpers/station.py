@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import trio
+
 from ocpp_trio import Version
 from ocpp_trio.errors import CallError
 from ocpp_trio.messages import Request, v1_6, v2_0_1, v2_1
@@ -57,6 +59,21 @@ def boot_router(status: str = "Accepted", interval: int = 300) -> Router:
     return router
 
 
+def waiting_router(release: trio.Event) -> Router:
+    """A router accepting every boot whose DataTransfer handler waits for ``release`` (so the
+    CALLs behind it queue up)."""
+    router = boot_router()
+
+    @router.on(v2_0_1.DataTransferRequest)
+    async def slow(
+        station: Station, request: v2_0_1.DataTransferRequest
+    ) -> v2_0_1.DataTransferResponse:
+        await release.wait()
+        return v2_0_1.DataTransferResponse(status=v2_0_1.DataTransferStatusEnumType.ACCEPTED)
+
+    return router
+
+
 @asynccontextmanager
 async def running_station(
     router: Router,
@@ -89,4 +106,5 @@ __all__ = [
     "heartbeat",
     "running_station",
     "status_notification",
+    "waiting_router",
 ]

@@ -159,6 +159,21 @@ async def run_process(command: Sequence[str]) -> AsyncIterator[RunningProcess]:
                 process.kill()
 
 
+def serve_command(*options: str) -> list[str]:
+    """``python -m ocpp_trio serve`` on 127.0.0.1 with an in-memory store, and ``options``."""
+    return [
+        sys.executable,
+        "-m",
+        "ocpp_trio",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--db",
+        ":memory:",
+        *options,
+    ]
+
+
 @asynccontextmanager
 async def run_station(
     port: int,
