@@ -1,9 +1,11 @@
 """Security profiles over real sockets on 127.0.0.1, with certificates made at test time (trustme).
 
-The clients own their TCP/TLS streams (trio-websocket's own client leaks its socket when the
-server refuses). A refused TLS handshake is probed with a raw client: with TLS 1.3 the client
-finishes its side of the handshake before the server has checked the client certificate, so the
-refusal shows up on the first read.
+The stations are trio-websocket clients, an implementation independent of the server's own
+WebSocket layer, driven through its public API (:class:`TrioWebSocketPeer` makes one a
+``Transport`` for ``FakeStation``); they own their TCP/TLS streams (trio-websocket's own client
+leaks its socket when the server refuses). A refused TLS handshake is probed with a raw client:
+with TLS 1.3 the client finishes its side of the handshake before the server has checked the
+client certificate, so the refusal shows up on the first read.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ import pytest
 import trio
 import trustme
 from test_station_helpers import FakeStation, boot_request
-from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_stream
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 
@@ -36,6 +43,7 @@ from ocpp_trio.domain.credentials import (
     StationCredentials,
     hash_password,
 )
+from ocpp_trio.errors import TransportClosedError
 from ocpp_trio.messages import v2_0_1
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station
@@ -46,7 +54,7 @@ from ocpp_trio.security.auth import (
     rotate_password,
     server_ssl_context,
 )
-from ocpp_trio.transport.base import WebSocketTransport
+from ocpp_trio.transport.base import CloseReason, ConnectionInfo
 from ocpp_trio.transport.server import ServerConfig, serve_ocpp_websocket
 
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)
@@ -152,9 +160,44 @@ async def ws_station(
             nursery.cancel_scope.cancel()
 
 
+class TrioWebSocketPeer:
+    """A ``Transport`` over a trio-websocket connection, through its public API only."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+
+    @staticmethod
+    def _lost(exc: ConnectionClosed) -> TransportClosedError:
+        return TransportClosedError(exc.reason.code, exc.reason.reason or "")
+
+    async def send_message(self, message: str) -> None:
+        try:
+            await self.ws.send_message(message)
+        except ConnectionClosed as exc:
+            raise self._lost(exc) from None
+
+    async def get_message(self) -> str | bytes:
+        try:
+            return await self.ws.get_message()
+        except ConnectionClosed as exc:
+            raise self._lost(exc) from None
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        await self.ws.aclose(code, reason or None)
+
+    @property
+    def closed(self) -> CloseReason | None:
+        reason = self.ws.closed
+        return None if reason is None else CloseReason(reason.code, reason.reason or "")
+
+    @property
+    def info(self) -> ConnectionInfo:
+        return ConnectionInfo(path=self.ws.path, subprotocol=self.ws.subprotocol)
+
+
 async def boot_over(ws: WebSocketConnection, version: Version = V201) -> str:
     """Boot as a station over ``ws``; the registration status."""
-    fake = FakeStation(WebSocketTransport(ws), version)  # type: ignore[arg-type]
+    fake = FakeStation(TrioWebSocketPeer(ws), version)  # type: ignore[arg-type]
     response = await fake.call(boot_request(version))
     return str(getattr(response, "status", response))
 
@@ -488,7 +531,7 @@ async def test_password_rotation_over_the_wire(pki: Pki):
     async with csms_with(auth, pki.server_context(client_ca=False)) as csms:
         port = port_of(csms)
         async with ws_station(port, "/CS2", ssl_context=client, headers=[basic("CS2", PW)]) as ws:
-            fake = FakeStation(WebSocketTransport(ws), V201)  # type: ignore[arg-type]
+            fake = FakeStation(TrioWebSocketPeer(ws), V201)  # type: ignore[arg-type]
             await fake.call(boot_request(V201))
             station = csms.get_station("CS2")
             assert station is not None
