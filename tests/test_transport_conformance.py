@@ -280,9 +280,38 @@ async def test_cancelling_a_blocked_send_never_delivers_part_of_a_frame(kind: st
             with pytest.raises(TransportClosedError) as info:
                 await remote.get_message()
             assert info.value.close_code == 1006
-        else:  # the memory pair: the cancelled message was never queued
-            assert kind == "memory"
+        else:  # the cancelled message had not started: nothing of it was sent
+            assert local.closed is None
             assert await remote.get_message() == "after"
+
+
+@kinds()
+async def test_a_send_cancelled_while_waiting_its_turn_sends_nothing(kind: str) -> None:
+    big = "b" * 3_000_000  # more than the socket buffers (or the memory pair) hold at once
+    async with open_pair(kind) as (local, remote), trio.open_nursery() as nursery:
+        for n in range(20 if kind == "memory" else 1):  # fill the memory pair's buffer
+            nursery.start_soon(local.send_message, f"{n}:{big}")
+            await trio.testing.wait_all_tasks_blocked()
+        waiting = trio.CancelScope()
+
+        async def send_small() -> None:
+            with waiting:
+                await local.send_message("never")
+
+        nursery.start_soon(send_small)
+        await trio.testing.wait_all_tasks_blocked()  # waiting for its turn
+        waiting.cancel()
+        await trio.testing.wait_all_tasks_blocked()
+        got: list[str | bytes] = []
+
+        async def read() -> None:
+            while not got or got[-1] != "after":
+                got.append(await remote.get_message())
+
+        nursery.start_soon(read)
+        await local.send_message("after")  # after the big ones, which the reader drains
+    assert "never" not in got
+    assert all(m == "after" or (isinstance(m, str) and m.endswith(big)) for m in got)
 
 
 # --------------------------------------------------------------------------------------------

@@ -212,36 +212,43 @@ async def _handshake(
         subprotocols=[v.subprotocol for v in versions],
         extra_headers=list(headers),
     )
-    rejection: RejectConnection | None = None
-    body = bytearray()
     try:
         await stream.send_all(ws.send(request))
-        while True:
-            for event in ws.events():
-                if isinstance(event, AcceptConnection):
-                    return ws, event
-                if isinstance(event, RejectConnection):
-                    rejection = event
-                    if not event.has_body:
-                        raise _refused(event.status_code, b"")
-                elif isinstance(event, RejectData):
-                    body += event.data[: _BODY_QUOTED - len(body)]
-                    if event.body_finished:
-                        raise _refused(rejection.status_code if rejection else 0, body)
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                if rejection is not None:
-                    raise _refused(rejection.status_code, body)
-                raise ConnectFailedError(
-                    f"WebSocket handshake with {where} failed: the CSMS closed the connection"
-                )
-            ws.receive_data(bytes(data))
+        return ws, await _answer(stream, ws, where)
+    except ConnectFailedError:  # (a BrokenResourceError too)
+        raise
     except ProtocolError as exc:
         raise ConnectFailedError(f"WebSocket handshake with {where} failed: {exc}") from None
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise ConnectFailedError(
             f"WebSocket handshake with {where} failed: {exc.__cause__ or exc}"
         ) from None
+
+
+async def _answer(stream: trio.abc.Stream, ws: WSConnection, where: str) -> AcceptConnection:
+    """Read the server's answer: the 101, or a refusal and its body."""
+    rejection: RejectConnection | None = None
+    body = bytearray()
+    while True:
+        for event in ws.events():
+            if isinstance(event, AcceptConnection):
+                return event
+            if isinstance(event, RejectConnection):
+                rejection = event
+                if not event.has_body:
+                    raise _refused(event.status_code, b"")
+            elif isinstance(event, RejectData):
+                body += event.data[: _BODY_QUOTED - len(body)]
+                if event.body_finished:
+                    raise _refused(rejection.status_code if rejection else 0, body)
+        data = await stream.receive_some(RECEIVE_SIZE)
+        if not data:
+            if rejection is not None:
+                raise _refused(rejection.status_code, body)
+            raise ConnectFailedError(
+                f"WebSocket handshake with {where} failed: the CSMS closed the connection"
+            )
+        ws.receive_data(bytes(data))
 
 
 #: Bytes of a refusal's body quoted in the error.

@@ -11,13 +11,17 @@ itself, feeds wsproto, answers pings and the peer's close, and returns the next 
 are therefore answered while some task waits in ``get_message`` (the station runtime always
 does).
 
-**Writing.** Every frame is written whole by one ``send_all`` under a FIFO lock, so frames sent
-by several tasks at once never interleave and go out in the order the tasks came.  A send is a
-trio checkpoint.  It is refused, with nothing written, when its task is already cancelled.  A
-cancellation that arrives while a frame is being written (only possible when the socket buffer
-is full, i.e. the peer reads slowly or not at all) **aborts the connection**: part of the frame
-may be on the wire, and nothing could follow it (recorded as 1006, "send cancelled
-mid-frame").  This costs no cancel scope per frame, where shielding every write would.
+**Writing.** Every frame is written whole, in turn (FIFO), so frames sent by several tasks at
+once never interleave and go out in the order the tasks came.  A send is a trio checkpoint.  A
+cancellation before any byte of the frame is out (the task was cancelled already, or while it
+waited for its turn or for room in the socket buffer) writes nothing and leaves the connection
+as it was.  One that comes after part of the frame went out (only possible when the socket
+buffer is full: the peer reads slowly or not at all) **aborts the connection**, since nothing
+could follow that part (recorded as 1006, "send cancelled mid-frame").  Over TLS, where the
+stream cannot tell how much went out, any cancellation during the write aborts.  This costs no
+cancel scope per frame, where shielding every write would.  Over plain TCP the frames go
+through the stream's trio socket (``SocketStream.socket``), whose every call says how much it
+wrote.
 
 **Timeouts without a cancel scope per frame.** A :class:`Watchdog` task looks after any number
 of connections (one per server, one per station-side connection), checking them a few times
@@ -108,10 +112,12 @@ class WebSocketTransport:
         "_reader_left",
         "_reading",
         "_reads",
-        "_send_lock",
+        "_sending",
         "_size",
+        "_socket",
         "_stream",
         "_stream_closed",
+        "_waiters",
         "_writes",
         "_writing",
         "_ws",
@@ -129,11 +135,16 @@ class WebSocketTransport:
         if max_message_size < 1 or close_timeout < 0:
             raise ValueError("max_message_size must be >= 1 and close_timeout >= 0")
         self._stream = stream
+        # over plain TCP the frames go through the stream's trio socket (its public
+        # ``socket``): each call says how much it wrote, and trio's stream wrapper is skipped
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
         self._ws = ws
         self._info = info
         self._max_size = max_message_size
         self._close_timeout = close_timeout
-        self._send_lock = trio.StrictFIFOLock()
+        # the send turn, FIFO: whether a frame is being sent, and who waits (made when needed)
+        self._sending = False
+        self._waiters: trio.lowlevel.ParkingLot | None = None
         #: how the connection was closed (the first close wins)
         self._closed: CloseReason | None = None
         #: nothing more will be delivered: we closed, or the peer's close or EOF was read
@@ -181,10 +192,10 @@ class WebSocketTransport:
         """Send one text frame.
 
         Waits for the frames sent before it (FIFO) and for this one to be written to the
-        socket.  A checkpoint.  Refused with nothing written when the calling task is already
-        cancelled; a cancellation that comes while the frame is being written aborts the
-        connection (see the module docs).  A write blocked for ``send_timeout`` (the peer does
-        not read) is aborted by the watchdog.
+        socket.  A checkpoint.  Cancelled before any byte is out, it writes nothing; cancelled
+        after part of the frame went out, it aborts the connection (see the module docs).  A
+        write blocked for ``send_timeout`` (the peer does not read) is aborted by the
+        watchdog.
 
         Raises:
             TransportClosedError: the connection was closed before or during the send.
@@ -195,18 +206,25 @@ class WebSocketTransport:
         """Send a ping (the watchdog's keepalive); nothing once the connection is closing."""
         await self._send_control(Ping())
 
-    async def _send_event(self, event: Event, *, ours: bool) -> None:
-        """Build ``event``'s frame and write it, under the send lock.
+    async def _send_control(self, event: Event) -> None:
+        """A ping, pong or close frame; nothing if the connection can no longer carry it."""
+        with contextlib.suppress(TransportClosedError):
+            await self._send_event(event, ours=False)
 
-        The frame is built under the lock, so that nothing is ever written after our close
-        frame.  ``ours``: the caller's own message, refused when the connection is closed
-        (control frames are dropped silently instead).
+    async def _send_event(self, event: Event, *, ours: bool) -> None:
+        """Build ``event``'s frame and write it whole, in turn.
+
+        The frame is built in turn, so that nothing is ever written after our close frame.
+        ``ours``: the caller's own message, refused when the connection is closed (control
+        frames are dropped silently instead).
         """
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        if self._sending:  # wait for our turn; the sender before hands it over
+            waiters = self._waiters
+            if waiters is None:
+                waiters = self._waiters = trio.lowlevel.ParkingLot()
+            await waiters.park()
+        else:
+            self._sending = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             data = None
@@ -219,30 +237,46 @@ class WebSocketTransport:
                 if ours:
                     raise self._lost()
                 return
-            await self._write(data)
+            self._writing = True
+            self._writes += 1
+            try:
+                await self._write(data)
+            finally:
+                self._writing = False
         finally:
-            lock.release()
+            waiters = self._waiters
+            if waiters:
+                waiters.unpark()  # the turn goes to the next sender, in order
+            else:
+                self._sending = False
 
     async def _write(self, data: bytes) -> None:
-        """Write one whole frame; the caller holds the send lock."""
-        self._writing = True
-        self._writes += 1
+        """Write one whole frame; the caller has the turn.
+
+        A cancellation before any byte is out leaves the connection as it was; one that comes
+        later (the socket buffer was full) leaves part of the frame on the wire, after which
+        nothing can follow: the connection is aborted.  Over TLS, where the stream cannot say
+        how much went out, any cancellation aborts.
+        """
+        sent = 0
         try:
-            await self._stream.send_all(data)
+            sock = self._socket
+            if sock is None:
+                sent = -1  # unknown
+                await self._stream.send_all(data)
+                return
+            sent = await sock.send(data)  # usually the whole frame, in one call
+            if sent < len(data):
+                with memoryview(data) as view:
+                    while sent < len(data):
+                        sent += await sock.send(view[sent:])
         except trio.Cancelled:
-            # part of the frame may be on the wire: nothing can follow it
-            await self._abort(CloseReason(CloseCode.ABNORMAL, "send cancelled mid-frame"))
+            if sent:
+                await self._abort(CloseReason(CloseCode.ABNORMAL, "send cancelled mid-frame"))
             raise
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             await self._abort(CloseReason(CloseCode.ABNORMAL, "connection lost while sending"))
             raise self._lost() from None
-        finally:
-            self._writing = False
-
-    async def _send_control(self, event: Event) -> None:
-        """A ping, pong or close frame; nothing if the connection can no longer carry it."""
-        with contextlib.suppress(TransportClosedError):
-            await self._send_event(event, ours=False)
 
     # -- receiving -------------------------------------------------------------------------------
 
@@ -275,6 +309,7 @@ class WebSocketTransport:
                 left.set()
 
     async def _next_message(self) -> str | bytes:
+        """The loop of :meth:`get_message`: events until a whole message, reading as needed."""
         ws = self._ws
         did_read = False
         while True:
@@ -333,8 +368,12 @@ class WebSocketTransport:
     async def _receive(self) -> bytes:
         """Read from the stream; at its end, record 1006 and raise."""
         try:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            sock = self._socket
+            if sock is None:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            else:
+                data = await sock.recv(RECEIVE_SIZE)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
             self._record(CloseReason(CloseCode.ABNORMAL))
