@@ -44,11 +44,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    import trio
     from websockets.asyncio.client import ClientConnection
 
     from ocpp_trio import Router
@@ -166,6 +167,19 @@ def serve_ours(profile: str | None) -> None:
         profiler.dump_stats(profile)
 
 
+async def run_until_sigterm(start: Callable[[trio.Nursery], Awaitable[int]]) -> None:
+    """Run a trio server started by ``start`` (which returns its port), print the port, and
+    stop at SIGTERM."""
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            print(f"PORT {await start(nursery)}", flush=True)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+
 def serve_ocpp(sync_validation: bool) -> None:
     import ocpp.messages
     import websockets
@@ -226,18 +240,13 @@ def serve_echo() -> None:
             while True:
                 await ws.send_message(await ws.get_message())
 
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                server: Any = await nursery.start(
-                    trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
-                )
-                print(f"PORT {server.port}", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    return
+    async def start(nursery: trio.Nursery) -> int:
+        server: Any = await nursery.start(
+            trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
+        )
+        return int(server.port)
 
-    trio.run(main)
+    trio.run(run_until_sigterm, start)
 
 
 def serve_wsproto_echo() -> None:
@@ -273,18 +282,12 @@ def serve_wsproto_echo() -> None:
                             await stream.send_all(ws.send(event.response()))
                         return
 
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-                port = listeners[0].socket.getsockname()[1]
-                nursery.start_soon(trio.serve_listeners, handle, listeners)
-                print(f"PORT {port}", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    return
+    async def start(nursery: trio.Nursery) -> int:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        nursery.start_soon(trio.serve_listeners, handle, listeners)
+        return int(listeners[0].socket.getsockname()[1])
 
-    trio.run(main)
+    trio.run(run_until_sigterm, start)
 
 
 def serve_transport_echo() -> None:
@@ -292,6 +295,7 @@ def serve_transport_echo() -> None:
     import trio
 
     from ocpp_trio import StationConnection, serve_ocpp_websocket
+    from ocpp_trio.transport.server import ServerInfo
 
     async def echo(station: StationConnection) -> None:
         transport = station.transport
@@ -300,16 +304,11 @@ def serve_transport_echo() -> None:
             assert isinstance(message, str)
             await transport.send_message(message)
 
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                info = await nursery.start(serve_ocpp_websocket, echo, "127.0.0.1", 0)
-                print(f"PORT {info.port}", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    return
+    async def start(nursery: trio.Nursery) -> int:
+        info: ServerInfo = await nursery.start(serve_ocpp_websocket, echo, "127.0.0.1", 0)
+        return info.port
 
-    trio.run(main)
+    trio.run(run_until_sigterm, start)
 
 
 # -- the load generator ------------------------------------------------------------------------
