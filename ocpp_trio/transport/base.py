@@ -82,8 +82,11 @@ class ConnectionInfo:
 class Transport(Protocol):
     """One message-oriented, full-duplex connection (a WebSocket or an in-memory pair end).
 
-    ``send_message`` may be called from several tasks; each message goes out whole.
-    ``get_message`` should have one reader.
+    ``send_message`` may be called from several tasks; each message goes out whole, in the order
+    the tasks came, and each call is a trio checkpoint.  Cancelling a send never delivers part
+    of a message (an implementation that cannot take a message back aborts the connection
+    instead).  ``get_message`` should have one reader; cancelling it loses nothing.
+    ``tests/test_transport_conformance.py`` checks every implementation against this.
     """
 
     async def send_message(self, message: str) -> None:
