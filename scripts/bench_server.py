@@ -1,4 +1,4 @@
-"""Server benchmark: ocpp-trio's CSMS against the ``ocpp`` package and a bare echo server.
+"""Server benchmark: ocpp-trio's CSMS against the ``ocpp`` package and two bare echo servers.
 
 Run by hand (never in the tests); see docs/bench_server.md for results and how to read them::
 
@@ -11,7 +11,12 @@ Servers (each in its own process, pinned to CPU 0):
 * ``ocpp``: the ``ocpp`` package (2.1.0) on ``websockets`` (asyncio), its default configuration
   (schema validation of requests and responses, run in a thread pool);
 * ``ocpp-sync``: the same with ``ocpp.messages.ASYNC_VALIDATION = False`` (validation inline);
-* ``echo``: a bare trio-websocket server echoing every message: the transport ceiling.
+* ``echo``: a bare trio-websocket server echoing every message: one transport ceiling;
+* ``wsproto-echo``: a bare wsproto-on-trio echo server (the layer ocpp-trio drives itself, with
+  no timeouts, keepalive or locking): the other ceiling;
+* ``transport-echo`` (diagnostic, not in the default set): ocpp-trio's own WebSocket server
+  (``serve_ocpp_websocket``, every default on) with a handler that echoes: what our transport
+  costs above bare wsproto, without the OCPP runtime.
 
 The load generator is another process, pinned to CPU 1: ``websockets`` (asyncio, C-accelerated
 framing) clients sending pre-serialised frames, reading replies with ``json.loads`` only.
@@ -39,11 +44,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    import trio
     from websockets.asyncio.client import ClientConnection
 
     from ocpp_trio import Router
@@ -51,7 +57,9 @@ if TYPE_CHECKING:
 SCRIPT: Final = Path(__file__).resolve()
 # run from a checkout without installing: the package is next to scripts/
 sys.path.insert(0, str(SCRIPT.parent.parent))
-IMPLS: Final = ("ours", "ocpp", "ocpp-sync", "echo")
+IMPLS: Final = ("ours", "ocpp", "ocpp-sync", "echo", "wsproto-echo", "transport-echo")
+#: the echo servers send the request back instead of answering it
+ECHOES: Final = frozenset({"echo", "wsproto-echo", "transport-echo"})
 SERVER_CPU: Final = 0
 LOAD_CPU: Final = 1
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
@@ -159,6 +167,19 @@ def serve_ours(profile: str | None) -> None:
         profiler.dump_stats(profile)
 
 
+async def run_until_sigterm(start: Callable[[trio.Nursery], Awaitable[int]]) -> None:
+    """Run a trio server started by ``start`` (which returns its port), print the port, and
+    stop at SIGTERM."""
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            print(f"PORT {await start(nursery)}", flush=True)
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                return
+
+
 def serve_ocpp(sync_validation: bool) -> None:
     import ocpp.messages
     import websockets
@@ -219,18 +240,75 @@ def serve_echo() -> None:
             while True:
                 await ws.send_message(await ws.get_message())
 
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                server: Any = await nursery.start(
-                    trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
-                )
-                print(f"PORT {server.port}", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    return
+    async def start(nursery: trio.Nursery) -> int:
+        server: Any = await nursery.start(
+            trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None
+        )
+        return int(server.port)
 
-    trio.run(main)
+    trio.run(run_until_sigterm, start)
+
+
+def serve_wsproto_echo() -> None:
+    """Echo every message with wsproto driven over trio streams, nothing else: one task per
+    connection, one read and one write per message, no timeouts, keepalive or send lock."""
+    import trio
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
+
+    async def handle(stream: trio.SocketStream) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        parts: list[str] = []
+        async with stream:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, TextMessage):
+                        parts.append(event.data)
+                        if event.message_finished:
+                            text = "".join(parts)
+                            parts.clear()
+                            await stream.send_all(ws.send(TextMessage(data=text)))
+                    elif isinstance(event, Ping):
+                        await stream.send_all(ws.send(event.response()))
+                    elif isinstance(event, Request):
+                        accept = AcceptConnection(subprotocol="ocpp2.0.1")
+                        await stream.send_all(ws.send(accept))
+                    elif isinstance(event, CloseConnection):
+                        with contextlib.suppress(Exception):
+                            await stream.send_all(ws.send(event.response()))
+                        return
+
+    async def start(nursery: trio.Nursery) -> int:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        nursery.start_soon(trio.serve_listeners, handle, listeners)
+        return int(listeners[0].socket.getsockname()[1])
+
+    trio.run(run_until_sigterm, start)
+
+
+def serve_transport_echo() -> None:
+    """ocpp-trio's WebSocket server (every default on) with a handler that echoes."""
+    import trio
+
+    from ocpp_trio import StationConnection, serve_ocpp_websocket
+    from ocpp_trio.transport.server import ServerInfo
+
+    async def echo(station: StationConnection) -> None:
+        transport = station.transport
+        while True:
+            message = await transport.get_message()
+            assert isinstance(message, str)
+            await transport.send_message(message)
+
+    async def start(nursery: trio.Nursery) -> int:
+        info: ServerInfo = await nursery.start(serve_ocpp_websocket, echo, "127.0.0.1", 0)
+        return info.port
+
+    trio.run(run_until_sigterm, start)
 
 
 # -- the load generator ------------------------------------------------------------------------
@@ -463,7 +541,7 @@ def measure_throughput(
     server = Server(impl, args.server_cpu, profile)
     try:
         command = load_command(
-            "load", server, args.stations, impl == "echo", args.load_cpu, args.deflate
+            "load", server, args.stations, impl in ECHOES, args.load_cpu, args.deflate
         )
         command += ["--duration", str(args.duration), "--warmup", str(args.warmup)]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -477,7 +555,7 @@ def measure_idle(impl: str, args: argparse.Namespace) -> dict[str, float]:
     server = Server(impl, args.server_cpu)
     try:
         command = load_command(
-            "idle", server, args.idle, impl == "echo", args.load_cpu, args.deflate
+            "idle", server, args.idle, impl in ECHOES, args.load_cpu, args.deflate
         )
         with subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -629,7 +707,9 @@ def _loadavg() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     modes = parser.add_subparsers(dest="mode")
-    parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated servers")
+    parser.add_argument(
+        "--impls", default=",".join(IMPLS[:-1]), help=f"comma-separated, of {', '.join(IMPLS)}"
+    )
     parser.add_argument("--stations", type=int, default=50)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -670,8 +750,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_ours(args.profile)
         elif args.impl in ("ocpp", "ocpp-sync"):
             serve_ocpp(sync_validation=args.impl == "ocpp-sync")
-        else:
+        elif args.impl == "echo":
             serve_echo()
+        elif args.impl == "wsproto-echo":
+            serve_wsproto_echo()
+        else:
+            serve_transport_echo()
     elif args.mode == "load":
         print(json.dumps(asyncio.run(run_load(args))))
     else:

@@ -692,7 +692,7 @@ async def test_websocket_connection_with_basic_auth_and_reconnect() -> None:
     async def check(request: ConnectionRequest) -> Rejection | None:
         header = dict(request.headers).get("authorization")
         seen.append((request.identity, header))
-        expected = "Basic " + base64.b64encode(b"CS 1:s3cret").decode()
+        expected = "Basic " + base64.b64encode(b"CS*1:s3cret").decode()
         return None if header == expected else Rejection(401, "who are you?")
 
     config = ChargePointConfig(
@@ -703,20 +703,20 @@ async def test_websocket_connection_with_basic_auth_and_reconnect() -> None:
             assert csms.server_info is not None
             url = f"ws://127.0.0.1:{csms.server_info.port}/ocpp"
             async with open_charge_point(
-                url, "CS 1", password="s3cret", versions=["2.1", "1.6"], config=config
+                url, "CS*1", password="s3cret", versions=["2.1", "1.6"], config=config
             ) as cp:
                 await cp.wait_accepted()
                 assert cp.version is Version.V21  # the CSMS picks the newest offered
-                station = csms.get_station("CS 1")
+                station = csms.get_station("CS*1")
                 assert station is not None
                 await station.aclose()
                 await cp.wait_state(lambda c: not c.connected)
                 await cp.wait_accepted()
                 assert cp.statistics().boots_sent == 1
-            async with open_charge_point(url, "CS 1", password="wrong", config=config) as cp:
+            async with open_charge_point(url, "CS*1", password="wrong", config=config) as cp:
                 await cp.wait_state(lambda c: c.statistics().connect_failures >= 2)
                 assert not cp.connected
-    assert seen[0] == ("CS 1", "Basic " + base64.b64encode(b"CS 1:s3cret").decode())
+    assert seen[0] == ("CS*1", "Basic " + base64.b64encode(b"CS*1:s3cret").decode())
 
 
 async def test_unreachable_csms_is_retried_quietly() -> None:

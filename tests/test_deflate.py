@@ -1,7 +1,8 @@
 """permessage-deflate (RFC 7692): negotiated on 2.x only, no context takeover, bounded inflation.
 
-The stations here are raw wsproto clients (trio-websocket's own client cannot compress), over
-real sockets on 127.0.0.1 where the server is under test.
+The stations here are raw wsproto clients with wsproto's own ``PerMessageDeflate`` (an
+implementation independent of ours; trio-websocket's client cannot compress), over real sockets
+on 127.0.0.1 where the server is under test.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from functools import partial
 import attrs
 import pytest
 import trio
-from test_server import FAST, echo
+from helpers.server import FAST, echo
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     CloseConnection,
     Event,
+    Ping,
     RejectConnection,
     Request,
     TextMessage,
@@ -26,7 +28,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from ocpp_trio.protocol.version import Version
-from ocpp_trio.transport.deflate import BoundedPerMessageDeflate, inflation_bound
+from ocpp_trio.transport.deflate import BoundedPerMessageDeflate
 from ocpp_trio.transport.server import ServerConfig, ServerInfo, serve_ocpp_websocket
 
 
@@ -71,12 +73,12 @@ class Client:
 
 @asynccontextmanager
 async def client(
-    info: ServerInfo, version: Version, *, offer: bool = True
+    info: ServerInfo, version: Version, *, offer: bool = True, **parameters: int | bool
 ) -> AsyncIterator[Client]:
     stream = await trio.open_tcp_stream("127.0.0.1", info.port)
     async with stream:
         ws = WSConnection(ConnectionType.CLIENT)
-        extension = PerMessageDeflate()
+        extension = PerMessageDeflate(**parameters)  # type: ignore[arg-type]
         request = Request(
             host="127.0.0.1",
             target="/ocpp/CS001",
@@ -147,11 +149,57 @@ async def test_a_deflate_bomb_closes_with_1009_and_other_stations_live_on(nurser
         event = await bomber.event()
         assert isinstance(event, CloseConnection), event
         assert event.code == 1009
+        assert event.reason == "message over 10000 bytes"
         await bystander.send("still here")
         assert await bystander.text() == "still here"
 
 
-def _handshake(bound: int) -> tuple[WSConnection, WSConnection, BoundedPerMessageDeflate]:
+async def test_the_station_may_ask_for_a_smaller_server_window(nursery):
+    info = await start(nursery)
+    async with client(info, Version.V21, server_max_window_bits=10) as c:
+        assert c.extension.enabled()
+        assert c.extension.server_max_window_bits == 10
+        assert await c.text() == "CS001|2.1"
+        payload = "".join(f"{n:05d}" for n in range(4000))  # 20 KB, repeats beyond 1 KB apart
+        await c.send(payload)
+        assert await c.text() == payload  # inflated by wsproto with a 1 KB window
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "permessage-deflate; unknown_parameter",
+        "permessage-deflate; server_max_window_bits=8",  # zlib cannot keep to it
+        "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; client_no_context_takeover; client_no_context_takeover",
+        "permessage-deflate; server_no_context_takeover=1",
+    ],
+)
+def test_offers_we_cannot_honour_are_declined(offer):
+    assert BoundedPerMessageDeflate(1000).accept(offer) is None
+
+
+@pytest.mark.parametrize(
+    ("offer", "answer"),
+    [
+        ("permessage-deflate", "server_no_context_takeover; client_no_context_takeover"),
+        (
+            "permessage-deflate; client_max_window_bits",
+            "server_no_context_takeover; client_no_context_takeover",
+        ),
+        (
+            'permessage-deflate; server_max_window_bits="12"; client_max_window_bits=9',
+            "server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12",
+        ),
+    ],
+)
+def test_offers_are_answered_without_context_takeover(offer, answer):
+    extension = BoundedPerMessageDeflate(1000)
+    assert extension.accept(offer) == answer
+    assert extension.enabled()
+
+
+def _handshake(bound: int) -> tuple[WSConnection, WSConnection]:
     """An in-memory client/server pair that negotiated the bounded extension."""
     client_ws = WSConnection(ConnectionType.CLIENT)
     server_ws = WSConnection(ConnectionType.SERVER)
@@ -163,12 +211,12 @@ def _handshake(bound: int) -> tuple[WSConnection, WSConnection, BoundedPerMessag
     client_ws.receive_data(server_ws.send(AcceptConnection(extensions=[extension])))
     assert isinstance(next(client_ws.events()), AcceptConnection)
     assert extension.enabled()
-    return client_ws, server_ws, extension
+    return client_ws, server_ws
 
 
 @pytest.mark.parametrize("size", [0, 1, 999, 1000])
 def test_bounded_inflation_accepts_up_to_the_bound(size):
-    client_ws, server_ws, _ = _handshake(1000)
+    client_ws, server_ws = _handshake(1000)
     for text in ("b" * size, "c" * size):  # twice: the context is fresh each time
         server_ws.receive_data(client_ws.send(TextMessage(data=text)))
         events = list(server_ws.events())
@@ -176,19 +224,31 @@ def test_bounded_inflation_accepts_up_to_the_bound(size):
 
 
 @pytest.mark.parametrize("size", [1001, 10_000_000])
-def test_bounded_inflation_stops_at_the_bound(size):
-    client_ws, server_ws, extension = _handshake(1000)
+def test_bounded_inflation_fails_the_connection_past_the_bound(size):
+    client_ws, server_ws = _handshake(1000)
     server_ws.receive_data(client_ws.send(TextMessage(data="z" * size)))
     events = list(server_ws.events())
-    # what was delivered is cut just past the bound (enough for the size check to trip) ...
+    # nothing beyond the bound is delivered, and wsproto fails the connection with 1009
     inflated = "".join(e.data for e in events if isinstance(e, TextMessage))
-    assert inflated == "z" * 1001
-    assert not any(isinstance(e, CloseConnection) for e in events)
-    # ... the rest was never inflated, and the next message starts afresh
-    server_ws.receive_data(client_ws.send(TextMessage(data="next")))
-    assert [e.data for e in server_ws.events() if isinstance(e, TextMessage)] == ["next"]
-    assert extension._inflated == 0
+    assert len(inflated) <= 1000
+    assert [e.code for e in events if isinstance(e, CloseConnection)] == [1009]
 
 
-def test_the_bound_is_more_characters_than_the_limit():
-    assert inflation_bound(1000) >= 4 * 1001  # 4-byte UTF-8 characters, one past the limit
+def test_a_control_frame_inside_a_compressed_message_is_not_inflated():
+    client_ws, server_ws = _handshake(1000)
+    wire = client_ws.send(TextMessage(data="first half ", message_finished=False))
+    wire += client_ws.send(Ping(payload=b"ping"))
+    wire += client_ws.send(TextMessage(data="second half"))
+    server_ws.receive_data(wire)
+    events = list(server_ws.events())
+    assert [e.payload for e in events if isinstance(e, Ping)] == [b"ping"]
+    assert "".join(e.data for e in events if isinstance(e, TextMessage)) == (
+        "first half second half"
+    )
+
+
+def test_corrupt_deflate_data_fails_the_connection_with_1007():
+    _, server_ws = _handshake(1000)
+    frame = bytes([0xC1, 0x80 | 4]) + b"\0\0\0\0" + b"\xff\xff\xff\xff"  # RSV1, garbage
+    server_ws.receive_data(frame)
+    assert [e.code for e in server_ws.events() if isinstance(e, CloseConnection)] == [1007]

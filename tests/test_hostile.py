@@ -26,7 +26,7 @@ import attrs
 import pytest
 import trio
 from helpers.station import FakeStation, boot_request
-from helpers.websocket import ws_station
+from helpers.websocket import TrioWebSocketPeer, ws_station
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
@@ -46,7 +46,6 @@ from ocpp_trio.messages import v2_0_1
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.security.auth import StationAuthenticator
-from ocpp_trio.transport.base import WebSocketTransport
 from ocpp_trio.transport.server import (
     ConnectionRequest,
     ServerConfig,
@@ -141,7 +140,7 @@ async def bench(
         assert csms.server_info is not None
         port = csms.server_info.port
         async with ws_station(port, "/GOOD", headers=good_headers or []) as ws:
-            good = FakeStation(WebSocketTransport(ws), V201)  # type: ignore[arg-type]
+            good = FakeStation(TrioWebSocketPeer(ws), V201)  # type: ignore[arg-type]
             await good.exchange(boot_request(V201))
             b = Bench(csms, port, good)
             await b.good_ok()
@@ -379,8 +378,8 @@ async def drain(ws: WebSocketConnection) -> None:
 
 
 async def test_invalid_utf8_text_frame_closes_1007(caplog: pytest.LogCaptureFixture) -> None:
-    """wsproto fails a text frame that is not UTF-8 (RFC 6455 §8.1) with 1007; trio-websocket
-    then drops the TCP connection (no close frame reaches the peer)."""
+    """wsproto fails a text frame that is not UTF-8 (RFC 6455 §8.1) with 1007; the server sends
+    its close frame and drops the TCP connection."""
     caplog.set_level(logging.INFO, logger="ocpp_trio")
     async with bench() as b:
         CASES["invalid UTF-8 text frame"] += 1

@@ -322,3 +322,23 @@ def test_trio_errors_are_trio_exceptions() -> None:
     assert str(errors.TransportClosedError(1009, "too big")) == "connection closed (1009 too big)"
     with pytest.raises(AttributeError):
         _ = errors.NoSuchError  # type: ignore[attr-defined]
+
+
+def test_test_modules_do_not_import_each_other() -> None:
+    """Shared test code lives in tests/helpers/ (and fixtures in conftest.py)."""
+    tests = pathlib.Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(tests)}:{node.lineno}: {name}"
+                for name in names
+                if name.split(".")[-1].startswith("test_") or name.startswith("tests.")
+            ]
+    assert offenders == []

@@ -1,9 +1,11 @@
 """Security profiles over real sockets on 127.0.0.1, with certificates made at test time (trustme).
 
-The clients own their TCP/TLS streams (trio-websocket's own client leaks its socket when the
-server refuses). A refused TLS handshake is probed with a raw client: with TLS 1.3 the client
-finishes its side of the handshake before the server has checked the client certificate, so the
-refusal shows up on the first read.
+The stations are trio-websocket clients, an implementation independent of the server's own
+WebSocket layer, driven through its public API (:class:`TrioWebSocketPeer` makes one a
+``Transport`` for ``FakeStation``); they own their TCP/TLS streams (trio-websocket's own client
+leaks its socket when the server refuses). A refused TLS handshake is probed with a raw client:
+with TLS 1.3 the client finishes its side of the handshake before the server has checked the
+client certificate, so the refusal shows up on the first read.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 import trustme
 from helpers.station import FakeStation, boot_request
-from helpers.websocket import ws_station
+from helpers.websocket import TrioWebSocketPeer, ws_station
 from trio_websocket import ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
@@ -47,7 +50,6 @@ from ocpp_trio.security.auth import (
     rotate_password,
     server_ssl_context,
 )
-from ocpp_trio.transport.base import WebSocketTransport
 from ocpp_trio.transport.server import ServerConfig, serve_ocpp_websocket
 
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)
@@ -120,7 +122,7 @@ def p3(identity: str, **kw: Any) -> StationCredentials:
 
 async def boot_over(ws: WebSocketConnection, version: Version = V201) -> str:
     """Boot as a station over ``ws``; the registration status."""
-    fake = FakeStation(WebSocketTransport(ws), version)  # type: ignore[arg-type]
+    fake = FakeStation(TrioWebSocketPeer(ws), version)  # type: ignore[arg-type]
     response = await fake.exchange(boot_request(version))
     return str(getattr(response, "status", response))
 
@@ -273,9 +275,8 @@ async def test_old_tls_and_weak_ciphers_are_refused(nursery, pki: Pki, caplog):
     for client in (old, cbc):
         with pytest.raises(trio.BrokenResourceError):
             await _handshake_details(info.port, client)
-    with trio.fail_after(2):
-        while info.statistics().handshakes_failed < 2:  # noqa: ASYNC110
-            await trio.sleep(0.01)
+    await trio.testing.wait_all_tasks_blocked()  # the server has seen both failures
+    assert info.statistics().handshakes_failed == 2
     failures = [r.getMessage() for r in caplog.records if "TLS handshake failed" in r.getMessage()]
     assert len(failures) == 2
     assert all(r.levelno == logging.WARNING for r in caplog.records if "TLS" in r.getMessage())
@@ -454,7 +455,7 @@ async def test_password_rotation_over_the_wire(pki: Pki):
     async with csms_with(auth, pki.server_context(client_ca=False)) as csms:
         port = port_of(csms)
         async with ws_station(port, "/CS2", ssl_context=client, headers=[basic("CS2", PW)]) as ws:
-            fake = FakeStation(WebSocketTransport(ws), V201)  # type: ignore[arg-type]
+            fake = FakeStation(TrioWebSocketPeer(ws), V201)  # type: ignore[arg-type]
             await fake.exchange(boot_request(V201))
             station = csms.get_station("CS2")
             assert station is not None

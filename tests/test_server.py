@@ -1,7 +1,10 @@
-"""The WebSocket server over real sockets on 127.0.0.1: negotiation, identities, limits, failures.
+"""The WebSocket server over real sockets on 127.0.0.1: the HTTP upgrade, negotiation,
+identities, limits, failures.
 
-Clients are trio-websocket's own, except where a test needs a peer that misbehaves at the
-WebSocket level (never reads, never answers pings); that one is a raw wsproto client.
+Clients are trio-websocket's own (an implementation independent of the server's), except where a
+test needs a peer that misbehaves at the WebSocket level (never reads), a raw wsproto client, or
+at the HTTP level, raw bytes read back with h11.  What every transport must do (ordering, close,
+timeouts, keepalive, large frames, cancellation) is in test_transport_conformance.py.
 """
 
 from __future__ import annotations
@@ -9,16 +12,21 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import string
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
 import attrs
+import h11
 import pytest
 import trio
 import trio.testing
 import trustme
+from helpers.server import FAST, echo
+from hypothesis import given
+from hypothesis import strategies as st
 from trio_websocket import (
     ConnectionClosed,
     ConnectionRejected,
@@ -30,7 +38,7 @@ from wsproto.events import AcceptConnection, Request
 
 from ocpp_trio.errors import InvalidIdentityError, TransportClosedError
 from ocpp_trio.protocol.version import Version
-from ocpp_trio.transport.base import CloseReason, WebSocketTransport
+from ocpp_trio.transport.base import CloseReason
 from ocpp_trio.transport.server import (
     ConnectionRequest,
     Rejection,
@@ -45,18 +53,8 @@ from ocpp_trio.transport.server import (
 
 ALL = ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"]
 # Short timeouts keep every test well under two seconds of real time.
-FAST = ServerConfig(ping_interval=0, close_timeout=0.5, handshake_timeout=1.0)
 
 Handler = Callable[[StationConnection], Awaitable[None]]
-
-
-async def echo(station: StationConnection) -> None:
-    """Say who and which version, then echo every message back."""
-    await station.transport.send_message(f"{station.identity}|{station.version}")
-    while True:
-        message = await station.transport.get_message()
-        assert isinstance(message, str)
-        await station.transport.send_message(message)
 
 
 async def start(nursery: trio.Nursery, handler: Handler = echo, **kwargs: Any) -> ServerInfo:
@@ -215,10 +213,26 @@ async def test_custom_selector_async_sees_request_and_enabled_offers(nursery):
 
 
 @pytest.mark.parametrize("offered", [[], ["ocpp1.5"], ["ocpp2.1"]], ids=["none", "unknown", "off"])
-async def test_no_agreed_version_upgrades_without_subprotocol_then_closes_1002(
-    nursery, offered, caplog
-):
+async def test_no_agreed_version_is_refused_with_400(nursery, offered, caplog):
     config = attrs.evolve(FAST, versions=[Version.V16])
+    reached: list[StationConnection] = []
+
+    async def handler(station: StationConnection) -> None:
+        reached.append(station)  # pragma: no cover
+
+    info = await start(nursery, handler, config=config)
+    rejection = await rejection_of(info, "/ocpp/CS001", offered)
+    assert rejection.status_code == 400
+    assert b"no supported OCPP subprotocol" in rejection.body
+    assert not reached
+    stats = info.statistics()
+    assert (stats.no_subprotocol, stats.handshakes_rejected) == (1, 1)
+    assert any("no supported subprotocol" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("offered", [[], ["ocpp1.5"], ["ocpp2.1"]], ids=["none", "unknown", "off"])
+async def test_no_agreed_version_can_upgrade_then_close_1002(nursery, offered, caplog):
+    config = attrs.evolve(FAST, versions=[Version.V16], upgrade_without_subprotocol=True)
     reached: list[StationConnection] = []
 
     async def handler(station: StationConnection) -> None:
@@ -235,8 +249,11 @@ async def test_no_agreed_version_upgrades_without_subprotocol_then_closes_1002(
     assert any("no supported subprotocol" in r.getMessage() for r in caplog.records)
 
 
-async def test_selector_refusing_all_closes_1002(nursery):
+async def test_selector_refusing_all_is_a_400_or_a_1002(nursery):
     info = await start(nursery, select_version=lambda request, offered: None)
+    assert await status_of_rejection(info, "/CS1") == 400
+    config = attrs.evolve(FAST, upgrade_without_subprotocol=True)
+    info = await start(nursery, select_version=lambda request, offered: None, config=config)
     async with station(info) as ws:
         assert ws.subprotocol is None
         with pytest.raises(ConnectionClosed) as closed:
@@ -255,19 +272,22 @@ async def test_selector_choosing_an_unoffered_version_is_a_500(nursery, caplog):
 
 
 @pytest.mark.parametrize(
-    ("path", "identity"),
+    ("path", "identity", "subprotocols"),
     [
-        ("/CS001", "CS001"),
-        ("/RDAM%20123", "RDAM 123"),
-        ("/ocpp/CS001", "CS001"),
-        ("/ocpp/CS001/", "CS001"),
-        ("/ocpp//CS001?version=1.6", "CS001"),
-        ("/ocpp/%C3%A9t%C3%A9", "\u00e9t\u00e9"),
+        ("/CS001", "CS001", ALL),
+        ("/ocpp/CS001", "CS001", ALL),
+        ("/ocpp/CS001/", "CS001", ALL),
+        ("/ocpp//CS001?version=1.6", "CS001", ALL),
+        ("/ocpp/cs-1_a=b+c|d@e.f*", "cs-1_a=b+c|d@e.f*", ALL),  # every identifierString sign
+        ("/ocpp/CS%2A1", "CS*1", ALL),
+        ("/RDAM%20123", "RDAM 123", ["ocpp1.6"]),  # 1.6 sets no character set
+        ("/ocpp/%C3%A9t%C3%A9", "\u00e9t\u00e9", ["ocpp1.6"]),
     ],
 )
-async def test_identity_over_the_wire(nursery, path, identity):
+async def test_identity_over_the_wire(nursery, path, identity, subprotocols):
     info = await start(nursery)
-    assert await hello(info, path) == f"{identity}|2.1"
+    version = Version.from_subprotocol(max(subprotocols))
+    assert await hello(info, path, subprotocols) == f"{identity}|{version}"
 
 
 @pytest.mark.parametrize(
@@ -284,6 +304,12 @@ async def test_identity_over_the_wire(nursery, path, identity):
         ("/ocpp/a%2Fb", ALL, 400),
         ("/ocpp/a%00b", ALL, 400),
         ("/ocpp/%20%20", ALL, 400),
+        # outside the 2.x identifierString character set
+        ("/RDAM%20123", ["ocpp2.0.1"], 400),
+        ("/RDAM%20123", ["ocpp2.1", "ocpp2.0.1"], 400),
+        ("/ocpp/%C3%A9t%C3%A9", ["ocpp2.1"], 400),
+        ("/ocpp/CS%231", ["ocpp2.0.1"], 400),
+        ("/ocpp/CS%2C1", ["ocpp2.0.1"], 400),
     ],
 )
 async def test_invalid_identity_is_refused_before_the_upgrade(nursery, path, subprotocols, status):
@@ -293,9 +319,18 @@ async def test_invalid_identity_is_refused_before_the_upgrade(nursery, path, sub
         reached.append(station.identity)  # pragma: no cover
 
     info = await start(nursery, handler)
-    assert await status_of_rejection(info, path, subprotocols) == status
+    rejection = await rejection_of(info, path, subprotocols)
+    assert rejection.status_code == status
+    assert (b"content-type", b"text/plain; charset=utf-8") in rejection.headers
     assert not reached
     assert info.statistics().handshakes_rejected == 1
+
+
+async def test_the_2x_identity_is_checked_for_the_chosen_version(nursery):
+    """An identity fine on 1.6 only: refused when 2.x is chosen, served when 1.6 is."""
+    info = await start(nursery, select_version=select_client_preference)
+    assert await hello(info, "/RDAM%20123", ["ocpp1.6", "ocpp2.0.1"]) == "RDAM 123|1.6"
+    assert await status_of_rejection(info, "/RDAM%20123", ["ocpp2.0.1", "ocpp1.6"]) == 400
 
 
 async def test_colon_and_long_identities_are_fine_on_1_6(nursery):
@@ -354,6 +389,23 @@ def test_identity_length_limits():
             check_identity_for_version("x" * 49, version)
         with pytest.raises(InvalidIdentityError):
             check_identity_for_version("a:b", version)
+
+
+IDENTIFIER_STRING = set(string.ascii_letters + string.digits + "*-_=+|@.")
+
+
+@given(st.text(min_size=1, max_size=48))
+def test_2x_identities_are_identifier_strings(identity):
+    """Accepted on 2.x exactly when every character is in the identifierString set (less
+    ``:``); 1.6 takes them all."""
+    check_identity_for_version(identity, Version.V16)
+    for version in (Version.V201, Version.V21):
+        if set(identity) <= IDENTIFIER_STRING:
+            check_identity_for_version(identity, version)
+        else:
+            with pytest.raises(InvalidIdentityError) as info:
+                check_identity_for_version(identity, version)
+            assert info.value.status_code == 400
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,77 +571,28 @@ async def test_binary_frames_reach_the_handler_as_bytes(nursery):
 
 async def test_a_peer_that_never_reads_cannot_hold_the_server(nursery):
     config = attrs.evolve(FAST, send_timeout=0.5)
-    outcome: list[tuple[int, str, float]] = []
+    outcome: list[CloseReason | None] = []
     done = trio.Event()
-    sent = 0
 
     async def handler(station: StationConnection) -> None:
-        nonlocal sent
         if station.identity != "DEAF":
             await echo(station)
             return
-        chunk = "x" * 65536
-        start_time = trio.current_time()
         try:
             while True:
-                await station.transport.send_message(chunk)
-                sent += 1
-        except TransportClosedError as exc:
-            outcome.append((exc.close_code, exc.close_reason, trio.current_time() - start_time))
+                await station.transport.send_message("x" * 65536)
+        except TransportClosedError:
+            outcome.append(station.transport.closed)
             done.set()
 
     info = await start(nursery, handler, config=config)
     async with raw_station(info, "/DEAF", small_receive_buffer=True):
-        # Wait until DEAF's handler is stuck in a send: the socket buffers are full.
-        with trio.fail_after(2):
-            before = -1
-            while sent != before:
-                before = sent
-                await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # DEAF's handler is stuck in a send
         # Another station is served normally while DEAF's handler is stuck.
         assert await hello(info, "/LIVELY") == "LIVELY|2.1"
-        assert not done.is_set()
-        with trio.fail_after(2):
+        with trio.fail_after(5):
             await done.wait()
-    [(code, reason, elapsed)] = outcome
-    assert code == 1006
-    assert reason == "send timed out after 0.5 s"
-    assert elapsed < 2
-
-
-async def test_keepalive_aborts_a_peer_that_does_not_answer_pings(nursery):
-    config = attrs.evolve(FAST, ping_interval=0.1, ping_timeout=0.2)
-    outcome: list[tuple[CloseReason | None, float]] = []
-    done = trio.Event()
-
-    async def handler(station: StationConnection) -> None:
-        start_time = trio.current_time()
-        with pytest.raises(TransportClosedError):
-            await station.transport.get_message()
-        outcome.append((station.transport.closed, trio.current_time() - start_time))
-        done.set()
-
-    info = await start(nursery, handler, config=config)
-    async with raw_station(info) as stream:
-        with trio.fail_after(2):
-            await done.wait()
-        # The server dropped the TCP connection: what arrives is the ping, then EOF.
-        with trio.fail_after(1):
-            while await stream.receive_some(4096):
-                pass
-    [(closed, elapsed)] = outcome
-    assert closed == CloseReason(1006, "no pong within 0.2 s")
-    assert 0.3 <= elapsed < 1
-
-
-async def test_keepalive_keeps_a_responsive_peer(nursery):
-    config = attrs.evolve(FAST, ping_interval=0.05, ping_timeout=0.2)
-    info = await start(nursery, config=config)
-    async with station(info) as ws:
-        assert await ws.get_message() == "CS001|2.1"
-        await trio.sleep(0.4)  # several pings, answered by trio-websocket's reader
-        await ws.send_message("alive")
-        assert await ws.get_message() == "alive"
+    assert outcome == [CloseReason(1006, "send timed out after 0.5 s")]
 
 
 async def test_handshake_timeout_drops_a_silent_client(nursery):
@@ -662,26 +665,7 @@ def test_server_config_validation():
 
 
 # --------------------------------------------------------------------------------------------
-# The adapter on the client side, and TLS
-
-
-async def test_websocket_transport_wraps_a_client_connection(nursery):
-    info = await start(nursery)
-    async with station(info, subprotocols=["ocpp2.0.1"]) as ws:
-        client = WebSocketTransport(ws, send_timeout=1, close_timeout=1)
-        assert client.info.subprotocol == "ocpp2.0.1"
-        assert client.info.remote == f"127.0.0.1:{info.port}"
-        assert await client.get_message() == "CS001|2.0.1"
-        await client.send_message("hi")
-        assert await client.get_message() == "hi"
-        await client.aclose(1000, "done")
-        await client.aclose()  # idempotent
-        assert client.closed == CloseReason(1000, "done")
-        with pytest.raises(TransportClosedError):
-            await client.send_message("late")
-        with pytest.raises(TransportClosedError):
-            await client.get_message()
-        assert await client.ping(1) is False
+# TLS
 
 
 async def test_tls_exposes_the_client_certificate(nursery):
@@ -710,163 +694,31 @@ async def test_tls_exposes_the_client_certificate(nursery):
     assert (("commonName", "CS-TLS"),) in request.peer_certificate["subject"]
 
 
-async def test_closing_with_a_reserved_code_aborts_the_connection(nursery):
-    seen: list[CloseReason | None] = []
-    done = trio.Event()
-
-    async def handler(station: StationConnection) -> None:
-        with pytest.raises(TransportClosedError):
-            await station.transport.get_message()
-        seen.append(station.transport.closed)
-        done.set()
-
-    info = await start(nursery, handler)
-    async with station(info) as ws:
-        client = WebSocketTransport(ws, send_timeout=1, close_timeout=1)
-        await client.aclose(1006, "pulled the plug")  # 1006 may not be sent: abort instead
-        assert client.closed == CloseReason(1006, "pulled the plug")
-    with trio.fail_after(1):
-        await done.wait()
-    assert seen == [CloseReason(1006, "")]
-
-
-# --------------------------------------------------------------------------------------------
-# Direct writes: frames written straight to the socket when nothing else is being sent
-
-
-def _frames_for(index: int) -> list[str]:
-    """Small frames and frames far larger than any socket buffer, each one recognisable."""
-    return [f"{index}:{n}:" + ("abcdefgh" * (40_000 if n % 3 == 2 else 2)) for n in range(6)]
-
-
-async def test_direct_writes_are_used_over_plain_tcp_and_keep_frames_whole(nursery):
-    transports: list[WebSocketTransport] = []
-    senders = 5
-
-    async def handler(station: StationConnection) -> None:
-        assert isinstance(station.transport, WebSocketTransport)
-        transports.append(station.transport)
-        # several tasks at once, some frames needing many writes: none may be cut or mixed
-        async with trio.open_nursery() as inner:
-            for index in range(senders):
-                inner.start_soon(_send_all, station.transport, _frames_for(index))
-        await station.transport.get_message()  # until the client closes
-
-    info = await start(nursery, handler)
-    async with station(info) as ws:
-        got = [await ws.get_message() for _ in range(senders * 6)]
-    assert [t._direct is not None for t in transports] == [True]
-    for index in range(senders):  # every frame whole, each sender's in its order
-        assert [m for m in got if isinstance(m, str) and m.startswith(f"{index}:")] == (
-            _frames_for(index)
-        )
-
-
-async def _send_all(transport: Any, frames: list[str]) -> None:
-    for frame in frames:
-        await transport.send_message(frame)
-
-
-async def test_cancelling_a_direct_write_that_went_out_in_part_finishes_the_frame(nursery):
-    big = "z" * 3_000_000  # far more than the socket buffers hold
-    outcome: list[str] = []
-
-    async def handler(station: StationConnection) -> None:
-        await trio.sleep(0.05)  # the station has read the handshake's answer
-        with trio.CancelScope() as scope:
-            scope.cancel()  # already cancelled: refused before anything is written
-            await station.transport.send_message("never")
-        # the station does not read yet: the frame goes out in part, then the scope expires
-        with trio.move_on_after(0.05) as timer:
-            await station.transport.send_message(big)
-            outcome.append("sent")
-        if timer.cancel_called:  # it expired while the frame was going out
-            outcome.append("cancelled")
-        await station.transport.send_message("after")
-        outcome.append("after")
-        await trio.sleep_forever()
-
-    info = await start(nursery, handler)
-    async with raw_station(info, small_receive_buffer=True) as stream:
-        await trio.sleep(0.3)  # the server's write is blocked on full buffers by now
-        assert outcome == []
-        messages: list[str] = []
-        client = _RawReader()
-        with trio.fail_after(5):
-            while len(messages) < 2:
-                messages.extend(client.feed(await stream.receive_some(65536)))
-    assert messages == [big, "after"]  # the whole frame, then the next one
-    assert outcome == ["sent", "cancelled", "after"]
-
-
-class _RawReader:
-    """Reads server frames off a raw stream after the handshake (unmasked text frames)."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[str]:
-        self._buffer += data
-        out: list[str] = []
-        while len(self._buffer) >= 2:
-            length = self._buffer[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(self._buffer) < 4:
-                    break
-                length, offset = int.from_bytes(self._buffer[2:4], "big"), 4
-            elif length == 127:
-                if len(self._buffer) < 10:
-                    break
-                length, offset = int.from_bytes(self._buffer[2:10], "big"), 10
-            if len(self._buffer) < offset + length:
-                break
-            assert self._buffer[0] == 0x81  # FIN + text, never fragmented or interleaved
-            out.append(self._buffer[offset : offset + length].decode("utf-8"))
-            del self._buffer[: offset + length]
-        return out
-
-
-async def test_without_trio_websocket_internals_frames_go_the_public_way(nursery):
-    info = await start(nursery)
-    async with station(info, subprotocols=["ocpp2.0.1"]) as ws:
-        # a stream that is not the connection's own: no direct writes
-        client = WebSocketTransport(ws, stream=trio.testing.MemorySendStream())
-        assert client._direct is None
-        assert await client.get_message() == "CS001|2.0.1"
-        await client.send_message("hi")
-        assert await client.get_message() == "hi"
-
-
-async def test_direct_writes_are_not_used_over_tls(nursery):
+async def test_the_tls_handshake_counts_in_the_handshake_timeout(nursery, caplog):
+    caplog.set_level(logging.INFO, logger="ocpp_trio")
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    seen: list[WebSocketTransport] = []
-
-    async def handler(station: StationConnection) -> None:
-        assert isinstance(station.transport, WebSocketTransport)
-        seen.append(station.transport)
-        await echo(station)
-
-    info = await start(nursery, handler, ssl_context=server_context)
-    async with station(info, subprotocols=["ocpp2.0.1"], ssl_context=client_context) as ws:
-        assert await ws.get_message() == "CS001|2.0.1"
-        await ws.send_message("x" * 200_000)
-        assert await ws.get_message() == "x" * 200_000
-    assert [t._direct for t in seen] == [None]
+    config = attrs.evolve(FAST, handshake_timeout=0.2)
+    info = await start(nursery, config=config, ssl_context=server_context)
+    async with await trio.open_tcp_stream("127.0.0.1", info.port) as stream:
+        with trio.fail_after(5):  # no TLS ClientHello: dropped at the handshake timeout
+            assert await stream.receive_some(100) == b""
+    assert info.statistics().handshakes_failed == 1
+    assert "no WebSocket upgrade within 0.2 s" in caplog.text
 
 
-async def test_messages_queue_in_order_while_the_reader_is_busy(nursery):
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+async def test_messages_queue_in_order_while_the_handler_is_busy(nursery):
     got: list[str | bytes] = []
+    all_sent = trio.Event()
     done = trio.Event()
 
     async def handler(station: StationConnection) -> None:
-        assert isinstance(station.transport, WebSocketTransport)
-        assert station.transport._direct is not None  # so the hand-over is in place
-        await trio.sleep(0.2)  # trio-websocket's channel fills; its reader has to wait
+        await all_sent.wait()  # not reading: the messages wait in the socket
         for _ in range(50):
             got.append(await station.transport.get_message())
         done.set()
@@ -876,43 +728,138 @@ async def test_messages_queue_in_order_while_the_reader_is_busy(nursery):
     async with station(info) as ws:
         for n in range(50):
             await ws.send_message(f"m{n}")
-        with trio.fail_after(2):
+        all_sent.set()
+        with trio.fail_after(5):
             await done.wait()
     assert got == [f"m{n}" for n in range(50)]
 
 
-async def test_a_direct_write_after_the_socket_was_closed_goes_nowhere(nursery):
-    leaked: list[bytes] = []
-    outcome: list[str] = []
+def masked_text_frame(text: str) -> bytes:
+    """One client text frame, built by hand (wsproto builds none before the 101)."""
+    payload, mask = text.encode(), b"\x01\x02\x03\x04"
+    assert len(payload) < 126
+    return (
+        bytes([0x81, 0x80 | len(payload)])
+        + mask
+        + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    )
+
+
+async def test_a_frame_sent_with_the_upgrade_request_is_not_lost(nursery):
+    """A client should wait for the 101; one that does not still loses nothing it sent after."""
+    got: list[str | bytes] = []
     done = trio.Event()
 
     async def handler(station: StationConnection) -> None:
-        transport = station.transport
-        assert isinstance(transport, WebSocketTransport)
-        assert transport._direct is not None
-        old = transport._direct.stream.socket.fileno()
-        # closed under the adapter's feet, and at once (no checkpoint, so trio-websocket has
-        # not noticed) its descriptor is reused by a new, connected socket
-        transport._direct.stream.socket.close()
-        left, right = socket.socketpair()
-        try:
-            assert old in (left.fileno(), right.fileno())
-            try:
-                await transport.send_message("stray")
-            except TransportClosedError:
-                outcome.append("refused")
-            for end in (left, right):
-                end.setblocking(False)
-                with suppress(BlockingIOError):
-                    leaked.append(end.recv(100))
-        finally:
-            left.close()
-            right.close()
-            done.set()
+        got.append(await station.transport.get_message())
+        done.set()
 
     info = await start(nursery, handler)
-    async with station(info):
-        with trio.fail_after(2):
+    request = b"GET /ocpp/CS7 HTTP/1.1\r\n" + UPGRADE + b"Sec-WebSocket-Version: 13\r\n\r\n"
+    async with await trio.open_tcp_stream("127.0.0.1", info.port) as stream:
+        await stream.send_all(request + masked_text_frame("early"))
+        with trio.fail_after(5):
             await done.wait()
-    assert outcome == ["refused"]
-    assert leaked == []  # nothing went to the socket that now has the old descriptor
+    assert got == ["early"]
+
+
+# --------------------------------------------------------------------------------------------
+# The HTTP side of the upgrade: exact statuses, text/plain bodies
+
+
+async def http_exchange(info: ServerInfo, request: bytes) -> tuple[h11.Response, bytes]:
+    """Send raw ``request`` bytes; the server's response and body (read with h11)."""
+    async with await trio.open_tcp_stream("127.0.0.1", info.port) as stream:
+        await stream.send_all(request)
+        client = h11.Connection(h11.CLIENT)
+        method = "HEAD" if request.startswith(b"HEAD ") else "GET"
+        client.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
+        response: h11.Response | None = None
+        body = b""
+        with trio.fail_after(5):
+            while True:
+                event = client.next_event()
+                if event is h11.NEED_DATA:
+                    client.receive_data(await stream.receive_some(65536))
+                elif isinstance(event, h11.Response):
+                    response = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    break
+        assert response is not None
+        return response, body
+
+
+UPGRADE = (
+    b"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: ocpp1.6\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "header"),
+    [
+        (b"POST /CS1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405, (b"allow", b"GET")),
+        (b"HEAD /CS1 HTTP/1.1\r\nHost: x\r\n\r\n", 405, (b"allow", b"GET")),
+        (b"GET /CS1 HTTP/1.1\r\nHost: x\r\n\r\n", 426, (b"upgrade", b"websocket")),
+        (
+            b"GET /CS1 HTTP/1.1\r\n" + UPGRADE + b"Sec-WebSocket-Version: 8\r\n\r\n",
+            426,
+            (b"sec-websocket-version", b"13"),
+        ),
+        (b"GET /CS1 HTTP/1.1\r\n" + UPGRADE + b"\r\n", 400, None),  # no version
+        (
+            b"GET /CS1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n",
+            400,
+            None,
+        ),
+        (b"GARBAGE\r\n\r\n", 400, None),
+        (b"GET /CS1 HTTP/1.1\r\nHost: x\r\nX: " + b"y" * 40_000 + b"\r\n\r\n", 431, None),
+        (b"GET / HTTP/1.1\r\n" + UPGRADE + b"Sec-WebSocket-Version: 13\r\n\r\n", 404, None),
+    ],
+    ids=[
+        "post",
+        "head",
+        "not-an-upgrade",
+        "websocket-8",
+        "no-version",
+        "bad-key",
+        "garbage",
+        "head-too-long",
+        "no-identity",
+    ],
+)
+async def test_http_refusals(nursery, request_bytes, status, header):
+    info = await start(nursery)
+    response, body = await http_exchange(info, request_bytes)
+    assert response.status_code == status
+    headers = list(response.headers)
+    assert (b"content-type", b"text/plain; charset=utf-8") in headers
+    assert body or request_bytes.startswith(b"HEAD ")  # says why
+    if header is not None:
+        assert header in headers
+    assert info.statistics().handshakes_rejected == 1
+    assert await hello(info) == "CS001|2.1"  # and the server lives on
+
+
+async def test_a_raw_upgrade_is_accepted(nursery):
+    info = await start(nursery)
+    request = b"GET /ocpp/CS7 HTTP/1.1\r\n" + UPGRADE + b"Sec-WebSocket-Version: 13\r\n\r\n"
+    async with await trio.open_tcp_stream("127.0.0.1", info.port) as stream:
+        await stream.send_all(request)
+        with trio.fail_after(5):
+            head = await stream.receive_some(4096)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # RFC 6455's example
+    assert b"Sec-WebSocket-Protocol: ocpp1.6" in head
+
+
+async def test_a_rejection_with_an_invalid_header_is_a_500(nursery, caplog):
+    async def check(request: ConnectionRequest) -> Rejection | None:
+        return Rejection(401, "no", (("WWW-Authenticate", "bad\r\nvalue"),))
+
+    info = await start(nursery, check_request=check)
+    assert await status_of_rejection(info, "/CS1") == 500
+    assert "cannot send the refusal" in caplog.text

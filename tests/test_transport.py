@@ -1,4 +1,5 @@
-"""The Transport protocol's in-memory pairs, and the trio-websocket adapter's close bookkeeping."""
+"""The in-memory transport pairs: what only they do (bounded buffers, binary frames, pickling of
+the close error). The contract every transport keeps is in test_transport_conformance.py."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ class ChargePointConfig:
         message_attempt_interval: seconds between two such attempts.
         handler_queue_size: CSMS CALLs that may wait for the handler task; more are answered
             ``GenericError`` (the CSMS should send one at a time).
-        max_message_size: the largest WebSocket message accepted, in characters.
+        max_message_size: the largest WebSocket message accepted, in bytes (UTF-8).
         send_timeout: seconds one WebSocket send may take before the connection is aborted.
         close_timeout: seconds the WebSocket close handshake may take.
         validate_outbound: check our own messages against the schema before they leave.

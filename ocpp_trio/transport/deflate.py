@@ -1,153 +1,210 @@
 """permessage-deflate (RFC 7692) for 2.x connections, with a bound on inflation.
 
 OCPP 2.0.1 and 2.1 say the CSMS SHALL support permessage-deflate (it is optional for stations;
-1.6 advises against anything beyond RFC 6455).  wsproto implements the extension; this module
-adds what a server facing untrusted stations needs on top:
+1.6 advises against anything beyond RFC 6455).  :class:`BoundedPerMessageDeflate` is the whole
+extension, written on wsproto's public :class:`~wsproto.extensions.Extension` interface, with
+what a server facing untrusted stations needs:
 
-* **A bound on inflation.** A few kilobytes of deflate data can inflate to gigabytes.  wsproto
-  inflates each chunk it is given in full; :class:`BoundedPerMessageDeflate` stops just past
-  the message size limit, so the connection is closed with 1009 exactly as for an over-long
+* **A bound on inflation.** A few kilobytes of deflate data can inflate to gigabytes.  A
+  message is never inflated beyond ``max_message_size`` + 1 bytes: one byte past the limit
+  proves the message too big, the connection is failed with 1009 exactly as for an over-long
   uncompressed message, and the rest is never inflated.
 * **No context takeover, both ways.** With context takeover a connection keeps a zlib
-  compressor and decompressor (hundreds of kilobytes) for its whole life; an idle station
-  would cost more than ten times its usual footprint.  The server asks for
+  compressor and decompressor (hundreds of kilobytes) for its whole life; an idle station would
+  cost more than ten times its usual footprint.  The answer to an offer always carries
   ``server_no_context_takeover`` and ``client_no_context_takeover``, so both ends start every
   message afresh and nothing stays allocated between messages.
-* **Accepting it through trio-websocket**, whose public ``accept()`` takes no extensions:
-  :func:`accept_with_deflate` does what ``WebSocketRequest.accept()`` does, with the extension
-  added.  It relies on trio-websocket internals, checked first: when they are not as expected
-  the connection is accepted without compression (logged once), never refused.
 """
 
 from __future__ import annotations
 
-import logging
 import zlib
-from typing import Any, Final
+from typing import Final, Protocol
 
-import trio_websocket
-from wsproto.events import AcceptConnection
-from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-__all__ = ["BoundedPerMessageDeflate", "accept_with_deflate", "inflation_bound", "offers_deflate"]
+__all__ = ["BoundedPerMessageDeflate"]
 
-logger = logging.getLogger("ocpp_trio.server")
+#: what the sender removes from the end of every compressed message (RFC 7692 §7.2.1)
+_TAIL: Final = b"\x00\x00\xff\xff"
+_DATA_OPCODES: Final = frozenset({Opcode.TEXT, Opcode.BINARY})
+_PARAMETERS: Final = frozenset(
+    {
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    }
+)
 
-#: the UTF-8 bytes a text message of N characters may take at most
-_BYTES_PER_CHARACTER: Final = 4
 
-_internals_checked: bool | None = None
+class _Inflater(Protocol):
+    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
 
 
-class BoundedPerMessageDeflate(PerMessageDeflate):
-    """wsproto's permessage-deflate, never inflating a message beyond ``max_bytes`` + 1 bytes.
+class _Deflater(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
 
-    What lies beyond is not inflated: the message is cut there, and the part delivered (more
-    than the connection's message size limit allows, see :func:`inflation_bound`) makes the
-    connection close with 1009 exactly as an over-long uncompressed message does.
+    def flush(self, mode: int = ..., /) -> bytes: ...
+
+
+class BoundedPerMessageDeflate(Extension):
+    """permessage-deflate without context takeover, inflating at most ``max_message_size`` + 1
+    bytes of a message.
+
+    Give one to wsproto's ``AcceptConnection(extensions=[...])`` (server side): it is used only
+    when the client offered permessage-deflate, and it answers the offer with
+    ``server_no_context_takeover; client_no_context_takeover`` (plus the window size the client
+    asked the server to keep to).  A message that inflates beyond ``max_message_size`` bytes
+    fails the connection with 1009 (:attr:`CloseReason.MESSAGE_TOO_BIG`); corrupt deflate data
+    fails it with 1007.  One instance serves one connection.
+
+    Args:
+        max_message_size: the largest inflated message accepted, in bytes.
     """
 
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(client_no_context_takeover=True, server_no_context_takeover=True)
-        self._max_bytes = max_bytes
+    name = "permessage-deflate"
+
+    def __init__(self, max_message_size: int) -> None:
+        if max_message_size < 1:
+            raise ValueError(f"max_message_size must be >= 1, not {max_message_size}")
+        self.max_message_size = max_message_size
+        #: the window the server compresses with (the client may ask for a smaller one)
+        self.server_max_window_bits = 15
+        self._enabled = False
+        # the message being received: None between messages, else whether it is compressed
+        self._compressed: bool | None = None
+        # whether the frame being received belongs to that message (not a control frame)
+        self._data_frame = False
+        self._decompressor: _Inflater | None = None
         self._inflated = 0
-        self._cut = False
+        self._compressor: _Deflater | None = None
+
+    def enabled(self) -> bool:
+        """Whether the handshake agreed on this extension."""
+        return self._enabled
+
+    # -- negotiation ---------------------------------------------------------------------------
+
+    def offer(self) -> str:
+        """The client's offer (for a client using this class): no context takeover both ways."""
+        return "server_no_context_takeover; client_no_context_takeover"
+
+    def finalize(self, offer: str) -> None:
+        """The client side: the server accepted our offer."""
+        self._enabled = True
+
+    def accept(self, offer: str) -> str | None:
+        """The server side: answer one of the client's offers, or decline it (``None``).
+
+        Declined: unknown or repeated parameters, and a ``server_max_window_bits`` zlib cannot
+        honour (below 9).  ``client_max_window_bits`` needs no answer: the inflater takes any
+        window up to 15.
+        """
+        seen: set[str] = set()
+        window: int | None = None
+        for part in offer.split(";")[1:]:
+            name, _, value = (s.strip() for s in part.partition("="))
+            if name not in _PARAMETERS or name in seen:
+                return None
+            seen.add(name)
+            value = value.strip('"')
+            if name == "server_max_window_bits":
+                if not value.isdigit() or not 9 <= int(value) <= 15:
+                    return None
+                window = int(value)
+            elif name == "client_max_window_bits":
+                if value and (not value.isdigit() or not 8 <= int(value) <= 15):
+                    return None
+            elif value:
+                return None
+        answer = "server_no_context_takeover; client_no_context_takeover"
+        if window is not None:
+            self.server_max_window_bits = window
+            answer += f"; server_max_window_bits={window}"
+        self._enabled = True
+        return answer
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        """RSV1 marks the first frame of a compressed message, and nothing else."""
+        if rsv.rsv1 and opcode not in _DATA_OPCODES:
+            return CloseReason.PROTOCOL_ERROR
+        self._data_frame = not opcode.iscontrol()
+        if opcode in _DATA_OPCODES:
+            self._compressed = rsv.rsv1
+            self._inflated = 0
+            self._decompressor = zlib.decompressobj(-15) if rsv.rsv1 else None
+        return RsvBits(True, False, False)
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
-        if not self._inbound_compressed or not self._inbound_is_compressible:
+        """Inflate a piece of a compressed message, never past the bound."""
+        if self._decompressor is None or not self._data_frame:
             return data
-        return self._inflate(bytes(data))
+        return self._inflate(data)
 
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
-        if not (fin and self._inbound_compressed and self._inbound_is_compressible):
-            result = super().frame_inbound_complete(proto, fin)
-            if fin:
-                self._inflated, self._cut = 0, False
-            return result
-        # the message's end: the empty stored block the sender removed (RFC 7692 7.2.2)
-        tail = self._inflate(b"\x00\x00\xff\xff")
-        self._inflated, self._cut = 0, False
-        self._decompressor = None  # no context takeover: nothing kept between messages
-        self._inbound_compressed = None
+        """At the end of a compressed message, inflate the tail and forget the context."""
+        if not fin or not self._data_frame or self._compressed is None:
+            return None
+        self._compressed = None
+        if self._decompressor is None:
+            return None
+        tail = self._inflate(_TAIL)
+        self._decompressor = None
         return tail
 
     def _inflate(self, data: bytes) -> bytes | CloseReason:
         decompressor = self._decompressor
-        if self._cut:
-            return b""
-        if decompressor is None:
-            return CloseReason.INTERNAL_ERROR
-        room = self._max_bytes - self._inflated + 1
+        assert decompressor is not None
+        room = self.max_message_size + 1 - self._inflated  # one byte past the limit proves it
         try:
             out = decompressor.decompress(data, room)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._inflated += len(out)
-        if self._inflated > self._max_bytes or decompressor.unconsumed_tail:
-            self._cut = True  # the rest of this message is dropped, never inflated
+        if self._inflated > self.max_message_size:
+            self._decompressor = None  # what is left of the message is never inflated
+            return CloseReason.MESSAGE_TOO_BIG
         return out
 
+    # -- sending ---------------------------------------------------------------------------------
 
-def inflation_bound(max_message_size: int) -> int:
-    """The bytes to inflate at most for a limit of ``max_message_size`` characters: enough
-    UTF-8 for more characters than the limit, so an over-long message is seen as one."""
-    return (max_message_size + 1) * _BYTES_PER_CHARACTER
+    def frame_outbound(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        data: bytes,
+        fin: bool,
+    ) -> tuple[RsvBits, bytes]:
+        """Compress a data frame, with a fresh context for every message."""
+        if opcode in _DATA_OPCODES:
+            rsv = RsvBits(True, rsv.rsv2, rsv.rsv3)
+            self._compressor = zlib.compressobj(
+                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self.server_max_window_bits
+            )
+        elif opcode is not Opcode.CONTINUATION or self._compressor is None:
+            return rsv, data
+        compressor = self._compressor
+        out = compressor.compress(data)
+        if fin:
+            out += compressor.flush(zlib.Z_SYNC_FLUSH)
+            out = out[: -len(_TAIL)]
+            self._compressor = None
+        return rsv, out
 
-
-def offers_deflate(request: trio_websocket.WebSocketRequest) -> bool:
-    """Whether the upgrade request offers permessage-deflate (wsproto keeps the offers out of
-    the request's headers, on its private request event)."""
-    offers = getattr(getattr(request, "_event", None), "extensions", None) or ()
-    return any(
-        isinstance(offer, str) and offer.split(";", 1)[0].strip() == PerMessageDeflate.name
-        for offer in offers
-    )
-
-
-def _internals_ok(request: trio_websocket.WebSocketRequest) -> bool:
-    global _internals_checked
-    connection = getattr(request, "_connection", None)
-    ok = (
-        connection is not None
-        and hasattr(request, "_event")
-        and hasattr(connection, "_send")
-        and hasattr(connection, "_subprotocol")
-        and hasattr(connection, "_path")
-        and hasattr(connection, "_open_handshake")
-    )
-    if not ok and _internals_checked is None:
-        logger.warning(
-            "this trio-websocket version cannot be given the permessage-deflate extension; "
-            "connections are accepted without compression"
-        )
-    _internals_checked = ok
-    return ok
-
-
-async def accept_with_deflate(
-    request: trio_websocket.WebSocketRequest,
-    *,
-    subprotocol: str | None,
-    max_message_size: int,
-) -> trio_websocket.WebSocketConnection:
-    """Accept the upgrade like ``request.accept(subprotocol=...)``, also accepting
-    permessage-deflate when the client offered it (bounded by ``max_message_size``
-    characters)."""
-    if not _internals_ok(request):
-        return await request.accept(subprotocol=subprotocol)
-    connection: Any = request._connection  # private: see the module docstring
-    extension = BoundedPerMessageDeflate(inflation_bound(max_message_size))
-    # what WebSocketConnection._accept does, with the extension
-    connection._subprotocol = subprotocol
-    connection._path = request._event.target
-    await connection._send(
-        AcceptConnection(subprotocol=subprotocol, extra_headers=[], extensions=[extension])
-    )
-    connection._open_handshake.set()
-    result: trio_websocket.WebSocketConnection = connection
-    return result
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} max_message_size={self.max_message_size}>"

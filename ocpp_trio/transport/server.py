@@ -1,55 +1,67 @@
 """Serving OCPP-J over WebSocket: station identity from the path, subprotocol negotiation, limits.
 
-Each TCP connection is served in its own task and goes through these steps, all before the
-WebSocket upgrade and all within ``ServerConfig.handshake_timeout``:
+The server owns the whole WebSocket layer: it reads the HTTP upgrade request with h11, answers it
+through wsproto, and serves the connection as a
+:class:`~ocpp_trio.transport.websocket.WebSocketTransport`.  Each TCP connection is served in its
+own task and goes through these steps, all before the WebSocket upgrade and all within
+``ServerConfig.handshake_timeout``:
 
 0. Over TLS, complete the TLS handshake (client certificate checks included); a failure is
    logged at WARNING and the connection dropped.
-1. Read the HTTP upgrade request.
+1. Read the HTTP request.  A malformed one is refused with 400 (431 for an over-long head), a
+   method other than GET with 405, a request that is not a WebSocket upgrade (or asks for a
+   WebSocket version other than 13) with 426.
 2. Resolve the station identity: the last non-empty path segment, percent-decoded
    (:func:`identity_from_path`). An invalid one is refused with HTTP 400, a missing one with 404.
 3. ``check_request`` (the application's hook, e.g. HTTP Basic auth): a :class:`Rejection` refuses
    the upgrade with its status and headers.
 4. Choose the version among those the client offered that the server enables
-   (``select_version``; by default the newest, :func:`select_newest`). On 2.x the identity must
-   also be an ``identifierString``: at most 48 characters and no ``:``.
-5. Upgrade. When no version could be chosen, the upgrade still completes, *without* a
-   subprotocol, and the connection is closed at once with 1002, as all three OCPP-J versions
-   require.
+   (``select_version``; by default the newest, :func:`select_newest`).  When none can be
+   chosen, the request is refused with 400 (``ServerConfig.upgrade_without_subprotocol``
+   restores what the OCPP-J specifications describe: upgrade without a subprotocol, then close
+   at once with 1002).  On 2.x the identity must also be an ``identifierString``
+   (:func:`check_identity_for_version`), else 400.
+5. Upgrade, with permessage-deflate on 2.x when the station offers it.
 
-Then ``handler(StationConnection)`` runs, while the task that hosts trio-websocket's reader
-pings every ``ping_interval`` seconds and aborts the connection when no pong comes within
-``ping_timeout``.
-When the handler returns the connection is closed with 1000; when it raises, the error is logged
-and only that connection is closed, with 1011. Which station may be connected twice is the
-runtime's business, not this module's.
+Every refusal is a ``text/plain`` body saying why.  Then ``handler(StationConnection)`` runs;
+one watchdog task per server sends keepalive pings and enforces the send timeout for every
+connection (see :mod:`ocpp_trio.transport.websocket`).  When the handler returns the connection
+is closed with 1000; when it raises, the error is logged and only that connection is closed,
+with 1011. Which station may be connected twice is the runtime's business, not this module's.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import ssl
-import unicodedata
-import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from typing import Any, NoReturn
 
 import attrs
+import h11
 import trio
-import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import Extension
+from wsproto.utilities import ProtocolError
 
 from ocpp_trio.errors import ConnectionLostError, InvalidIdentityError
 from ocpp_trio.protocol.version import Version
-from ocpp_trio.transport.base import (
-    CloseCode,
-    ConnectionInfo,
-    Transport,
-    WebSocketTransport,
-    _format_endpoint,
+from ocpp_trio.transport.base import CloseCode, ConnectionInfo, Transport
+from ocpp_trio.transport.deflate import BoundedPerMessageDeflate
+from ocpp_trio.transport.handshake import (
+    Refusal,
+    early_data,
+    header_tokens,
+    new_connection,
+    read_request,
+    refusal_response,
+    send_refusal,
+    upgrade_refusal,
 )
-from ocpp_trio.transport.deflate import accept_with_deflate, offers_deflate
+from ocpp_trio.transport.identity import check_identity_for_version, identity_from_path
+from ocpp_trio.transport.websocket import Watchdog, WebSocketTransport
 
 __all__ = [
     "ConnectionRequest",
@@ -70,13 +82,9 @@ __all__ = [
 
 logger = logging.getLogger("ocpp_trio.server")
 
-#: Longest identity on 2.x, where it is an identifierString[48].
-MAX_IDENTITY_LENGTH_V2 = 48
 _NEWEST_FIRST = (Version.V21, Version.V201, Version.V16)
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_RECEIVE_BUFFER = 64 * 1024
-# trio-websocket's queue between its reader task and get_message(); 1 keeps it bounded and small.
-_MESSAGE_QUEUE_SIZE = 1
+#: Request headers the application does not see: wsproto consumes them.
+_HIDDEN_HEADERS = frozenset({b"host", b"sec-websocket-protocol", b"sec-websocket-extensions"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,15 +119,17 @@ class ServerConfig:
 
     Attributes:
         versions: the OCPP versions offered to stations (default all three).
-        max_message_size: the largest message accepted, in characters of a text frame (bytes of
-            a binary one). A larger one closes the connection with 1009. The default, 4 MiB, is
-            far above the largest schema field (2.1 ``signedMeterData``, 32768).
-        ping_interval: seconds between the server's keepalive pings; ``0`` disables them.
-        ping_timeout: seconds to wait for a pong before aborting the connection.
+        max_message_size: the largest message accepted, in bytes (the UTF-8 bytes of a text
+            frame). A larger one closes the connection with 1009. The default, 4 MiB, is far
+            above the largest schema field (2.1 ``signedMeterData``, 32768 characters).
+        ping_interval: seconds without anything received from a station before the server
+            pings it; ``0`` disables the pings.
+        ping_timeout: seconds to wait after a ping for anything from the station (its pong)
+            before aborting the connection.
         handshake_timeout: seconds from TCP accept (TLS included) to the WebSocket upgrade,
             ``check_request`` and ``select_version`` included; a slower client is dropped.
-        send_timeout: seconds one message send may take before the connection is aborted (a
-            peer that stops reading must not hold a task forever).
+        send_timeout: seconds one message's write may stay blocked before the connection is
+            aborted (a peer that stops reading must not hold a task forever).
         close_timeout: seconds to wait for the peer's close frame when closing.
         path_prefix: requests whose path does not start with it are refused with 404; the
             default ``"/"`` accepts any path. The identity is the last non-empty segment after it.
@@ -129,6 +139,11 @@ class ServerConfig:
             station offers, as 2.x requires of a CSMS (never on 1.6, which advises against
             it). Both ends then compress each message on its own (no context takeover), and a
             message that inflates beyond ``max_message_size`` closes the connection with 1009.
+        upgrade_without_subprotocol: when no version can be agreed (no known subprotocol
+            offered, or ``select_version`` refused them all): ``False`` (the default) refuses
+            the request with HTTP 400 before the upgrade; ``True`` upgrades without a
+            ``Sec-WebSocket-Protocol`` and closes the connection at once with 1002, which is
+            what the OCPP-J specifications describe.
     """
 
     versions: tuple[Version, ...] = attrs.field(default=tuple(Version), converter=_to_versions)
@@ -141,6 +156,7 @@ class ServerConfig:
     path_prefix: str = attrs.field(default="/", validator=_absolute_path)
     max_identity_length_v16: int = attrs.field(default=128, validator=_positive)
     permessage_deflate: bool = True
+    upgrade_without_subprotocol: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -152,8 +168,8 @@ class ConnectionRequest:
         path: the request path, still percent-encoded, without the query string.
         offered_versions: the versions we know among those the client offered, in its order.
         offered_subprotocols: every ``Sec-WebSocket-Protocol`` token the client sent, in order.
-        headers: ``(lower-case name, value)`` pairs, values decoded as ISO-8859-1 (``Host`` and
-            ``Sec-WebSocket-Protocol`` are not included).
+        headers: ``(lower-case name, value)`` pairs, values decoded as ISO-8859-1 (``Host``,
+            ``Sec-WebSocket-Protocol`` and ``Sec-WebSocket-Extensions`` are not included).
         remote: the peer's ``address:port``.
         tls: whether the connection came over TLS.
         peer_certificate: the client certificate (``ssl.SSLSocket.getpeercert()`` form) when the
@@ -219,10 +235,12 @@ class ServerStatistics:
     Attributes:
         connections_active: stations whose handler is running now.
         connections_accepted: upgrades with a negotiated version, since start.
-        handshakes_rejected: requests refused with an HTTP error (identity, ``check_request``).
-        handshakes_failed: connections dropped before the upgrade (timeout, peer gone, malformed
-            HTTP).
-        no_subprotocol: upgrades closed with 1002 because no version could be agreed.
+        handshakes_rejected: requests refused with an HTTP error (malformed or not an upgrade,
+            identity, ``check_request``, no agreed version).
+        handshakes_failed: connections dropped before the upgrade (TLS failure, timeout, peer
+            gone).
+        no_subprotocol: requests with which no version could be agreed (refused with 400, or
+            upgraded and closed with 1002).
         handler_errors: handlers that raised.
     """
 
@@ -280,7 +298,8 @@ VersionSelector = Callable[
 ]
 """Chooses the version for a request among the offered ones (sync or async). It gets the offered
 versions the server enables, in the client's order, never empty; ``None`` refuses them all (the
-connection is then closed with 1002)."""
+request is then refused with 400, or upgraded and closed with 1002: see
+``ServerConfig.upgrade_without_subprotocol``)."""
 
 RequestChecker = Callable[[ConnectionRequest], Awaitable[Rejection | None]]
 """Checks a request before the upgrade (authentication goes here): ``None`` lets it through, a
@@ -302,61 +321,6 @@ def select_client_preference(
 ) -> Version | None:
     """A :data:`VersionSelector` honouring the client's order: its first offered version."""
     return offered[0] if offered else None
-
-
-# --------------------------------------------------------------------------------------------
-# Station identity
-
-
-def identity_from_path(path: str, *, path_prefix: str = "/", max_length: int = 128) -> str:
-    """The station identity in an upgrade request target: its last non-empty path segment.
-
-    The query string is ignored. The segment is percent-decoded as strict UTF-8; the result must
-    be non-empty, not only whitespace, free of control characters and ``/``, and at most
-    ``max_length`` characters. The rules particular to 2.x are :func:`check_identity_for_version`.
-
-    Raises:
-        InvalidIdentityError: 404 when the path is outside ``path_prefix`` or has no segment,
-            400 when the segment is malformed.
-    """
-    path = path.partition("?")[0].partition("#")[0]
-    prefix = path_prefix if path_prefix.endswith("/") else path_prefix + "/"
-    if not (path + "/").startswith(prefix):
-        raise InvalidIdentityError(404, f"path must start with {prefix!r}")
-    segments = [segment for segment in path[len(prefix) :].split("/") if segment]
-    if not segments:
-        raise InvalidIdentityError(404, "no station identity in the path")
-    raw = segments[-1]
-    if _BAD_PERCENT.search(raw):
-        raise InvalidIdentityError(400, "invalid percent-encoding in the station identity")
-    try:
-        identity = urllib.parse.unquote(raw, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidIdentityError(400, "station identity is not valid UTF-8") from None
-    if not identity.strip():
-        raise InvalidIdentityError(400, "station identity is blank")
-    if "/" in identity or any(unicodedata.category(c) == "Cc" for c in identity):
-        raise InvalidIdentityError(400, "station identity contains '/' or control characters")
-    if len(identity) > max_length:
-        raise InvalidIdentityError(400, f"station identity is longer than {max_length} characters")
-    return identity
-
-
-def check_identity_for_version(identity: str, version: Version) -> None:
-    """Check the rules the version adds: on 2.x at most 48 characters and no ``:`` (it is the
-    Basic-auth username). 1.6 adds none.
-
-    Raises:
-        InvalidIdentityError: (400) the identity breaks a rule of ``version``.
-    """
-    if version is Version.V16:
-        return
-    if len(identity) > MAX_IDENTITY_LENGTH_V2:
-        raise InvalidIdentityError(
-            400, f"OCPP {version} station identity is longer than {MAX_IDENTITY_LENGTH_V2}"
-        )
-    if ":" in identity:
-        raise InvalidIdentityError(400, f"OCPP {version} station identity must not contain ':'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,7 +348,8 @@ async def serve_ocpp_websocket(
 
     Waits for: cancellation; it never returns.
     Cancellation: stops accepting, cancels every connection task; each open connection gets a
-    1001 close, bounded by ``close_timeout``.
+    1001 close, bounded by ``close_timeout``.  (With ``handler_nursery``, the connections and
+    the watchdog looking after them live on in that nursery until they end.)
     Closes: every connection it accepted, whatever the handler did.
     Exceptions: a handler's exception (``ConnectionLostError`` excepted) is logged and closes its
     connection with 1011; it never reaches this function. Errors binding the listeners
@@ -401,12 +366,13 @@ async def serve_ocpp_websocket(
         handler_nursery: the nursery connection tasks run in (default: one of this function).
         task_status: for ``nursery.start``.
     """
-    server = _Server(
-        handler,
-        config or ServerConfig(),
-        select_version or select_newest,
-        check_request,
+    config = config or ServerConfig()
+    watchdog = Watchdog(
+        ping_interval=config.ping_interval,
+        ping_timeout=config.ping_timeout,
+        send_timeout=config.send_timeout,
     )
+    server = _Server(handler, config, select_version or select_newest, check_request, watchdog)
     if ssl_context is None:
         plain = await trio.open_tcp_listeners(port, host=host)
         addresses = tuple(_address(listener.socket) for listener in plain)
@@ -418,14 +384,18 @@ async def serve_ocpp_websocket(
         addresses = tuple(_address(_socket_of(listener.transport_listener)) for listener in secure)
         serve = partial(trio.serve_listeners, server.handle_stream, secure)
     info = ServerInfo(addresses=addresses, counters=server.counters)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(partial(serve, handler_nursery=handler_nursery))
-        logger.info(
-            "serving OCPP %s on %s",
-            ", ".join(v.value for v in server.config.versions),
-            ", ".join(f"{'wss' if ssl_context else 'ws'}://{h}:{p}" for h, p in addresses),
-        )
-        task_status.started(info)
+    try:
+        async with trio.open_nursery() as nursery:
+            await (handler_nursery or nursery).start(watchdog.run)
+            await nursery.start(partial(serve, handler_nursery=handler_nursery))
+            logger.info(
+                "serving OCPP %s on %s",
+                ", ".join(v.value for v in server.config.versions),
+                ", ".join(f"{'wss' if ssl_context else 'ws'}://{h}:{p}" for h, p in addresses),
+            )
+            task_status.started(info)
+    finally:
+        watchdog.retire()  # in a handler nursery, it ends with the last connection
     raise AssertionError("unreachable: serve_listeners never returns")  # pragma: no cover
 
 
@@ -442,7 +412,7 @@ def _address(sock: trio.socket.SocketType) -> tuple[str, int]:
 
 @attrs.frozen
 class _Accepted:
-    connection: trio_websocket.WebSocketConnection
+    transport: WebSocketTransport
     request: ConnectionRequest
     version: Version | None
 
@@ -456,169 +426,193 @@ class _Server:
         config: ServerConfig,
         select_version: VersionSelector,
         check_request: RequestChecker | None,
+        watchdog: Watchdog,
     ) -> None:
         self.handler = handler
         self.config = config
         self.select_version = select_version
         self.check_request = check_request
+        self.watchdog = watchdog
         self.counters = _Counters()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        """Serve one TCP (or TLS) connection; never raises except ``Cancelled``.
-
-        trio-websocket's reader task runs in a nursery shielded from outside cancellation, so
-        that when the server is cancelled the reader still delivers the peer's close frame to
-        the (bounded) closing handshake; this task cancels that nursery itself once the
-        connection is done. The stream is closed on the way out whatever happened.
-        """
+        """Serve one TCP (or TLS) connection; never raises except ``Cancelled``.  The stream is
+        closed on the way out whatever happened."""
         try:
-            async with trio.open_nursery() as nursery:
-                host = _ReaderHost(self.config.ping_interval, self.config.ping_timeout)
-                reader_nursery: trio.Nursery = await nursery.start(host.run)
-                try:
-                    await self._serve(reader_nursery, stream, host)
-                finally:
-                    reader_nursery.cancel_scope.cancel()
+            accepted = await self._open(stream)
+            if accepted is not None:
+                await self._serve(accepted)
         except Exception:
             logger.exception("internal error while serving %s", _remote_of(stream))
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _serve(
-        self, nursery: trio.Nursery, stream: trio.abc.Stream, host: _ReaderHost
-    ) -> None:
+    async def _open(self, stream: trio.abc.Stream) -> _Accepted | None:
+        """TLS, the upgrade request and the checks, within the handshake timeout; ``None`` when
+        the connection was refused or dropped."""
+        remote = _remote_of(stream)
+        accepted = None
         with trio.move_on_after(self.config.handshake_timeout) as handshake_timer:
-            if isinstance(stream, trio.SSLStream) and not await _tls_handshake(stream):
+            if isinstance(stream, trio.SSLStream) and not await _tls_handshake(stream, remote):
                 self.counters.handshakes_failed += 1
-                return
+                return None
             try:
-                accepted = await self._handshake(nursery, stream)
-            except trio_websocket.ConnectionClosed:
-                accepted = None
+                accepted = await self._handshake(stream, remote)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self.counters.handshakes_failed += 1
-                logger.debug("%s: connection lost during the handshake", _remote_of(stream))
+                logger.debug("%s: connection lost during the handshake", remote)
+                return None
         if handshake_timer.cancelled_caught:
             self.counters.handshakes_failed += 1
             logger.info(
                 "%s: no WebSocket upgrade within %s s; dropped",
-                _remote_of(stream),
+                remote,
                 self.config.handshake_timeout,
             )
-            return
-        if accepted is None:
-            return
-        request = accepted.request
-        transport = WebSocketTransport(
-            accepted.connection,
-            stream=stream,
-            info=ConnectionInfo(
-                remote=request.remote,
-                path=accepted.connection.path or request.path,
-                headers=request.headers,
-                subprotocol=accepted.version.subprotocol if accepted.version else None,
-                peer_certificate=request.peer_certificate,
-            ),
-            send_timeout=self.config.send_timeout,
-            close_timeout=self.config.close_timeout,
-        )
-        if accepted.version is None:
-            self.counters.no_subprotocol += 1
-            logger.warning(
-                "station %r (%s) offered no supported subprotocol %s; closing with 1002",
-                request.identity,
-                request.remote,
-                list(request.offered_subprotocols),
-            )
-            await transport.aclose(CloseCode.PROTOCOL_ERROR, "no supported OCPP subprotocol")
-            return
-        self.counters.connections_accepted += 1
-        station = StationConnection(
-            identity=request.identity,
-            version=accepted.version,
-            transport=transport,
-            request=request,
-        )
-        host.keep_alive(transport)
-        await self._run_station(station, transport)
+        return accepted
 
-    async def _handshake(self, nursery: trio.Nursery, stream: trio.abc.Stream) -> _Accepted | None:
+    async def _handshake(self, stream: trio.abc.Stream, remote: str) -> _Accepted | None:
         """Read the request, check it, choose the version and upgrade; ``None`` if refused."""
-        ws_request = await trio_websocket.wrap_server_stream(
-            nursery,
-            stream,
-            message_queue_size=_MESSAGE_QUEUE_SIZE,
-            max_message_size=self.config.max_message_size,
-            receive_buffer_size=_RECEIVE_BUFFER,
-        )
-        remote = _format_endpoint(ws_request.remote)
+        http = new_connection()
+        try:
+            head = await read_request(stream, http)
+        except h11.RemoteProtocolError as exc:
+            logger.info("%s: malformed HTTP request refused: %s", remote, exc)
+            status = exc.error_status_hint if 400 <= exc.error_status_hint <= 499 else 400
+            await self._refuse(stream, http, Refusal(status, f"malformed HTTP request: {exc}"))
+            return None
+        if head is None:
+            self.counters.handshakes_failed += 1
+            logger.debug("%s: the peer left before its request was complete", remote)
+            return None
+        target = head.target.decode("latin-1")
+        problem = upgrade_refusal(head)
+        if problem is not None:
+            logger.info("%s: %r refused (%s): %s", remote, target, problem.status, problem.body)
+            await self._refuse(stream, http, problem, head=head.method == b"HEAD")
+            return None
         try:
             identity = identity_from_path(
-                ws_request.path,
+                target,
                 path_prefix=self.config.path_prefix,
                 max_length=self.config.max_identity_length_v16,
             )
         except InvalidIdentityError as exc:
-            logger.warning("%s: refused %r: %s", remote, ws_request.path, exc.problem)
-            await self._reject(ws_request, Rejection(exc.status_code, exc.problem))
+            logger.warning("%s: refused %r: %s", remote, target, exc.problem)
+            await self._refuse(stream, http, Refusal(exc.status_code, exc.problem))
             return None
-        tokens = tuple(ws_request.proposed_subprotocols)
+        tokens = tuple(header_tokens(head.headers, b"sec-websocket-protocol"))
         request = ConnectionRequest(
             identity=identity,
-            path=ws_request.path.partition("?")[0],
+            path=target.partition("?")[0],
             offered_versions=tuple(
                 dict.fromkeys(v for v in map(Version.from_subprotocol, tokens) if v is not None)
             ),
             offered_subprotocols=tokens,
             headers=tuple(
-                (name.decode("latin-1").lower(), value.decode("latin-1"))
-                for name, value in ws_request.headers
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in head.headers
+                if name not in _HIDDEN_HEADERS
             ),
             remote=remote,
             tls=isinstance(stream, trio.SSLStream),
             peer_certificate=_peer_certificate(stream),
         )
-        if self.check_request is not None:
-            try:
-                rejection = await self.check_request(request)
-            except Exception:
-                logger.exception("check_request failed for station %r", identity)
-                rejection = Rejection(500, "internal error")
-            if rejection is not None:
-                logger.info(
-                    "station %r (%s) refused by check_request: %s %s",
-                    identity,
-                    remote,
-                    rejection.status_code,
-                    rejection.reason,
-                )
-                await self._reject(ws_request, rejection)
-                return None
-        version = await self._choose_version(request)
-        if isinstance(version, Rejection):
-            await self._reject(ws_request, version)
-            return None
-        if version is not None:
-            try:
-                check_identity_for_version(identity, version)
-            except InvalidIdentityError as exc:
-                logger.warning("%s: refused %r: %s", remote, ws_request.path, exc.problem)
-                await self._reject(ws_request, Rejection(exc.status_code, exc.problem))
-                return None
-        subprotocol = version.subprotocol if version is not None else None
-        if (
-            version is not None
-            and version is not Version.V16
-            and self.config.permessage_deflate
-            and offers_deflate(ws_request)
-        ):
-            connection = await accept_with_deflate(
-                ws_request,
-                subprotocol=subprotocol,
-                max_message_size=self.config.max_message_size,
+        version: Version | None = None
+        rejection = await self._check(request)
+        if rejection is None:
+            chosen = await self._choose_version(request)
+            if isinstance(chosen, Rejection):
+                rejection = chosen
+            elif chosen is None:
+                rejection = self._no_version(request)
+            else:
+                version = chosen
+                rejection = _identity_rejection(request, version)
+        if rejection is not None:
+            await self._refuse(
+                stream, http, Refusal(rejection.status_code, rejection.reason, rejection.headers)
             )
-        else:
-            connection = await ws_request.accept(subprotocol=subprotocol)
-        return _Accepted(connection, request, version)
+            return None
+        return await self._upgrade(stream, http, head, request, version, target)
+
+    async def _check(self, request: ConnectionRequest) -> Rejection | None:
+        """The application's ``check_request``; a failure of its own is a 500."""
+        if self.check_request is None:
+            return None
+        try:
+            rejection = await self.check_request(request)
+        except Exception:
+            logger.exception("check_request failed for station %r", request.identity)
+            return Rejection(500, "internal error")
+        if rejection is not None:
+            logger.info(
+                "station %r (%s) refused by check_request: %s %s",
+                request.identity,
+                request.remote,
+                rejection.status_code,
+                rejection.reason,
+            )
+        return rejection
+
+    def _no_version(self, request: ConnectionRequest) -> Rejection | None:
+        """No version agreed: refused with 400, unless the upgrade-then-1002 way is configured."""
+        self.counters.no_subprotocol += 1
+        offered = list(request.offered_subprotocols)
+        if self.config.upgrade_without_subprotocol:
+            return None
+        logger.warning(
+            "station %r (%s) offered no supported subprotocol %s; refused",
+            request.identity,
+            request.remote,
+            offered,
+        )
+        enabled = ", ".join(v.subprotocol for v in self.config.versions)
+        return Rejection(400, f"no supported OCPP subprotocol offered (this server: {enabled})")
+
+    async def _upgrade(
+        self,
+        stream: trio.abc.Stream,
+        http: h11.Connection,
+        head: h11.Request,
+        request: ConnectionRequest,
+        version: Version | None,
+        target: str,
+    ) -> _Accepted | None:
+        """Hand the checked request to wsproto and send its 101."""
+        ws = WSConnection(ConnectionType.SERVER)
+        try:
+            ws.initiate_upgrade_connection(list(head.headers), head.target)
+            event = next(ws.events(), None)
+        except ProtocolError as exc:  # not expected: the request was checked already
+            logger.warning("%s: upgrade request refused by wsproto: %s", request.remote, exc)
+            await self._refuse(stream, new_connection(), Refusal(400, str(exc)))
+            return None
+        assert isinstance(event, Request)
+        extensions: list[Extension] = []
+        if version in (Version.V201, Version.V21) and self.config.permessage_deflate:
+            extensions.append(BoundedPerMessageDeflate(self.config.max_message_size))
+        subprotocol = version.subprotocol if version is not None else None
+        await stream.send_all(
+            ws.send(AcceptConnection(subprotocol=subprotocol, extensions=extensions))
+        )
+        early = early_data(http)
+        if early:
+            ws.receive_data(early)
+        transport = WebSocketTransport(
+            stream,
+            ws,
+            info=ConnectionInfo(
+                remote=request.remote,
+                path=target,
+                headers=request.headers,
+                subprotocol=subprotocol,
+                peer_certificate=request.peer_certificate,
+            ),
+            max_message_size=self.config.max_message_size,
+            close_timeout=self.config.close_timeout,
+        )
+        return _Accepted(transport, request, version)
 
     async def _choose_version(self, request: ConnectionRequest) -> Version | Rejection | None:
         candidates = [v for v in request.offered_versions if v in self.config.versions]
@@ -640,19 +634,46 @@ class _Server:
             return Rejection(500, "internal error")
         return chosen
 
-    async def _reject(
-        self, ws_request: trio_websocket.WebSocketRequest, rejection: Rejection
+    async def _refuse(
+        self, stream: trio.abc.Stream, http: h11.Connection, refusal: Refusal, *, head: bool = False
     ) -> None:
+        """Answer with ``refusal`` (``head``: to a HEAD request); the caller then closes the
+        connection."""
         self.counters.handshakes_rejected += 1
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in rejection.headers]
-        await ws_request.reject(
-            rejection.status_code, extra_headers=headers, body=rejection.reason.encode()
+        try:
+            data = refusal_response(http, refusal, head=head)
+        except h11.LocalProtocolError:
+            logger.exception("cannot send the refusal %s (an invalid header?)", refusal)
+            data = refusal_response(new_connection(), Refusal(500, "internal error"))
+        await send_refusal(stream, data)
+
+    async def _serve(self, accepted: _Accepted) -> None:
+        """Run the handler on an upgraded connection, watched by the watchdog; close it after."""
+        transport, request = accepted.transport, accepted.request
+        if accepted.version is None:
+            logger.warning(
+                "station %r (%s) offered no supported subprotocol %s; closing with 1002",
+                request.identity,
+                request.remote,
+                list(request.offered_subprotocols),
+            )
+            await transport.aclose(CloseCode.PROTOCOL_ERROR, "no supported OCPP subprotocol")
+            return
+        self.counters.connections_accepted += 1
+        station = StationConnection(
+            identity=request.identity,
+            version=accepted.version,
+            transport=transport,
+            request=request,
         )
+        self.watchdog.watch(transport)
+        try:
+            await self._run_station(station, transport)
+        finally:
+            self.watchdog.unwatch(transport)
 
     async def _run_station(self, station: StationConnection, transport: WebSocketTransport) -> None:
-        """Run the handler (the keepalive runs in the reader's host task); close the
-        connection when it is done."""
+        """Run the handler; close the connection when it is done."""
         identity, remote = station.identity, station.request.remote
         logger.info("station %r (%s) connected with OCPP %s", identity, remote, station.version)
         self.counters.connections_active += 1
@@ -686,17 +707,26 @@ class _Server:
             logger.log(level, "station %r (%s) disconnected: %s", identity, remote, closed)
 
 
-async def _tls_handshake(stream: trio.SSLStream[Any]) -> bool:
+def _identity_rejection(request: ConnectionRequest, version: Version) -> Rejection | None:
+    """A 400 when the identity breaks a rule of the chosen version."""
+    try:
+        check_identity_for_version(request.identity, version)
+    except InvalidIdentityError as exc:
+        logger.warning("%s: refused %r: %s", request.remote, request.path, exc.problem)
+        return Rejection(exc.status_code, exc.problem)
+    return None
+
+
+async def _tls_handshake(stream: trio.SSLStream[Any], remote: str) -> bool:
     """Complete the TLS handshake; log (WARNING) and return ``False`` when it fails.
 
-    Done before trio-websocket sees the stream: its reader would swallow the failure and leave
-    the upgrade waiting for the handshake timeout. A rejected client certificate (profile 3),
-    an old TLS version or no common cipher suite all end here.
+    A rejected client certificate (profile 3), an old TLS version or no common cipher suite all
+    end here, at once: the failure is not left for the handshake timeout to find.
     """
     try:
         await stream.do_handshake()
     except trio.BrokenResourceError as exc:
-        logger.warning("%s: TLS handshake failed: %s", _remote_of(stream), exc.__cause__ or exc)
+        logger.warning("%s: TLS handshake failed: %s", remote, exc.__cause__ or exc)
         return False
     return True
 
@@ -706,52 +736,6 @@ def _only_connection_lost(exc: Exception) -> bool:
     if isinstance(exc, ExceptionGroup):
         return exc.split(ConnectionLostError)[1] is None
     return isinstance(exc, ConnectionLostError)
-
-
-class _ReaderHost:
-    """The task that hosts trio-websocket's reader and, once the connection is up, pings.
-
-    The reader runs in a nursery shielded from outside cancellation (only its own
-    ``cancel_scope.cancel()`` ends it), so that a cancelled server still gets the peer's close
-    frame.  The task that owns that nursery would otherwise only wait; it sends the keepalive
-    pings instead, which spares every connection a task of its own.
-    """
-
-    __slots__ = ("_interval", "_ready", "_timeout", "_transport")
-
-    def __init__(self, ping_interval: float, ping_timeout: float) -> None:
-        self._interval = ping_interval
-        self._timeout = ping_timeout
-        self._transport: WebSocketTransport | None = None
-        self._ready: trio.Event | None = trio.Event() if ping_interval > 0 else None
-
-    def keep_alive(self, transport: WebSocketTransport) -> None:
-        """Start pinging ``transport`` (every ``ping_interval``; no-op when that is 0)."""
-        if self._ready is not None:
-            self._transport = transport
-            self._ready.set()
-
-    async def run(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
-        async with trio.open_nursery() as nursery:
-            nursery.cancel_scope.shield = True
-            task_status.started(nursery)
-            ready = self._ready
-            if ready is None:
-                await trio.sleep_forever()
-            else:
-                await ready.wait()
-                self._ready = ready = None  # an idle connection keeps nothing it no longer needs
-                await self._keepalive()
-
-    async def _keepalive(self) -> None:
-        """Ping every ``ping_interval``; stop once a ping fails (the transport aborted itself,
-        or is closing); the nursery then waits for the reader to end."""
-        transport = self._transport
-        assert transport is not None
-        while True:
-            await trio.sleep(self._interval)
-            if not await transport.ping(self._timeout):
-                return
 
 
 def _remote_of(stream: trio.abc.Stream) -> str:

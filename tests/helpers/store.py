@@ -57,7 +57,8 @@ async def open_store(kind: str, where: str) -> AsyncIterator[Store]:
         async with open_sqlite_store(where) as store:
             yield store
     elif kind == "postgres":
-        async with open_postgres_store(where, node="test-node") as pg:
+        # no periodic heartbeats: tests that watch the worker threads see only their own calls
+        async with open_postgres_store(where, node="test-node", heartbeat_interval=3600) as pg:
             yield pg
     else:
         yield MemoryStore(serialize=kind == "memory-json")

@@ -1,4 +1,5 @@
-"""A WebSocket client over a stream the test owns (plain TCP or TLS)."""
+"""A WebSocket client over a stream the test owns (plain TCP or TLS), on trio-websocket: an
+implementation independent of ours, driven through its public API only."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
-from trio_websocket import WebSocketConnection, wrap_client_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-__all__ = ["ws_station"]
+from ocpp_trio.errors import TransportClosedError
+from ocpp_trio.transport.base import CloseReason, ConnectionInfo
+
+__all__ = ["TrioWebSocketPeer", "ws_station"]
 
 
 @asynccontextmanager
@@ -45,3 +49,38 @@ async def ws_station(
             with trio.move_on_after(2):
                 await ws.aclose()
             nursery.cancel_scope.cancel()
+
+
+class TrioWebSocketPeer:
+    """A ``Transport`` over a trio-websocket connection, through its public API only."""
+
+    def __init__(self, ws: WebSocketConnection) -> None:
+        self.ws = ws
+
+    @staticmethod
+    def _lost(exc: ConnectionClosed) -> TransportClosedError:
+        return TransportClosedError(exc.reason.code, exc.reason.reason or "")
+
+    async def send_message(self, message: str) -> None:
+        try:
+            await self.ws.send_message(message)
+        except ConnectionClosed as exc:
+            raise self._lost(exc) from None
+
+    async def get_message(self) -> str | bytes:
+        try:
+            return await self.ws.get_message()
+        except ConnectionClosed as exc:
+            raise self._lost(exc) from None
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        await self.ws.aclose(code, reason or None)
+
+    @property
+    def closed(self) -> CloseReason | None:
+        reason = self.ws.closed
+        return None if reason is None else CloseReason(reason.code, reason.reason or "")
+
+    @property
+    def info(self) -> ConnectionInfo:
+        return ConnectionInfo(path=self.ws.path, subprotocol=self.ws.subprotocol)
