@@ -58,6 +58,7 @@ from ocpp_trio.domain.observations import (
     ToTransaction,
     interpret,
     may_have_effects,
+    redact_observation,
 )
 from ocpp_trio.domain.reconcile import closed_by_reboot, reboot_effects
 from ocpp_trio.domain.reports import (
@@ -134,6 +135,8 @@ class StationMachines(MachinesState):
         """
         if not self._attached or observation.action not in OBSERVED_ACTIONS:
             return
+        # no secret is journaled, applied or published
+        observation = redact_observation(observation, self.device_model)
         if self.journal is not None:
             # journaled in submission order, the order they are applied in
             self.journal.record(observation)
