@@ -71,15 +71,17 @@ def request(
     *,
     tls: bool = False,
     cert: dict[str, Any] | None = None,
+    versions: tuple[Version, ...] = (V201,),
+    remote: str = "127.0.0.1:1",
 ) -> ConnectionRequest:
     headers = (("authorization", authorization),) if authorization is not None else ()
     return ConnectionRequest(
         identity=identity,
         path=f"/{identity}",
-        offered_versions=(V201,),
-        offered_subprotocols=("ocpp2.0.1",),
+        offered_versions=versions,
+        offered_subprotocols=tuple(f"ocpp{v.value}" for v in versions),
         headers=headers,
-        remote="127.0.0.1:1",
+        remote=remote,
         tls=tls,
         peer_certificate=cert,
     )
@@ -251,10 +253,13 @@ async def test_identity_with_colon_on_1_6():
 
 async def test_authorization_key_accepted_as_raw_bytes_and_as_hex():
     auth = authenticator(record(password=KEY))
-    assert await auth(request(authorization=basic("CS1", KEY))) is None
-    assert await auth(request(authorization=basic("CS1", KEY.hex()))) is None
-    assert await auth(request(authorization=basic("CS1", KEY.hex().upper()))) is None
-    assert await auth(request(authorization=basic("CS1", KEY[:-1]))) is not None
+    for sent in (KEY, KEY.hex(), KEY.hex().upper()):
+        assert await auth(request(authorization=basic("CS1", sent), versions=(V16,))) is None
+    assert await auth(request(authorization=basic("CS1", KEY[:-1]), versions=(V16,))) is not None
+    # raw key bytes (control characters) only where the station offers 1.6
+    refused = await auth(request(authorization=basic("CS1", KEY)))
+    assert refused is not None
+    assert refused.status_code == 401
 
 
 async def test_a_password_that_looks_like_hex_is_still_itself():
@@ -395,7 +400,7 @@ async def answer_next(fake: FakeStation, status: str) -> IncomingCall:
 
 async def accepts(store: InMemoryCredentialStore, password: str | bytes, identity="CS1") -> bool:
     auth = StationAuthenticator(store)
-    return await auth(request(identity, basic(identity, password))) is None
+    return await auth(request(identity, basic(identity, password), versions=tuple(Version))) is None
 
 
 OLD_NEW = {V16: (KEY, bytes(range(100, 120))), V201: (PW, PW2), V21: (PW, PW2)}
@@ -616,7 +621,8 @@ async def _run_observed(
         nursery.start_soon(answer_next, fake, "Accepted")
         await rotate_password(station, store, password, hashing=CHEAP)
     await settled(csms, 5)
-    assert len(puts) == 2
+    # the helpers' own writes only: pending before each CALL, settled by its answer
+    assert [(p.pending_password_hash is None) for p in puts] == [False, True, False, True]
     # an unrelated SetVariables is ignored
     nursery.start_soon(fake_answer_unrelated, fake)
     other = v2_0_1.SetVariableDataType(
@@ -696,7 +702,7 @@ async def test_stations_file(tmp_path):
     auth = config.authenticator()
     assert auth.organization == "Example CPO"
     assert await auth(request("CS001", basic("CS001", PW), tls=True)) is None
-    assert await auth(request("CP16", basic("CP16", KEY))) is None
+    assert await auth(request("CP16", basic("CP16", KEY), versions=(V16,))) is None
     assert await auth(request("CP16", basic("CP16", KEY.hex()))) is None
     assert await auth(request("PRE", basic("PRE", PW2), tls=True)) is None
     assert await auth(request("CS003", tls=True, cert=cert("SN-3", "Other CPO"))) is None
