@@ -17,7 +17,15 @@ port is taken: ``OSError``) is raised as is.  Cancellation passes through untouc
 
 Duplicate connections: a new connection for an identity that is connected replaces the old one
 (closed with 1000, "replaced by a new connection"), or, with :attr:`DuplicatePolicy.REFUSE`, is
-itself closed with 1008.  There are never two live sessions for one identity.
+itself closed with 1008.  There are never two live sessions for one identity.  The policy is
+CSMS-wide (:attr:`CSMSConfig.duplicate_connections`) and may be set per station
+(:meth:`CSMS.set_duplicate_policy`).
+
+One-shot identities: where any identity may connect (no authentication), each one would leave
+its machines in memory and a record in the store for good.  With
+:attr:`CSMSConfig.forget_unbooted_after`, an identity that never booted (no registration) and
+has been gone that long is forgotten: its machines, and its record in the store (at start, the
+store's own leftovers too, where the store can sweep them).
 
 Persistence: with ``CSMSConfig(store=...)`` every station's registration and machines are kept
 in the store, written ahead of the answers that acknowledge them, and a station that connects is
@@ -61,7 +69,7 @@ from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
 from ocpp_trio.runtime.station import Station, StationConfig
-from ocpp_trio.store.base import Registration, Store
+from ocpp_trio.store.base import Registration, Store, SweepsUnbooted
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
 from ocpp_trio.transport.server import (
@@ -112,6 +120,8 @@ class CSMSConfig:
         store: where station state is kept (``None``: in memory only); the application opens
             and closes it (e.g. ``open_sqlite_store``), the CSMS writes to it while it runs.
         recovery: how stations are resumed from the store, and what happens when they cannot.
+        forget_unbooted_after: seconds after which an identity that never booted and is gone
+            is forgotten (see the module docs); ``None``: kept (the application decides).
     """
 
     station: StationConfig = attrs.Factory(StationConfig)
@@ -122,6 +132,7 @@ class CSMSConfig:
     transaction_ids: TransactionIdAllocator = attrs.field(factory=TransactionIdCounter)
     store: Store | None = None
     recovery: RecoveryConfig = attrs.Factory(RecoveryConfig)
+    forget_unbooted_after: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -143,6 +154,8 @@ class CSMSStatistics:
     stations_known: int = 0
     #: the store writer's counters, with a store
     store: StoreWriterStatistics | None = None
+    #: identities forgotten because they never booted (``forget_unbooted_after``)
+    stations_forgotten: int = 0
 
 
 @attrs.define
@@ -150,6 +163,7 @@ class _Counts:
     served: int = 0
     replaced: int = 0
     refused: int = 0
+    forgotten: int = 0
 
 
 class CSMS:
@@ -179,6 +193,11 @@ class CSMS:
         self._counts = _Counts()
         self._writer: StoreWriter | None = None
         self._recovery: Recovery | None = None
+        self._duplicate_policies: dict[str, DuplicatePolicy] = {}
+        # identities that never booted, by the trio time their last connection ended
+        self._unbooted_gone: dict[str, float] = {}
+        # identities the application registered (add_station): never forgotten
+        self._seeded: set[str] = set()
         self._transaction_ids = self.config.transaction_ids
         if self.config.store is not None:
             recovery = self.config.recovery
@@ -203,6 +222,17 @@ class CSMS:
     def remembered_status(self, identity: str) -> RegistrationStatus | None:
         """The registration kept for ``identity`` between connections."""
         return self._statuses.get(identity)
+
+    def duplicate_policy(self, identity: str) -> DuplicatePolicy:
+        """The duplicate-connection policy of ``identity`` (its own, else the CSMS's)."""
+        return self._duplicate_policies.get(identity, self.config.duplicate_connections)
+
+    def set_duplicate_policy(self, identity: str, policy: DuplicatePolicy | str | None) -> None:
+        """Give ``identity`` its own duplicate-connection policy (``None``: the CSMS's)."""
+        if policy is None:
+            self._duplicate_policies.pop(identity, None)
+        else:
+            self._duplicate_policies[identity] = DuplicatePolicy(policy)
 
     def remember_status(self, identity: str, status: RegistrationStatus | None) -> None:
         """Seed (or forget, with ``None``) the registration of ``identity``: an ``ACCEPTED``
@@ -243,6 +273,17 @@ class CSMS:
         Raises:
             RuntimeError: ``snapshot`` for a connected station.
         """
+        self._seeded.add(identity)
+        self._unbooted_gone.pop(identity, None)
+        return self._add_station(identity, device_model=device_model, snapshot=snapshot)
+
+    def _add_station(
+        self,
+        identity: str,
+        *,
+        device_model: DeviceModel | None = None,
+        snapshot: StationSnapshot | None = None,
+    ) -> StationMachines:
         machines = self._machines.get(identity)
         if snapshot is not None:
             if identity in self._stations:
@@ -345,6 +386,7 @@ class CSMS:
             machine_events=self._machine_events.statistics(),
             stations_known=len(self._machines),
             store=self._writer.statistics() if self._writer is not None else None,
+            stations_forgotten=self._counts.forgotten,
         )
 
     # -- serving -------------------------------------------------------------------------
@@ -393,7 +435,7 @@ class CSMS:
                 task_status.started(None)
                 return
         old = self._stations.get(identity)
-        if old is not None and self.config.duplicate_connections is DuplicatePolicy.REFUSE:
+        if old is not None and self.duplicate_policy(identity) is DuplicatePolicy.REFUSE:
             self._counts.refused += 1
             log.warning("station %r: already connected; new connection refused", identity)
             await transport.aclose(CloseCode.POLICY_VIOLATION, "already connected")
@@ -415,12 +457,13 @@ class CSMS:
             request=connection.request if connection is not None else None,
             events=self._events,
             shared_extra_handlers=self._extras,
-            machines=self.add_station(identity),
+            machines=self._add_station(identity),
         )
         on_started = self._recovery_started(station, plan) if plan is not None else None
         # registered before the old one is closed, so a third connection arriving meanwhile
         # replaces this one: never two live sessions for one identity
         self._stations[identity] = station
+        self._unbooted_gone.pop(identity, None)
         self._counts.served += 1
         try:
             if old is not None:
@@ -436,6 +479,8 @@ class CSMS:
                 del self._stations[identity]
                 forgotten = self._recovery is not None and self._recovery.forget(identity)
                 self._remember(identity, None if forgotten else station.status)
+                if identity not in self._statuses and identity not in self._seeded:
+                    self._unbooted_gone[identity] = trio.current_time()
 
     async def _claim(self, identity: str, version: Version) -> RecoveryPlan | None:
         """Claim ``identity`` in the store and restore its machines (``None``: another
@@ -450,7 +495,7 @@ class CSMS:
                 if identity in self._stations:
                     return None
                 known = identity in self._machines
-                machines = self.add_station(identity)
+                machines = self._add_station(identity)
                 plan = await recovery.claim(identity, version, machines, known=known)
                 self._remember(identity, plan.status)
                 return plan
@@ -491,12 +536,88 @@ class CSMS:
                 self._nursery = nursery
                 for runner in self._extras:
                     nursery.start_soon(runner.run)
+                if self.config.forget_unbooted_after is not None:
+                    await self._sweep_store(self.config.forget_unbooted_after)
+                    nursery.start_soon(
+                        self._forget_unbooted_loop, self.config.forget_unbooted_after
+                    )
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
             with trio.CancelScope(shield=True):
                 await self.aclose()
+
+    async def forget_unbooted(self, older_than: float) -> list[str]:
+        """Forget every identity that never booted and has been gone ``older_than`` seconds
+        or more: its machines, and its record in the store.  Returns the identities.
+
+        Waits for: the store (pending writes first).  Cancellation: safe; an identity is
+        forgotten whole or not at all.  Closes: nothing.
+        """
+        now = trio.current_time()
+        due = [i for i, gone in self._unbooted_gone.items() if now - gone >= older_than]
+        forgotten: list[str] = []
+        for identity in due:
+            if await self._forget_unbooted(identity):
+                forgotten.append(identity)
+        if forgotten:
+            log.info("forgot %d station(s) that never booted", len(forgotten))
+        return forgotten
+
+    async def _forget_unbooted(self, identity: str) -> bool:
+        recovery = self._recovery
+        if recovery is None:
+            return self._drop_unbooted(identity)
+        lock = recovery.lock(identity)
+        try:
+            async with lock:
+                if not self._drop_unbooted(identity):
+                    return False
+                recovery.drop(identity)
+                with trio.CancelScope(shield=True):
+                    await recovery.writer.flush()
+                    await recovery.writer.store.forget(identity)
+                return True
+        finally:
+            recovery.unlock(identity)
+
+    def _drop_unbooted(self, identity: str) -> bool:
+        if (
+            identity in self._stations
+            or identity in self._statuses
+            or identity in self._seeded
+            or identity not in self._unbooted_gone
+        ):
+            self._unbooted_gone.pop(identity, None)
+            return False
+        del self._unbooted_gone[identity]
+        self._machines.pop(identity, None)
+        self._counts.forgotten += 1
+        return True
+
+    async def _forget_unbooted_loop(self, older_than: float) -> None:
+        period = min(max(older_than / 2, 0.05), 60.0)
+        while True:
+            await trio.sleep(period)
+            try:
+                await self.forget_unbooted(older_than)
+            except StoreError as exc:
+                log.warning("forgetting stations that never booted failed: %s", exc)
+
+    async def _sweep_store(self, older_than: float) -> None:
+        """Forget the store's own unbooted leftovers (from earlier runs), where it can."""
+        store: object = self.config.store
+        if not isinstance(store, SweepsUnbooted):
+            return
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=older_than)
+        try:
+            gone = await store.forget_unbooted(cutoff)
+        except StoreError as exc:
+            log.warning("sweeping stations that never booted failed: %s", exc)
+            return
+        if gone:
+            log.info("forgot %d stored station(s) that never booted", len(gone))
 
     async def aclose(self) -> None:
         """Close every station (1001) and end the event subscriptions; idempotent.

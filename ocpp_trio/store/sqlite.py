@@ -287,6 +287,30 @@ class SQLiteStore:
 
         await self._run(forget)
 
+    async def forget_unbooted(self, older_than: datetime.datetime) -> list[str]:
+        """Forget the stations without a registration last written before ``older_than``."""
+        cutoff = older_than.astimezone(datetime.UTC).isoformat()
+
+        def forget(db: sqlite3.Connection) -> list[str]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    "SELECT identity FROM stations WHERE registration IS NULL"
+                    " AND updated_at IS NOT NULL AND updated_at < ?",
+                    (cutoff,),
+                ).fetchall()
+                gone = [str(r[0]) for r in rows]
+                for identity in gone:
+                    db.execute("DELETE FROM journal WHERE identity = ?", (identity,))
+                    db.execute("DELETE FROM stations WHERE identity = ?", (identity,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return gone
+
+        return await self._run(forget)
+
     async def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the store's worker (for tools and tests).
 
