@@ -28,6 +28,7 @@ from ocpp_trio.messages import v1_6, v2_0_1
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 TIMEOUT = 10
+TOKEN = "a-test-admin-token"
 
 
 @attrs.frozen
@@ -45,12 +46,23 @@ async def http(
     *,
     raw: bytes | None = None,
     headers: list[tuple[str, str]] | None = None,
+    token: str | None = TOKEN,
+    host: str | None = None,
+    content_type: str | None = "application/json",
 ) -> Answer:
-    """One request over a fresh connection (the API closes it after answering)."""
+    """One request over a fresh connection (the API closes it after answering), with the
+    bearer ``token``, ``Host`` 127.0.0.1:port and, for a POST, the JSON content type."""
     conn = h11.Connection(h11.CLIENT)
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        request_headers = [("Host", "admin"), ("Content-Length", str(len(data)))]
+        request_headers = [
+            ("Host", host or f"127.0.0.1:{port}"),
+            ("Content-Length", str(len(data))),
+        ]
+        if token is not None:
+            request_headers.append(("Authorization", f"Bearer {token}"))
+        if method == "POST" and content_type is not None:
+            request_headers.append(("Content-Type", content_type))
         await stream.send_all(
             conn.send(
                 h11.Request(method=method, target=path, headers=request_headers + (headers or []))
@@ -86,9 +98,11 @@ async def admin_api(
         open_csms(default_router(), None, None) as csms,
         trio.open_nursery() as nursery,
     ):
+        config = attrs.evolve(config or AdminConfig(), token=TOKEN)
         info: AdminInfo = await nursery.start(
             partial(serve_admin, csms, "127.0.0.1", 0, config=config)
         )
+        assert info.token == TOKEN
         assert info.addresses[0][0] == "127.0.0.1"
         yield csms, nursery, info.port
         nursery.cancel_scope.cancel()
@@ -368,7 +382,8 @@ async def test_only_stations_seen_since_start_and_connected_ones() -> None:
         ):
             await charge_point(csms, nursery, "EARLY")
             info: AdminInfo = await nursery.start(serve_admin, csms, "127.0.0.1", 0)
-            listed = await http(info.port, "GET", "/stations")
+            assert len(info.token) >= 40  # generated: none was given
+            listed = await http(info.port, "GET", "/stations", token=info.token)
             assert [s["identity"] for s in listed.body["stations"]] == ["EARLY"]
             assert "connected_at" not in listed.body["stations"][0]
             nursery.cancel_scope.cancel()
