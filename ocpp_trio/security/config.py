@@ -351,7 +351,7 @@ def _password_hash(
 
 
 def build_security(
-    stations_file: str | os.PathLike[str] | None,
+    stations_file: str | os.PathLike[str] | StationsConfig | None,
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
     tls_client_ca: str | os.PathLike[str] | None = None,
@@ -363,8 +363,8 @@ def build_security(
 ) -> tuple[StationAuthenticator | CertificateBinding | None, ssl.SSLContext | None]:
     """Turn the CLI's security options into ``(check_request, ssl_context)`` for one listener.
 
-    * ``stations_file``: when given, only the stations it lists may connect, each with its
-      profile (a :class:`~ocpp_trio.security.auth.StationAuthenticator` with ``limits`` and
+    * ``stations_file`` (a path, or a file already loaded with :func:`load_stations_file`):
+      when given, only the stations it lists may connect, each with its profile (a :class:`~ocpp_trio.security.auth.StationAuthenticator` with ``limits`` and
       ``equal_cost``).
     * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`.
     * ``tls_client_ca``: request client certificates (profile 3) chaining to this CA. They are
@@ -389,7 +389,10 @@ def build_security(
         raise SecurityConfigError(
             "allowing any identity applies to client certificates without a stations file"
         )
-    config = load_stations_file(stations_file, hashing=hashing) if stations_file else None
+    if isinstance(stations_file, StationsConfig) or stations_file is None:
+        config = stations_file
+    else:
+        config = load_stations_file(stations_file, hashing=hashing)
     profiles = config.profiles() if config is not None else frozenset()
     if tls_cert is None and profiles - {SecurityProfile.BASIC_AUTH}:
         raise SecurityConfigError("stations with security profile 2 or 3 need --tls-cert")
