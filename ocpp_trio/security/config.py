@@ -364,7 +364,8 @@ def build_security(
     """Turn the CLI's security options into ``(check_request, ssl_context)`` for one listener.
 
     * ``stations_file`` (a path, or a file already loaded with :func:`load_stations_file`):
-      when given, only the stations it lists may connect, each with its profile (a :class:`~ocpp_trio.security.auth.StationAuthenticator` with ``limits`` and
+      when given, only the stations it lists may connect, each with its profile (a
+      :class:`~ocpp_trio.security.auth.StationAuthenticator` with ``limits`` and
       ``equal_cost``).
     * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`.
     * ``tls_client_ca``: request client certificates (profile 3) chaining to this CA. They are
