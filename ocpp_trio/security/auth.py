@@ -318,7 +318,7 @@ class StationAuthenticator:
         wait = self.throttle.retry_after(identity, request.remote)
         if wait > 0:
             return self._throttled(request, wait, f"login back-off ({wait:.1f} s left)")
-        if not self.throttle.try_enter():
+        if not self.throttle.try_enter(identity, request.remote):
             return self._throttled(request, 1.0, "too many password checks waiting")
         try:
             if record is None:
@@ -327,7 +327,7 @@ class StationAuthenticator:
             else:
                 matched, record = await self._verify(identity, candidates, record)
         finally:
-            self.throttle.leave()
+            self.throttle.leave(identity, request.remote)
         if matched is None or record is None:
             self.throttle.failed(identity, request.remote)
             return self._unauthorized(request, "wrong password")

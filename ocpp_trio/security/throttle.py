@@ -7,8 +7,9 @@ flood of wrong passwords keeps every hashing thread busy and good stations wait 
 :class:`LoginThrottle` keeps the cost of a flood bounded and small:
 
 * **Bounded hashing.** At most ``hash_concurrency`` checks hash at once and at most
-  ``hash_queue`` wait for a turn; a request beyond that is answered ``429`` at once, without
-  hashing.
+  ``hash_queue`` wait for a turn, of which at most ``in_flight_per_key`` for one identity or
+  one address; a request beyond that is answered ``429`` at once, without hashing.  So one
+  flooding address holds a few places in the queue, not all of them.
 * **Failure budgets.** Each identity and each source address may fail ``free_failures`` times;
   every further failure doubles a back-off (``base_delay`` up to ``max_delay``) during which
   their requests are answered ``429`` (with ``Retry-After``) at once, without hashing.  A
@@ -48,6 +49,8 @@ class LoginLimits:
     Attributes:
         hash_concurrency: password checks hashing at once (worker threads).
         hash_queue: checks waiting for a hashing turn; more are answered ``429`` at once.
+        in_flight_per_key: checks hashing or waiting at once for one identity, and for one
+            address (with ``per_address``).
         free_failures: failures allowed per identity and per address before back-off starts.
         base_delay: the first back-off, in seconds; it doubles with each further failure.
         max_delay: the longest back-off.
@@ -59,6 +62,7 @@ class LoginLimits:
 
     hash_concurrency: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     hash_queue: int = attrs.field(default=16, validator=attrs.validators.ge(0))
+    in_flight_per_key: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     free_failures: int = attrs.field(default=3, validator=attrs.validators.ge(0))
     base_delay: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     max_delay: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
@@ -135,6 +139,7 @@ class LoginThrottle:
         # identity -> (keyed digest of the secret, the stored hash it matched)
         self._known: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
         self._waiting = 0
+        self._in_flight: dict[str, int] = {}
 
     # -- budgets -----------------------------------------------------------------------------
 
@@ -190,16 +195,34 @@ class LoginThrottle:
 
     # -- the hashing queue ---------------------------------------------------------------------
 
-    def try_enter(self) -> bool:
-        """Take a place in the hashing queue (``False``: it is full); pair with :meth:`leave`."""
-        if self._waiting >= self.limits.hash_concurrency + self.limits.hash_queue:
+    def _keys(self, identity: str, remote: str) -> tuple[str, ...]:
+        if self.limits.per_address:
+            return ("id:" + identity, "addr:" + source_address(remote))
+        return ("id:" + identity,)
+
+    def try_enter(self, identity: str, remote: str) -> bool:
+        """Take a place in the hashing queue (``False``: it is full, or holds enough for this
+        identity or address already); pair with :meth:`leave`."""
+        limits = self.limits
+        if self._waiting >= limits.hash_concurrency + limits.hash_queue:
+            return False
+        keys = self._keys(identity, remote)
+        if any(self._in_flight.get(key, 0) >= limits.in_flight_per_key for key in keys):
             return False
         self._waiting += 1
+        for key in keys:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
         return True
 
-    def leave(self) -> None:
+    def leave(self, identity: str, remote: str) -> None:
         """Give back the place :meth:`try_enter` took."""
         self._waiting -= 1
+        for key in self._keys(identity, remote):
+            left = self._in_flight[key] - 1
+            if left:
+                self._in_flight[key] = left
+            else:
+                del self._in_flight[key]
 
     @property
     def tracked(self) -> tuple[int, int, int]:
