@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -62,7 +61,7 @@ class Hashes:
 
 
 @pytest.fixture
-def hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hashes]:
+def hashes(monkeypatch: pytest.MonkeyPatch) -> Hashes:
     """Counts the password hashes the authenticator computes."""
     counter = Hashes()
     real = auth_module.verify_password
@@ -72,7 +71,7 @@ def hashes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hashes]:
         return real(password, encoded)
 
     monkeypatch.setattr(auth_module, "verify_password", counting)
-    yield counter
+    return counter
 
 
 def status(rejection: Rejection | None) -> int:

@@ -41,7 +41,7 @@ from ocpp_trio.domain.device_model import (
     VariableRef,
 )
 from ocpp_trio.domain.redaction import REDACTED, redact_json, redact_message
-from ocpp_trio.messages import decode_request, decode_response, v1_6, v2_0_1
+from ocpp_trio.messages import decode_request, decode_response, v1_6
 from ocpp_trio.protocol.rpc import IncomingCall
 from ocpp_trio.security.rotation import RotationOutcome, rotate_password
 from ocpp_trio.store.sqlite import SQLiteStore, open_sqlite_store
@@ -274,6 +274,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
                 nursery.cancel_scope.cancel()
 
 
+def database_files(db: Path) -> list[tuple[str, bytes]]:
+    """The database file and its companions (``-wal``, ``-shm``), read whole."""
+    return [(path.name, path.read_bytes()) for path in db.parent.glob(db.name + "*")]
+
+
 async def secret_nowhere(r: Rig, caplog: pytest.LogCaptureFixture, *secrets: str | bytes) -> None:
     """None of ``secrets`` in the log, the database files or any admin endpoint."""
     await trio.sleep(0.3)  # let the store writer commit what the stations did
@@ -283,10 +288,9 @@ async def secret_nowhere(r: Rig, caplog: pytest.LogCaptureFixture, *secrets: str
     assert "SetVariables" in log or "ChangeConfiguration" in log  # the exchanges were logged
     for text in texts:
         assert text not in log
-    for path in r.db.parent.glob(r.db.name + "*"):
-        content = path.read_bytes()
+    for name, content in database_files(r.db):
         for secret in raw:
-            assert secret not in content, path.name
+            assert secret not in content, name
     endpoints = ["/", "/stations", "/transactions"]
     for identity in r.stations:
         endpoints += [f"/stations/{identity}", f"/stations/{identity}/device-model"]
@@ -402,7 +406,6 @@ async def test_no_rotation_path_leaves_the_secret_anywhere(
             assert await logs_in(r.credentials, "CS201", generated.encode())
             await secret_nowhere(r, caplog, secret1, secret3, generated, "vendor-api-key-0001")
         # closed: the WAL is folded into the file; look once more
-        for path in tmp_path.glob("csms.db*"):
-            content = path.read_bytes()
+        for _name, content in database_files(tmp_path / "csms.db"):
             for secret in (secret1, secret3, generated, "vendor-api-key-0001", key.hex().upper()):
                 assert secret.encode() not in content
