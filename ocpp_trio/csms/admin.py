@@ -321,6 +321,7 @@ class AdminApi:
     async def _refuse_busy(self, stream: trio.abc.Stream, message: str) -> None:
         conn = h11.Connection(h11.SERVER)
         await self._respond(stream, conn, 503, {"error": message}, headers=(("Retry-After", "1"),))
+        await _linger(stream)
 
     async def _serve_one(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
@@ -332,14 +333,17 @@ class AdminApi:
                 body = await self._read_body(stream, conn)
         except trio.TooSlowError:
             await self._respond(stream, conn, 408, {"error": "request not received in time"})
+            await _linger(stream)
             return
         except h11.RemoteProtocolError as exc:
             # h11's hint: 400, or 431 for a request head over max_header_bytes
             status = exc.error_status_hint
             await self._respond(stream, conn, status, {"error": f"bad request: {exc}"})
+            await _linger(stream)
             return
         except _HttpError as exc:
             await self._respond(stream, conn, exc.status, exc.body, headers=exc.headers)
+            await _linger(stream)
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
@@ -683,6 +687,28 @@ def _transaction_json(tx: Transaction, state: str) -> dict[str, Any]:
         "offline_events": tx.offline_events,
         "missing_seq_nos": list(tx.missing_seq_nos),
     }
+
+
+# After answering a request that was not read whole, the rest is read and dropped for a
+# moment before closing: closing with unread data resets the connection, and the client may
+# lose the answer.
+_LINGER_SECONDS: Final = 0.2
+_LINGER_BYTES: Final = 256 * 1024
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    with trio.move_on_after(_LINGER_SECONDS):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            drained = 0
+            while drained < _LINGER_BYTES:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
 
 def _peer_address(stream: trio.abc.Stream) -> str:
