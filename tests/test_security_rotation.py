@@ -27,11 +27,12 @@ from ocpp_trio.domain.credentials import (
     hash_password,
     verify_password,
 )
-from ocpp_trio.errors import CallTimeoutError
+from ocpp_trio.errors import CallTimeoutError, SecurityConfigError
 from ocpp_trio.messages import v1_6, v2_0_1
 from ocpp_trio.protocol.rpc import IncomingCall
 from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.security.auth import StationAuthenticator
+from ocpp_trio.security.config import parse_stations
 from ocpp_trio.security.rotation import (
     RotationOutcome,
     rotate_password,
@@ -339,3 +340,16 @@ async def _final(tmp_path: Any) -> StationCredentials:
         found = await db.credentials.get("CS1")
     assert found is not None
     return found
+
+
+async def test_passwords_with_control_characters_are_never_set(autojump_clock: Any) -> None:
+    store = InMemoryCredentialStore([record()])
+    async with connected() as (station, _fake):
+        with pytest.raises(ValueError, match="control characters"):
+            await rotate_password(station, store, "tab\there-password-0001", hashing=CHEAP)
+    text = '[[station]]\nidentity = "X"\nsecurity_profile = 1\npassword = "a\\nb-0123456789ab"\n'
+    with pytest.raises(SecurityConfigError, match="control characters"):
+        parse_stations(text)
+    after = await store.get("CS1")
+    assert after is not None
+    assert after.pending_password_hash is None  # nothing was recorded
