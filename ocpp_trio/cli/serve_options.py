@@ -112,6 +112,12 @@ def add_serve_extras(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate")
     serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
     serve.add_argument(
+        "--tls-extra-cert",
+        metavar="FILE",
+        help="a second certificate chain with its key in one PEM file, of the other key type "
+        "(e.g. ECDSA beside an RSA --tls-cert), so that all the OCPP cipher suites are served",
+    )
+    serve.add_argument(
         "--tls-client-ca",
         metavar="FILE",
         help="CA of the client certificates (security profile 3); without --stations a "
@@ -250,6 +256,7 @@ def load_serve_files(args: argparse.Namespace) -> None:
             *files,
             allow_any_identity=args.tls_allow_any_identity,
             equal_cost=args.equal_cost_logins,
+            additional_certificates=[(args.tls_extra_cert, None)] if args.tls_extra_cert else (),
         )
         if any(f is not None for f in files)
         else (None, None)

@@ -40,7 +40,7 @@ import os
 import ssl
 import tomllib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -360,6 +360,9 @@ def build_security(
     allow_any_identity: bool = False,
     limits: LoginLimits | None = None,
     equal_cost: bool = False,
+    additional_certificates: Iterable[
+        tuple[str | os.PathLike[str], str | os.PathLike[str] | None]
+    ] = (),
 ) -> tuple[StationAuthenticator | CertificateBinding | None, ssl.SSLContext | None]:
     """Turn the CLI's security options into ``(check_request, ssl_context)`` for one listener.
 
@@ -367,7 +370,8 @@ def build_security(
       when given, only the stations it lists may connect, each with its profile (a
       :class:`~ocpp_trio.security.auth.StationAuthenticator` with ``limits`` and
       ``equal_cost``).
-    * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`.
+    * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`;
+      ``additional_certificates`` are its certificates of other key types.
     * ``tls_client_ca``: request client certificates (profile 3) chaining to this CA. They are
       required of every client when no stations file is given or all its stations use profile
       3; otherwise optional at the TLS level and required per station by the authenticator.
@@ -414,6 +418,7 @@ def build_security(
         context = server_ssl_context(
             tls_cert,
             tls_key,
+            additional_certificates=additional_certificates,
             client_ca=tls_client_ca,
             require_client_certificate=tls_client_ca is not None
             and profiles <= {SecurityProfile.TLS_CLIENT_CERTIFICATE},
