@@ -70,6 +70,7 @@ from ocpp_trio.domain.evse import (
     Reservation,
     ReservationState,
 )
+from ocpp_trio.domain.redaction import redact_message
 from ocpp_trio.domain.reports import Report, ReportPart, ReportStatus
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
@@ -132,9 +133,12 @@ from ocpp_trio.security.auth import (
     RotationResult,
     StationAuthenticator,
     rotate_password,
+    send_password_change,
     server_ssl_context,
 )
+from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
 from ocpp_trio.security.config import StationsConfig, build_security, load_stations_file
+from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.store.base import JournalEntry, Registration, Store, StoredStation
 from ocpp_trio.store.memory import MemoryStore
 from ocpp_trio.store.sqlite import SQLiteCredentialStore, SQLiteStore, open_sqlite_store
@@ -171,6 +175,8 @@ __all__ = [
     "CSMSStatistics",
     "CallError",
     "CallTimeoutError",
+    "CertificateBinding",
+    "CertificatePolicy",
     "ChargePoint",
     "ChargePointConfig",
     "ChargePointError",
@@ -205,6 +211,7 @@ __all__ = [
     "JournalEntry",
     "LocalProtocolError",
     "LogStatusChanged",
+    "LoginLimits",
     "MachineEvent",
     "MachinesConfig",
     "MachinesStatistics",
@@ -296,9 +303,11 @@ __all__ = [
     "open_charge_point",
     "open_csms",
     "open_sqlite_store",
+    "redact_message",
     "rotate_password",
     "select_client_preference",
     "select_newest",
+    "send_password_change",
     "serve_admin",
     "serve_charge_point",
     "serve_csms",
