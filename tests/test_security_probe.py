@@ -23,7 +23,6 @@ import signal
 import ssl
 import stat
 import sys
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,8 +36,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from interop.harness import RunningProcess, run_process
 from test_admin import http
+from test_cli import serve_command
 from test_security_certificates import csr
 from test_security_flood import attempt_status, good_login
+from test_security_secrets import accepted_change, accepted_set
 from test_security_tls import (
     CPO,
     Pki,
@@ -49,13 +50,14 @@ from test_security_tls import (
     pki,
     refusal,
     tls_refused,
+    weak_clients,
     ws_station,
 )
 from test_station_helpers import FakeStation, boot_request
 from trio_websocket import ConnectionClosed
 
 from ocpp_trio import Version
-from ocpp_trio.messages import decode_request, decode_response, v2_0_1
+from ocpp_trio.messages import decode_request, v2_0_1
 from ocpp_trio.protocol.rpc import IncomingCall
 from ocpp_trio.transport.base import WebSocketTransport
 
@@ -91,21 +93,7 @@ async def _logged(process: RunningProcess, pattern: str) -> re.Match[str]:
 @asynccontextmanager
 async def serving(*options: str) -> AsyncIterator[Served]:
     """``ocpp-trio serve`` with ``options``, until SIGINT at the end of the block."""
-    command = [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--log-level",
-        "DEBUG",
-        *options,
-    ]
+    command = serve_command("--admin-port", "0", "--log-level", "DEBUG", *options)
     async with run_process(command) as process:
         port = int((await _logged(process, r"listening on wss?://127\.0\.0\.1:(\d+)/"))[1])
         admin = int((await _logged(process, r"admin API on http://127\.0\.0\.1:(\d+)/"))[1])
@@ -213,14 +201,7 @@ async def test_probe_profile_2(pki: Pki, tmp_path: Path) -> None:
 
 
 async def _tls_rules(port: int, pki: Pki) -> None:
-    old = pki.client()
-    old.set_ciphers("DEFAULT:@SECLEVEL=0")
-    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
-        warnings.simplefilter("ignore", DeprecationWarning)
-        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    cbc = pki.client()
-    cbc.maximum_version = ssl.TLSVersion.TLSv1_2
-    cbc.set_ciphers("AES128-SHA:ECDHE-RSA-AES128-SHA")
+    old, cbc = weak_clients(pki)
     for refused in (old, cbc):
         with pytest.raises(trio.BrokenResourceError):
             await _handshake_details(port, refused)
@@ -268,27 +249,6 @@ async def _admin_rules(served: Served) -> None:
     finally:
         for stream in streams:
             await stream.aclose()
-
-
-def accepted_set(call: IncomingCall) -> Any:
-    return decode_response(
-        V201,
-        "SetVariables",
-        {
-            "setVariableResult": [
-                {
-                    "attributeStatus": "Accepted",
-                    "component": i["component"],
-                    "variable": i["variable"],
-                }
-                for i in call.request.to_json()["setVariableData"]
-            ]
-        },
-    )
-
-
-def accepted_change(_call: IncomingCall) -> Any:
-    return decode_response(V16, "ChangeConfiguration", {"status": "Accepted"})
 
 
 async def _answer(fake: FakeStation, answer: Any, got: list[IncomingCall]) -> None:

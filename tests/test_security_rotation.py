@@ -13,6 +13,8 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from test_security import password_result
+from test_security_flood import login
 from test_security_tls import SERVER, refusal
 from test_station_helpers import FakeStation, boot_request, boot_router
 from trio_websocket import WebSocketConnection, wrap_client_stream
@@ -40,7 +42,6 @@ from ocpp_trio.security.rotation import (
 )
 from ocpp_trio.store.sqlite import open_sqlite_store
 from ocpp_trio.transport.base import WebSocketTransport, memory_transport_pair
-from ocpp_trio.transport.server import ConnectionRequest
 
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)
 V16, V201 = Version.V16, Version.V201
@@ -52,15 +53,8 @@ def password(n: int) -> str:
 
 
 def set_result(status: str) -> v2_0_1.SetVariablesResponse:
-    return v2_0_1.SetVariablesResponse(
-        set_variable_result=(
-            v2_0_1.SetVariableResultType(
-                attribute_status=v2_0_1.SetVariableStatusEnumType(status),
-                component=v2_0_1.ComponentType(name="SecurityCtrlr"),
-                variable=v2_0_1.VariableType(name="BasicAuthPassword"),
-            ),
-        )
-    )
+    response: v2_0_1.SetVariablesResponse = password_result(V201, status)
+    return response
 
 
 def record(identity: str = "CS1", secret: str | bytes = PW0) -> StationCredentials:
@@ -210,18 +204,6 @@ class RotatingStore(InMemoryCredentialStore):
         if change is not None:
             await self.put(change)
         return await super().get(identity)
-
-
-def login(identity: str, secret: str) -> ConnectionRequest:
-    token = base64.b64encode(f"{identity}:{secret}".encode()).decode()
-    return ConnectionRequest(
-        identity=identity,
-        path=f"/{identity}",
-        offered_versions=(V201,),
-        offered_subprotocols=("ocpp2.0.1",),
-        headers=(("authorization", f"Basic {token}"),),
-        remote="127.0.0.1:1",
-    )
 
 
 async def test_a_check_racing_with_a_rotation_sees_the_newest_record() -> None:

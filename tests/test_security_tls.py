@@ -242,6 +242,19 @@ def test_server_context_settings(pki: Pki):
         server_ssl_context(pki.cert_file, require_client_certificate=True)
 
 
+def weak_clients(pki: Pki) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Clients the server must refuse: TLS 1.1 only, and TLS 1.2 with CBC suites only."""
+    old = pki.client()
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    cbc = pki.client()
+    cbc.maximum_version = ssl.TLSVersion.TLSv1_2
+    cbc.set_ciphers("AES128-SHA:ECDHE-RSA-AES128-SHA")
+    return old, cbc
+
+
 async def _handshake_details(port: int, client: ssl.SSLContext) -> tuple[str, str, Any]:
     stream = await trio.open_ssl_over_tcp_stream(
         "127.0.0.1", port, ssl_context=client, https_compatible=True
@@ -296,15 +309,7 @@ async def test_old_tls_and_weak_ciphers_are_refused(nursery, pki: Pki, caplog):
             ssl_context=pki.server_context(),
         )
     )
-    old = pki.client()
-    old.set_ciphers("DEFAULT:@SECLEVEL=0")
-    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
-        warnings.simplefilter("ignore", DeprecationWarning)
-        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    cbc = pki.client()
-    cbc.maximum_version = ssl.TLSVersion.TLSv1_2
-    cbc.set_ciphers("AES128-SHA")
-    for client in (old, cbc):
+    for client in weak_clients(pki):
         with pytest.raises(trio.BrokenResourceError):
             await _handshake_details(info.port, client)
     with trio.fail_after(2):

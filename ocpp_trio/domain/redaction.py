@@ -67,24 +67,18 @@ def _hide(item: dict[str, Any], key: str) -> bool:
     return False
 
 
-def _set_variables(data: dict[str, Any], secrets: _Secrets) -> bool:
-    changed = False
-    for item in _items(data, "setVariableData"):
-        if secrets.write_only(
-            item.get("component"), item.get("variable"), item.get("attributeType")
-        ):
-            changed |= _hide(item, "attributeValue")
-    return changed
+def _variables(list_key: str) -> _Rule:
+    """The rule for Set/GetVariables: ``attributeValue`` of the items under ``list_key``."""
 
+    def rule(data: dict[str, Any], secrets: _Secrets) -> bool:
+        changed = False
+        for item in _items(data, list_key):
+            kind = item.get("attributeType")
+            if secrets.write_only(item.get("component"), item.get("variable"), kind):
+                changed |= _hide(item, "attributeValue")
+        return changed
 
-def _get_variables(data: dict[str, Any], secrets: _Secrets) -> bool:
-    changed = False
-    for item in _items(data, "getVariableResult"):
-        if secrets.write_only(
-            item.get("component"), item.get("variable"), item.get("attributeType")
-        ):
-            changed |= _hide(item, "attributeValue")
-    return changed
+    return rule
 
 
 def _notify_report(data: dict[str, Any], secrets: _Secrets) -> bool:
@@ -126,8 +120,8 @@ def _network_profile(data: dict[str, Any], secrets: _Secrets) -> bool:
 
 # (action, request?) -> the rule that hides its secrets in place
 _RULES: Final[Mapping[tuple[str, bool], _Rule]] = {
-    ("SetVariables", True): _set_variables,
-    ("GetVariables", False): _get_variables,
+    ("SetVariables", True): _variables("setVariableData"),
+    ("GetVariables", False): _variables("getVariableResult"),
     ("NotifyReport", True): _notify_report,
     ("NotifyEvent", True): _notify_event,
     ("ChangeConfiguration", True): _change_configuration,

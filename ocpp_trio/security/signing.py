@@ -18,10 +18,11 @@ Needs the ``cryptography`` package (``pip install 'ocpp-trio[ca]'``).
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 import os
 import secrets
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import attrs
 from cryptography import x509
@@ -51,6 +52,10 @@ _SIGN_REQUESTS: Final = (
 )
 
 StrPath = str | os.PathLike[str]
+_SignRequest = (
+    v1_6.SignCertificateRequest | v2_0_1.SignCertificateRequest | v2_1.SignCertificateRequest
+)
+S = TypeVar("S", bound=enum.StrEnum)
 
 
 class CertificateRequestError(ValueError):
@@ -240,36 +245,28 @@ class StationCertificateSigner:
         async def sign_16(
             station: Station, request: v1_6.SignCertificateRequest
         ) -> v1_6.SignCertificateResponse:
-            accepted = self._answer(station.identity, request.csr, None)
-            return v1_6.SignCertificateResponse(
-                status=v1_6.GenericStatusEnumType.ACCEPTED
-                if accepted
-                else v1_6.GenericStatusEnumType.REJECTED
-            )
+            status = self._status(station, request, v1_6.GenericStatusEnumType)
+            return v1_6.SignCertificateResponse(status=status)
 
         @router.on(v2_0_1.SignCertificateRequest)
         async def sign_201(
             station: Station, request: v2_0_1.SignCertificateRequest
         ) -> v2_0_1.SignCertificateResponse:
-            kind = None if request.certificate_type is None else str(request.certificate_type)
-            accepted = self._answer(station.identity, request.csr, kind)
-            return v2_0_1.SignCertificateResponse(
-                status=v2_0_1.GenericStatusEnumType.ACCEPTED
-                if accepted
-                else v2_0_1.GenericStatusEnumType.REJECTED
-            )
+            status = self._status(station, request, v2_0_1.GenericStatusEnumType)
+            return v2_0_1.SignCertificateResponse(status=status)
 
         @router.on(v2_1.SignCertificateRequest)
         async def sign_21(
             station: Station, request: v2_1.SignCertificateRequest
         ) -> v2_1.SignCertificateResponse:
-            kind = None if request.certificate_type is None else str(request.certificate_type)
-            accepted = self._answer(station.identity, request.csr, kind)
-            return v2_1.SignCertificateResponse(
-                status=v2_1.GenericStatusEnumType.ACCEPTED
-                if accepted
-                else v2_1.GenericStatusEnumType.REJECTED
-            )
+            status = self._status(station, request, v2_1.GenericStatusEnumType)
+            return v2_1.SignCertificateResponse(status=status)
+
+    def _status(self, station: Station, request: _SignRequest, status: type[S]) -> S:
+        """``Accepted`` or ``Rejected`` of the version's ``status`` enum, by :meth:`check`."""
+        kind = getattr(request, "certificate_type", None)
+        accepted = self._answer(station.identity, request.csr, None if kind is None else str(kind))
+        return status("Accepted" if accepted else "Rejected")
 
     def _answer(self, identity: str, csr: str, certificate_type: str | None) -> bool:
         try:
@@ -319,9 +316,7 @@ def _accepted(response: Response | None) -> bool:
 
 
 def _signed_request(
-    request: v1_6.SignCertificateRequest
-    | v2_0_1.SignCertificateRequest
-    | v2_1.SignCertificateRequest,
+    request: _SignRequest,
     chain: str,
 ) -> (
     v1_6.CertificateSignedRequest | v2_0_1.CertificateSignedRequest | v2_1.CertificateSignedRequest

@@ -291,18 +291,17 @@ class SQLiteStore:
         """Forget the stations without a registration last written before ``older_than``."""
         cutoff = older_than.astimezone(datetime.UTC).isoformat()
 
+        unbooted = (
+            "SELECT identity FROM stations WHERE registration IS NULL"
+            " AND updated_at IS NOT NULL AND updated_at < ?"
+        )
+
         def forget(db: sqlite3.Connection) -> list[str]:
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows = db.execute(
-                    "SELECT identity FROM stations WHERE registration IS NULL"
-                    " AND updated_at IS NOT NULL AND updated_at < ?",
-                    (cutoff,),
-                ).fetchall()
-                gone = [str(r[0]) for r in rows]
-                for identity in gone:
-                    db.execute("DELETE FROM journal WHERE identity = ?", (identity,))
-                    db.execute("DELETE FROM stations WHERE identity = ?", (identity,))
+                gone = [str(r[0]) for r in db.execute(unbooted, (cutoff,)).fetchall()]
+                db.execute(f"DELETE FROM journal WHERE identity IN ({unbooted})", (cutoff,))
+                db.execute(f"DELETE FROM stations WHERE identity IN ({unbooted})", (cutoff,))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
