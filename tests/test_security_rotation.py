@@ -335,3 +335,23 @@ async def test_passwords_with_control_characters_are_never_set(autojump_clock: A
     after = await store.get("CS1")
     assert after is not None
     assert after.pending_password_hash is None  # nothing was recorded
+
+
+class UnhashableStore(InMemoryCredentialStore):
+    __hash__ = None  # type: ignore[assignment]
+
+
+async def test_a_store_that_cannot_be_hashed_still_gets_its_lock(autojump_clock: Any) -> None:
+    store = UnhashableStore([record()])
+
+    async def station_side(fake: FakeStation) -> None:
+        call = await fake.expect_call()
+        await fake.answer(call, set_result("Accepted"))
+
+    async with connected() as (station, fake), trio.open_nursery() as nursery:
+        nursery.start_soon(station_side, fake)
+        result = await rotate_password(station, store, password(1), hashing=CHEAP)
+    assert result.outcome is RotationOutcome.ACCEPTED
+    after = await store.get("CS1")
+    assert after is not None
+    assert matches(after.password_hash, password(1))

@@ -101,12 +101,21 @@ class RotationResult:
 # -- one writer per record ---------------------------------------------------------------------
 
 _LOCKS: weakref.WeakKeyDictionary[object, dict[str, trio.Lock]] = weakref.WeakKeyDictionary()
+# stores that cannot be weak dictionary keys (unhashable), by id (kept while they have locks)
+_LOCKS_BY_ID: dict[int, dict[str, trio.Lock]] = {}
+
+
+def _locks_of(store: CredentialStore) -> dict[str, trio.Lock]:
+    try:
+        return _LOCKS.setdefault(store, {})
+    except TypeError:
+        return _LOCKS_BY_ID.setdefault(id(store), {})
 
 
 @asynccontextmanager
 async def record_lock(store: CredentialStore, identity: str) -> AsyncIterator[None]:
     """Hold the lock of ``identity``'s record in ``store`` (read-modify-write under it)."""
-    locks = _LOCKS.setdefault(store, {})
+    locks = _locks_of(store)
     lock = locks.get(identity)
     if lock is None:
         lock = locks[identity] = trio.Lock()
@@ -116,6 +125,8 @@ async def record_lock(store: CredentialStore, identity: str) -> AsyncIterator[No
     finally:
         if not lock.locked() and not lock.statistics().tasks_waiting:
             locks.pop(identity, None)
+            if not locks:
+                _LOCKS_BY_ID.pop(id(store), None)
 
 
 async def _update(
