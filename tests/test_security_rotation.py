@@ -57,6 +57,12 @@ def set_result(status: str) -> v2_0_1.SetVariablesResponse:
     return response
 
 
+async def answer_with(fake: FakeStation, status: str) -> None:
+    """Answer the next password change with ``status``."""
+    call = await fake.expect_call()
+    await fake.answer(call, set_result(status))
+
+
 def record(identity: str = "CS1", secret: str | bytes = PW0) -> StationCredentials:
     return StationCredentials(
         identity=identity, security_profile=1, password_hash=hash_password(secret, hashing=CHEAP)
@@ -149,12 +155,8 @@ async def test_a_rejected_change_restores_an_earlier_uncertain_one(autojump_cloc
     uncertain = hash_password(password(1), hashing=CHEAP)
     store = InMemoryCredentialStore([attrs.evolve(record(), pending_password_hash=uncertain)])
 
-    async def station_side(fake: FakeStation) -> None:
-        call = await fake.expect_call()
-        await fake.answer(call, set_result("Rejected"))
-
     async with connected() as (station, fake), trio.open_nursery() as nursery:
-        nursery.start_soon(station_side, fake)
+        nursery.start_soon(answer_with, fake, "Rejected")
         result = await rotate_password(station, store, password(2), hashing=CHEAP)
     assert result.outcome is RotationOutcome.REJECTED
     after = await store.get("CS1")
@@ -344,12 +346,8 @@ class UnhashableStore(InMemoryCredentialStore):
 async def test_a_store_that_cannot_be_hashed_still_gets_its_lock(autojump_clock: Any) -> None:
     store = UnhashableStore([record()])
 
-    async def station_side(fake: FakeStation) -> None:
-        call = await fake.expect_call()
-        await fake.answer(call, set_result("Accepted"))
-
     async with connected() as (station, fake), trio.open_nursery() as nursery:
-        nursery.start_soon(station_side, fake)
+        nursery.start_soon(answer_with, fake, "Accepted")
         result = await rotate_password(station, store, password(1), hashing=CHEAP)
     assert result.outcome is RotationOutcome.ACCEPTED
     after = await store.get("CS1")
