@@ -74,6 +74,7 @@ from ocpp_trio.domain.evse import (
     ReservationState,
 )
 from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery
+from ocpp_trio.domain.redaction import redact_message
 from ocpp_trio.domain.reports import Report, ReportPart, ReportStatus
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
@@ -140,9 +141,12 @@ from ocpp_trio.security.auth import (
     certificate_subject,
     generate_password,
     rotate_password,
+    send_password_change,
     server_ssl_context,
 )
+from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
 from ocpp_trio.security.config import StationsConfig, build_security, load_stations_file
+from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.store.base import JournalEntry, Registration, Store, StoredStation
 from ocpp_trio.store.memory import MemoryStore
 from ocpp_trio.store.sqlite import SQLiteCredentialStore, SQLiteStore, open_sqlite_store
@@ -180,6 +184,8 @@ __all__ = [
     "CSMSView",
     "CallError",
     "CallTimeoutError",
+    "CertificateBinding",
+    "CertificatePolicy",
     "ChargePoint",
     "ChargePointConfig",
     "ChargePointError",
@@ -219,6 +225,7 @@ __all__ = [
     "LedgerQuery",
     "LocalProtocolError",
     "LogStatusChanged",
+    "LoginLimits",
     "MachineEvent",
     "MachinesConfig",
     "MachinesStatistics",
@@ -315,9 +322,11 @@ __all__ = [
     "open_charge_point",
     "open_csms",
     "open_sqlite_store",
+    "redact_message",
     "rotate_password",
     "select_client_preference",
     "select_newest",
+    "send_password_change",
     "serve_admin",
     "serve_charge_point",
     "serve_csms",

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers.cluster import PostgresCluster, postgres_bin
 from helpers.station import boot_router
 from helpers.store import STORE_KINDS, open_store
+from helpers.tls import Pki, make_pki
 
 from ocpp_trio import CSMS, open_csms
 from ocpp_trio.store.base import Store
@@ -74,3 +75,9 @@ async def store(store_kind: tuple[str, str]) -> AsyncIterator[Store]:
     """The store of ``store_kind``, open for the test."""
     async with open_store(*store_kind) as opened:
         yield opened
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A throwaway PKI (trustme): CA, server and client certificates."""
+    return make_pki(tmp_path)

@@ -7,14 +7,16 @@ The CSMS runs in-process without a socket; the charge points reach it over memor
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
+import attrs
 import h11
 import trio
-from helpers.admin import http, read_answer
+from helpers.admin import TOKEN, http, read_answer
 from helpers.client import charge_point
 
 from ocpp_trio import CSMS, Version, open_csms
@@ -36,9 +38,11 @@ async def admin_api(
         open_csms(default_router(), None, None) as csms,
         trio.open_nursery() as nursery,
     ):
+        config = attrs.evolve(config or AdminConfig(), token=TOKEN)
         info: AdminInfo = await nursery.start(
             partial(serve_admin, csms, "127.0.0.1", 0, config=config)
         )
+        assert info.token == TOKEN
         assert info.addresses[0][0] == "127.0.0.1"
         yield csms, nursery, info.port
         nursery.cancel_scope.cancel()
@@ -301,7 +305,110 @@ async def test_only_stations_seen_since_start_and_connected_ones() -> None:
         ):
             await charge_point(csms, nursery, "EARLY")
             info: AdminInfo = await nursery.start(serve_admin, csms, "127.0.0.1", 0)
-            listed = await http(info.port, "GET", "/stations")
+            assert len(info.token) >= 40  # generated: none was given
+            listed = await http(info.port, "GET", "/stations", token=info.token)
             assert [s["identity"] for s in listed.body["stations"]] == ["EARLY"]
             assert "connected_at" not in listed.body["stations"][0]
             nursery.cancel_scope.cancel()
+
+
+# -- access: token, Host, Origin, content type, malformed bodies, idle connections -------------
+
+
+async def test_access_rules() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (csms, nursery, port):
+            await charge_point(csms, nursery, "CS1", router=station_router())
+            reset = {"action": "Reset", "payload": {"type": "Immediate"}}
+            call = "/stations/CS1/call"
+            missing = await http(port, "GET", "/stations", token=None)
+            assert missing.status == 401
+            assert missing.headers["www-authenticate"].startswith("Bearer")
+            assert (await http(port, "GET", "/stations", token="wrong-token-000")).status == 401
+            # DNS rebinding: the page's own host name in Host
+            for host in ("evil.example", "evil.example:9001", "127.0.0.1.evil.example"):
+                assert (await http(port, "GET", "/stations", host=host)).status == 403
+            for host in ("localhost:1", "[::1]:9001", "10.1.2.3"):
+                assert (await http(port, "GET", "/stations", host=host)).status == 200
+            # cross-site requests from a browser, even with the token
+            for header in (("Origin", "https://evil.example"), ("Sec-Fetch-Site", "cross-site")):
+                assert (await http(port, "POST", call, reset, headers=[header])).status == 403
+            # a form post cannot be JSON
+            plain = await http(port, "POST", "/stations/CS1/call", reset, content_type="text/plain")
+            assert plain.status == 415
+            # malformed bodies: a clean 400, never 500
+            for raw in (b"[" * 50_000 + b"]" * 50_000, b'{"action": ' * 20_000, b"\xff\xfe", b"1"):
+                bad = await http(port, "POST", "/stations/CS1/call", raw=raw)
+                assert bad.status in (400, 413), (raw[:20], bad.body)
+            for depth in (1_500, 8_000):  # too deep to parse
+                nested = '{"vendorId": "x", "data": ' + '{"a": ' * depth + "1" + "}" * depth + "}"
+                text = '{"action": "DataTransfer", "payload": ' + nested + "}"
+                deep = await http(port, "POST", call, raw=text.encode())
+                assert deep.status == 400, (depth, deep.body)
+            deep_json = json.dumps({"action": "Reset", "payload": {"type": [[[[[["x"]]]]]]}})
+            assert (await http(port, "POST", call, raw=deep_json.encode())).status == 400
+            # allowed through: the station was reset
+            assert (await http(port, "POST", "/stations/CS1/call", reset)).status == 200
+
+
+async def test_a_configured_host_and_origin() -> None:
+    config = AdminConfig(allowed_hosts=("csms.internal",), allowed_origins=("https://ops",))
+    with trio.fail_after(TIMEOUT):
+        async with admin_api(config) as (_csms, _nursery, port):
+            assert (await http(port, "GET", "/", host="csms.internal:443")).status == 200
+            ok = await http(
+                port, "GET", "/", host="csms.internal", headers=[("Origin", "https://ops")]
+            )
+            assert ok.status == 200
+
+
+async def test_idle_connections_lock_nobody_out() -> None:
+    config = AdminConfig(header_timeout=0.5, max_connections_per_address=4)
+    with trio.fail_after(TIMEOUT):
+        async with admin_api(config) as (_csms, _nursery, port):
+            async with trio.open_nursery() as idle:
+                # an attacker holds idle connections from 127.0.0.2 (more than its share)
+                streams = []
+                for _ in range(8):
+                    stream = await trio.open_tcp_stream(
+                        "127.0.0.1", port, local_address="127.0.0.2"
+                    )
+                    streams.append(stream)
+                    await stream.send_all(b"GET / HTTP/1.1\r\n")
+                # another address is served meanwhile
+                assert (await http(port, "GET", "/stations")).status == 200
+                answers = [await _read_all(stream) for stream in streams]
+                idle.cancel_scope.cancel()
+            for stream in streams:
+                await stream.aclose()
+            statuses = sorted(int(a.split(b" ", 2)[1]) for a in answers)
+            # four over its cap answered 503 at once; the four idle ones dropped with 408
+            assert statuses == [408] * 4 + [503] * 4
+
+
+async def _read_all(stream: trio.abc.Stream) -> bytes:
+    received = b""
+    while chunk := await stream.receive_some(65536):
+        received += chunk
+    return received
+
+
+async def test_a_warning_when_listening_beyond_loopback(caplog: Any) -> None:
+    async with (
+        open_csms(default_router(), None, None) as csms,
+        trio.open_nursery() as nursery,
+    ):
+        info: AdminInfo = await nursery.start(serve_admin, csms, "0.0.0.0", 0)
+        assert info.addresses[0][0] == "0.0.0.0"
+        nursery.cancel_scope.cancel()
+    assert "reachable from other machines" in caplog.text
+
+
+async def test_rotate_password_needs_the_credential_store() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (csms, nursery, port):
+            await charge_point(csms, nursery, "CS1")
+            answer = await http(port, "POST", "/stations/CS1/rotate-password", {})
+            assert answer.status == 409
+            assert "no station passwords" in answer.body["error"]
+            assert (await http(port, "GET", "/stations/CS1/rotate-password")).status == 405

@@ -8,6 +8,7 @@ import csv
 import datetime
 import io
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,14 @@ import attrs
 import pytest
 import trio
 import trio.testing
-from helpers.admin import http
+from helpers.admin import TOKEN, http
 from helpers.csms import boot, connect, csms_on
 from helpers.recovery import CutStore, boot_and_charge, call, served_then_cut
 from helpers.station import FakeStation, boot_router
 
 from ocpp_trio import CSMS, Ledger, LedgerConfig, LedgerEntry, LedgerQuery, Version
 from ocpp_trio.cli.main import main
-from ocpp_trio.csms.admin import AdminInfo, serve_admin
+from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
 from ocpp_trio.domain.ledger import decode_cursor, encode_cursor, ledger_entry, utc_text
 from ocpp_trio.domain.transactions import (
     Sample,
@@ -542,7 +543,9 @@ async def test_admin_pages_through_the_ledger() -> None:
     await fill(store, 2, "CS2")
     with trio.fail_after(10):
         async with csms_on(store) as (csms, nursery):
-            info: AdminInfo = await nursery.start(serve_admin, csms, "127.0.0.1", 0)
+            info: AdminInfo = await nursery.start(
+                partial(serve_admin, csms, "127.0.0.1", 0, config=AdminConfig(token=TOKEN))
+            )
             port = info.port
             first = await http(port, "GET", "/transactions?state=ended&limit=3")
             assert first.status == 200
@@ -602,7 +605,9 @@ async def test_admin_without_a_store_keeps_the_recent_view() -> None:
         async with trio.open_nursery() as nursery:
             csms = CSMS(boot_router())
             await nursery.start(csms.run)
-            info: AdminInfo = await nursery.start(serve_admin, csms, "127.0.0.1", 0)
+            info: AdminInfo = await nursery.start(
+                partial(serve_admin, csms, "127.0.0.1", 0, config=AdminConfig(token=TOKEN))
+            )
             recent = await http(info.port, "GET", "/transactions?state=ended")
             assert (recent.status, recent.body) == (200, {"transactions": []})
             paged = await http(info.port, "GET", "/transactions?state=ended&limit=5")

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from helpers.secrets import password_result
 from helpers.station import FakeStation, boot_request, boot_router, running_station
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,7 +30,7 @@ from ocpp_trio.domain.credentials import (
     verify_password,
 )
 from ocpp_trio.errors import CallTimeoutError, SecurityConfigError
-from ocpp_trio.messages import v1_6, v2_0_1, v2_1
+from ocpp_trio.messages import v2_0_1
 from ocpp_trio.protocol.rpc import IncomingCall
 from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.security.auth import (
@@ -71,15 +72,17 @@ def request(
     *,
     tls: bool = False,
     cert: dict[str, Any] | None = None,
+    versions: tuple[Version, ...] = (V201,),
+    remote: str = "127.0.0.1:1",
 ) -> ConnectionRequest:
     headers = (("authorization", authorization),) if authorization is not None else ()
     return ConnectionRequest(
         identity=identity,
         path=f"/{identity}",
-        offered_versions=(V201,),
-        offered_subprotocols=("ocpp2.0.1",),
+        offered_versions=versions,
+        offered_subprotocols=tuple(f"ocpp{v.value}" for v in versions),
         headers=headers,
-        remote="127.0.0.1:1",
+        remote=remote,
         tls=tls,
         peer_certificate=cert,
     )
@@ -251,10 +254,13 @@ async def test_identity_with_colon_on_1_6():
 
 async def test_authorization_key_accepted_as_raw_bytes_and_as_hex():
     auth = authenticator(record(password=KEY))
-    assert await auth(request(authorization=basic("CS1", KEY))) is None
-    assert await auth(request(authorization=basic("CS1", KEY.hex()))) is None
-    assert await auth(request(authorization=basic("CS1", KEY.hex().upper()))) is None
-    assert await auth(request(authorization=basic("CS1", KEY[:-1]))) is not None
+    for sent in (KEY, KEY.hex(), KEY.hex().upper()):
+        assert await auth(request(authorization=basic("CS1", sent), versions=(V16,))) is None
+    assert await auth(request(authorization=basic("CS1", KEY[:-1]), versions=(V16,))) is not None
+    # raw key bytes (control characters) only where the station offers 1.6
+    refused = await auth(request(authorization=basic("CS1", KEY)))
+    assert refused is not None
+    assert refused.status_code == 401
 
 
 async def test_a_password_that_looks_like_hex_is_still_itself():
@@ -363,21 +369,6 @@ async def test_profile_3_checks():
 # Password rotation over memory transports
 
 
-def password_result(version: Version, status: str) -> Any:
-    if version is V16:
-        return v1_6.ChangeConfigurationResponse(status=v1_6.ConfigurationStatus(status))
-    m = v2_0_1 if version is V201 else v2_1
-    return m.SetVariablesResponse(
-        set_variable_result=(
-            m.SetVariableResultType(
-                attribute_status=m.SetVariableStatusEnumType(status),
-                component=m.ComponentType(name="SecurityCtrlr"),
-                variable=m.VariableType(name="BasicAuthPassword"),
-            ),
-        )
-    )
-
-
 async def connected(nursery: trio.Nursery, version: Version, identity: str = "CS1"):
     csms = CSMS(boot_router(), config=CSMSConfig(station=StationConfig(call_timeout=5)))
     ours, theirs = memory_transport_pair()
@@ -395,7 +386,7 @@ async def answer_next(fake: FakeStation, status: str) -> IncomingCall:
 
 async def accepts(store: InMemoryCredentialStore, password: str | bytes, identity="CS1") -> bool:
     auth = StationAuthenticator(store)
-    return await auth(request(identity, basic(identity, password))) is None
+    return await auth(request(identity, basic(identity, password), versions=tuple(Version))) is None
 
 
 OLD_NEW = {V16: (KEY, bytes(range(100, 120))), V201: (PW, PW2), V21: (PW, PW2)}
@@ -509,9 +500,17 @@ async def test_rotation_timeout_leaves_both_until_the_new_one_is_used(autojump_c
 async def test_rotation_cancelled_mid_call_records_pending(autojump_clock):
     store = InMemoryCredentialStore([record()])
     async with trio.open_nursery() as nursery:
-        _csms, station, _fake = await connected(nursery, V201)
-        with trio.move_on_after(1):
+        _csms, station, fake = await connected(nursery, V201)
+        with trio.CancelScope() as scope:
+
+            async def cancel_once_sent() -> None:
+                # not a timer: under autojump_clock it could fire while the hash runs
+                await fake.expect_call()
+                scope.cancel()
+
+            nursery.start_soon(cancel_once_sent)
             await rotate_password(station, store, PW2, hashing=CHEAP)
+        assert scope.cancelled_caught
         nursery.cancel_scope.cancel()
     assert await accepts(store, PW)
     assert await accepts(store, PW2)
@@ -616,7 +615,8 @@ async def _run_observed(
         nursery.start_soon(answer_next, fake, "Accepted")
         await rotate_password(station, store, password, hashing=CHEAP)
     await settled(csms, 5)
-    assert len(puts) == 2
+    # the helpers' own writes only: pending before each CALL, settled by its answer
+    assert [(p.pending_password_hash is None) for p in puts] == [False, True, False, True]
     # an unrelated SetVariables is ignored
     nursery.start_soon(fake_answer_unrelated, fake)
     other = v2_0_1.SetVariableDataType(
@@ -696,7 +696,7 @@ async def test_stations_file(tmp_path):
     auth = config.authenticator()
     assert auth.organization == "Example CPO"
     assert await auth(request("CS001", basic("CS001", PW), tls=True)) is None
-    assert await auth(request("CP16", basic("CP16", KEY))) is None
+    assert await auth(request("CP16", basic("CP16", KEY), versions=(V16,))) is None
     assert await auth(request("CP16", basic("CP16", KEY.hex()))) is None
     assert await auth(request("PRE", basic("PRE", PW2), tls=True)) is None
     assert await auth(request("CS003", tls=True, cert=cert("SN-3", "Other CPO"))) is None

@@ -10,30 +10,38 @@ client certificate, so the refusal shows up on the first read.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import logging
 import ssl
-import warnings
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
 import trio.testing
 import trustme
 from helpers.station import FakeStation, boot_request
+from helpers.tls import (
+    CPO,
+    PW,
+    SERVER,
+    Pki,
+    _handshake_details,
+    basic,
+    connects,
+    csms_with,
+    port_of,
+    refusal,
+    router,
+    tls_refused,
+    weak_clients,
+)
 from helpers.websocket import TrioWebSocketPeer, ws_station
-from trio_websocket import ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 
 from ocpp_trio import Version
-from ocpp_trio.csms.core import CSMS, CSMSConfig, open_csms
+from ocpp_trio.csms.core import CSMS, CSMSConfig
 from ocpp_trio.domain.credentials import (
     InMemoryCredentialStore,
     PasswordHashing,
@@ -41,7 +49,6 @@ from ocpp_trio.domain.credentials import (
     hash_password,
 )
 from ocpp_trio.messages import v2_0_1
-from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station
 from ocpp_trio.security.auth import (
     OCPP_TLS12_CIPHERS,
@@ -50,58 +57,11 @@ from ocpp_trio.security.auth import (
     rotate_password,
     server_ssl_context,
 )
-from ocpp_trio.transport.server import ServerConfig, serve_ocpp_websocket
+from ocpp_trio.transport.server import serve_ocpp_websocket
 
 CHEAP = PasswordHashing(scrypt_log2_n=6, scrypt_r=4)
-PW = "profile-two-password-01"
 PW2 = "profile-two-password-02"
 V201 = Version.V201
-SERVER = ServerConfig(ping_interval=0, handshake_timeout=2.0, close_timeout=0.5)
-CPO = "Example CPO"
-
-
-@attrs.frozen
-class Pki:
-    ca: trustme.CA
-    ca_file: Path
-    cert_file: Path
-    directory: Path
-
-    def client(
-        self, cert: trustme.LeafCert | None = None, *, trust: trustme.CA | None = None
-    ) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        (trust or self.ca).configure_trust(context)
-        if cert is not None:
-            cert.configure_cert(context)
-        return context
-
-    def station_cert(self, cn: str, o: str | None = CPO, **kw: Any) -> trustme.LeafCert:
-        return self.ca.issue_cert(
-            f"{cn.lower()}.stations.test", common_name=cn, organization_name=o, **kw
-        )
-
-    def server_context(self, *, require: bool = False, client_ca: bool = True) -> ssl.SSLContext:
-        return server_ssl_context(
-            self.cert_file,
-            client_ca=self.ca_file if client_ca else None,
-            require_client_certificate=require,
-        )
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    ca = trustme.CA(organization_name="Test Root")
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    cert_file = tmp_path / "server.pem"
-    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    return Pki(ca, ca_file, cert_file, tmp_path)
-
-
-def basic(identity: str, password: str) -> tuple[bytes, bytes]:
-    token = base64.b64encode(f"{identity}:{password}".encode()).decode()
-    return (b"Authorization", f"Basic {token}".encode())
 
 
 def store_of(*records: StationCredentials) -> InMemoryCredentialStore:
@@ -118,76 +78,6 @@ def p2(identity: str, password: str = PW) -> StationCredentials:
 
 def p3(identity: str, **kw: Any) -> StationCredentials:
     return StationCredentials(identity=identity, security_profile=3, **kw)
-
-
-async def boot_over(ws: WebSocketConnection, version: Version = V201) -> str:
-    """Boot as a station over ``ws``; the registration status."""
-    fake = FakeStation(TrioWebSocketPeer(ws), version)  # type: ignore[arg-type]
-    response = await fake.exchange(boot_request(version))
-    return str(getattr(response, "status", response))
-
-
-async def connects(port: int, path: str, **kw: Any) -> bool:
-    async with ws_station(port, path, **kw) as ws:
-        return await boot_over(ws) == "Accepted"
-
-
-async def refusal(port: int, path: str, **kw: Any) -> int:
-    """The HTTP status the server refuses the upgrade with."""
-    statuses: list[int] = []
-    try:
-        async with ws_station(port, path, **kw):
-            pytest.fail("the upgrade succeeded")  # pragma: no cover
-    except* ConnectionRejected as group:
-        statuses += [e.status_code for e in group.exceptions if isinstance(e, ConnectionRejected)]
-    [status] = statuses
-    return status
-
-
-async def tls_refused(port: int, ssl_context: ssl.SSLContext, path: str = "/CS1") -> None:
-    """Expect the server to refuse at the TLS level (the client sees an alert, a reset or the
-    end of the stream, depending on timing; the server's log says why)."""
-    stream = await trio.open_ssl_over_tcp_stream(
-        "127.0.0.1", port, ssl_context=ssl_context, https_compatible=True
-    )
-    async with stream:
-        try:
-            with trio.fail_after(5):
-                await stream.do_handshake()
-                ws = WSConnection(ConnectionType.CLIENT)
-                await stream.send_all(
-                    ws.send(Request(host="127.0.0.1", target=path, subprotocols=["ocpp2.0.1"]))
-                )
-                data = await stream.receive_some(4096)
-        except trio.BrokenResourceError:
-            return
-    assert data == b"", data  # nothing but the end of the connection
-
-
-def router() -> Router:
-    r = Router()
-    r.set_default_boot()
-    return r
-
-
-@asynccontextmanager
-async def csms_with(
-    auth: StationAuthenticator, context: ssl.SSLContext | None, app: Router | None = None
-) -> AsyncIterator[CSMS]:
-    async with open_csms(
-        app or router(),
-        "127.0.0.1",
-        0,
-        config=CSMSConfig(server=SERVER),
-        ssl_context=context,
-        check_request=auth,
-    ) as csms:
-        yield csms
-
-
-def port_of(csms: CSMS) -> int:
-    assert csms.server_info is not None
-    return csms.server_info.port
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,18 +98,6 @@ def test_server_context_settings(pki: Pki):
     assert pki.server_context(require=True).verify_mode is ssl.CERT_REQUIRED
     with pytest.raises(ValueError, match="client CA"):
         server_ssl_context(pki.cert_file, require_client_certificate=True)
-
-
-async def _handshake_details(port: int, client: ssl.SSLContext) -> tuple[str, str, Any]:
-    stream = await trio.open_ssl_over_tcp_stream(
-        "127.0.0.1", port, ssl_context=client, https_compatible=True
-    )
-    async with stream:
-        with trio.fail_after(5):
-            await stream.do_handshake()
-        cipher = stream.cipher()
-        assert cipher is not None
-        return cipher[0], str(stream.version()), stream.compression()
 
 
 async def test_ocpp_cipher_suites_with_rsa_and_ecdsa_certificates(nursery, pki: Pki):
@@ -264,15 +142,7 @@ async def test_old_tls_and_weak_ciphers_are_refused(nursery, pki: Pki, caplog):
             ssl_context=pki.server_context(),
         )
     )
-    old = pki.client()
-    old.set_ciphers("DEFAULT:@SECLEVEL=0")
-    with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
-        warnings.simplefilter("ignore", DeprecationWarning)
-        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
-    cbc = pki.client()
-    cbc.maximum_version = ssl.TLSVersion.TLSv1_2
-    cbc.set_ciphers("AES128-SHA")
-    for client in (old, cbc):
+    for client in weak_clients(pki):
         with pytest.raises(trio.BrokenResourceError):
             await _handshake_details(info.port, client)
     await trio.testing.wait_all_tasks_blocked()  # the server has seen both failures

@@ -50,10 +50,21 @@ async def logged_port(process: RunningProcess, pattern: str) -> int:
     return int(found.group(1))
 
 
-async def wait_for_answer(port: int, path: str, ready: Any, *, every: float = 0.2) -> Any:
+async def logged_token(process: RunningProcess) -> str:
+    """The admin token ``serve`` shows once, when it makes one."""
+    pattern = r"admin API token \(.*\): (\S+)$"
+    line, *_ = await process.stderr.wait_for(lambda line: re.search(pattern, line) is not None)
+    found = re.search(pattern, line)
+    assert found, line
+    return found.group(1)
+
+
+async def wait_for_answer(
+    port: int, path: str, ready: Any, *, token: str, every: float = 0.2
+) -> Any:
     """GET ``path`` from the admin API until ``ready(body)``; returns the body."""
     while True:
-        answer = await http(port, "GET", path)
+        answer = await http(port, "GET", path, token=token)
         assert answer.status == 200, answer.body
         if ready(answer.body):
             return answer.body
@@ -97,6 +108,8 @@ async def test_serve_and_simulate_16_and_201_with_admin_and_reset(tmp_path: Path
         async with run_process(serve_cmd) as server:
             port = await logged_port(server, r"listening on ws://127\.0\.0\.1:(\d+)/")
             admin = await logged_port(server, r"admin API on http://127\.0\.0\.1:(\d+)/")
+            token = await logged_token(server)
+            assert (tmp_path / "csms.db.admin-token").read_text().strip() == token
             async with (
                 run_process(simulate(port, "1.6", "P16", "--duration", "6")) as sim16,
                 run_process(simulate(port, "2.0.1", "P201", "--duration", "6")) as sim201,
@@ -106,11 +119,13 @@ async def test_serve_and_simulate_16_and_201_with_admin_and_reset(tmp_path: Path
                     stations = {t["station"][:3] for t in body["transactions"]}
                     return {"P16", "P20"} <= stations
 
-                ended = await wait_for_answer(admin, "/transactions?state=ended", both_ended)
+                ended = await wait_for_answer(
+                    admin, "/transactions?state=ended", both_ended, token=token
+                )
                 for tx in ended["transactions"]:
                     assert tx["state"] == "ended"
                     assert tx["energy_wh"] > 0
-                listed = (await http(admin, "GET", "/stations")).body["stations"]
+                listed = (await http(admin, "GET", "/stations", token=token)).body["stations"]
                 versions = {s["identity"]: s["version"] for s in listed}
                 assert versions == {
                     **{f"P16-00{n}": "1.6" for n in (1, 2, 3)},
@@ -122,6 +137,7 @@ async def test_serve_and_simulate_16_and_201_with_admin_and_reset(tmp_path: Path
                         "POST",
                         f"/stations/{identity}/call",
                         {"action": "Reset", "payload": {"type": kind}},
+                        token=token,
                     )
                     assert reset.status == 200, reset.body
                     assert reset.body["response"] == {"status": "Accepted"}

@@ -38,6 +38,7 @@ from ocpp_trio.store.base import (
     Registration,
     Store,
     StoreOp,
+    SweepsUnbooted,
     decode,
     encode,
 )
@@ -266,6 +267,22 @@ async def test_stale_writes_are_refused_per_station(store: Store) -> None:
     d = await store.load("D")
     assert d is not None
     assert (d.registration, d.epoch) == (seeded, 0)
+
+
+async def test_stations_that_never_booted_can_be_swept(store: Store) -> None:
+    assert isinstance(store, SweepsUnbooted)
+    one_shot = await store.claim("ONE-SHOT", V201)
+    booted = await store.claim("BOOTED", V201)
+    registration = Registration(status=RegistrationStatus.ACCEPTED, at=NOW)
+    await store.commit(
+        [PutRegistration(identity="BOOTED", epoch=booted.epoch, registration=registration)]
+    )
+    await store.commit([append("ONE-SHOT", one_shot.epoch, 1)])
+    now = datetime.datetime.now(datetime.UTC)
+    assert await store.forget_unbooted(now - datetime.timedelta(days=1)) == []
+    assert await store.forget_unbooted(now + datetime.timedelta(days=1)) == ["ONE-SHOT"]
+    assert await store.identities() == ["BOOTED"]
+    assert await store.load("ONE-SHOT") is None
 
 
 async def test_counters_never_go_down(store: Store) -> None:

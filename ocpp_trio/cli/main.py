@@ -19,6 +19,11 @@ id counter) is kept in the SQLite file given by ``--db`` (default ``./ocpp-trio.
 ``:memory:`` keeps it in memory only): a restarted server resumes accepted stations without a
 BootNotification (see docs/recovery.md).
 
+Secrets never reach the log: write-only values (Basic-auth passwords, 1.6 AuthorizationKey)
+are shown as ``***`` in the exchange lines.  The admin API needs a bearer token (see
+:mod:`ocpp_trio.cli.admin_token`).  Without ``--stations`` any identity may connect, and
+identities that never booted are forgotten ``--forget-unbooted-after`` seconds after they left.
+
 SIGINT (Ctrl-C) and SIGTERM stop the server in order: the listener closes, every station gets a
 1001 close, and the process exits with status 0 and no traceback (every command ends on Ctrl-C
 without one).  Status 1 means the server could not start (e.g. the port is taken: the message
@@ -30,12 +35,13 @@ line naming the option and the value; see :mod:`ocpp_trio.cli.args`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
+import os
 import signal
 import sys
-import tomllib
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -43,6 +49,7 @@ from typing import Any
 
 import trio
 
+from ocpp_trio.cli.admin_token import resolve_admin_token
 from ocpp_trio.cli.args import (
     OneLineParser,
     check_files,
@@ -55,6 +62,16 @@ from ocpp_trio.cli.args import (
 )
 from ocpp_trio.cli.export import add_export_parser, run_export
 from ocpp_trio.cli.logs import LOG_FORMATS, configure_logging
+from ocpp_trio.cli.serve_options import (
+    add_serve_extras,
+    apply_config_file,
+    load_id_tokens,
+    load_serve_files,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    version_list,
+)
 from ocpp_trio.cli.simulate import (
     LiveView,
     add_simulate_parser,
@@ -66,10 +83,13 @@ from ocpp_trio.cli.simulate import (
     summary,
 )
 from ocpp_trio.client.simulator import Simulator
-from ocpp_trio.csms.admin import AdminInfo, serve_admin
-from ocpp_trio.csms.core import CSMS, CSMSConfig, serve_csms, start_csms
+from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
+from ocpp_trio.csms.core import CSMS, CSMSConfig, DuplicatePolicy, serve_csms, start_csms
 from ocpp_trio.csms.ledger import LedgerConfig
+from ocpp_trio.domain.credentials import CredentialStore
+from ocpp_trio.domain.device_model import DeviceModel
 from ocpp_trio.domain.events import TransactionEnded, TransactionStarted
+from ocpp_trio.domain.redaction import redact_message
 from ocpp_trio.errors import CallError, ErrorCode, MessageValidationError, StoreError
 from ocpp_trio.messages import Direction, Message, Request, Response, v1_6, v2_0_1, v2_1
 from ocpp_trio.protocol.supervisor import RegistrationStatus
@@ -79,7 +99,10 @@ from ocpp_trio.runtime.groups import leaves as exception_leaves
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.security.auth import PasswordChangeObserver, StationAuthenticator
-from ocpp_trio.security.config import build_security, use_persistent_credentials
+from ocpp_trio.security.config import (
+    StationsConfig,
+    use_persistent_credentials,
+)
 from ocpp_trio.store.base import Store
 from ocpp_trio.store.memory import MemoryStore
 from ocpp_trio.store.sqlite import open_sqlite_store
@@ -89,9 +112,14 @@ __all__ = [
     "ExchangeLogger",
     "build_parser",
     "default_router",
+    "load_id_tokens",
     "main",
     "summarize",
 ]
+
+# the names tests and tools used before serve_options was split off
+_apply_config_file = apply_config_file
+_load_serve_files = load_serve_files
 
 log = logging.getLogger("ocpp_trio.cli")
 exchange_log = logging.getLogger("ocpp_trio.exchange")
@@ -244,11 +272,13 @@ async def _empty_response(station: Station, request: Request[Any]) -> Response:
 # -- logging every exchange --------------------------------------------------------------------
 
 
-def summarize(message: Message | None, limit: int) -> str:
-    """The wire JSON of ``message`` on one line, cut to ``limit`` characters (``0``: no cut)."""
+def summarize(message: Message | None, limit: int, device_model: DeviceModel | None = None) -> str:
+    """The wire JSON of ``message`` on one line, cut to ``limit`` characters (``0``: no cut),
+    its secrets shown as ``***`` (write-only values; ``device_model`` names more of them)."""
     if message is None:
         return "-"
-    text = json.dumps(message.to_json(), separators=(",", ":"), ensure_ascii=False, default=str)
+    shown = redact_message(message, device_model)
+    text = json.dumps(shown.to_json(), separators=(",", ":"), ensure_ascii=False, default=str)
     if limit and len(text) > limit:
         return text[: max(limit - 3, 0)] + "..."
     return text
@@ -260,7 +290,7 @@ class ExchangeLogger:
     ``<station> <version> <direction> <action> <outcome> req=<json> res=<json> (<ms> ms)``, where
     the direction is ``station->csms`` (the station's CALL or SEND) or ``csms->station`` (ours),
     and the outcome ``ok``, ``send`` (a 2.1 SEND) or ``error=<what>``.  CALLERRORs and failures
-    are logged at WARNING, the rest at INFO.
+    are logged at WARNING, the rest at INFO.  Secrets read ``***`` (see :func:`summarize`).
     """
 
     def __init__(self, *, payload_chars: int = 200, logger: logging.Logger | None = None) -> None:
@@ -287,6 +317,9 @@ class ExchangeLogger:
         else:
             outcome = "ok" if exchange.response is not None else "send"
             level = logging.INFO
+        # the station's reported WriteOnly variables are hidden too (the known secrets always)
+        machines = getattr(station, "machines", None)
+        model: DeviceModel | None = None if machines is None else machines.device_model
         self.logger.log(
             level,
             "%s %s %s %s %s req=%s res=%s (%.1f ms)",
@@ -295,49 +328,14 @@ class ExchangeLogger:
             direction,
             exchange.action,
             outcome,
-            summarize(exchange.request, self.payload_chars),
-            summarize(exchange.response, self.payload_chars),
+            summarize(exchange.request, self.payload_chars, model),
+            summarize(exchange.response, self.payload_chars, model),
             (exchange.finished - exchange.started) * 1000.0,
             extra={"station_id": exchange.identity},
         )
 
 
 # -- the command line --------------------------------------------------------------------------
-
-
-def _versions(text: str) -> list[Version]:
-    try:
-        return [Version(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError:
-        choices = ", ".join(v.value for v in Version)
-        raise argparse.ArgumentTypeError(f"{text!r}: versions are among {choices}") from None
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,21 +365,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--versions",
-        type=_versions,
+        type=version_list,
         action="extend",
         metavar="V[,V...]",
         help="OCPP versions to offer (comma-separated or repeated; default: 1.6,2.0.1,2.1)",
     )
     serve.add_argument(
         "--ping-interval",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=30.0,
         metavar="SECONDS",
         help="WebSocket keepalive ping interval, 0 disables (default %(default)s)",
     )
     serve.add_argument(
         "--heartbeat-interval",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=300,
         metavar="SECONDS",
         help="interval sent in BootNotification answers (default %(default)s)",
@@ -394,14 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--call-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="how long the CSMS waits for a station's answer (default %(default)s)",
     )
     serve.add_argument(
         "--payload-chars",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=200,
         metavar="N",
         help="cut logged payloads to N characters, 0 for no cut (default %(default)s)",
@@ -421,11 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--ledger-days",
-        type=_positive_float,
+        type=positive_float,
         metavar="DAYS",
         help="keep finished transactions (the ledger) this many days (default: all)",
     )
-    _add_serve_extras(serve)
+    add_serve_extras(serve)
     serve.add_argument(
         "--log-level",
         type=str.upper,
@@ -469,54 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_serve_extras(serve: argparse.ArgumentParser) -> None:
-    """The admin API, security and configuration-file options of ``serve``."""
-    serve.add_argument(
-        "--admin-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="interface of the admin HTTP API (default %(default)s: this machine only)",
-    )
-    serve.add_argument(
-        "--admin-port",
-        type=port_number,
-        metavar="PORT",
-        help="port of the admin HTTP API, 0 for any (default 9001; when 9001 is taken the "
-        "server runs without it)",
-    )
-    serve.add_argument("--no-admin", action="store_true", help="run without the admin API")
-    serve.add_argument(
-        "--stations",
-        dest="stations_file",
-        metavar="FILE",
-        help="TOML allow-list of stations with their Basic-auth passwords and security "
-        "profiles (see docs/security.md); default: any station may connect",
-    )
-    serve.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate")
-    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's private key")
-    serve.add_argument(
-        "--tls-client-ca",
-        metavar="FILE",
-        help="CA of the client certificates (security profile 3)",
-    )
-    serve.add_argument(
-        "--id-tokens",
-        metavar="FILE",
-        help="idTokens (1.6 idTags) to accept, one per line ('#' starts a comment); "
-        "default: accept all",
-    )
-    serve.add_argument(
-        "--config",
-        metavar="FILE",
-        help="TOML file of option values (names as the long options, e.g. port = 9000, "
-        "admin-port = 9001); options given on the command line win",
-    )
-
-
 def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
     versions = tuple(dict.fromkeys(args.versions)) if args.versions else tuple(Version)
     # nodes sharing a PostgreSQL store take 1.6 transaction ids from one shared counter
     shared_ids = getattr(store, "transaction_ids", None)
+    forget = getattr(args, "forget_unbooted_after", 0.0)
     return CSMSConfig(
         station=StationConfig(call_timeout=args.call_timeout),
         server=ServerConfig(versions=versions, ping_interval=args.ping_interval),
@@ -524,6 +479,10 @@ def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
         store=store,
         **({"transaction_ids": shared_ids} if shared_ids is not None else {}),
         ledger=_ledger_config(args),
+        # only where any identity may connect: a stations file bounds the identities itself
+        forget_unbooted_after=forget
+        if forget and not getattr(args, "stations_file", None)
+        else None,
     )
 
 
@@ -565,6 +524,10 @@ async def serve(
         id_tokens=getattr(args, "id_token_set", None),
     )
     check_request, ssl_context = getattr(args, "security", (None, None))
+    stations: StationsConfig | None = getattr(args, "stations_config", None)
+    signer = getattr(args, "signer", None)
+    if signer is not None:
+        signer.install(router)
     stop_signals = (
         {signal.SIGINT, signal.SIGTERM} if hasattr(signal, "SIGTERM") else {signal.SIGINT}
     )
@@ -594,10 +557,16 @@ async def serve(
                 from ocpp_trio.csms.cluster import serve_cluster  # the optional dependency
 
                 await nursery.start(serve_cluster, csms, store)
+            credentials: CredentialStore | None = None
             if isinstance(check_request, StationAuthenticator):
+                credentials = store.credentials
                 csms.add_extra_handler(
-                    PasswordChangeObserver(store.credentials), buffer=256, name="passwords"
+                    PasswordChangeObserver(credentials), buffer=256, name="passwords"
                 )
+            if signer is not None:
+                csms.add_extra_handler(signer, buffer=64, name="certificates")
+            for identity, policy in (stations.duplicate_connections if stations else {}).items():
+                csms.set_duplicate_policy(identity, DuplicatePolicy(policy))
             csms.add_extra_handler(
                 ExchangeLogger(payload_chars=args.payload_chars),
                 buffer=1024,
@@ -612,7 +581,22 @@ async def serve(
                     "listening on %s://%s:%d/<station id> (OCPP %s)", scheme, host, port, versions
                 )
             if not args.no_admin:
-                await _start_admin(nursery, csms, args.admin_host, args.admin_port)
+                token = resolve_admin_token(args.admin_token, args.admin_token_file, args.db)
+                if token.warning:
+                    log.warning("%s", token.warning)
+                config = AdminConfig(
+                    token=token.token, allowed_hosts=tuple(args.admin_allowed_host)
+                )
+                info = await _start_admin(
+                    nursery,
+                    csms,
+                    args.admin_host,
+                    args.admin_port,
+                    config=config,
+                    credentials=credentials,
+                )
+                if info is not None and token.announce:
+                    log.warning("%s", token.announce)
             task_status.started(csms)
             async for signum in signals:
                 log.info("%s received: shutting down", signal.Signals(signum).name)
@@ -625,13 +609,26 @@ class AdminBindError(OSError):
 
 
 async def _start_admin(
-    nursery: trio.Nursery, csms: CSMS, host: str, port: int | None
+    nursery: trio.Nursery,
+    csms: CSMS,
+    host: str,
+    port: int | None,
+    *,
+    config: AdminConfig | None = None,
+    credentials: CredentialStore | None = None,
 ) -> AdminInfo | None:
     """Serve the admin API in ``nursery``; the default port (9001) being taken is only
     logged, an explicit ``--admin-port`` that cannot be bound is an error."""
     try:
         info: AdminInfo = await nursery.start(
-            partial(serve_admin, csms, host, 9001 if port is None else port)
+            partial(
+                serve_admin,
+                csms,
+                host,
+                9001 if port is None else port,
+                config=config,
+                credentials=credentials,
+            )
         )
     except OSError as exc:
         if port is not None:
@@ -649,7 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command == "serve" and args.config:
-            _apply_config_file(parser, args.config, argv)
+            apply_config_file(parser, args.config, argv)
             args = parser.parse_args(argv)
         _check_args(parser, args)
         configure_logging(args.log_level, getattr(args, "log_format", "text"), sys.stderr)
@@ -686,11 +683,15 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 def _run_serve(args: argparse.Namespace) -> int:
     try:
-        _load_serve_files(args)
+        load_serve_files(args)
     except (OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)  # noqa: TRY400
         return 1
     fresh = new_database(args.db)
+    token_file = getattr(args, "admin_token_file", None) or (
+        None if args.db == ":memory:" else f"{args.db}.admin-token"
+    )
+    fresh_token = token_file is not None and not os.path.exists(token_file)
     listening: list[bool] = []
     try:
         trio.run(_serve_until_stopped, args, listening)
@@ -701,8 +702,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         if stopped_by_user(exc):
             log.info("interrupted")
             return 0
-        if fresh and not listening:
-            remove_new_database(args.db)  # a server that never listened leaves nothing
+        if not listening:  # a server that never listened leaves nothing behind
+            if fresh:
+                remove_new_database(args.db)
+            if fresh_token and token_file is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(token_file)
         if len(leaves) == 1 and isinstance(leaves[0], StoreError):
             log.error("cannot use the store %s: %s", args.db, leaves[0])  # noqa: TRY400
             return 1
@@ -730,96 +735,12 @@ def _os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-# -- serve's files: --config, --id-tokens, --stations and TLS ------------------------------------
-
-
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             found: argparse.ArgumentParser = action.choices[name]
             return found
     raise LookupError(name)  # pragma: no cover - build_parser always adds it
-
-
-def _apply_config_file(
-    parser: argparse.ArgumentParser, path: str, argv: Sequence[str] | None
-) -> None:
-    """Make the values of the TOML file ``path`` the defaults of ``serve``'s options, so that
-    the command line still wins.  Keys are the long options' names (``admin-port`` or
-    ``admin_port``); a mistake exits with status 2 like any other command-line error."""
-    serve = _subparser(parser, "serve")
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        serve.error(f"--config {path}: {exc}")
-    options = {
-        option[2:]: action
-        for action in serve._actions
-        for option in action.option_strings
-        if option.startswith("--") and option not in ("--help", "--config")
-    }
-    given = {arg.split("=", 1)[0] for arg in (argv if argv is not None else sys.argv[1:])}
-    defaults: dict[str, Any] = {}
-    for key, value in data.items():
-        action = options.get(key.replace("_", "-"))
-        if action is None:
-            serve.error(f"--config {path}: unknown option {key!r}")
-        if f"--{key.replace('_', '-')}" in given:
-            continue  # the command line wins (and would extend a list default)
-        try:
-            defaults[action.dest] = _config_value(action, value)
-        except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
-            serve.error(f"--config {path}: {key}: {exc}")
-    serve.set_defaults(**defaults)
-
-
-def _config_value(action: argparse.Action, value: Any) -> Any:
-    if isinstance(action, argparse._StoreTrueAction):
-        if not isinstance(value, bool):
-            raise TypeError("must be true or false")
-        return value
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, dict | bool) or any(isinstance(v, dict | list) for v in items):
-        raise TypeError(f"unexpected value {value!r}")
-    convert = action.type if callable(action.type) else str
-    converted = [convert(str(v)) for v in items]
-    for v in converted:
-        if action.choices is not None and v not in action.choices:
-            raise ValueError(f"{v!r} is not one of {', '.join(map(str, action.choices))}")
-    if isinstance(action, argparse._ExtendAction):
-        return [x for v in converted for x in (v if isinstance(v, list) else [v])]
-    if len(converted) != 1:
-        raise TypeError("expects one value")
-    return converted[0]
-
-
-def load_id_tokens(path: str) -> frozenset[str]:
-    """The idTokens of ``--id-tokens``: one per line, blank lines and ``#`` comments ignored.
-
-    Raises:
-        OSError: the file cannot be read.
-        ValueError: it holds no token.
-    """
-    with open(path, encoding="utf-8") as file:
-        tokens = frozenset(
-            line.split("#", 1)[0].strip() for line in file if line.split("#", 1)[0].strip()
-        )
-    if not tokens:
-        raise ValueError(f"{path}: no idToken in the file")
-    return tokens
-
-
-def _load_serve_files(args: argparse.Namespace) -> None:
-    """Read ``--id-tokens``, ``--stations`` and the TLS files before serving, so that a
-    mistake stops the command before anything listens (exit status 1)."""
-    args.id_token_set = load_id_tokens(args.id_tokens) if args.id_tokens else None
-    if args.id_token_set is not None:
-        log.info("accepting %d idTokens from %s", len(args.id_token_set), args.id_tokens)
-    files = (args.stations_file, args.tls_cert, args.tls_key, args.tls_client_ca)
-    args.security = build_security(*files) if any(files) else (None, None)
-    if args.stations_file:
-        log.info("only the stations listed in %s may connect", args.stations_file)
 
 
 # -- demo: serve and simulate in one process -----------------------------------------------------
@@ -854,13 +775,14 @@ async def demo(args: argparse.Namespace) -> int:
         assert csms.server_info is not None
         port = csms.server_info.port
         admin = await _start_admin(nursery, csms, "127.0.0.1", args.admin_port)
+        auth = f"-H 'Authorization: Bearer {admin.token}' " if admin is not None else ""
         simulator = Simulator(build_simulator_config(args, f"ws://127.0.0.1:{port}"))
         with open_view(args.quiet) as view:
             view.line(f"CSMS listening on ws://127.0.0.1:{port}/<station id>")
             if admin is not None:
                 view.line(
                     f"admin API on http://127.0.0.1:{admin.port}/ "
-                    f"(try: curl http://127.0.0.1:{admin.port}/transactions)"
+                    f"(try: curl {auth}http://127.0.0.1:{admin.port}/transactions)"
                 )
             nursery.start_soon(_print_transactions, csms, view)
             elapsed = await run_simulation(

@@ -17,7 +17,15 @@ port is taken: ``OSError``) is raised as is.  Cancellation passes through untouc
 
 Duplicate connections: a new connection for an identity that is connected replaces the old one
 (closed with 1000, "replaced by a new connection"), or, with :attr:`DuplicatePolicy.REFUSE`, is
-itself closed with 1008.  There are never two live sessions for one identity.
+itself closed with 1008.  There are never two live sessions for one identity.  The policy is
+CSMS-wide (:attr:`CSMSConfig.duplicate_connections`) and may be set per station
+(:meth:`CSMS.set_duplicate_policy`).
+
+One-shot identities: where any identity may connect (no authentication), each one would leave
+its machines in memory and a record in the store for good.  With
+:attr:`CSMSConfig.forget_unbooted_after`, an identity that never booted (no registration) and
+has been gone that long is forgotten: its machines, and its record in the store (at start, the
+store's own leftovers too, where the store can sweep them).
 
 Persistence: with ``CSMSConfig(store=...)`` every station's registration and machines are kept
 in the store, written ahead of the answers that acknowledge them, and a station that connects is
@@ -64,7 +72,7 @@ from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
 from ocpp_trio.runtime.station import Station, StationConfig, extra_runner
 from ocpp_trio.runtime.tally import CallStatistics, CallTally, Latency, LatencySnapshot
-from ocpp_trio.store.base import Registration, Store
+from ocpp_trio.store.base import Registration, Store, SweepsUnbooted
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
 from ocpp_trio.transport.server import (
@@ -134,6 +142,8 @@ class CSMSConfig:
             and closes it (e.g. ``open_sqlite_store``), the CSMS writes to it while it runs.
         recovery: how stations are resumed from the store, and what happens when they cannot.
         ledger: how long the transaction ledger (in the store) keeps finished transactions.
+        forget_unbooted_after: seconds after which an identity that never booted and is gone
+            is forgotten (see the module docs); ``None``: kept (the application decides).
     """
 
     station: StationConfig = attrs.Factory(StationConfig)
@@ -145,6 +155,7 @@ class CSMSConfig:
     store: Store | None = None
     recovery: RecoveryConfig = attrs.Factory(RecoveryConfig)
     ledger: LedgerConfig = attrs.Factory(LedgerConfig)
+    forget_unbooted_after: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -175,6 +186,8 @@ class CSMSStatistics:
     handler_queue_max: int = 0
     #: how long the store's commits took, with a store
     store_commits: LatencySnapshot | None = None
+    #: identities forgotten because they never booted (``forget_unbooted_after``)
+    stations_forgotten: int = 0
 
 
 @attrs.define
@@ -182,6 +195,7 @@ class _Counts:
     served: int = 0
     replaced: int = 0
     refused: int = 0
+    forgotten: int = 0
 
 
 class CSMS:
@@ -216,6 +230,11 @@ class CSMS:
         self._writer: StoreWriter | None = None
         self._recovery: Recovery | None = None
         self._ledger: Ledger | None = None
+        self._duplicate_policies: dict[str, DuplicatePolicy] = {}
+        # identities that never booted, by the trio time their last connection ended
+        self._unbooted_gone: dict[str, float] = {}
+        # identities the application registered (add_station): never forgotten
+        self._seeded: set[str] = set()
         self._transaction_ids = self.config.transaction_ids
         #: sends CALLs to stations served by other nodes (set by a cluster, ``None``: none)
         self.remote: RemoteCaller | None = None
@@ -288,6 +307,17 @@ class CSMS:
         """The registration kept for ``identity`` between connections."""
         return self._statuses.get(identity)
 
+    def duplicate_policy(self, identity: str) -> DuplicatePolicy:
+        """The duplicate-connection policy of ``identity`` (its own, else the CSMS's)."""
+        return self._duplicate_policies.get(identity, self.config.duplicate_connections)
+
+    def set_duplicate_policy(self, identity: str, policy: DuplicatePolicy | str | None) -> None:
+        """Give ``identity`` its own duplicate-connection policy (``None``: the CSMS's)."""
+        if policy is None:
+            self._duplicate_policies.pop(identity, None)
+        else:
+            self._duplicate_policies[identity] = DuplicatePolicy(policy)
+
     def remember_status(self, identity: str, status: RegistrationStatus | None) -> None:
         """Seed (or forget, with ``None``) the registration of ``identity``: an ``ACCEPTED``
         station's next connection starts accepted, without waiting for a BootNotification.
@@ -327,6 +357,17 @@ class CSMS:
         Raises:
             RuntimeError: ``snapshot`` for a connected station.
         """
+        self._seeded.add(identity)
+        self._unbooted_gone.pop(identity, None)
+        return self._add_station(identity, device_model=device_model, snapshot=snapshot)
+
+    def _add_station(
+        self,
+        identity: str,
+        *,
+        device_model: DeviceModel | None = None,
+        snapshot: StationSnapshot | None = None,
+    ) -> StationMachines:
         machines = self._machines.get(identity)
         if snapshot is not None:
             if identity in self._stations:
@@ -439,6 +480,7 @@ class CSMS:
             handler_queue=queued,
             handler_queue_max=busiest,
             store_commits=self._commit_latency.snapshot() if self._writer is not None else None,
+            stations_forgotten=self._counts.forgotten,
         )
 
     # -- serving -------------------------------------------------------------------------
@@ -487,7 +529,7 @@ class CSMS:
                 task_status.started(None)
                 return
         old = self._stations.get(identity)
-        if old is not None and self.config.duplicate_connections is DuplicatePolicy.REFUSE:
+        if old is not None and self.duplicate_policy(identity) is DuplicatePolicy.REFUSE:
             self._counts.refused += 1
             log.warning("station %r: already connected; new connection refused", identity)
             await transport.aclose(CloseCode.POLICY_VIOLATION, "already connected")
@@ -509,7 +551,7 @@ class CSMS:
             request=connection.request if connection is not None else None,
             events=self._events,
             shared_extra_handlers=self._extras,
-            machines=self.add_station(identity),
+            machines=self._add_station(identity),
             csms=self,
             tally=self._tally,
         )
@@ -517,6 +559,7 @@ class CSMS:
         # registered before the old one is closed, so a third connection arriving meanwhile
         # replaces this one: never two live sessions for one identity
         self._stations[identity] = station
+        self._unbooted_gone.pop(identity, None)
         self._counts.served += 1
         try:
             if old is not None:
@@ -532,6 +575,8 @@ class CSMS:
                 del self._stations[identity]
                 forgotten = self._recovery is not None and self._recovery.forget(identity)
                 self._remember(identity, None if forgotten else station.status)
+                if identity not in self._statuses and identity not in self._seeded:
+                    self._unbooted_gone[identity] = trio.current_time()
 
     async def _claim(self, identity: str, version: Version) -> RecoveryPlan | None:
         """Claim ``identity`` in the store and restore its machines (``None``: another
@@ -546,7 +591,7 @@ class CSMS:
                 if identity in self._stations:
                     return None
                 known = identity in self._machines
-                machines = self.add_station(identity)
+                machines = self._add_station(identity)
                 plan = await recovery.claim(identity, version, machines, known=known)
                 self._remember(identity, plan.status)
                 return plan
@@ -590,12 +635,88 @@ class CSMS:
                 self._nursery = nursery
                 for runner in self._extras:
                     nursery.start_soon(runner.run)
+                if self.config.forget_unbooted_after is not None:
+                    await self._sweep_store(self.config.forget_unbooted_after)
+                    nursery.start_soon(
+                        self._forget_unbooted_loop, self.config.forget_unbooted_after
+                    )
                 task_status.started()
                 await trio.sleep_forever()
         finally:
             self._nursery = None
             with trio.CancelScope(shield=True):
                 await self.aclose()
+
+    async def forget_unbooted(self, older_than: float) -> list[str]:
+        """Forget every identity that never booted and has been gone ``older_than`` seconds
+        or more: its machines, and its record in the store.  Returns the identities.
+
+        Waits for: the store (pending writes first).  Cancellation: safe; an identity is
+        forgotten whole or not at all.  Closes: nothing.
+        """
+        now = trio.current_time()
+        due = [i for i, gone in self._unbooted_gone.items() if now - gone >= older_than]
+        forgotten: list[str] = []
+        for identity in due:
+            if await self._forget_unbooted(identity):
+                forgotten.append(identity)
+        if forgotten:
+            log.info("forgot %d station(s) that never booted", len(forgotten))
+        return forgotten
+
+    async def _forget_unbooted(self, identity: str) -> bool:
+        recovery = self._recovery
+        if recovery is None:
+            return self._drop_unbooted(identity)
+        lock = recovery.lock(identity)
+        try:
+            async with lock:
+                if not self._drop_unbooted(identity):
+                    return False
+                recovery.drop(identity)
+                with trio.CancelScope(shield=True):
+                    await recovery.writer.flush()
+                    await recovery.writer.store.forget(identity)
+                return True
+        finally:
+            recovery.unlock(identity)
+
+    def _drop_unbooted(self, identity: str) -> bool:
+        if (
+            identity in self._stations
+            or identity in self._statuses
+            or identity in self._seeded
+            or identity not in self._unbooted_gone
+        ):
+            self._unbooted_gone.pop(identity, None)
+            return False
+        del self._unbooted_gone[identity]
+        self._machines.pop(identity, None)
+        self._counts.forgotten += 1
+        return True
+
+    async def _forget_unbooted_loop(self, older_than: float) -> None:
+        period = min(max(older_than / 2, 0.05), 60.0)
+        while True:
+            await trio.sleep(period)
+            try:
+                await self.forget_unbooted(older_than)
+            except StoreError as exc:
+                log.warning("forgetting stations that never booted failed: %s", exc)
+
+    async def _sweep_store(self, older_than: float) -> None:
+        """Forget the store's own unbooted leftovers (from earlier runs), where it can."""
+        store: object = self.config.store
+        if not isinstance(store, SweepsUnbooted):
+            return
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=older_than)
+        try:
+            gone = await store.forget_unbooted(cutoff)
+        except StoreError as exc:
+            log.warning("sweeping stations that never booted failed: %s", exc)
+            return
+        if gone:
+            log.info("forgot %d stored station(s) that never booted", len(gone))
 
     async def aclose(self) -> None:
         """Close every station (1001) and end the event subscriptions; idempotent.

@@ -201,6 +201,12 @@ class Recovery:
             return True
         return False
 
+    def drop(self, identity: str) -> None:
+        """Keep nothing about ``identity`` (the CSMS forgot it)."""
+        self._journals.pop(identity, None)
+        self._seeds.pop(identity, None)
+        self.forgotten.discard(identity)
+
     def journal(self, identity: str) -> StationJournal | None:
         """The journal of this process's latest claim of ``identity``."""
         return self._journals.get(identity)

@@ -219,6 +219,10 @@ def _optional_hash(_instance: object, _attribute: attrs.Attribute[Any], value: s
         check_password_hash(value)
 
 
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
 @attrs.frozen(kw_only=True)
 class StationCredentials:
     """What the CSMS knows to authenticate one station (a plain, persistable record).
@@ -235,6 +239,9 @@ class StationCredentials:
             station's serial number); ``None``: it must equal ``identity``.
         certificate_organization: profile 3: the subject O (the operator); ``None``: the
             authenticator's default organization, if any.
+        certificate_common_names: profile 3: more subject CNs allowed besides
+            ``certificate_common_name`` (e.g. the serial numbers of a replaced controller);
+            when any is given, the identity itself is allowed only if listed.
     """
 
     identity: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -245,6 +252,13 @@ class StationCredentials:
     )
     certificate_common_name: str | None = None
     certificate_organization: str | None = None
+    certificate_common_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
+
+    def allowed_common_names(self) -> frozenset[str]:
+        """The subject CNs a profile-3 certificate of this station may hold (empty: only the
+        identity)."""
+        names = (self.certificate_common_name, *self.certificate_common_names)
+        return frozenset(n for n in names if n)
 
 
 class CredentialStore(Protocol):

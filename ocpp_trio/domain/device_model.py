@@ -14,6 +14,14 @@ OCPP 1.6 has a flat configuration instead: ``GetConfiguration``/``ChangeConfigur
 mapped onto the same model as variables of the component ``"OCPP16"`` (:data:`OCPP16_COMPONENT`),
 variable name = key, attribute Actual, mutability ReadOnly when the key is ``readonly`` else
 ReadWrite.
+
+Secrets: a **write-only** attribute never keeps a value here.  Write-only are the attributes whose
+mutability is ``WriteOnly`` (as the station reported it) and, whatever was reported, the known
+secrets :data:`SECRET_VARIABLES` (2.x ``SecurityCtrlr.BasicAuthPassword``, 1.6
+``AuthorizationKey``).  Whatever path brings a value for one (a SetVariables or
+ChangeConfiguration the station accepted, a report or a read from a misbehaving station), the
+model keeps the attribute without its value, so a model that is saved, shown or logged holds
+no secret.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from ocpp_trio.domain.wire import Json, as_bool, as_float, as_int, as_list, as_m
 __all__ = [
     "ATTRIBUTE_TYPES",
     "OCPP16_COMPONENT",
+    "SECRET_VARIABLES",
+    "WRITE_ONLY",
     "ComponentRef",
     "DeviceModel",
     "DeviceVariable",
@@ -38,6 +48,7 @@ __all__ = [
     "VariableCharacteristics",
     "VariableRef",
     "VariableResult",
+    "is_secret_variable",
     "split_batches",
 ]
 
@@ -45,12 +56,29 @@ __all__ = [
 ATTRIBUTE_TYPES: Final = ("Actual", "Target", "MinSet", "MaxSet")
 #: the component under which 1.6 configuration keys are kept
 OCPP16_COMPONENT: Final = "OCPP16"
+#: the mutability of an attribute that may be set but never read back (a secret)
+WRITE_ONLY: Final = "WriteOnly"
+#: (component, variable) names, case-folded, that are secrets whatever a station reports: the
+#: 2.x Basic-auth password and the 1.6 AuthorizationKey (a configuration key, kept under
+#: :data:`OCPP16_COMPONENT`)
+SECRET_VARIABLES: Final = frozenset(
+    {("securityctrlr", "basicauthpassword"), ("ocpp16", "authorizationkey")}
+)
 
 T = TypeVar("T")
 
 
 def _fold(text: str | None) -> str:
     return "" if text is None else text.casefold()
+
+
+def is_secret_variable(component: str, variable: str) -> bool:
+    """Whether ``component.variable`` is one of :data:`SECRET_VARIABLES` (any case)."""
+    return (component.casefold(), variable.casefold()) in SECRET_VARIABLES
+
+
+def _is_write_only(mutability: str | None) -> bool:
+    return mutability is not None and mutability.casefold() == "writeonly"
 
 
 def _evse_key(value: int | None) -> int:
@@ -209,10 +237,37 @@ class DeviceVariable:
     )
     characteristics: VariableCharacteristics | None = None
 
+    def __attrs_post_init__(self) -> None:
+        secret = is_secret_variable(self.component.name, self.variable.name)
+        if not secret and not any(_is_write_only(a.mutability) for a in self.attributes):
+            return
+        # a write-only attribute keeps no value (see the module docs)
+        cleaned = tuple(
+            attrs.evolve(
+                a,
+                value=None,
+                pending_value=None,
+                mutability=WRITE_ONLY if secret else a.mutability,
+            )
+            if secret or _is_write_only(a.mutability)
+            else a
+            for a in self.attributes
+        )
+        if cleaned != self.attributes:
+            object.__setattr__(self, "attributes", cleaned)
+
     @property
     def key(self) -> tuple[str, str, int, int, str, str]:
         """The case-insensitive lookup key (component, then variable)."""
         return (*self.component.key, *self.variable.key)
+
+    def write_only(self, attribute_type: str = "Actual") -> bool:
+        """Whether the attribute of ``attribute_type`` is write-only (a secret: see the module
+        docs), also when the model has no such attribute yet."""
+        if is_secret_variable(self.component.name, self.variable.name):
+            return True
+        attribute = self.attribute(attribute_type)
+        return attribute is not None and _is_write_only(attribute.mutability)
 
     def attribute(self, attribute_type: str = "Actual") -> VariableAttribute | None:
         """The attribute of ``attribute_type`` (case-insensitive), or ``None``."""
@@ -234,10 +289,15 @@ class DeviceVariable:
         return attrs.evolve(self, attributes=(*others, attribute))
 
     def merged(self, newer: DeviceVariable) -> DeviceVariable:
-        """This variable updated by ``newer``: its attributes replace those of the same type;
-        its characteristics replace ours when it has some."""
+        """This variable updated by ``newer``: its attributes replace those of the same type
+        (keeping our mutability where ``newer`` names none, so a write-only attribute stays
+        write-only); its characteristics replace ours when it has some."""
         result = self
         for attribute in newer.attributes:
+            if attribute.mutability is None:
+                old = self.attribute(attribute.type)
+                if old is not None and old.mutability is not None:
+                    attribute = attrs.evolve(attribute, mutability=old.mutability)
             result = result.with_attribute(attribute)
         if newer.characteristics is not None:
             result = attrs.evolve(result, characteristics=newer.characteristics)
@@ -382,6 +442,19 @@ class DeviceModel:
             )
 
         return tuple(v for v in self.variables if match(v))
+
+    def is_write_only(
+        self,
+        component: ComponentRef | str,
+        variable: VariableRef | str,
+        attribute: str = "Actual",
+    ) -> bool:
+        """Whether this attribute is write-only: a known secret, or reported ``WriteOnly``."""
+        c, v = _component(component), _variable(variable)
+        if is_secret_variable(c.name, v.name):
+            return True
+        found = self._index.get((*c.key, *v.key))
+        return found is not None and found.write_only(attribute)
 
     def components(self) -> tuple[ComponentRef, ...]:
         """The distinct components, in key order (spelling of their first variable)."""

@@ -6,6 +6,10 @@ the station sent.  :func:`interpret` turns one observation into *effects*: comma
 a transaction or a report task, a new device model, events to publish, remote starts to track.
 It reads the machines' current state through :class:`View` and changes nothing itself, so the
 mapping from OCPP messages to state changes can be tested on its own.
+
+Secrets never get this far: :func:`redact_observation` hides them (write-only values, see
+:mod:`ocpp_trio.domain.redaction`) before an observation is journaled or interpreted, so neither
+the store nor the device model nor an event ever holds one.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from ocpp_trio.domain.evse import (
     ReservationState,
     StatusReport,
 )
+from ocpp_trio.domain.redaction import REDACTED_ACTIONS, redact_message
 from ocpp_trio.domain.reports import PART_ACTIONS, REPORT_KINDS
 from ocpp_trio.domain.transactions import (
     RemoteStart,
@@ -74,6 +79,7 @@ __all__ = [
     "ToTransaction",
     "View",
     "interpret",
+    "redact_observation",
 ]
 
 
@@ -94,6 +100,19 @@ class Observation:
     request: Message
     response: Response | None
     at: datetime.datetime
+
+
+def redact_observation(observation: Observation, device_model: DeviceModel) -> Observation:
+    """``observation`` with its secrets hidden (the same object when it holds none)."""
+    if observation.action not in REDACTED_ACTIONS:
+        return observation
+    request = redact_message(observation.request, device_model)
+    response = observation.response
+    if response is not None:
+        response = redact_message(response, device_model)
+    if request is observation.request and response is observation.response:
+        return observation
+    return attrs.evolve(observation, request=request, response=response)
 
 
 # -- effects -----------------------------------------------------------------------------------

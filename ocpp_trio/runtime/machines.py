@@ -59,6 +59,7 @@ from ocpp_trio.domain.observations import (
     ToTransaction,
     interpret,
     may_have_effects,
+    redact_observation,
 )
 from ocpp_trio.domain.reconcile import closed_by_reboot, reboot_effects
 from ocpp_trio.domain.reports import (
@@ -135,6 +136,8 @@ class StationMachines(MachinesState):
         """
         if not self._attached or observation.action not in OBSERVED_ACTIONS:
             return
+        # no secret is journaled, applied or published
+        observation = redact_observation(observation, self.device_model)
         if self.version is not None and not may_have_effects(observation, self.version):
             self._journal(observation)
             self._observations += 1  # nothing to apply

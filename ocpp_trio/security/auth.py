@@ -1,5 +1,6 @@
 """Security profiles 1-3: Basic auth before the upgrade, profile enforcement, client-certificate
-binding, TLS server contexts, and password rotation.
+binding, login flood protection; and (re-exported here) TLS server contexts and password
+rotation.
 
 * :class:`StationAuthenticator` is a ready-made ``check_request`` for
   :func:`~ocpp_trio.transport.server.serve_ocpp_websocket` and the CSMS entry points. Per station it
@@ -10,23 +11,29 @@ binding, TLS server contexts, and password rotation.
   ====================  ==================================================  ================
   configured profile    required                                            refusal
   ====================  ==================================================  ================
-  (not in the store)    --                                                  404
-  1                     no TLS; Basic auth                                  403 / 401
-  2                     TLS; Basic auth (a client certificate is ignored)   403 / 401
-  3                     TLS with a validated client certificate whose       403
-                        subject CN and O match; Basic auth is ignored
+  (not in the store)    --                                                  404 (401 with
+                                                                            ``equal_cost``)
+  1                     no TLS; Basic auth                                  403 / 401 / 429
+  2                     TLS; Basic auth (a client certificate is ignored)   403 / 401 / 429
+  3                     TLS with a validated client certificate that        403
+                        belongs to the station (see
+                        :mod:`ocpp_trio.security.certificates`); Basic
+                        auth is ignored
   ====================  ==================================================  ================
 
-  Basic auth: the username must equal the identity from the URL (A00.FR.204); the password is
-  checked against salted hashes in a worker thread (bounded by ``hash_threads``). A 1.6 station
-  may send its ``AuthorizationKey`` as raw bytes or as the hex text. A 401 carries
-  ``WWW-Authenticate: Basic realm="..."``. Profile 3 ignores an ``Authorization`` header: the
-  certificate is the credential, and a station that sends both is not wrong.
-* :func:`server_ssl_context` builds the TLS context: TLS 1.2 or newer, the OCPP cipher suites,
-  no compression, client certificates checked against the given CA only.
-* :func:`rotate_password` sends a new password to a station and updates the store by the
-  answer; :class:`PasswordChangeObserver` (an extra handler) does the same for the
-  application's own ``SetVariables``/``ChangeConfiguration`` calls.
+  Basic auth: the username must equal the identity from the URL (A00.FR.204); a password with
+  control characters is refused without hashing (except raw 1.6 ``AuthorizationKey`` bytes,
+  when the station offers 1.6); the password is checked against salted hashes in worker
+  threads, within the limits of :mod:`ocpp_trio.security.throttle` (429 with ``Retry-After``
+  when a budget or the hashing queue is exhausted). A 1.6 station may send its
+  ``AuthorizationKey`` as raw bytes or as the hex text. A 401 carries ``WWW-Authenticate: Basic
+  realm="..."``. Profile 3 ignores an ``Authorization`` header: the certificate is the
+  credential, and a station that sends both is not wrong.
+* A check that races with a password change sees the newest record: after hashing, the record
+  is read again, and the hashes it gained meanwhile are checked too.
+* ``equal_cost=True``: an unknown identity costs one hash of a dummy password and is answered
+  401, like a known one with a wrong password, so answers and timing do not tell which
+  identities exist (profile mismatches, answered 403, still do).
 
 Refusals are logged at WARNING with the station and the reason, never with the password.
 """
@@ -35,16 +42,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import logging
-import os
 import secrets
-import ssl
-import string
-import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from functools import partial
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import trio
@@ -54,21 +56,34 @@ from ocpp_trio.domain.credentials import (
     PasswordHashing,
     SecurityProfile,
     StationCredentials,
-    authorization_key_bytes,
     hash_password,
     verify_password,
 )
-from ocpp_trio.errors import CallError, LocalProtocolError
-from ocpp_trio.messages import v1_6, v2_0_1, v2_1
-from ocpp_trio.messages._base import Direction, Message, Request, Response
 from ocpp_trio.protocol.version import Version
-from ocpp_trio.runtime.events import Exchange
-from ocpp_trio.runtime.station import Station
+from ocpp_trio.security.certificates import (
+    CertificateCheck,
+    CertificatePolicy,
+    certificate_problem,
+    certificate_subject,
+    check_certificate_binding,
+)
+from ocpp_trio.security.rotation import (
+    PasswordChangeObserver,
+    RotationOutcome,
+    RotationResult,
+    generate_password,
+    record_lock,
+    rotate_password,
+    send_password_change,
+)
+from ocpp_trio.security.throttle import LoginLimits, LoginThrottle, retry_after_header
+from ocpp_trio.security.tls import OCPP_TLS12_CIPHERS, server_ssl_context
 from ocpp_trio.transport.server import ConnectionRequest, Rejection
 
 __all__ = [
     "OCPP_TLS12_CIPHERS",
     "AuthenticatorStatistics",
+    "LoginLimits",
     "PasswordChangeObserver",
     "RotationOutcome",
     "RotationResult",
@@ -77,76 +92,18 @@ __all__ = [
     "check_certificate_binding",
     "generate_password",
     "rotate_password",
+    "send_password_change",
     "server_ssl_context",
 ]
 
 logger = logging.getLogger("ocpp_trio.security")
 
-#: The TLS 1.2 suites offered, strongest first: the four OCPP requires (A00.FR.317), plus the
-#: ECDHE-RSA pair so that an RSA server certificate also gets forward secrecy. TLS 1.3 suites
-#: are OpenSSL's defaults (all AEAD).
-OCPP_TLS12_CIPHERS: Final = (
-    "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES128-GCM-SHA256",
-    "AES256-GCM-SHA384",
-    "AES128-GCM-SHA256",
-)
 # Longest Basic-auth password checked; a longer one is refused without hashing it.
 _MAX_PASSWORD_BYTES: Final = 512
 _HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
-
-
-# --------------------------------------------------------------------------------------------
-# Client certificates (profile 3)
-
-
-def certificate_subject(certificate: dict[str, Any]) -> dict[str, tuple[str, ...]]:
-    """The subject of a certificate in :meth:`ssl.SSLSocket.getpeercert` form, as
-    ``{attribute name: values}`` (e.g. ``{"commonName": ("CS001",), "organizationName":
-    ("Example CPO",)}``); an attribute may occur more than once."""
-    subject: dict[str, list[str]] = {}
-    for rdn in certificate.get("subject", ()):
-        for name, value in rdn:
-            subject.setdefault(str(name), []).append(str(value))
-    return {name: tuple(values) for name, values in subject.items()}
-
-
-def check_certificate_binding(
-    certificate: dict[str, Any],
-    identity: str,
-    *,
-    common_name: str | None = None,
-    organization: str | None = None,
-) -> str | None:
-    """Check that a (validated) client certificate belongs to the station (A00.FR.404/405).
-
-    Args:
-        certificate: the peer certificate, :meth:`ssl.SSLSocket.getpeercert` form.
-        identity: the station identity from the URL.
-        common_name: the subject CN required (e.g. the serial number); ``None``: ``identity``.
-        organization: the subject O required (the operator); ``None``: not checked.
-
-    Returns:
-        ``None`` when it matches, else what is wrong (for the log).
-    """
-    subject = certificate_subject(certificate)
-    wanted_cn = identity if common_name is None else common_name
-    names = subject.get("commonName", ())
-    if len(names) != 1:
-        return f"the certificate has {len(names)} subject CNs, not one"
-    if names[0] != wanted_cn:
-        return f"certificate CN {names[0]!r} is not {wanted_cn!r}"
-    if organization is not None:
-        orgs = subject.get("organizationName", ())
-        if orgs != (organization,):
-            return f"certificate O {list(orgs)!r} is not {organization!r}"
-    return None
-
-
-# --------------------------------------------------------------------------------------------
-# The check_request implementation
+_CONTROL_BYTES: Final = frozenset(range(0x20)) | {0x7F}
+# Rounds of "hash, then read the record again" before a racing change is given up on.
+_RECHECKS: Final = 4
 
 
 @attrs.frozen(kw_only=True)
@@ -154,7 +111,7 @@ class AuthenticatorStatistics:
     """Counters of a :class:`StationAuthenticator` (a snapshot)."""
 
     accepted: int
-    #: identities not in the store (404)
+    #: identities not in the store (404, or 401 with ``equal_cost``)
     unknown: int
     #: missing, malformed or wrong Basic credentials (401)
     bad_credentials: int
@@ -164,6 +121,10 @@ class AuthenticatorStatistics:
     bad_certificate: int
     #: new passwords adopted on first use (after an uncertain rotation)
     pending_adopted: int
+    #: answered 429 without hashing (back-off, or the hashing queue full)
+    throttled: int = 0
+    #: logins recognised as credentials that logged in before, without hashing
+    remembered: int = 0
 
 
 @attrs.define
@@ -174,6 +135,12 @@ class _Counts:
     wrong_profile: int = 0
     bad_certificate: int = 0
     pending_adopted: int = 0
+    throttled: int = 0
+    remembered: int = 0
+
+
+def _hashes(record: StationCredentials) -> tuple[str, ...]:
+    return tuple(h for h in (record.password_hash, record.pending_password_hash) if h)
 
 
 class StationAuthenticator:
@@ -190,8 +157,15 @@ class StationAuthenticator:
             where a record names one.
         allow_higher_profile: also accept a profile-1 station that comes over TLS (it is then
             checked like profile 2). Off by default: A00.FR.002 refuses any other profile.
-        hash_threads: password checks running at once in worker threads; more requests wait
-            (inside their handshake timeout).
+        hash_threads: password checks hashing at once (shorthand for
+            ``limits=LoginLimits(hash_concurrency=...)``).
+        limits: the login flood limits (:class:`~ocpp_trio.security.throttle.LoginLimits`).
+        equal_cost: answer unknown identities like wrong passwords, after a dummy hash.
+        dummy_hashing: the cost of that dummy hash: the hashing the stored records use
+            (default scrypt parameters).
+        certificate_check: the application's binding rule for profile-3 certificates, instead
+            of the CN rule (see :class:`~ocpp_trio.security.certificates.CertificatePolicy`).
+        certificate_policies: a rule per identity, replacing the one made from its record.
     """
 
     def __init__(
@@ -201,32 +175,68 @@ class StationAuthenticator:
         realm: str = "OCPP",
         organization: str | None = None,
         allow_higher_profile: bool = False,
-        hash_threads: int = 2,
+        hash_threads: int | None = None,
+        limits: LoginLimits | None = None,
+        equal_cost: bool = False,
+        dummy_hashing: PasswordHashing | None = None,
+        certificate_check: CertificateCheck | None = None,
+        certificate_policies: Mapping[str, CertificatePolicy] | None = None,
     ) -> None:
         if '"' in realm or "\\" in realm or not realm.isprintable():
             raise ValueError("the realm must be printable and free of quotes and backslashes")
+        if limits is None:
+            limits = LoginLimits(hash_concurrency=hash_threads or 2)
+        elif hash_threads is not None:
+            limits = attrs.evolve(limits, hash_concurrency=hash_threads)
         self.store = store
         self.realm = realm
         self.organization = organization
         self.allow_higher_profile = allow_higher_profile
-        self._limiter = trio.CapacityLimiter(hash_threads)
+        self.equal_cost = equal_cost
+        self.dummy_hashing = dummy_hashing
+        self.certificate_check = certificate_check
+        self._certificate_policies: dict[str, CertificatePolicy] = dict(certificate_policies or {})
+        self.throttle = LoginThrottle(limits)
+        self._dummy_hash: str | None = None
         self._counts = _Counts()
 
     def statistics(self) -> AuthenticatorStatistics:
         """A snapshot of the counters."""
         return AuthenticatorStatistics(**attrs.asdict(self._counts))
 
+    def set_certificate_policy(self, identity: str, policy: CertificatePolicy | None) -> None:
+        """Give ``identity`` its own certificate rule (``None``: back to its record's)."""
+        if policy is None:
+            self._certificate_policies.pop(identity, None)
+        else:
+            self._certificate_policies[identity] = policy
+
+    def certificate_policy(self, record: StationCredentials) -> CertificatePolicy:
+        """The rule a profile-3 station's certificate is checked by."""
+        own = self._certificate_policies.get(record.identity)
+        if own is not None:
+            return own
+        return CertificatePolicy(
+            common_names=record.allowed_common_names(),
+            organization=record.certificate_organization or self.organization,
+            check=self.certificate_check,
+        )
+
     async def __call__(self, request: ConnectionRequest) -> Rejection | None:
         """Check one upgrade request: ``None`` to let it through, else the refusal.
 
-        Waits for: the store, and a worker thread for the password check. Cancellation: by the
-        server's handshake timeout (a running hash finishes in its thread first).
+        Waits for: the store, and a worker thread for the password check (only when within
+        the login limits). Cancellation: by the server's handshake timeout (a running hash
+        finishes in its thread first).
         Exceptions: the store's own errors escape (the server answers 500).
         """
         identity = request.identity
         record = await self.store.get(identity)
         if record is None:
             self._counts.unknown += 1
+            if self.equal_cost:
+                logger.warning("station %r (%s): unknown station", identity, request.remote)
+                return await self._check_password(request, None)
             logger.warning("station %r (%s): refused: unknown station", identity, request.remote)
             return Rejection(404, "unknown station")
         profile = record.security_profile
@@ -259,12 +269,8 @@ class StationAuthenticator:
             return self._wrong_profile(request, profile, "TLS is required")
         if request.peer_certificate is None:
             return self._wrong_profile(request, profile, "a client certificate is required")
-        problem = check_certificate_binding(
-            request.peer_certificate,
-            request.identity,
-            common_name=record.certificate_common_name,
-            organization=record.certificate_organization or self.organization,
-        )
+        policy = self.certificate_policy(record)
+        problem = certificate_problem(policy, request.identity, request.peer_certificate)
         if problem is not None:
             self._counts.bad_certificate += 1
             logger.warning(
@@ -282,40 +288,111 @@ class StationAuthenticator:
         challenge = f'Basic realm="{self.realm}", charset="UTF-8"'
         return Rejection(401, "authentication required", (("WWW-Authenticate", challenge),))
 
+    def _throttled(self, request: ConnectionRequest, wait: float, problem: str) -> Rejection:
+        self._counts.throttled += 1
+        logger.warning("station %r (%s): refused: %s", request.identity, request.remote, problem)
+        return Rejection(429, "too many login attempts", (retry_after_header(wait),))
+
     async def _check_password(
-        self, request: ConnectionRequest, record: StationCredentials
+        self, request: ConnectionRequest, record: StationCredentials | None
     ) -> Rejection | None:
+        """Basic auth for ``record`` (``None``: an unknown identity, checked at equal cost)."""
+        identity = request.identity
         header = request.header("authorization")
         if header is None:
             return self._unauthorized(request, "no Basic credentials")
-        password = _basic_password(header, request.identity)
+        password = _basic_password(header, identity)
         if isinstance(password, str):
             return self._unauthorized(request, password)
-        hashes = [h for h in (record.password_hash, record.pending_password_hash) if h]
-        if not hashes:
-            return self._unauthorized(request, "no password is provisioned for it")
-        matched = await trio.to_thread.run_sync(
-            partial(_matching_hash, _candidates(password), hashes), limiter=self._limiter
-        )
-        if matched is None:
+        if _CONTROL_BYTES.intersection(password) and Version.V16 not in request.offered_versions:
+            return self._unauthorized(request, "the password holds control characters")
+        candidates = _candidates(password)
+        if record is not None:
+            if not _hashes(record):
+                return self._unauthorized(request, "no password is provisioned for it")
+            remembered = self.throttle.known(identity, candidates, _hashes(record))
+            if remembered is not None:
+                self._counts.remembered += 1
+                await self._accept(record, remembered)
+                return None
+        wait = self.throttle.retry_after(identity, request.remote)
+        if wait > 0:
+            return self._throttled(request, wait, f"login back-off ({wait:.1f} s left)")
+        if not self.throttle.try_enter(identity, request.remote):
+            return self._throttled(request, 1.0, "too many password checks waiting")
+        try:
+            if record is None:
+                await self._verify_dummy(candidates)
+                matched: tuple[str, bytes] | None = None
+            else:
+                matched, record = await self._verify(identity, candidates, record)
+        finally:
+            self.throttle.leave(identity, request.remote)
+        if matched is None or record is None:
+            self.throttle.failed(identity, request.remote)
             return self._unauthorized(request, "wrong password")
-        if matched == record.pending_password_hash:
-            await self._adopt_pending(record)
-        self._counts.accepted += 1
+        encoded, secret = matched
+        self.throttle.succeeded(identity, request.remote, secret, encoded)
+        await self._accept(record, encoded)
         return None
 
-    async def _adopt_pending(self, record: StationCredentials) -> None:
-        """The station used its new password: from now on only that one is accepted."""
-        current = await self.store.get(record.identity)
-        if current is None or current.pending_password_hash != record.pending_password_hash:
-            return  # changed meanwhile; the newer state wins
-        self._counts.pending_adopted += 1
-        logger.info("station %r: now authenticates with its new password", record.identity)
-        await self.store.put(
-            attrs.evolve(
-                current, password_hash=current.pending_password_hash, pending_password_hash=None
+    async def _accept(self, record: StationCredentials, encoded: str) -> None:
+        if encoded == record.pending_password_hash:
+            await self._adopt_pending(record.identity, encoded)
+        self._counts.accepted += 1
+
+    async def _verify(
+        self, identity: str, candidates: tuple[bytes, ...], record: StationCredentials
+    ) -> tuple[tuple[str, bytes] | None, StationCredentials | None]:
+        """Hash the candidates against the record's hashes; read the record again and check
+        the hashes it gained meanwhile, until it stands still (a racing rotation is seen)."""
+        tried: dict[str, bytes | None] = {}
+        current: StationCredentials | None = record
+        for _round in range(_RECHECKS):
+            assert current is not None
+            hashes = _hashes(current)
+            for encoded in hashes:
+                if encoded not in tried:
+                    tried[encoded] = await trio.to_thread.run_sync(
+                        partial(_matching_candidate, candidates, encoded),
+                        limiter=self.throttle.limiter,
+                    )
+            latest = await self.store.get(identity)
+            if latest is None:
+                return None, None
+            if _hashes(latest) == hashes or all(h in tried for h in _hashes(latest)):
+                current = latest
+                break
+            current = latest
+        assert current is not None
+        for encoded in _hashes(current):
+            secret = tried.get(encoded)
+            if secret is not None:
+                return (encoded, secret), current
+        return None, current
+
+    async def _verify_dummy(self, candidates: tuple[bytes, ...]) -> None:
+        if self._dummy_hash is None:
+            self._dummy_hash = await trio.to_thread.run_sync(
+                partial(hash_password, secrets.token_bytes(20), hashing=self.dummy_hashing),
+                limiter=self.throttle.limiter,
             )
+        await trio.to_thread.run_sync(
+            partial(_matching_candidate, candidates, self._dummy_hash),
+            limiter=self.throttle.limiter,
         )
+
+    async def _adopt_pending(self, identity: str, encoded: str) -> None:
+        """The station used its new password: from now on only that one is accepted."""
+        async with record_lock(self.store, identity):
+            current = await self.store.get(identity)
+            if current is None or current.pending_password_hash != encoded:
+                return  # changed meanwhile; the newer state wins
+            self._counts.pending_adopted += 1
+            logger.info("station %r: now authenticates with its new password", identity)
+            await self.store.put(
+                attrs.evolve(current, password_hash=encoded, pending_password_hash=None)
+            )
 
 
 def _basic_password(header: str, identity: str) -> bytes | str:
@@ -348,308 +425,9 @@ def _candidates(password: bytes) -> tuple[bytes, ...]:
     return (password,)
 
 
-def _matching_hash(candidates: Iterable[bytes], hashes: Sequence[str]) -> str | None:
-    """The first hash some candidate matches (runs in a worker thread)."""
-    for encoded in hashes:
-        for candidate in candidates:
-            if verify_password(candidate, encoded):
-                return encoded
+def _matching_candidate(candidates: Iterable[bytes], encoded: str) -> bytes | None:
+    """The candidate that matches ``encoded``, or ``None`` (runs in a worker thread)."""
+    for candidate in candidates:
+        if verify_password(candidate, encoded):
+            return candidate
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# TLS
-
-StrPath = str | os.PathLike[str]
-
-
-def server_ssl_context(
-    certfile: StrPath,
-    keyfile: StrPath | None = None,
-    *,
-    password: str | None = None,
-    additional_certificates: Iterable[tuple[StrPath, StrPath | None]] = (),
-    client_ca: StrPath | None = None,
-    require_client_certificate: bool = False,
-) -> ssl.SSLContext:
-    """A server-side TLS context for OCPP security profiles 2 and 3.
-
-    TLS 1.2 or newer (A00.FR.314: older clients are refused in the handshake); TLS 1.2 suites
-    :data:`OCPP_TLS12_CIPHERS`; no TLS compression, no renegotiation. To serve both the ECDSA
-    and the RSA suites OCPP requires, give one certificate of each key type
-    (``additional_certificates``).
-
-    Client certificates (profile 3) are checked against ``client_ca`` **only**, never against
-    the system's trust store. With ``require_client_certificate`` every client must present
-    one (a server for profile-3 stations only); without it a certificate is requested and, if
-    presented, must validate, so profile-2 and profile-3 stations can share the port (the
-    :class:`StationAuthenticator` then requires it per station).
-
-    Args:
-        certfile: PEM server certificate chain (it may hold the key too).
-        keyfile: PEM private key, when not in ``certfile``.
-        password: the private key's password.
-        additional_certificates: more ``(certfile, keyfile)`` pairs, of other key types.
-        client_ca: PEM CA certificate(s) client certificates must chain to.
-        require_client_certificate: refuse TLS clients without a certificate.
-
-    Raises:
-        ValueError: a client certificate is required but no ``client_ca`` given.
-        OSError, ssl.SSLError: a file is missing or unusable.
-    """
-    if require_client_certificate and client_ca is None:
-        raise ValueError("requiring client certificates needs a client CA file")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
-    context.set_ciphers(":".join(OCPP_TLS12_CIPHERS))
-    context.load_cert_chain(certfile, keyfile, password)
-    for extra_cert, extra_key in additional_certificates:
-        context.load_cert_chain(extra_cert, extra_key, password)
-    if client_ca is not None:
-        context.load_verify_locations(cafile=client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED if require_client_certificate else ssl.CERT_OPTIONAL
-    return context
-
-
-# --------------------------------------------------------------------------------------------
-# Password rotation
-
-_AUTHORIZATION_KEY: Final = "AuthorizationKey"
-_SECURITY_CTRLR: Final = "SecurityCtrlr"
-_BASIC_AUTH_PASSWORD: Final = "BasicAuthPassword"
-_PASSWORD_CHARS: Final = string.ascii_letters + string.digits
-_SETVARIABLES_REQUESTS: Final = (v2_0_1.SetVariablesRequest, v2_1.SetVariablesRequest)
-# Requests sent by rotate_password, by identity, so that the observer skips them. Entries go
-# away with the request objects.
-_HELPER_REQUESTS: dict[int, weakref.ref[Message]] = {}
-
-
-class RotationOutcome(enum.Enum):
-    """What a password change did to the credential store."""
-
-    #: the station accepted: only the new password is accepted from now on
-    ACCEPTED = "accepted"
-    #: adoption uncertain (``RebootRequired``, no or broken answer): both are accepted until
-    #: the station authenticates with the new one
-    PENDING = "pending"
-    #: the station refused: the old password stays the only one
-    REJECTED = "rejected"
-
-
-@attrs.frozen
-class RotationResult:
-    """How :func:`rotate_password` ended.
-
-    Attributes:
-        outcome: what it did to the store.
-        status: the station's answer as it was on the wire (``"Accepted"``, ``"Rejected"``,
-            ``"RebootRequired"``, ``"NotSupported"``...), ``None`` when it named none.
-    """
-
-    outcome: RotationOutcome
-    status: str | None
-
-
-def generate_password(version: Version | str) -> str:
-    """A fresh random password for a station of ``version``.
-
-    2.x: 40 letters and digits (``BasicAuthPassword`` is 16 to 40 characters). 1.6: a 20-byte
-    ``AuthorizationKey`` as 40 hex digits.
-    """
-    if Version(version) is Version.V16:
-        return secrets.token_hex(20).upper()
-    return "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(40))
-
-
-def _password_request(version: Version, password: str | bytes) -> tuple[bytes, Request[Any]]:
-    """The secret to hash and the CALL that sets it, for ``version``."""
-    if version is Version.V16:
-        key = bytes(password) if isinstance(password, bytes) else authorization_key_bytes(password)
-        if not 16 <= len(key) <= 250:
-            raise ValueError(f"an AuthorizationKey must be 16 to 250 bytes, not {len(key)}")
-        return key, v1_6.ChangeConfigurationRequest(key=_AUTHORIZATION_KEY, value=key.hex().upper())
-    if not isinstance(password, str):
-        raise TypeError("an OCPP 2.x BasicAuthPassword is text (str), not bytes")
-    if not 16 <= len(password) <= 40:
-        raise ValueError(f"a BasicAuthPassword must be 16 to 40 characters, not {len(password)}")
-    module = v2_0_1 if version is Version.V201 else v2_1
-    data = module.SetVariableDataType(
-        attribute_value=password,
-        component=module.ComponentType(name=_SECURITY_CTRLR),
-        variable=module.VariableType(name=_BASIC_AUTH_PASSWORD),
-    )
-    return password.encode("utf-8"), module.SetVariablesRequest(set_variable_data=(data,))
-
-
-def _is_password_target(item: v2_0_1.SetVariableDataType | v2_1.SetVariableDataType) -> bool:
-    return _is_password_variable(item.component, item.variable, item.attribute_type)
-
-
-def _is_password_variable(
-    component: v2_0_1.ComponentType | v2_1.ComponentType,
-    variable: v2_0_1.VariableType | v2_1.VariableType,
-    attribute_type: object,
-) -> bool:
-    return (
-        component.name.lower() == _SECURITY_CTRLR.lower()
-        and component.evse is None
-        and variable.name.lower() == _BASIC_AUTH_PASSWORD.lower()
-        and variable.instance is None
-        and (attribute_type is None or str(attribute_type) == "Actual")
-    )
-
-
-def _password_in(request: Message) -> bytes | None:
-    """The secret a CSMS CALL sets as the station's password, or ``None`` if it sets none."""
-    if isinstance(request, v1_6.ChangeConfigurationRequest):
-        if request.key.lower() != _AUTHORIZATION_KEY.lower():
-            return None
-        try:
-            return authorization_key_bytes(request.value)
-        except ValueError:
-            return None  # the station must reject it: nothing changes
-    if isinstance(request, _SETVARIABLES_REQUESTS):
-        for item in request.set_variable_data:
-            if _is_password_target(item):
-                return item.attribute_value.encode("utf-8")
-    return None
-
-
-def _outcome_of(response: Response) -> tuple[RotationOutcome, str | None]:
-    """Read the station's answer to a password change."""
-    status: str | None = None
-    if isinstance(response, v1_6.ChangeConfigurationResponse):
-        status = str(response.status)
-    elif isinstance(response, v2_0_1.SetVariablesResponse | v2_1.SetVariablesResponse):
-        for result in response.set_variable_result:
-            if _is_password_variable(result.component, result.variable, result.attribute_type):
-                status = str(result.attribute_status)
-                break
-    if status == "Accepted":
-        return RotationOutcome.ACCEPTED, status
-    if status is None or status == "RebootRequired":
-        return RotationOutcome.PENDING, status
-    return RotationOutcome.REJECTED, status
-
-
-async def _apply(
-    store: CredentialStore,
-    identity: str,
-    outcome: RotationOutcome,
-    secret: bytes,
-    hashing: PasswordHashing | None,
-) -> None:
-    if outcome is RotationOutcome.REJECTED:
-        logger.info("station %r: password change refused; the old password stays", identity)
-        return
-    encoded = await trio.to_thread.run_sync(partial(hash_password, secret, hashing=hashing))
-    record = await store.get(identity)
-    if record is None:
-        logger.warning("station %r: password changed but the station is not in the store", identity)
-        return
-    if outcome is RotationOutcome.ACCEPTED:
-        record = attrs.evolve(record, password_hash=encoded, pending_password_hash=None)
-        logger.info("station %r: password changed; only the new one is accepted", identity)
-    else:
-        record = attrs.evolve(record, pending_password_hash=encoded)
-        logger.info(
-            "station %r: password change uncertain; old and new accepted until the new is used",
-            identity,
-        )
-    await store.put(record)
-
-
-async def rotate_password(
-    station: Station,
-    store: CredentialStore,
-    new_password: str | bytes | None = None,
-    *,
-    call_timeout: float | None = None,
-    hashing: PasswordHashing | None = None,
-) -> RotationResult:
-    """Send a new Basic-auth password to ``station`` and update ``store`` by its answer.
-
-    2.x: ``SetVariables(SecurityCtrlr.BasicAuthPassword)`` with ``new_password`` (text, 16 to
-    40 characters). 1.6: ``ChangeConfiguration(AuthorizationKey)`` with the key as hex;
-    ``new_password`` is the key as bytes, or as hex text. ``None`` generates one
-    (:func:`generate_password`). Accepted: only the new password is valid from now on;
-    Rejected/NotSupported (A01.FR.03/04): the old one stays; ``RebootRequired``, or no answer:
-    both are valid until the station authenticates with the new one (see
-    :class:`RotationOutcome`).
-
-    Waits for: the station's answer (``call_timeout``), then the store.
-    Cancellation: safe; when the CALL may have gone out, the new password is recorded as
-    pending (shielded, bounded) before the cancellation goes on.
-    Closes: nothing.
-
-    Raises:
-        LookupError: the station has no record in ``store`` (nothing sent).
-        ValueError, TypeError: ``new_password`` is not valid for the station's version.
-        CallError: the station answered with a CALLERROR (store unchanged).
-        CallTimeoutError, ConnectionLostError, RemoteProtocolError: no usable answer (the new
-            password is recorded as pending first).
-        StateError: the registration state forbids the CALL now (nothing sent).
-    """
-    identity = station.identity
-    if await store.get(identity) is None:
-        raise LookupError(f"station {identity!r} has no credentials in the store")
-    if new_password is None:
-        new_password = generate_password(station.version)
-    secret, request = _password_request(station.version, new_password)
-    _HELPER_REQUESTS[id(request)] = weakref.ref(request, partial(_forget, id(request)))
-    try:
-        response = await station.call(request, call_timeout=call_timeout)
-    except (CallError, LocalProtocolError) as exc:  # answered with an error, or never sent
-        logger.warning("station %r: password change failed: %s", identity, type(exc).__name__)
-        raise
-    except BaseException:
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await _apply(store, identity, RotationOutcome.PENDING, secret, hashing)
-        raise
-    outcome, status = _outcome_of(response)
-    await _apply(store, identity, outcome, secret, hashing)
-    return RotationResult(outcome, status)
-
-
-def _forget(key: int, _ref: object) -> None:
-    _HELPER_REQUESTS.pop(key, None)
-
-
-class PasswordChangeObserver:
-    """An extra handler keeping the store in step with password changes the application sends
-    itself (raw ``SetVariables``/``ChangeConfiguration`` calls), by the station's answer as in
-    :func:`rotate_password` (whose own calls it skips).
-
-    Install it CSMS-wide: ``csms.add_extra_handler(PasswordChangeObserver(store),
-    name="passwords", buffer=256)``. Extra handlers drop exchanges when their buffer is full;
-    give it room, or use :func:`rotate_password`, which never depends on it.
-
-    Args:
-        store: the store the authenticator reads.
-        hashing: how new passwords are hashed (default scrypt parameters).
-    """
-
-    def __init__(self, store: CredentialStore, *, hashing: PasswordHashing | None = None) -> None:
-        self.store = store
-        self.hashing = hashing
-
-    async def __call__(self, station: Station, exchange: Exchange) -> None:
-        """Look at one finished exchange; update the store if it changed the password."""
-        if exchange.direction is not Direction.CSMS_TO_STATION:
-            return
-        request = exchange.request
-        ours = _HELPER_REQUESTS.get(id(request))
-        if ours is not None and ours() is request:
-            return
-        secret = _password_in(request)
-        if secret is None:
-            return
-        if exchange.response is not None:
-            outcome, _status = _outcome_of(exchange.response)
-        elif isinstance(exchange.error, CallError):
-            outcome = RotationOutcome.REJECTED
-        else:  # timeout, connection lost, broken answer: it may have been applied
-            outcome = RotationOutcome.PENDING
-        await _apply(self.store, exchange.identity, outcome, secret, self.hashing)

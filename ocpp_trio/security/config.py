@@ -7,6 +7,7 @@ Format (see docs/security.md for the full example)::
     organization = "Example CPO"      # subject O required in profile-3 client certificates
     allow_higher_profile = false      # accept profile-1 stations over TLS
     realm = "OCPP"                    # of the 401 challenge
+    duplicate_connections = "replace" # or "refuse": for stations that name none
 
     [[station]]
     identity = "CS001"
@@ -25,7 +26,9 @@ Format (see docs/security.md for the full example)::
     identity = "CS003"
     security_profile = 3
     certificate_common_name = "SN-0042"   # default: the identity
+    certificate_common_names = ["SN-0043"] # more allowed CNs
     certificate_organization = "Example CPO"
+    duplicate_connections = "refuse"      # this station's duplicate-connection policy
 
 Plaintext passwords are hashed when the file is loaded and then forgotten. Unknown keys are
 errors (a typo must not silently weaken a station's security).
@@ -37,7 +40,7 @@ import os
 import ssl
 import tomllib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -53,7 +56,11 @@ from ocpp_trio.domain.credentials import (
     hash_password,
 )
 from ocpp_trio.errors import SecurityConfigError
-from ocpp_trio.security.auth import StationAuthenticator, server_ssl_context
+from ocpp_trio.security.auth import StationAuthenticator
+from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
+from ocpp_trio.security.rotation import check_password_text
+from ocpp_trio.security.throttle import LoginLimits
+from ocpp_trio.security.tls import server_ssl_context
 
 __all__ = [
     "StationsConfig",
@@ -64,7 +71,7 @@ __all__ = [
 ]
 
 _DEFAULT_KEYS: Final = frozenset(
-    {"security_profile", "organization", "allow_higher_profile", "realm"}
+    {"security_profile", "organization", "allow_higher_profile", "realm", "duplicate_connections"}
 )
 _STATION_KEYS: Final = frozenset(
     {
@@ -74,9 +81,13 @@ _STATION_KEYS: Final = frozenset(
         "authorization_key",
         "password_hash",
         "certificate_common_name",
+        "certificate_common_names",
         "certificate_organization",
+        "duplicate_connections",
     }
 )
+#: the duplicate-connection policies a stations file may name (``DuplicatePolicy`` values)
+DUPLICATE_POLICIES: Final = ("replace", "refuse")
 _SECRET_KEYS: Final = ("password", "authorization_key", "password_hash")
 _MAX_IDENTITY: Final = 128
 
@@ -90,12 +101,15 @@ class StationsConfig:
         organization: the default subject O for profile-3 certificates.
         allow_higher_profile: see :class:`~ocpp_trio.security.auth.StationAuthenticator`.
         realm: the Basic-auth realm.
+        duplicate_connections: the duplicate-connection policy (``"replace"`` or
+            ``"refuse"``) per station identity that names one, or has one from [defaults].
     """
 
     stations: tuple[StationCredentials, ...]
     organization: str | None = None
     allow_higher_profile: bool = False
     realm: str = "OCPP"
+    duplicate_connections: Mapping[str, str] = attrs.field(factory=dict)
 
     def profiles(self) -> frozenset[SecurityProfile]:
         """The security profiles the stations use."""
@@ -105,15 +119,23 @@ class StationsConfig:
         """A new in-memory credential store holding the stations."""
         return InMemoryCredentialStore(self.stations)
 
-    def authenticator(self, *, hash_threads: int = 2) -> StationAuthenticator:
+    def authenticator(
+        self,
+        *,
+        hash_threads: int | None = None,
+        limits: LoginLimits | None = None,
+        equal_cost: bool = False,
+    ) -> StationAuthenticator:
         """A :class:`~ocpp_trio.security.auth.StationAuthenticator` over a new :meth:`store`,
-        configured as the file says."""
+        configured as the file says (the other arguments are the authenticator's)."""
         return StationAuthenticator(
             self.store(),
             realm=self.realm,
             organization=self.organization,
             allow_higher_profile=self.allow_higher_profile,
             hash_threads=hash_threads,
+            limits=limits,
+            equal_cost=equal_cost,
         )
 
 
@@ -198,10 +220,12 @@ def parse_stations(text: str, *, hashing: PasswordHashing | None = None) -> Stat
     if not isinstance(allow_higher, bool):
         raise SecurityConfigError("[defaults] allow_higher_profile must be true or false")
     realm = _optional_str(defaults, "realm", "[defaults]") or "OCPP"
+    default_duplicates = _duplicate_policy(defaults, "[defaults]")
     entries = data.get("station", [])
     if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
         raise SecurityConfigError("stations are listed as [[station]] tables")
     stations: list[StationCredentials] = []
+    duplicates: dict[str, str] = {}
     seen: set[str] = set()
     for number, entry in enumerate(entries, 1):
         record = _station(entry, number, default_profile, hashing)
@@ -209,11 +233,15 @@ def parse_stations(text: str, *, hashing: PasswordHashing | None = None) -> Stat
             raise SecurityConfigError(f"station {record.identity!r} is listed twice")
         seen.add(record.identity)
         stations.append(record)
+        policy = _duplicate_policy(entry, f"station {record.identity!r}") or default_duplicates
+        if policy is not None:
+            duplicates[record.identity] = policy
     return StationsConfig(
         stations=tuple(stations),
         organization=organization,
         allow_higher_profile=allow_higher,
         realm=realm,
+        duplicate_connections=duplicates,
     )
 
 
@@ -228,6 +256,22 @@ def _optional_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise SecurityConfigError(f"{where}: {key} must be a non-empty string")
     return value
+
+
+def _duplicate_policy(table: Mapping[str, Any], where: str) -> str | None:
+    value = table.get("duplicate_connections")
+    if value is not None and value not in DUPLICATE_POLICIES:
+        raise SecurityConfigError(
+            f"{where}: duplicate_connections must be {' or '.join(map(repr, DUPLICATE_POLICIES))}"
+        )
+    return value
+
+
+def _common_names(table: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    value = table.get("certificate_common_names", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise SecurityConfigError(f"{where}: certificate_common_names must be a list of names")
+    return tuple(value)
 
 
 def _profile(value: object, where: str) -> SecurityProfile:
@@ -276,6 +320,7 @@ def _station(
         password_hash=password_hash,
         certificate_common_name=_optional_str(entry, "certificate_common_name", where),
         certificate_organization=_optional_str(entry, "certificate_organization", where),
+        certificate_common_names=_common_names(entry, where),
     )
 
 
@@ -298,25 +343,42 @@ def _password_hash(
         return hash_password(secret, hashing=hashing)
     if not 16 <= len(value) <= 40:
         raise SecurityConfigError(f"{where}: a password must be 16 to 40 characters")
+    try:
+        check_password_text(value)
+    except ValueError as exc:
+        raise SecurityConfigError(f"{where}: {exc}") from None
     return hash_password(value, hashing=hashing)
 
 
 def build_security(
-    stations_file: str | os.PathLike[str] | None,
+    stations_file: str | os.PathLike[str] | StationsConfig | None,
     tls_cert: str | os.PathLike[str] | None = None,
     tls_key: str | os.PathLike[str] | None = None,
     tls_client_ca: str | os.PathLike[str] | None = None,
     *,
     hashing: PasswordHashing | None = None,
-) -> tuple[StationAuthenticator | None, ssl.SSLContext | None]:
+    allow_any_identity: bool = False,
+    limits: LoginLimits | None = None,
+    equal_cost: bool = False,
+    additional_certificates: Iterable[
+        tuple[str | os.PathLike[str], str | os.PathLike[str] | None]
+    ] = (),
+) -> tuple[StationAuthenticator | CertificateBinding | None, ssl.SSLContext | None]:
     """Turn the CLI's security options into ``(check_request, ssl_context)`` for one listener.
 
-    * ``stations_file``: when given, only the stations it lists may connect, each with its
-      profile; ``None``: no authentication at all (``check_request`` is ``None``).
-    * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`.
+    * ``stations_file`` (a path, or a file already loaded with :func:`load_stations_file`):
+      when given, only the stations it lists may connect, each with its profile (a
+      :class:`~ocpp_trio.security.auth.StationAuthenticator` with ``limits`` and
+      ``equal_cost``).
+    * ``tls_cert`` (+ ``tls_key``): serve ``wss://`` with :func:`server_ssl_context`;
+      ``additional_certificates`` are its certificates of other key types.
     * ``tls_client_ca``: request client certificates (profile 3) chaining to this CA. They are
       required of every client when no stations file is given or all its stations use profile
       3; otherwise optional at the TLS level and required per station by the authenticator.
+      Without a stations file each certificate must belong to the identity it connects as (a
+      :class:`~ocpp_trio.security.certificates.CertificateBinding`: by default its CN must be
+      the identity), unless ``allow_any_identity`` turns that off (logged at WARNING).
+    * Neither a stations file nor a client CA: no authentication at all (``None``).
 
     One listener is either plain or TLS, so the stations must fit it: profile 2 and 3 need
     ``tls_cert``, profile 3 also ``tls_client_ca``; profile 1 cannot use a TLS listener unless
@@ -328,7 +390,14 @@ def build_security(
     """
     if tls_cert is None and (tls_key is not None or tls_client_ca is not None):
         raise SecurityConfigError("--tls-key and --tls-client-ca need --tls-cert")
-    config = load_stations_file(stations_file, hashing=hashing) if stations_file else None
+    if allow_any_identity and (tls_client_ca is None or stations_file is not None):
+        raise SecurityConfigError(
+            "allowing any identity applies to client certificates without a stations file"
+        )
+    if isinstance(stations_file, StationsConfig) or stations_file is None:
+        config = stations_file
+    else:
+        config = load_stations_file(stations_file, hashing=hashing)
     profiles = config.profiles() if config is not None else frozenset()
     if tls_cert is None and profiles - {SecurityProfile.BASIC_AUTH}:
         raise SecurityConfigError("stations with security profile 2 or 3 need --tls-cert")
@@ -349,9 +418,14 @@ def build_security(
         context = server_ssl_context(
             tls_cert,
             tls_key,
+            additional_certificates=additional_certificates,
             client_ca=tls_client_ca,
             require_client_certificate=tls_client_ca is not None
             and profiles <= {SecurityProfile.TLS_CLIENT_CERTIFICATE},
         )
-    checker = config.authenticator() if config is not None else None
+    checker: StationAuthenticator | CertificateBinding | None = None
+    if config is not None:
+        checker = config.authenticator(limits=limits, equal_cost=equal_cost)
+    elif tls_client_ca is not None:
+        checker = CertificateBinding(CertificatePolicy(any_identity=allow_any_identity))
     return checker, context

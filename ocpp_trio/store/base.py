@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 import cattrs
@@ -67,6 +67,7 @@ __all__ = [
     "Store",
     "StoreOp",
     "StoredStation",
+    "SweepsUnbooted",
     "decode",
     "encode",
 ]
@@ -381,3 +382,17 @@ def structure_credentials(text: str | bytes) -> StationCredentials:
     """Credentials written by :func:`encode` (their validators run again)."""
     value: StationCredentials = decode(text, StationCredentials)
     return value
+
+
+# -- optional capabilities -------------------------------------------------------------------
+
+
+@runtime_checkable
+class SweepsUnbooted(Protocol):
+    """A store that can drop, in one step, the stations that never booted (no registration)
+    and were last written before a time: what one-shot identities leave behind."""
+
+    async def forget_unbooted(self, older_than: datetime.datetime) -> list[str]:
+        """Forget every station without a registration last written before ``older_than``
+        (as :meth:`Store.forget`); returns their identities."""
+        ...

@@ -177,6 +177,21 @@ class MemoryStore:
         self._rows.pop(identity, None)
         await trio.lowlevel.checkpoint()
 
+    async def forget_unbooted(self, older_than: datetime.datetime) -> list[str]:
+        """Forget the stations without a registration last written before ``older_than``."""
+        self._check()
+        gone = [
+            identity
+            for identity, row in self._rows.items()
+            if row.registration is None
+            and row.updated_at is not None
+            and row.updated_at < older_than
+        ]
+        for identity in gone:
+            del self._rows[identity]
+        await trio.lowlevel.checkpoint()
+        return gone
+
     async def ledger(self, query: LedgerQuery) -> LedgerPage:
         """One page of the ledger (see the protocol)."""
         self._check()

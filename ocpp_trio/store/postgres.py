@@ -394,7 +394,25 @@ class PostgresStore:
 
         await self.run_sync(forget)
 
-    # -- nodes and owners ------------------------------------------------------------------
+    async def forget_unbooted(self, older_than: datetime.datetime) -> list[str]:
+        """Forget the stations without a registration last written before ``older_than``
+        that no other live node owns (that node may be serving them right now)."""
+        timeout = datetime.timedelta(seconds=self.node_timeout)
+        unbooted: LiteralString = (
+            "SELECT identity FROM stations WHERE registration IS NULL"
+            " AND updated_at IS NOT NULL AND updated_at < %s AND (owner IS NULL OR owner NOT IN"
+            " (SELECT node FROM nodes WHERE heartbeat_at > now() - %s AND node <> %s))"
+        )
+
+        def forget(db: Connection) -> list[str]:
+            found = db.execute(unbooted, (older_than, timeout, self.node)).fetchall()
+            gone = [str(row[0]) for row in found]
+            if gone:
+                db.execute("DELETE FROM journal WHERE identity = ANY(%s)", (gone,))
+                db.execute("DELETE FROM stations WHERE identity = ANY(%s)", (gone,))
+            return gone
+
+        return await self.run_sync(forget)
 
     # -- the ledger --------------------------------------------------------------------------
 
@@ -436,6 +454,8 @@ class PostgresStore:
             return db.execute("DELETE FROM ledger WHERE recorded_at < %s", (cutoff,)).rowcount
 
         return await self.run_sync(prune)
+
+    # -- nodes and owners ------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
         """Record that this node is alive (creating its row on the first call)."""

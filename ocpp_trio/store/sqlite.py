@@ -350,6 +350,29 @@ class SQLiteStore:
 
         return await self._run(prune)
 
+    async def forget_unbooted(self, older_than: datetime.datetime) -> list[str]:
+        """Forget the stations without a registration last written before ``older_than``."""
+        cutoff = older_than.astimezone(datetime.UTC).isoformat()
+
+        unbooted = (
+            "SELECT identity FROM stations WHERE registration IS NULL"
+            " AND updated_at IS NOT NULL AND updated_at < ?"
+        )
+
+        def forget(db: sqlite3.Connection) -> list[str]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = [str(r[0]) for r in db.execute(unbooted, (cutoff,)).fetchall()]
+                db.execute(f"DELETE FROM journal WHERE identity IN ({unbooted})", (cutoff,))
+                db.execute(f"DELETE FROM stations WHERE identity IN ({unbooted})", (cutoff,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return gone
+
+        return await self._run(forget)
+
     async def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the store's worker (for tools and tests).
 

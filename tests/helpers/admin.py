@@ -9,7 +9,10 @@ import attrs
 import h11
 import trio
 
-__all__ = ["Answer", "http", "read_answer", "read_raw"]
+__all__ = ["TOKEN", "Answer", "http", "read_answer", "read_raw"]
+
+#: the admin API token the tests configure (and send by default)
+TOKEN = "a-test-admin-token"
 
 
 @attrs.frozen
@@ -27,12 +30,24 @@ async def http(
     *,
     raw: bytes | None = None,
     headers: list[tuple[str, str]] | None = None,
+    token: str | None = TOKEN,
+    host: str | None = None,
+    content_type: str | None = "application/json",
 ) -> Answer:
-    """One request over a fresh connection (the API closes it after answering)."""
+    """One request over a fresh connection (the API closes it after answering), with the
+    bearer ``token`` (the tests' one unless told otherwise; ``None``: none), ``Host``
+    127.0.0.1:port and, for a POST, the JSON content type."""
     conn = h11.Connection(h11.CLIENT)
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
-        request_headers = [("Host", "admin"), ("Content-Length", str(len(data)))]
+        request_headers = [
+            ("Host", host or f"127.0.0.1:{port}"),
+            ("Content-Length", str(len(data))),
+        ]
+        if token is not None:
+            request_headers.append(("Authorization", f"Bearer {token}"))
+        if method == "POST" and content_type is not None:
+            request_headers.append(("Content-Type", content_type))
         await stream.send_all(
             conn.send(
                 h11.Request(method=method, target=path, headers=request_headers + (headers or []))

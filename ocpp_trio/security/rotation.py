@@ -1,0 +1,451 @@
+"""Password rotation without a window: the new password is recorded before the CALL goes out.
+
+The order, for :func:`rotate_password` and :func:`send_password_change` alike:
+
+1. the new secret is hashed, and the hash is stored as the station's *pending* password before
+   the ``SetVariables(SecurityCtrlr.BasicAuthPassword)`` / ``ChangeConfiguration
+   (AuthorizationKey)`` CALL is sent, so a station that applies it and reconnects at once (even
+   before its answer has been read) logs in with it;
+2. on ``Accepted`` the pending hash becomes the only one (the old password is refused from then
+   on); on ``Rejected`` / ``NotSupported`` / a CALLERROR it is dropped and the old password
+   stays the only one (A01.FR.03/04); on ``RebootRequired``, a timeout, a lost connection or a
+   broken answer both stay valid until the station first logs in with the new one, which then
+   replaces the old (:class:`RotationOutcome`).
+
+Every read-modify-write of a station's record (here, and the authenticator adopting a pending
+password) holds one lock per store and identity, so none overwrites another.
+:class:`PasswordChangeObserver` keeps the store in step with password changes the application
+sends as raw ``station.call(...)``; it sees them only once answered, so prefer
+:func:`send_password_change` for those.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import string
+import unicodedata
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, Final
+
+import attrs
+import trio
+
+from ocpp_trio.domain.credentials import (
+    CredentialStore,
+    PasswordHashing,
+    StationCredentials,
+    authorization_key_bytes,
+    hash_password,
+)
+from ocpp_trio.errors import CallError, LocalProtocolError, StateError
+from ocpp_trio.messages import v1_6, v2_0_1, v2_1
+from ocpp_trio.messages._base import Direction, Message, Request, Response
+from ocpp_trio.protocol.version import Version
+from ocpp_trio.runtime.events import Exchange
+from ocpp_trio.runtime.station import Station
+
+__all__ = [
+    "PasswordChangeObserver",
+    "RotationOutcome",
+    "RotationResult",
+    "generate_password",
+    "password_in",
+    "record_lock",
+    "rotate_password",
+    "send_password_change",
+]
+
+logger = logging.getLogger("ocpp_trio.security")
+
+_AUTHORIZATION_KEY: Final = "AuthorizationKey"
+_SECURITY_CTRLR: Final = "SecurityCtrlr"
+_BASIC_AUTH_PASSWORD: Final = "BasicAuthPassword"
+_PASSWORD_CHARS: Final = string.ascii_letters + string.digits
+_SETVARIABLES_REQUESTS: Final = (v2_0_1.SetVariablesRequest, v2_1.SetVariablesRequest)
+# Requests sent by the helpers, by identity, so that the observer skips them. Entries go away
+# with the request objects.
+_HELPER_REQUESTS: dict[int, weakref.ref[Message]] = {}
+
+
+class RotationOutcome(enum.Enum):
+    """What a password change did to the credential store."""
+
+    #: the station accepted: only the new password is accepted from now on
+    ACCEPTED = "accepted"
+    #: adoption uncertain (``RebootRequired``, no or broken answer): both are accepted until
+    #: the station authenticates with the new one
+    PENDING = "pending"
+    #: the station refused: the old password stays the only one
+    REJECTED = "rejected"
+
+
+@attrs.frozen
+class RotationResult:
+    """How :func:`rotate_password` ended.
+
+    Attributes:
+        outcome: what it did to the store.
+        status: the station's answer as it was on the wire (``"Accepted"``, ``"Rejected"``,
+            ``"RebootRequired"``, ``"NotSupported"``...), ``None`` when it named none.
+    """
+
+    outcome: RotationOutcome
+    status: str | None
+
+
+# -- one writer per record ---------------------------------------------------------------------
+
+_LOCKS: weakref.WeakKeyDictionary[object, dict[str, trio.Lock]] = weakref.WeakKeyDictionary()
+# stores that cannot be weak dictionary keys (unhashable), by id (kept while they have locks)
+_LOCKS_BY_ID: dict[int, dict[str, trio.Lock]] = {}
+
+
+def _locks_of(store: CredentialStore) -> dict[str, trio.Lock]:
+    try:
+        return _LOCKS.setdefault(store, {})
+    except TypeError:
+        return _LOCKS_BY_ID.setdefault(id(store), {})
+
+
+@asynccontextmanager
+async def record_lock(store: CredentialStore, identity: str) -> AsyncIterator[None]:
+    """Hold the lock of ``identity``'s record in ``store`` (read-modify-write under it)."""
+    locks = _locks_of(store)
+    lock = locks.get(identity)
+    if lock is None:
+        lock = locks[identity] = trio.Lock()
+    try:
+        async with lock:
+            yield
+    finally:
+        if not lock.locked() and not lock.statistics().tasks_waiting:
+            locks.pop(identity, None)
+            if not locks:
+                _LOCKS_BY_ID.pop(id(store), None)
+
+
+async def _update(
+    store: CredentialStore,
+    identity: str,
+    change: Callable[[StationCredentials], StationCredentials | None],
+) -> StationCredentials | None:
+    """Apply ``change`` to the current record under its lock (``None`` from it: no write)."""
+    async with record_lock(store, identity):
+        record = await store.get(identity)
+        if record is None:
+            return None
+        new = change(record)
+        if new is not None and new != record:
+            await store.put(new)
+            return new
+        return record
+
+
+# -- the messages --------------------------------------------------------------------------------
+
+
+def generate_password(version: Version | str) -> str:
+    """A fresh random password for a station of ``version``.
+
+    2.x: 40 letters and digits (``BasicAuthPassword`` is 16 to 40 characters). 1.6: a 20-byte
+    ``AuthorizationKey`` as 40 hex digits.
+    """
+    if Version(version) is Version.V16:
+        return secrets.token_hex(20).upper()
+    return "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(40))
+
+
+def check_password_text(password: str) -> None:
+    """Refuse a 2.x password with control characters (``ValueError``)."""
+    if any(unicodedata.category(c) == "Cc" for c in password):
+        raise ValueError("a password must not contain control characters")
+
+
+def _password_request(version: Version, password: str | bytes) -> tuple[bytes, Request[Any]]:
+    """The secret to hash and the CALL that sets it, for ``version``."""
+    if version is Version.V16:
+        key = bytes(password) if isinstance(password, bytes) else authorization_key_bytes(password)
+        if not 16 <= len(key) <= 250:
+            raise ValueError(f"an AuthorizationKey must be 16 to 250 bytes, not {len(key)}")
+        return key, v1_6.ChangeConfigurationRequest(key=_AUTHORIZATION_KEY, value=key.hex().upper())
+    if not isinstance(password, str):
+        raise TypeError("an OCPP 2.x BasicAuthPassword is text (str), not bytes")
+    if not 16 <= len(password) <= 40:
+        raise ValueError(f"a BasicAuthPassword must be 16 to 40 characters, not {len(password)}")
+    check_password_text(password)
+    module = v2_0_1 if version is Version.V201 else v2_1
+    data = module.SetVariableDataType(
+        attribute_value=password,
+        component=module.ComponentType(name=_SECURITY_CTRLR),
+        variable=module.VariableType(name=_BASIC_AUTH_PASSWORD),
+    )
+    return password.encode("utf-8"), module.SetVariablesRequest(set_variable_data=(data,))
+
+
+def _is_password_variable(
+    component: v2_0_1.ComponentType | v2_1.ComponentType,
+    variable: v2_0_1.VariableType | v2_1.VariableType,
+    attribute_type: object,
+) -> bool:
+    return (
+        component.name.lower() == _SECURITY_CTRLR.lower()
+        and component.evse is None
+        and variable.name.lower() == _BASIC_AUTH_PASSWORD.lower()
+        and variable.instance is None
+        and (attribute_type is None or str(attribute_type) == "Actual")
+    )
+
+
+def password_in(request: Message) -> bytes | None:
+    """The secret a CSMS CALL sets as the station's Basic-auth password, or ``None`` if it sets
+    none (or one the station must refuse: then nothing changes)."""
+    if isinstance(request, v1_6.ChangeConfigurationRequest):
+        if request.key.lower() != _AUTHORIZATION_KEY.lower():
+            return None
+        try:
+            return authorization_key_bytes(request.value)
+        except ValueError:
+            return None
+    if isinstance(request, _SETVARIABLES_REQUESTS):
+        for item in request.set_variable_data:
+            if _is_password_variable(item.component, item.variable, item.attribute_type):
+                return item.attribute_value.encode("utf-8")
+    return None
+
+
+def _outcome_of(response: Response) -> tuple[RotationOutcome, str | None]:
+    """Read the station's answer to a password change."""
+    status: str | None = None
+    if isinstance(response, v1_6.ChangeConfigurationResponse):
+        status = str(response.status)
+    elif isinstance(response, v2_0_1.SetVariablesResponse | v2_1.SetVariablesResponse):
+        for result in response.set_variable_result:
+            if _is_password_variable(result.component, result.variable, result.attribute_type):
+                status = str(result.attribute_status)
+                break
+    if status == "Accepted":
+        return RotationOutcome.ACCEPTED, status
+    if status is None or status == "RebootRequired":
+        return RotationOutcome.PENDING, status
+    return RotationOutcome.REJECTED, status
+
+
+# -- the store side ------------------------------------------------------------------------------
+
+
+async def _hash(secret: bytes, hashing: PasswordHashing | None) -> str:
+    return await trio.to_thread.run_sync(partial(hash_password, secret, hashing=hashing))
+
+
+async def _record_pending(store: CredentialStore, identity: str, encoded: str) -> str | None:
+    """Store ``encoded`` as the pending password; returns the pending one it replaced."""
+    replaced: list[str | None] = [None]
+
+    def change(record: StationCredentials) -> StationCredentials:
+        replaced[0] = record.pending_password_hash
+        return attrs.evolve(record, pending_password_hash=encoded)
+
+    if await _update(store, identity, change) is None:
+        raise LookupError(f"station {identity!r} has no credentials in the store")
+    return replaced[0]
+
+
+async def _settle(
+    store: CredentialStore,
+    identity: str,
+    outcome: RotationOutcome,
+    encoded: str,
+    previous_pending: str | None,
+) -> None:
+    """Apply the station's answer to a change whose hash was recorded as pending."""
+
+    def change(record: StationCredentials) -> StationCredentials | None:
+        if record.pending_password_hash != encoded:
+            return None  # adopted at a login already, or a newer change took over
+        if outcome is RotationOutcome.ACCEPTED:
+            return attrs.evolve(record, password_hash=encoded, pending_password_hash=None)
+        if outcome is RotationOutcome.REJECTED:
+            return attrs.evolve(record, pending_password_hash=previous_pending)
+        return None  # PENDING: both stay valid
+
+    if outcome is RotationOutcome.ACCEPTED:
+        logger.info("station %r: password changed; only the new one is accepted", identity)
+    elif outcome is RotationOutcome.REJECTED:
+        logger.info("station %r: password change refused; the old password stays", identity)
+    else:
+        logger.info(
+            "station %r: password change uncertain; old and new accepted until the new is used",
+            identity,
+        )
+    await _update(store, identity, change)
+
+
+async def _apply_after_the_fact(
+    store: CredentialStore,
+    identity: str,
+    outcome: RotationOutcome,
+    secret: bytes,
+    hashing: PasswordHashing | None,
+) -> None:
+    """For a change seen only once answered (the observer): store it by its outcome."""
+    if outcome is RotationOutcome.REJECTED:
+        logger.info("station %r: password change refused; the old password stays", identity)
+        return
+    encoded = await _hash(secret, hashing)
+
+    def change(record: StationCredentials) -> StationCredentials:
+        if outcome is RotationOutcome.ACCEPTED:
+            return attrs.evolve(record, password_hash=encoded, pending_password_hash=None)
+        return attrs.evolve(record, pending_password_hash=encoded)
+
+    if await _update(store, identity, change) is None:
+        logger.warning("station %r: password changed but the station is not in the store", identity)
+        return
+    logger.info("station %r: password change stored (%s)", identity, outcome.value)
+
+
+async def _change(
+    station: Station,
+    store: CredentialStore,
+    request: Request[Any],
+    secret: bytes,
+    *,
+    call_timeout: float | None,
+    hashing: PasswordHashing | None,
+) -> tuple[Response, RotationOutcome, str | None]:
+    identity = station.identity
+    encoded = await _hash(secret, hashing)
+    previous = await _record_pending(store, identity, encoded)
+    _HELPER_REQUESTS[id(request)] = weakref.ref(request, partial(_forget, id(request)))
+    try:
+        response = await station.call(request, call_timeout=call_timeout)
+    except (CallError, LocalProtocolError, StateError) as exc:
+        # answered with an error, or never sent: the old password stays
+        logger.warning("station %r: password change failed: %s", identity, type(exc).__name__)
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await _settle(store, identity, RotationOutcome.REJECTED, encoded, previous)
+        raise
+    except BaseException:
+        # timeout, lost connection, broken answer, cancellation: it may have been applied, and
+        # the pending record already says so
+        logger.warning("station %r: password change unanswered; both stay valid", identity)
+        raise
+    outcome, status = _outcome_of(response)
+    await _settle(store, identity, outcome, encoded, previous)
+    return response, outcome, status
+
+
+async def rotate_password(
+    station: Station,
+    store: CredentialStore,
+    new_password: str | bytes | None = None,
+    *,
+    call_timeout: float | None = None,
+    hashing: PasswordHashing | None = None,
+) -> RotationResult:
+    """Send a new Basic-auth password to ``station``, recording it first (see the module docs).
+
+    2.x: ``SetVariables(SecurityCtrlr.BasicAuthPassword)`` with ``new_password`` (text, 16 to
+    40 characters, no control characters). 1.6: ``ChangeConfiguration(AuthorizationKey)`` with
+    the key as hex; ``new_password`` is the key as bytes, or as hex text. ``None`` generates one
+    (:func:`generate_password`).
+
+    Waits for: the hash (a worker thread), the store, the station's answer (``call_timeout``),
+    the store again.
+    Cancellation: safe; once the CALL may have gone out, the pending record stands.
+    Closes: nothing.
+
+    Raises:
+        LookupError: the station has no record in ``store`` (nothing sent).
+        ValueError, TypeError: ``new_password`` is not valid for the station's version.
+        CallError: the station answered with a CALLERROR (the old password stays).
+        CallTimeoutError, ConnectionLostError, RemoteProtocolError: no usable answer (the new
+            password stays pending).
+        StateError: the registration state forbids the CALL now (nothing sent).
+    """
+    if new_password is None:
+        new_password = generate_password(station.version)
+    secret, request = _password_request(station.version, new_password)
+    if await store.get(station.identity) is None:
+        raise LookupError(f"station {station.identity!r} has no credentials in the store")
+    _response, outcome, status = await _change(
+        station, store, request, secret, call_timeout=call_timeout, hashing=hashing
+    )
+    return RotationResult(outcome, status)
+
+
+async def send_password_change(
+    station: Station,
+    store: CredentialStore,
+    request: Request[Any],
+    *,
+    call_timeout: float | None = None,
+    hashing: PasswordHashing | None = None,
+) -> Response:
+    """``station.call(request)`` for an application-built request, and when it sets the
+    Basic-auth password (:func:`password_in`), record it first and settle it by the answer,
+    as :func:`rotate_password` does.
+
+    Waits for, cancellation, exceptions: as :func:`rotate_password` (``LookupError`` only when
+    the request sets a password); the station's response is returned.
+    """
+    secret = password_in(request)
+    if secret is None:
+        return await station.call(request, call_timeout=call_timeout)
+    if isinstance(request, _SETVARIABLES_REQUESTS):
+        check_password_text(secret.decode("utf-8"))
+    response, _outcome, _status = await _change(
+        station, store, request, secret, call_timeout=call_timeout, hashing=hashing
+    )
+    return response
+
+
+def _forget(key: int, _ref: object) -> None:
+    _HELPER_REQUESTS.pop(key, None)
+
+
+class PasswordChangeObserver:
+    """An extra handler keeping the store in step with password changes the application sends
+    itself as raw ``SetVariables``/``ChangeConfiguration`` calls, by the station's answer as in
+    :func:`rotate_password` (whose calls, and :func:`send_password_change`'s, it skips).
+
+    It sees a change only once answered, so the new password is not accepted before that:
+    send such calls with :func:`send_password_change` instead where a station may reconnect
+    at once.
+
+    Install it CSMS-wide: ``csms.add_extra_handler(PasswordChangeObserver(store),
+    name="passwords", buffer=256)``. Extra handlers drop exchanges when their buffer is full;
+    give it room.
+
+    Args:
+        store: the store the authenticator reads.
+        hashing: how new passwords are hashed (default scrypt parameters).
+    """
+
+    def __init__(self, store: CredentialStore, *, hashing: PasswordHashing | None = None) -> None:
+        self.store = store
+        self.hashing = hashing
+
+    async def __call__(self, station: Station, exchange: Exchange) -> None:
+        """Look at one finished exchange; update the store if it changed the password."""
+        if exchange.direction is not Direction.CSMS_TO_STATION:
+            return
+        request = exchange.request
+        ours = _HELPER_REQUESTS.get(id(request))
+        if ours is not None and ours() is request:
+            return
+        secret = password_in(request)
+        if secret is None:
+            return
+        if exchange.response is not None:
+            outcome, _status = _outcome_of(exchange.response)
+        elif isinstance(exchange.error, CallError):
+            outcome = RotationOutcome.REJECTED
+        else:  # timeout, connection lost, broken answer: it may have been applied
+            outcome = RotationOutcome.PENDING
+        await _apply_after_the_fact(self.store, exchange.identity, outcome, secret, self.hashing)
