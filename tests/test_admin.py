@@ -155,6 +155,26 @@ async def test_stations_calls_and_device_model() -> None:
             assert refused.status == 409
 
 
+async def test_health_answers_a_probe_without_credentials_and_says_little() -> None:
+    async with admin_api() as (_csms, _nursery, port):
+        # what HAProxy's `option httpchk GET /health` sends: no token, no Host
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(b"GET /health HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := await stream.receive_some(4096):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert json.loads(body) == {"status": "ok"}
+        # with the token, the details; a wrong token is refused, not treated as a probe
+        detailed = await http(port, "GET", "/health")
+        assert detailed.status == 200
+        assert {"status", "stations", "node"} <= detailed.body.keys()
+        assert (await http(port, "GET", "/health", token="not-the-token-at-all")).status == 401
+        # nothing else is open without the token
+        assert (await http(port, "GET", "/stations", token=None)).status == 401
+
+
 async def test_call_errors_map_to_http_statuses() -> None:
     with trio.fail_after(TIMEOUT):
         async with admin_api() as (csms, nursery, port):

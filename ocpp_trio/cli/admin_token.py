@@ -8,7 +8,9 @@ Where the token comes from, first found wins:
    when it exists; otherwise a new token is generated, written there (created with mode 0600,
    never overwritten) and shown once in the log.
 
-With ``--db :memory:`` and none of these, a token is generated for this run only and shown.
+With ``--db :memory:`` or a ``postgresql://`` URL and none of these, a token is generated for
+this run only and shown (nodes of a cluster should share one: give it by the environment or a
+file).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import attrs
 
 from ocpp_trio.csms.admin import generate_token
 
-__all__ = ["ENV_VAR", "AdminToken", "resolve_admin_token"]
+__all__ = ["ENV_VAR", "AdminToken", "default_token_file", "resolve_admin_token"]
 
 #: the environment variable holding the admin token
 ENV_VAR: Final = "OCPP_TRIO_ADMIN_TOKEN"
@@ -41,6 +43,13 @@ class AdminToken:
     token: str = attrs.field(repr=False)
     announce: str | None = attrs.field(default=None, repr=False)
     warning: str | None = None
+
+
+def default_token_file(db: str) -> str | None:
+    """Where the token is kept by default: beside a SQLite database file, else nowhere."""
+    if db == ":memory:" or "://" in db:
+        return None
+    return f"{db}.admin-token"
 
 
 def _checked(token: str, where: str) -> str:
@@ -68,7 +77,7 @@ def resolve_admin_token(
         return AdminToken(token=_checked(given, "--admin-token"))
     if env.get(ENV_VAR):
         return AdminToken(token=_checked(env[ENV_VAR], ENV_VAR))
-    path = token_file or (None if db == ":memory:" else f"{db}.admin-token")
+    path = token_file or default_token_file(db)
     if path is None:
         token = generate_token()
         return AdminToken(token=token, announce=f"admin API token (this run only): {token}")

@@ -49,7 +49,7 @@ from typing import Any
 
 import trio
 
-from ocpp_trio.cli.admin_token import resolve_admin_token
+from ocpp_trio.cli.admin_token import default_token_file, resolve_admin_token
 from ocpp_trio.cli.args import (
     OneLineParser,
     check_files,
@@ -688,9 +688,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", exc)  # noqa: TRY400
         return 1
     fresh = new_database(args.db)
-    token_file = getattr(args, "admin_token_file", None) or (
-        None if args.db == ":memory:" else f"{args.db}.admin-token"
-    )
+    token_file = getattr(args, "admin_token_file", None) or default_token_file(args.db)
     fresh_token = token_file is not None and not os.path.exists(token_file)
     listening: list[bool] = []
     try:

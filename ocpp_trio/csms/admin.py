@@ -43,12 +43,14 @@ A CALL that sets the station's Basic-auth password goes through
 (and the station is served by this node), so the new password is recorded before it is sent.
 Secrets (write-only values) never appear in an answer or in the log: they read ``***``.
 
-Access: every request needs ``Authorization: Bearer <token>`` (``401`` without it); its ``Host``
+Access: every request needs ``Authorization: Bearer <token>`` (``401`` without it; the one exception
+is ``GET /health`` sent without credentials, a load balancer's health check, answered ``{"status":
+"ok"}`` and nothing else; with the token it also says the node, stations and store); its ``Host``
 must be an IP address, ``localhost`` or one of ``allowed_hosts`` (``403``: a DNS-rebinding page
 names its own host); a request with an ``Origin`` not in ``allowed_origins``, or a
-``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused (``403``: a cross-site
-request from a browser); a POST body must be ``application/json`` (``415``), so a cross-site
-form cannot be one.
+``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused (``403``: a cross-site request
+from a browser); a POST body must be ``application/json`` (``415``), so a cross-site form cannot be
+one.
 
 Bounds: one request per connection (``Connection: close``), ``header_timeout`` seconds to send
 the request head (``408``; an idle connection is dropped that soon), ``read_timeout`` for the
@@ -162,6 +164,16 @@ class AdminInfo:
     def port(self) -> int:
         """The port of the first listener (the one to read back after binding port 0)."""
         return self.addresses[0][1]
+
+
+def _is_liveness_probe(request: h11.Request) -> bool:
+    """``GET /health`` without credentials: what a load balancer's health check sends (without
+    a token, and often without a ``Host``), answered ``{"status": "ok"}`` and nothing more."""
+    return (
+        request.method == b"GET"
+        and request.target == b"/health"
+        and not any(name.lower() == b"authorization" for name, _ in request.headers)
+    )
 
 
 def generate_token() -> str:
@@ -353,7 +365,9 @@ class AdminApi:
             with trio.fail_after(self.config.read_timeout):
                 with trio.fail_after(self.config.header_timeout):
                     request = await self._read_head(stream, conn)
-                self._check_access(request)
+                probe = _is_liveness_probe(request)
+                if not probe:
+                    self._check_access(request)
                 body = await self._read_body(stream, conn)
         except trio.TooSlowError:
             await self._respond(stream, conn, 408, {"error": "request not received in time"})
@@ -370,6 +384,9 @@ class AdminApi:
             await _linger(stream)
             return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if probe:  # a load balancer's health check: no token, and nothing but the status
+            await self._respond(stream, conn, 200, {"status": "ok"})
             return
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("ascii", "replace")

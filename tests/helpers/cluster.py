@@ -29,6 +29,8 @@ import trio
 
 #: where the repository's deployment files are
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+#: the admin API token every node of a test cluster shares
+ADMIN_TOKEN = "a-test-cluster-admin-token"
 
 
 def free_port() -> int:
@@ -194,6 +196,8 @@ def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -
         node,
         "--payload-chars",
         "0",
+        "--admin-token",
+        ADMIN_TOKEN,
         *extra,
     ]
 
@@ -240,6 +244,7 @@ async def http_json(
     data = b"" if body is None else json.dumps(body).encode()
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {ADMIN_TOKEN}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
     ).encode()
     with trio.fail_after(limit):
