@@ -137,6 +137,14 @@ def test_the_pages_have_python_blocks() -> None:
     assert counted["docs/tutorial.md"] >= 5
     assert counted["docs/messages.md"] >= 3  # the pycon session included
     assert sum(counted.values()) >= 30
+    assert any("hash_password" in code for _, code in python_blocks("docs/security.md"))
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", readme)
+    assert "docs/tutorial.md" in targets
+    assert [t for t in targets if not (ROOT / t).exists()] == []
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.
 _EXAMPLE = re.compile(
     r"<!-- example:begin -->\s*```python\n(.*?)```\s*<!-- example:end -->", re.DOTALL
 )
+_COMMAND = re.compile(r'python3? -c "([^"]*)"')
 _FENCE = re.compile(
     r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```", re.M | re.S
 )
@@ -36,9 +37,12 @@ def example(relative: str) -> str:
 def python_blocks(relative: str) -> list[tuple[int, str]]:
     """Every fenced ``python`` (or ``py``) block of a page, with the line its code starts on;
     ``pycon`` blocks (an interactive session) give the code of their ``>>>`` and ``...``
-    lines."""
+    lines, and a ``python -c "..."`` command anywhere on the page its code."""
     text = (ROOT / relative).read_text(encoding="utf-8")
-    blocks = []
+    blocks = [
+        (text.count("\n", 0, command.start()) + 1, command.group(1))
+        for command in _COMMAND.finditer(text)
+    ]
     for fence in _FENCE.finditer(text):
         info = fence.group("info").strip().split(" ")[0].strip("{}")
         line = text.count("\n", 0, fence.start("body")) + 1
