@@ -1,8 +1,14 @@
 """ocpp-trio: a trio-native OCPP-J 1.6 / 2.0.1 / 2.1 library for the central-system side.
 
 The typed messages live in :mod:`ocpp_trio.messages` (``v1_6``, ``v2_0_1``, ``v2_1``); everything
-an application needs to serve stations is re-exported here.
+an application needs to serve stations is re-exported here.  The names of the PostgreSQL store
+and the cluster (``open_postgres_store``, ``serve_cluster``, ...) need the optional dependency
+(``pip install 'ocpp-trio[postgres]'``): they are imported on first use, so that
+``import ocpp_trio`` works without it.
 """
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from ocpp_trio.client.charge_point import ChargePoint
 from ocpp_trio.client.config import (
@@ -168,6 +174,44 @@ from ocpp_trio.transport.server import (
     serve_ocpp_websocket,
 )
 
+if TYPE_CHECKING:  # for the type checker; at run time they come from __getattr__ below
+    from ocpp_trio.csms.cluster import (
+        ClusterConfig,
+        ClusterEvent,
+        ClusterNode,
+        ClusterStatistics,
+        serve_cluster,
+    )
+    from ocpp_trio.store.postgres import PostgresStore, open_postgres_store
+
+#: the public names that need psycopg, and the module each comes from
+_POSTGRES = {
+    "ClusterConfig": "ocpp_trio.csms.cluster",
+    "ClusterEvent": "ocpp_trio.csms.cluster",
+    "ClusterNode": "ocpp_trio.csms.cluster",
+    "ClusterStatistics": "ocpp_trio.csms.cluster",
+    "serve_cluster": "ocpp_trio.csms.cluster",
+    "PostgresStore": "ocpp_trio.store.postgres",
+    "open_postgres_store": "ocpp_trio.store.postgres",
+}
+
+if not TYPE_CHECKING:  # hidden from mypy, which would otherwise accept any name from here
+
+    def __getattr__(name: str) -> Any:
+        """The PostgreSQL names, imported on first use (``ImportError`` naming the extra when
+        psycopg is missing)."""
+        module = _POSTGRES.get(name)
+        if module is None:
+            raise AttributeError(f"module 'ocpp_trio' has no attribute {name!r}")
+        value = getattr(import_module(module), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_POSTGRES})
+
+
 __all__ = [
     "CSMS",
     "OCPP16_COMPONENT",
@@ -193,6 +237,10 @@ __all__ = [
     "ChargePointState",
     "ChargePointStatistics",
     "CloseReason",
+    "ClusterConfig",
+    "ClusterEvent",
+    "ClusterNode",
+    "ClusterStatistics",
     "ComponentRef",
     "ConfigurationResult",
     "ConnectFailedError",
@@ -234,6 +282,7 @@ __all__ = [
     "MonitoringEvent",
     "OCPPError",
     "PasswordChangeObserver",
+    "PostgresStore",
     "QueuedMessage",
     "RebootRequired",
     "RecoveryAction",
@@ -321,6 +370,7 @@ __all__ = [
     "memory_transport_pair",
     "open_charge_point",
     "open_csms",
+    "open_postgres_store",
     "open_sqlite_store",
     "redact_message",
     "rotate_password",
@@ -329,6 +379,7 @@ __all__ = [
     "send_password_change",
     "serve_admin",
     "serve_charge_point",
+    "serve_cluster",
     "serve_csms",
     "serve_ocpp_websocket",
     "server_ssl_context",

@@ -1,13 +1,12 @@
 """What a new user meets first on the command line: ``--version``, one-line errors (exit 2) for
 arguments that cannot work, a busy port named (and no database left behind), Ctrl-C without a
-traceback (the commands, and the README's and the tutorial's programs), ``simulate --ca-file``,
+traceback (the commands; the documentation's programs: test_docs.py), ``simulate --ca-file``,
 and simulated stations that know their heartbeat interval from the moment they are accepted.
 """
 
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 import trio
 import trustme
-from helpers.docs import example
+from helpers.process import interrupted
 from interop.harness import ROOT, run_process
 
 from ocpp_trio import Version, boot_response
@@ -147,44 +146,6 @@ def test_demo_names_the_busy_port(taken_port: int, caplog: pytest.LogCaptureFixt
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
-def program(tmp_path: Path, relative: str) -> Path:
-    """The example program of ``relative``, as a file, on a free port (its only change)."""
-    code = example(relative)
-    assert "port: int = 9000" in code
-    path = tmp_path / "program.py"
-    path.write_text(code.replace("port: int = 9000", "port: int = 0"), encoding="utf-8")
-    return path
-
-
-async def interrupted(command: list[str], ready: str) -> tuple[int, str]:
-    """Run ``command`` until it prints ``ready`` (stdout or stderr), then Ctrl-C it; returns
-    its exit status and its stderr."""
-    with trio.fail_after(TIMEOUT):
-        async with run_process(command) as running:
-            with trio.move_on_after(TIMEOUT / 2):
-                async with trio.open_nursery() as nursery:
-
-                    async def watch(lines: Any) -> None:
-                        await lines.wait_for(lambda line: ready in line)
-                        nursery.cancel_scope.cancel()
-
-                    nursery.start_soon(watch, running.stdout)
-                    nursery.start_soon(watch, running.stderr)
-            running.process.send_signal(signal.SIGINT)
-            status = await running.wait()
-    return status, "\n".join(running.stderr.lines)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("relative", ["README.md", "docs/tutorial.md"])
-async def test_ctrl_c_stops_the_documented_programs_quietly(relative: str, tmp_path: Path) -> None:
-    path = program(tmp_path, relative)
-    status, stderr = await interrupted([sys.executable, "-u", str(path)], "listening on")
-    assert status == 0, stderr
-    assert "Traceback" not in stderr
-    assert "KeyboardInterrupt" not in stderr
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "ready"),
@@ -197,7 +158,8 @@ async def test_ctrl_c_stops_the_documented_programs_quietly(relative: str, tmp_p
     ],
 )
 async def test_ctrl_c_stops_the_commands_quietly(args: list[str], ready: str) -> None:
-    status, stderr = await interrupted([sys.executable, "-u", "-m", "ocpp_trio", *args], ready)
+    command = [sys.executable, "-u", "-m", "ocpp_trio", *args]
+    status, _, stderr = await interrupted(command, ready, within=TIMEOUT)
     assert status in (0, 1), stderr  # simulate: 1 when no station ever connected
     assert "Traceback" not in stderr
 

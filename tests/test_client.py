@@ -611,6 +611,26 @@ async def test_open_charge_point_body_and_background_failures_give_one_error(
     assert group.subgroup(KeyError) is not None
 
 
+async def test_open_charge_point_ctrl_c_in_a_background_task_comes_out_alone(
+    autojump_clock: Any,
+) -> None:
+    """Ctrl-C lands in whatever task runs at that moment: here the connecting one. The body
+    then fails too (the charge point stopped under ``wait_accepted``), but what comes out is
+    the interrupt alone, as a program's ``except* KeyboardInterrupt`` expects."""
+
+    @asynccontextmanager
+    async def interrupted(versions: Sequence[Version]) -> AsyncIterator[Transport]:
+        await trio.sleep(1)
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        async with open_charge_point(None, "CP1", connect=interrupted) as cp:
+            await cp.wait_accepted()
+    assert not isinstance(caught.value, BaseExceptionGroup)
+    assert trio.current_time() == 1
+
+
 async def test_open_charge_point_cancellation_passes_through(autojump_clock: Any) -> None:
     link_attempts: list[float] = []
 

@@ -64,3 +64,47 @@ def test_versions_have_generated_modules() -> None:
         module = importlib.import_module(f"ocpp_trio.messages.{mod}")
         assert module.ACTIONS
         assert isinstance(module.VERSION, ocpp_trio.Version)
+
+
+def test_postgres_names_load_on_first_use() -> None:
+    """The PostgreSQL store and the cluster are public, but psycopg is an optional dependency:
+    ``import ocpp_trio`` must work without it, and using one of those names then says which
+    extra to install."""
+    import subprocess
+    import sys
+
+    script = "\n".join(
+        [
+            "import sys",
+            "sys.modules['psycopg'] = None  # as if it were not installed",
+            "import ocpp_trio",
+            "assert 'ocpp_trio.store.postgres' not in sys.modules",
+            "assert 'open_postgres_store' in dir(ocpp_trio)",
+            "try:",
+            "    from ocpp_trio import serve_cluster",
+            "except ImportError as exc:",
+            "    print(exc)",
+            "try:",
+            "    ocpp_trio.no_such_name",
+            "except AttributeError as exc:",
+            "    print(exc)",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "the PostgreSQL store needs psycopg: pip install 'ocpp-trio[postgres]'",
+        "module 'ocpp_trio' has no attribute 'no_such_name'",
+    ]
+
+
+def test_postgres_names_are_the_modules_own() -> None:
+    from ocpp_trio.csms import cluster
+    from ocpp_trio.store import postgres
+
+    assert ocpp_trio.open_postgres_store is postgres.open_postgres_store
+    assert ocpp_trio.PostgresStore is postgres.PostgresStore
+    assert ocpp_trio.serve_cluster is cluster.serve_cluster
+    assert ocpp_trio.ClusterNode is cluster.ClusterNode

@@ -129,10 +129,12 @@ async def test_charge_point_howto_example_reports_its_session() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_csms(router, "127.0.0.1", 0) as csms:
             assert csms.server_info is not None
+            url = f"ws://127.0.0.1:{csms.server_info.port}"
             async with csms.subscribe_events(TransactionEnded) as ended:
-                await namespace["main"](f"ws://127.0.0.1:{csms.server_info.port}")
+                await namespace["main"](url)
                 event = await ended.receive()
     assert event.identity == "CS001"
     assert event.transaction.energy_wh == pytest.approx(3.1)
-    assert printed.lines[0] == "accepted over OCPP 2.0.1, heartbeat every 120.0 s"
-    assert re.fullmatch(r"session [0-9a-f]{8} reported", printed.lines[1])
+    assert printed.lines[0] == f"connecting to {url} as CS001"
+    assert printed.lines[1] == "accepted over OCPP 2.0.1, heartbeat every 120.0 s"
+    assert re.fullmatch(r"session [0-9a-f]{8} reported", printed.lines[2])

@@ -10,7 +10,10 @@ alike:
   same time (the group then holds both);
 * an error while starting (e.g. ``OSError``: the port is taken) is raised as is;
 * cancellation passes through untouched, and so do ``KeyboardInterrupt`` and friends (never
-  wrapped in a library error).
+  wrapped in a library error); one that ended a background task comes out alone, without the
+  body's exception (which is then mostly the service stopping under it, e.g. a
+  ``ConnectionLostError`` from ``cp.wait_accepted()``), so that Ctrl-C ends a program as
+  ``except* KeyboardInterrupt`` around ``trio.run`` expects.
 
 ``serve_*`` and ``start_*`` let groups propagate: their caller owns the nursery.
 """
@@ -57,8 +60,12 @@ def resolve_group(
         e for e in leaves(group) if id(e) not in expected and not isinstance(e, trio.Cancelled)
     ]
     if others:
-        if any(not isinstance(e, Exception) for e in others):
-            return None  # KeyboardInterrupt and friends are not ours to wrap
+        interrupts = [e for e in others if not isinstance(e, Exception)]
+        if interrupts:
+            # Ctrl-C landed in a background task (trio raises it wherever the signal finds
+            # running code): the body then mostly fails only because the service stopped under
+            # it, and a program's ``except* KeyboardInterrupt`` must see the interrupt alone
+            return interrupts[0]
         wrapped = error()
         wrapped.__cause__ = group
         return wrapped

@@ -122,8 +122,9 @@ class RunningProcess:
 
 
 @asynccontextmanager
-async def run_process(command: Sequence[str]) -> AsyncIterator[RunningProcess]:
-    """Run ``command`` with stdout and stderr followed line by line.
+async def run_process(command: Sequence[str], *, cwd: Path = ROOT) -> AsyncIterator[RunningProcess]:
+    """Run ``command`` (in ``cwd``, the repository by default) with stdout and stderr followed
+    line by line.
 
     On leaving the block the process is killed if it still runs (its output is kept).
     """
@@ -137,7 +138,7 @@ async def run_process(command: Sequence[str]) -> AsyncIterator[RunningProcess]:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 check=False,
-                cwd=ROOT,
+                cwd=cwd,
             )
         )
         running = RunningProcess(process, stdout, stderr)
