@@ -22,13 +22,12 @@ from interop.harness import RunningProcess, run_process
 
 from ocpp_trio import CSMS, Version, open_csms
 from ocpp_trio.cli.main import (
-    _apply_config_file,
-    _load_serve_files,
     build_parser,
     default_router,
-    load_id_tokens,
     serve,
 )
+from ocpp_trio.cli.serve_options import apply_config_file, load_id_tokens, load_serve_files
+from ocpp_trio.cli.simulate import build_simulator_config
 from ocpp_trio.client.config import ChargePointConfig, RetryBackOff
 from ocpp_trio.client.entry import open_charge_point
 from ocpp_trio.client.simulator import Simulator, SimulatorConfig
@@ -401,7 +400,7 @@ def test_config_file_sets_defaults_and_the_command_line_wins(tmp_path: Path) -> 
     )
     argv = ["serve", "--config", str(config), "--port", "9300"]
     parser = build_parser()
-    _apply_config_file(parser, str(config), argv)
+    apply_config_file(parser, str(config), argv)
     args = parser.parse_args(argv)
     assert (args.port, args.admin_port, args.no_admin) == (9300, 9200, True)
     assert args.versions == [Version.V201, Version.V16]
@@ -409,7 +408,7 @@ def test_config_file_sets_defaults_and_the_command_line_wins(tmp_path: Path) -> 
     # --versions on the command line replaces the file's list
     argv = ["serve", "--config", str(config), "--versions", "2.1"]
     parser = build_parser()
-    _apply_config_file(parser, str(config), argv)
+    apply_config_file(parser, str(config), argv)
     assert parser.parse_args(argv).versions == [Version.V21]
 
 
@@ -430,7 +429,7 @@ def test_config_file_mistakes_exit_2(
     config = tmp_path / "serve.toml"
     config.write_text(text)
     with pytest.raises(SystemExit) as exit_info:
-        _apply_config_file(build_parser(), str(config), ["serve", "--config", str(config)])
+        apply_config_file(build_parser(), str(config), ["serve", "--config", str(config)])
     assert exit_info.value.code == 2
     assert "--config" in capsys.readouterr().err
 
@@ -478,7 +477,7 @@ async def test_stations_file_allows_only_listed_stations(tmp_path: Path) -> None
     )
     argv = ["serve", "--port", "0", "--no-admin", "--db", ":memory:", "--stations", str(stations)]
     args = build_parser().parse_args(argv)
-    _load_serve_files(args)
+    load_serve_files(args)
     config = ChargePointConfig(retry_back_off=QUICK)
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
@@ -500,12 +499,22 @@ def test_serve_files_errors_are_reported(tmp_path: Path) -> None:
     parser = build_parser()
     missing = parser.parse_args(["serve", "--id-tokens", str(tmp_path / "none.txt")])
     with pytest.raises(FileNotFoundError):
-        _load_serve_files(missing)
+        load_serve_files(missing)
     tls_only_key = parser.parse_args(["serve", "--tls-key", str(tmp_path / "key.pem")])
     with pytest.raises(ValueError, match="--tls-cert"):
-        _load_serve_files(tls_only_key)
+        load_serve_files(tls_only_key)
     plain = parser.parse_args(["serve"])
-    _load_serve_files(plain)
+    load_serve_files(plain)
     assert plain.security == (None, None)
     assert plain.id_token_set is None
     assert isinstance(plain, argparse.Namespace)
+
+
+def test_reconnect_wait_sets_the_stations_back_off() -> None:
+    args = build_parser().parse_args(["simulate", "--reconnect-wait", "0.25"])
+    config = build_simulator_config(args, "ws://127.0.0.1:9000")
+    assert config.back_off == RetryBackOff(wait_minimum=0.25, random_range=0.5, repeat_times=4)
+    default = build_simulator_config(build_parser().parse_args(["simulate"]), "ws://h:1")
+    assert default.back_off == SimulatorConfig(url="ws://h:1").back_off
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulate", "--reconnect-wait", "0"])

@@ -117,10 +117,6 @@ __all__ = [
     "summarize",
 ]
 
-# the names tests and tools used before serve_options was split off
-_apply_config_file = apply_config_file
-_load_serve_files = load_serve_files
-
 log = logging.getLogger("ocpp_trio.cli")
 exchange_log = logging.getLogger("ocpp_trio.exchange")
 

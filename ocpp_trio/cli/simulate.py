@@ -30,6 +30,7 @@ from typing import Any, Protocol, TextIO
 import trio
 
 from ocpp_trio.cli.args import websocket_url
+from ocpp_trio.client.config import RetryBackOff
 from ocpp_trio.client.simulator import Simulator, SimulatorConfig, SimulatorTotals
 from ocpp_trio.protocol.version import Version
 
@@ -190,6 +191,14 @@ def add_simulate_parser(commands: Any) -> argparse.ArgumentParser:
         help="spread the stations' first connections over this long (default %(default)s)",
     )
     simulate.add_argument(
+        "--reconnect-wait",
+        type=_positive,
+        default=1.0,
+        metavar="SECONDS",
+        help="a station's first wait before reconnecting (RetryBackOffWaitMinimum); up to twice "
+        "as much is added at random, and it doubles with each failure (default %(default)s)",
+    )
+    simulate.add_argument(
         "--call-timeout",
         type=_positive,
         default=30.0,
@@ -206,6 +215,12 @@ def add_simulate_parser(commands: Any) -> argparse.ArgumentParser:
     return simulate
 
 
+def _back_off(wait: float) -> RetryBackOff:
+    """The simulator's reconnection back-off for a first wait of ``wait`` seconds (the default,
+    1 s, gives the library's simulator default: 1 s plus up to 2 s at random)."""
+    return RetryBackOff(wait_minimum=wait, random_range=2.0 * wait, repeat_times=4)
+
+
 def build_simulator_config(args: argparse.Namespace, url: str) -> SimulatorConfig:
     """The :class:`SimulatorConfig` the parsed options describe."""
     return SimulatorConfig(
@@ -220,6 +235,7 @@ def build_simulator_config(args: argparse.Namespace, url: str) -> SimulatorConfi
         id_token=args.id_token,
         password=getattr(args, "password", None),
         call_timeout=getattr(args, "call_timeout", 30.0),
+        back_off=_back_off(getattr(args, "reconnect_wait", 1.0)),
         connect_spread=max(getattr(args, "connect_spread", 0.0), 0.0),
         seed=args.seed,
         ssl_context=getattr(args, "ssl_context", None),
