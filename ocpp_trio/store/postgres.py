@@ -876,12 +876,13 @@ def _open_pool(
 
 
 async def _heartbeats(store: PostgresStore, interval: float) -> None:
+    """Beat every ``interval`` seconds (the first beat is the opener's, before serving)."""
     while True:
+        await trio.sleep(interval)
         try:
             await store.heartbeat()
         except StoreError as exc:
             log.warning("store: node %s: heartbeat failed: %s", store.node, exc)
-        await trio.sleep(interval)
 
 
 @asynccontextmanager
