@@ -8,7 +8,8 @@ Where the token comes from, first found wins:
    when it exists; otherwise a new token is generated, written there (created with mode 0600,
    never overwritten) and shown once in the log.
 
-With ``--db :memory:`` and none of these, a token is generated for this run only and shown.
+With ``--db :memory:`` (or a PostgreSQL URL) and none of these, a token is generated for this
+run only and shown.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def resolve_admin_token(
         return AdminToken(token=_checked(given, "--admin-token"))
     if env.get(ENV_VAR):
         return AdminToken(token=_checked(env[ENV_VAR], ENV_VAR))
-    path = token_file or (None if db == ":memory:" else f"{db}.admin-token")
+    # no file beside a database that is not a file (":memory:", a PostgreSQL URL)
+    path = token_file or (None if db == ":memory:" or "://" in db else f"{db}.admin-token")
     if path is None:
         token = generate_token()
         return AdminToken(token=token, announce=f"admin API token (this run only): {token}")

@@ -36,7 +36,7 @@ async def http(
 ) -> Answer:
     """One request over a fresh connection (the API closes it after answering), with the
     bearer ``token`` (the tests' one unless told otherwise; ``None``: none), ``Host``
-    127.0.0.1:port and, for a POST, the JSON content type."""
+    127.0.0.1:port and, for a POST or PATCH, the JSON content type."""
     conn = h11.Connection(h11.CLIENT)
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
@@ -46,7 +46,7 @@ async def http(
         ]
         if token is not None:
             request_headers.append(("Authorization", f"Bearer {token}"))
-        if method == "POST" and content_type is not None:
+        if method in ("POST", "PATCH") and content_type is not None:
             request_headers.append(("Content-Type", content_type))
         await stream.send_all(
             conn.send(

@@ -175,6 +175,10 @@ class PostgresCluster:
 # -- nodes, HAProxy and the simulator, as processes of a trio test ------------------------------
 
 
+#: the admin API token every node is given
+ADMIN_TOKEN = "cluster-test-admin-token"
+
+
 def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -> list[str]:
     """``ocpp-trio serve`` as one node of the cluster."""
     return [
@@ -194,6 +198,8 @@ def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -
         node,
         "--payload-chars",
         "0",
+        "--admin-token",
+        ADMIN_TOKEN,
         *extra,
     ]
 
@@ -240,6 +246,7 @@ async def http_json(
     data = b"" if body is None else json.dumps(body).encode()
     head = (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {ADMIN_TOKEN}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
     ).encode()
     with trio.fail_after(limit):
