@@ -594,8 +594,9 @@ async def test_security_settings_are_shown_and_changed_without_secrets() -> None
                 ({"securityProfile": 4}, 400),
                 ({"securityProfile": True}, 400),
                 ({"password": "short"}, 400),
-                ({"password": "x" * 20, "passwordHash": "scrypt$1"}, 400),
-                ({"passwordHash": "not-a-hash"}, 400),
+                ({"password": "x" * 20, "authorizationKey": "00" * 16}, 400),
+                ({"passwordHash": "scrypt$1"}, 400),
+                ({"certificateCommonNames": [" "]}, 400),
                 ({"authorizationKey": "abc"}, 400),
                 ({"duplicateConnections": "sometimes"}, 400),
                 ({"certificateCommonNames": "SN-1"}, 400),
@@ -603,9 +604,11 @@ async def test_security_settings_are_shown_and_changed_without_secrets() -> None
             ]:
                 answer = await http(port, "PATCH", "/stations/CS1/security", bad)
                 assert answer.status == status, (bad, answer.body)
-            # profile 1 without any password: refused, nothing changed
-            cleared = {"securityProfile": 1, "passwordHash": None}
-            assert (await http(port, "PATCH", "/stations/CS1/security", cleared)).status == 400
+            # profile 3 and back to 2 keeps the password; dropping a pending change is fine
+            for step in ({"securityProfile": 3}, {"securityProfile": 2}):
+                assert (await http(port, "PATCH", "/stations/CS1/security", step)).status == 200
+            drop = {"dropPendingPassword": True}
+            assert (await http(port, "PATCH", "/stations/CS1/security", drop)).status == 200
             assert await store.get("CS1") == record
             nobody = await http(port, "PATCH", "/stations/NOPE/security", {"securityProfile": 3})
             assert nobody.status == 404

@@ -424,7 +424,7 @@ class AdminApi:
         if operation is None:
             allowed = route.allowed()
             raise HttpError(405, f"use {allowed} here", headers=(("Allow", allowed),))
-        query = urllib.parse.parse_qs(url.query)
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         unknown = sorted(set(query) - query_names(operation))
         if unknown:
             raise HttpError(400, f"unknown query parameter(s): {', '.join(unknown)}")
@@ -585,7 +585,7 @@ class AdminApi:
         self, params: Mapping[str, str], _query: Query, body: bytes
     ) -> Answer:
         identity = params["identity"]
-        timeout = _parse_timeout(parse_object(body, {"timeout"}, allow_empty=True).get("timeout"))
+        timeout = _parse_timeout(parse_object(body, {"timeout"}, allow_empty=True))
         station = self.csms.get_station(identity)
         if station is None:
             self._known(identity)
@@ -638,9 +638,10 @@ def _one(query: Query, name: str) -> str | None:
     return values[-1] if values else None
 
 
-def _parse_timeout(value: object) -> float | None:
-    if value is None:
+def _parse_timeout(data: Mapping[str, Any]) -> float | None:
+    if "timeout" not in data:
         return None
+    value = data["timeout"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise HttpError(400, '"timeout" must be a positive number of seconds')
     return float(value)
@@ -651,7 +652,10 @@ def _parse_call(body: bytes) -> tuple[str, Any, float | None]:
     action = data.get("action")
     if not isinstance(action, str) or not action:
         raise HttpError(400, '"action" must be an action name, e.g. "Reset"')
-    return action, data.get("payload", {}), _parse_timeout(data.get("timeout"))
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict):
+        raise HttpError(400, '"payload" must be a JSON object')
+    return action, payload, _parse_timeout(data)
 
 
 def _decode_call(version: Version, action: str, payload: Any) -> Request[Any]:

@@ -336,30 +336,25 @@ def _schemas() -> dict[str, Schema]:
                 "securityProfile": {"type": "integer", "enum": [1, 2, 3]},
                 "password": {
                     "type": "string",
-                    "minLength": 16,
-                    "maxLength": 40,
-                    "description": "a new 2.x BasicAuthPassword (hashed; not sent to the station)",
+                    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]{16,40}$",
+                    "description": "a new 2.x BasicAuthPassword: 16 to 40 characters, no "
+                    "control characters (hashed; not sent to the station)",
                 },
                 "authorizationKey": {
                     "type": "string",
                     "pattern": "^([0-9a-fA-F]{2}){16,250}$",
                     "description": "a new 1.6 AuthorizationKey as hex (hashed; not sent)",
                 },
-                "passwordHash": {
-                    "type": "string",
-                    "minLength": 1,
-                    "description": "a new password already hashed",
-                },
                 "dropPendingPassword": {
                     "type": "boolean",
                     "description": "true: forget a password change whose adoption is uncertain",
                 },
-                "certificateCommonName": _nullable("string", minLength=1),
+                "certificateCommonName": _nullable("string", pattern="\\S"),
                 "certificateCommonNames": {
                     "type": "array",
-                    "items": {"type": "string", "minLength": 1},
+                    "items": {"type": "string", "pattern": "\\S"},
                 },
-                "certificateOrganization": _nullable("string", minLength=1),
+                "certificateOrganization": _nullable("string", pattern="\\S"),
                 "duplicateConnections": {
                     "type": ["string", "null"],
                     "enum": ["replace", "refuse", None],
@@ -367,8 +362,10 @@ def _schemas() -> dict[str, Schema]:
             },
             required=(),
             minProperties=1,
-            description="the settings to change; the others stay. At most one of `password`, "
-            "`authorizationKey` and `passwordHash`.",
+            # a password and a key at once: which one?
+            **{"not": {"required": ["password", "authorizationKey"]}},
+            description="the settings to change; the others stay (at most one of `password` "
+            "and `authorizationKey`)",
         ),
     }
 
@@ -660,12 +657,12 @@ def _paths() -> dict[str, Schema]:
                 "password given here is not sent to the station (see `rotate-password`).",
                 {
                     "200": _ok("the settings as changed", "SecuritySettings"),
-                    "400": _error(
-                        "the body is not valid, or the settings do not fit together (e.g. "
-                        "profile 1 or 2 without a password)"
-                    ),
+                    "400": _error("the body is not valid"),
                     "404": _error("the credential store has no record of the station"),
-                    "409": _error("the CSMS keeps no credentials"),
+                    "409": _error(
+                        "the settings would not fit together (profile 1 or 2 without a "
+                        "password), or the CSMS keeps no credentials"
+                    ),
                 },
                 parameters=[_IDENTITY],
                 body=("SecurityChange", True),
@@ -721,8 +718,9 @@ def _description() -> Schema:
             "version": API_VERSION,
             "description": "What a running CSMS knows about its stations and transactions, and "
             "a way to send any request to a station. Every request needs the bearer token "
-            "(except `GET /openapi.json` and `GET /health`); every GET is also answered to HEAD (the same "
-            "headers, no body); a method a path does not have is answered 405 with `Allow`.",
+            "(except `GET /openapi.json` and `GET /health`); every GET is also answered to "
+            "HEAD (the same headers, no body); a method a path does not have is answered 405 "
+            "with `Allow`.",
         },
         "tags": [
             {"name": "api", "description": "the API itself"},

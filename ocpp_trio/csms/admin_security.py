@@ -7,8 +7,9 @@ change of it is pending).  A change names only the settings it changes::
 
     {"securityProfile": 3, "certificateCommonNames": ["SN-1"], "duplicateConnections": "refuse"}
 
-``password`` (a 2.x ``BasicAuthPassword``), ``authorizationKey`` (a 1.6 key as hex) or
-``passwordHash`` sets the password the CSMS accepts (it is not sent to the station);
+``password`` (a 2.x ``BasicAuthPassword``) or ``authorizationKey`` (a 1.6 key as hex) sets the
+password the CSMS accepts (it is not sent to the station; a hash is not taken here: the API
+never handles hashes);
 ``dropPendingPassword: true`` forgets a password change whose adoption was uncertain.
 """
 
@@ -24,7 +25,7 @@ from ocpp_trio.domain.credentials import (
     authorization_key_bytes,
 )
 from ocpp_trio.security.rotation import check_password_text
-from ocpp_trio.security.settings import update_station_security
+from ocpp_trio.security.settings import IncompatibleSecuritySettings, update_station_security
 
 __all__ = ["security_settings", "security_settings_json", "update_security_settings"]
 
@@ -36,8 +37,10 @@ _SETTINGS: Final = {
     "certificateOrganization": "certificate_organization",
     "duplicateConnections": "duplicate_connections",
 }
-_SECRETS: Final = ("password", "authorizationKey", "passwordHash")
+_SECRETS: Final = ("password", "authorizationKey")
 _KEYS: Final = {*_SETTINGS, *_SECRETS, "dropPendingPassword"}
+_PROFILES: Final = (1, 2, 3)
+_POLICIES: Final = ("replace", "refuse", None)
 
 
 def security_settings_json(record: StationCredentials) -> dict[str, Any]:
@@ -79,37 +82,39 @@ def _change(data: dict[str, Any]) -> dict[str, Any]:
     if len(given) > 1:
         raise HttpError(400, f"give only one of {', '.join(given)}")
     changes: dict[str, Any] = {_SETTINGS[key]: data[key] for key in _SETTINGS if key in data}
-    profile = changes.get("security_profile")
-    if "security_profile" in changes and (
-        isinstance(profile, bool) or not isinstance(profile, int)
-    ):
+    profile = data.get("securityProfile", 1)
+    if isinstance(profile, bool) or profile not in _PROFILES:
         raise HttpError(400, "securityProfile must be 1, 2 or 3")
-    names = changes.get("certificate_common_names", [])
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+    names = data.get("certificateCommonNames", [])
+    if not isinstance(names, list) or not all(_name(name) for name in names):
         raise HttpError(400, "certificateCommonNames must be a list of names")
-    for key in ("certificateCommonName", "certificateOrganization", "duplicateConnections"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise HttpError(400, f"{key} must be a string or null")
-    secret = data.get(given[0]) if given else None
-    if given and not isinstance(secret, str):
-        raise HttpError(400, f"{given[0]} must be a string")
-    try:
-        if given == ["password"]:
-            assert isinstance(secret, str)
-            changes["password"] = _password(secret)
-        elif given == ["authorizationKey"]:
-            assert isinstance(secret, str)
-            changes["password"] = authorization_key_bytes(secret)
-        elif given == ["passwordHash"]:
-            changes["password_hash"] = secret
-    except ValueError as exc:
-        raise HttpError(400, f"{given[0]}: {exc}") from None
-    drop = data.get("dropPendingPassword")
-    if drop is not None and not isinstance(drop, bool):
-        raise HttpError(400, "dropPendingPassword must be true or false")
-    if drop:
-        changes["pending_password_hash"] = None
+    for key in ("certificateCommonName", "certificateOrganization"):
+        if key in data and data[key] is not None and not _name(data[key]):
+            raise HttpError(400, f"{key} must be a name or null")
+    if "duplicateConnections" in data and data["duplicateConnections"] not in _POLICIES:
+        raise HttpError(400, "duplicateConnections must be replace, refuse or null")
+    if "dropPendingPassword" in data:
+        drop = data["dropPendingPassword"]
+        if not isinstance(drop, bool):
+            raise HttpError(400, "dropPendingPassword must be true or false")
+        if drop:
+            changes["pending_password_hash"] = None
+    if given:
+        key = given[0]
+        secret = data[key]
+        if not isinstance(secret, str) or (key == "authorizationKey" and secret != secret.strip()):
+            raise HttpError(400, f"{key} must be a string (a key: hex digits alone)")
+        try:
+            changes["password"] = (
+                _password(secret) if key == "password" else authorization_key_bytes(secret)
+            )
+        except ValueError as exc:
+            raise HttpError(400, f"{key}: {exc}") from None
     return changes
+
+
+def _name(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _password(text: str) -> str:
@@ -132,6 +137,8 @@ async def update_security_settings(
         record = await update_station_security(store, identity, hashing=hashing, **changes)
     except LookupError:
         raise HttpError(404, f"station {identity!r} has no credentials") from None
+    except IncompatibleSecuritySettings as exc:
+        raise HttpError(409, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
     return security_settings_json(record)

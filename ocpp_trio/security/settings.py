@@ -45,6 +45,7 @@ from ocpp_trio.security.rotation import record_lock
 
 __all__ = [
     "KEEP",
+    "IncompatibleSecuritySettings",
     "SecuritySettingsConflict",
     "update_station_security",
 ]
@@ -62,6 +63,11 @@ _KeepT = Literal[_Keep.KEEP]
 
 class SecuritySettingsConflict(Exception):
     """The record is no longer the one the caller expected (another change came first)."""
+
+
+class IncompatibleSecuritySettings(ValueError):
+    """Settings that are each valid but do not fit together (a profile 1 or 2 station without
+    a password)."""
 
 
 async def update_station_security(
@@ -112,8 +118,9 @@ async def update_station_security(
 
     Raises:
         LookupError: the store has no record of ``identity`` (and ``create`` is false).
-        ValueError: a setting is not valid, or the settings do not fit together (a profile 1
-            or 2 station without a password, a password and a hash given together).
+        ValueError: a setting is not valid, or a password and a hash are given together.
+        IncompatibleSecuritySettings: (a ``ValueError``) the settings do not fit together: a
+            profile 1 or 2 station without a password.
         SecuritySettingsConflict: the record is not ``expected``.
     """
     if password is not KEEP and password_hash is not KEEP:
@@ -168,7 +175,7 @@ def _check_whole(record: StationCredentials) -> None:
     if record.security_profile is not SecurityProfile.TLS_CLIENT_CERTIFICATE and not (
         record.password_hash or record.pending_password_hash
     ):
-        raise ValueError(
+        raise IncompatibleSecuritySettings(
             f"security profile {int(record.security_profile)} needs a password (Basic auth)"
         )
     names = (record.certificate_common_name, record.certificate_organization)
