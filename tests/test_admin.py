@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import h11
 import trio
-from helpers.admin import TOKEN, http, read_answer
+from helpers.admin import TOKEN, http, read_answer, station_router
 from helpers.client import charge_point
 
 from ocpp_trio import (
@@ -29,8 +29,6 @@ from ocpp_trio import (
     open_csms,
 )
 from ocpp_trio.cli.main import default_router
-from ocpp_trio.client.charge_point import ChargePoint
-from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
 from ocpp_trio.csms.admin_openapi import openapi_description
 from ocpp_trio.domain.credentials import PasswordHashing, verify_password
@@ -57,37 +55,6 @@ async def admin_api(
         assert info.addresses[0][0] == "127.0.0.1"
         yield csms, nursery, info.port
         nursery.cancel_scope.cancel()
-
-
-def station_router() -> ChargePointRouter:
-    router = ChargePointRouter()
-
-    @router.on(v2_0_1.ResetRequest)
-    async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
-        return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
-
-    @router.on(v2_0_1.GetVariablesRequest)
-    async def get_variables(
-        cp: ChargePoint, request: v2_0_1.GetVariablesRequest
-    ) -> v2_0_1.GetVariablesResponse:
-        return v2_0_1.GetVariablesResponse(
-            get_variable_result=tuple(
-                v2_0_1.GetVariableResultType(
-                    attribute_status=v2_0_1.GetVariableStatusEnumType.ACCEPTED,
-                    attribute_value="120",
-                    component=item.component,
-                    variable=item.variable,
-                )
-                for item in request.get_variable_data
-            )
-        )
-
-    @router.on(v2_0_1.ClearCacheRequest)
-    async def slow(cp: ChargePoint, request: v2_0_1.ClearCacheRequest) -> Any:
-        await trio.sleep(5)
-        raise AssertionError("not reached")  # pragma: no cover
-
-    return router
 
 
 async def test_stations_calls_and_device_model() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import hypothesis
 import pytest
 import trio
-from helpers.admin import TOKEN
+from helpers.admin import TOKEN, station_router
 from helpers.client import charge_point
 
 from ocpp_trio import (
@@ -34,12 +34,9 @@ from ocpp_trio import (
     open_csms,
 )
 from ocpp_trio.cli.main import default_router
-from ocpp_trio.client.charge_point import ChargePoint
-from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
 from ocpp_trio.csms.admin_openapi import openapi_description
 from ocpp_trio.domain.credentials import PasswordHashing
-from ocpp_trio.messages import v2_0_1
 
 schemathesis = pytest.importorskip("schemathesis")
 
@@ -53,31 +50,6 @@ EXAMPLES = 30
 SERVER_CHECKED = ("callStation", "listTransactions")
 #: the statuses that say something about the station, not a fault of the API
 STATION_ANSWERS = ["2xx", "3xx", "4xx", "502", "503", "504"]
-
-
-def station_router() -> ChargePointRouter:
-    router = ChargePointRouter()
-
-    @router.on(v2_0_1.ResetRequest)
-    async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
-        return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
-
-    @router.on(v2_0_1.SetVariablesRequest)
-    async def set_variables(
-        cp: ChargePoint, request: v2_0_1.SetVariablesRequest
-    ) -> v2_0_1.SetVariablesResponse:
-        return v2_0_1.SetVariablesResponse(
-            set_variable_result=tuple(
-                v2_0_1.SetVariableResultType(
-                    attribute_status=v2_0_1.SetVariableStatusEnumType.ACCEPTED,
-                    component=item.component,
-                    variable=item.variable,
-                )
-                for item in request.set_variable_data
-            )
-        )
-
-    return router
 
 
 async def _serve(box: dict[str, Any], started: threading.Event) -> None:

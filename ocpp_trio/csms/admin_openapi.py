@@ -383,6 +383,14 @@ def _error(description: str, **headers: str) -> Schema:
     return answer
 
 
+def _dropped(description: str) -> Schema:
+    """The 503 of an operation that talks to the station: it went away, or the API is busy."""
+    return _error(
+        f"{description}; or too many connections",
+        **{"Retry-After": "seconds (too many connections)"},
+    )
+
+
 def _ok(description: str, schema: str) -> Schema:
     return {
         "description": description,
@@ -596,10 +604,7 @@ def _paths() -> dict[str, Schema]:
                         "the station answered with a CALLERROR (`callError`), or with an "
                         "invalid answer"
                     ),
-                    "503": _error(
-                        "the connection dropped before the answer; or too many connections",
-                        **{"Retry-After": "seconds (too many connections)"},
-                    ),
+                    "503": _dropped("the connection dropped before the answer"),
                     "504": _error("no answer in time"),
                 },
                 parameters=[_IDENTITY],
@@ -622,11 +627,7 @@ def _paths() -> dict[str, Schema]:
                         "the CALL, or the CSMS keeps no credentials"
                     ),
                     "502": _error("the station answered with a CALLERROR or an invalid answer"),
-                    "503": _error(
-                        "the connection dropped (both passwords stay valid); or too many "
-                        "connections",
-                        **{"Retry-After": "seconds (too many connections)"},
-                    ),
+                    "503": _dropped("the connection dropped (both passwords stay valid)"),
                     "504": _error("no answer in time (both passwords stay valid)"),
                 },
                 parameters=[_IDENTITY],

@@ -9,7 +9,11 @@ import attrs
 import h11
 import trio
 
-__all__ = ["TOKEN", "Answer", "http", "read_answer", "read_raw"]
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.handlers import ChargePointRouter
+from ocpp_trio.messages import v2_0_1
+
+__all__ = ["TOKEN", "Answer", "http", "read_answer", "read_raw", "station_router"]
 
 #: the admin API token the tests configure (and send by default)
 TOKEN = "a-test-admin-token"
@@ -79,3 +83,51 @@ async def read_raw(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
             assert response is not None
             found = {k.decode(): v.decode() for k, v in response.headers}
             return Answer(response.status_code, content, found)
+
+
+def station_router() -> ChargePointRouter:
+    """A 2.0.1 station that accepts Reset and SetVariables, answers GetVariables with 120,
+    and never answers ClearCache (to time out)."""
+    router = ChargePointRouter()
+
+    @router.on(v2_0_1.ResetRequest)
+    async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
+        return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
+
+    @router.on(v2_0_1.GetVariablesRequest)
+    async def get_variables(
+        cp: ChargePoint, request: v2_0_1.GetVariablesRequest
+    ) -> v2_0_1.GetVariablesResponse:
+        return v2_0_1.GetVariablesResponse(
+            get_variable_result=tuple(
+                v2_0_1.GetVariableResultType(
+                    attribute_status=v2_0_1.GetVariableStatusEnumType.ACCEPTED,
+                    attribute_value="120",
+                    component=item.component,
+                    variable=item.variable,
+                )
+                for item in request.get_variable_data
+            )
+        )
+
+    @router.on(v2_0_1.SetVariablesRequest)
+    async def set_variables(
+        cp: ChargePoint, request: v2_0_1.SetVariablesRequest
+    ) -> v2_0_1.SetVariablesResponse:
+        return v2_0_1.SetVariablesResponse(
+            set_variable_result=tuple(
+                v2_0_1.SetVariableResultType(
+                    attribute_status=v2_0_1.SetVariableStatusEnumType.ACCEPTED,
+                    component=item.component,
+                    variable=item.variable,
+                )
+                for item in request.set_variable_data
+            )
+        )
+
+    @router.on(v2_0_1.ClearCacheRequest)
+    async def slow(cp: ChargePoint, request: v2_0_1.ClearCacheRequest) -> Any:
+        await trio.sleep(5)
+        raise AssertionError("not reached")  # pragma: no cover
+
+    return router
