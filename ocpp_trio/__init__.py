@@ -152,6 +152,7 @@ from ocpp_trio.security.auth import (
 )
 from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
 from ocpp_trio.security.config import StationsConfig, build_security, load_stations_file
+from ocpp_trio.security.settings import update_station_security
 from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.store.base import JournalEntry, Registration, Store, StoredStation
 from ocpp_trio.store.memory import MemoryStore
@@ -385,5 +386,6 @@ __all__ = [
     "server_ssl_context",
     "start_charge_point",
     "start_csms",
+    "update_station_security",
     "websocket_connector",
 ]

@@ -16,17 +16,26 @@ from typing import Any
 import attrs
 import h11
 import trio
-from helpers.admin import TOKEN, http, read_answer
+from helpers.admin import TOKEN, http, read_answer, station_router
 from helpers.client import charge_point
 
-from ocpp_trio import CSMS, Version, open_csms
+from ocpp_trio import (
+    CSMS,
+    DuplicatePolicy,
+    InMemoryCredentialStore,
+    StationCredentials,
+    Version,
+    hash_password,
+    open_csms,
+)
 from ocpp_trio.cli.main import default_router
-from ocpp_trio.client.charge_point import ChargePoint
-from ocpp_trio.client.handlers import ChargePointRouter
 from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
+from ocpp_trio.csms.admin_openapi import openapi_description
+from ocpp_trio.domain.credentials import PasswordHashing, verify_password
 from ocpp_trio.messages import v1_6, v2_0_1
 
 NOW = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+FAST = PasswordHashing(algorithm="pbkdf2-sha256", pbkdf2_iterations=1000)
 TIMEOUT = 10
 
 
@@ -48,43 +57,12 @@ async def admin_api(
         nursery.cancel_scope.cancel()
 
 
-def station_router() -> ChargePointRouter:
-    router = ChargePointRouter()
-
-    @router.on(v2_0_1.ResetRequest)
-    async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
-        return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
-
-    @router.on(v2_0_1.GetVariablesRequest)
-    async def get_variables(
-        cp: ChargePoint, request: v2_0_1.GetVariablesRequest
-    ) -> v2_0_1.GetVariablesResponse:
-        return v2_0_1.GetVariablesResponse(
-            get_variable_result=tuple(
-                v2_0_1.GetVariableResultType(
-                    attribute_status=v2_0_1.GetVariableStatusEnumType.ACCEPTED,
-                    attribute_value="120",
-                    component=item.component,
-                    variable=item.variable,
-                )
-                for item in request.get_variable_data
-            )
-        )
-
-    @router.on(v2_0_1.ClearCacheRequest)
-    async def slow(cp: ChargePoint, request: v2_0_1.ClearCacheRequest) -> Any:
-        await trio.sleep(5)
-        raise AssertionError("not reached")  # pragma: no cover
-
-    return router
-
-
 async def test_stations_calls_and_device_model() -> None:
     with trio.fail_after(TIMEOUT):
         async with admin_api() as (csms, nursery, port):
             index = await http(port, "GET", "/")
             assert index.status == 200
-            assert "POST /stations/{id}/call" in index.body["endpoints"]
+            assert "POST /stations/{identity}/call" in index.body["endpoints"]
             cp, link = await charge_point(csms, nursery, "CS 1", router=station_router())
             await charge_point(csms, nursery, "OLD", Version.V16)
             health = await http(port, "GET", "/health")
@@ -144,13 +122,13 @@ async def test_stations_calls_and_device_model() -> None:
             gone = await http(port, "GET", "/stations/CS%201")
             assert gone.body["connected"] is False
             assert gone.body["state"] == "offline"
-            assert gone.body["disconnected_at"] is not None
+            assert gone.body["disconnectedAt"] is not None
             # the last frame it sent is remembered past the disconnection
             when = {
                 key: datetime.datetime.fromisoformat(gone.body[key])
-                for key in ("connected_at", "last_seen_at", "disconnected_at")
+                for key in ("connectedAt", "lastSeenAt", "disconnectedAt")
             }
-            assert when["connected_at"] <= when["last_seen_at"] <= when["disconnected_at"]
+            assert when["connectedAt"] <= when["lastSeenAt"] <= when["disconnectedAt"]
             refused = await http(port, "POST", "/stations/CS%201/call", {"action": "Reset"})
             assert refused.status == 409
 
@@ -166,11 +144,12 @@ async def test_health_answers_a_probe_without_credentials_and_says_little() -> N
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         assert json.loads(body) == {"status": "ok"}
-        # with the token, the details; a wrong token is refused, not treated as a probe
+        # with the token, the details; with a wrong one, no more than without
         detailed = await http(port, "GET", "/health")
         assert detailed.status == 200
         assert {"status", "stations", "node"} <= detailed.body.keys()
-        assert (await http(port, "GET", "/health", token="not-the-token-at-all")).status == 401
+        wrong = await http(port, "GET", "/health", token="not-the-token-at-all")
+        assert (wrong.status, wrong.body) == (200, {"status": "ok"})
         # nothing else is open without the token
         assert (await http(port, "GET", "/stations", token=None)).status == 401
 
@@ -262,14 +241,14 @@ async def test_transactions_open_and_ended() -> None:
             ended = await http(port, "GET", "/transactions?state=ended")
             [tx] = ended.body["transactions"]
             assert tx["station"] == "CS1"
-            assert tx["transaction_id"] == "T-1"
-            assert tx["energy_wh"] == 500.0
-            assert tx["evse_id"] == 1
+            assert tx["transactionId"] == "T-1"
+            assert tx["energyWh"] == 500.0
+            assert tx["evseId"] == 1
             still_open = await http(port, "GET", "/transactions?state=open&station=CP16")
             [tx16] = still_open.body["transactions"]
-            assert tx16["transaction_id"] == str(start.result().transaction_id)
+            assert tx16["transactionId"] == str(start.result().transaction_id)
             station = await http(port, "GET", "/stations/CP16")
-            assert station.body["open_transactions"] == 1
+            assert station.body["openTransactions"] == 1
 
 
 async def test_limits() -> None:
@@ -328,7 +307,7 @@ async def test_only_stations_seen_since_start_and_connected_ones() -> None:
             assert len(info.token) >= 40  # generated: none was given
             listed = await http(info.port, "GET", "/stations", token=info.token)
             assert [s["identity"] for s in listed.body["stations"]] == ["EARLY"]
-            assert "connected_at" not in listed.body["stations"][0]
+            assert "connectedAt" not in listed.body["stations"][0]
             nursery.cancel_scope.cancel()
 
 
@@ -432,3 +411,202 @@ async def test_rotate_password_needs_the_credential_store() -> None:
             assert answer.status == 409
             assert "no station passwords" in answer.body["error"]
             assert (await http(port, "GET", "/stations/CS1/rotate-password")).status == 405
+
+
+# -- the description, HEAD, 405, query parameters ------------------------------------------------
+
+
+async def test_head_answers_every_get_with_its_headers_and_no_body() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (csms, nursery, port):
+            await charge_point(csms, nursery, "CS1")
+            for path in ("/", "/health", "/stations", "/stations/CS1", "/transactions"):
+                got = await http(port, "GET", path)
+                head = await http_raw(port, request("HEAD", path, port))
+                status_line, _, rest = head.partition(b"\r\n")
+                assert status_line == b"HTTP/1.1 200 OK", path
+                headers, _, body = rest.partition(b"\r\n\r\n")
+                assert body == b"", path
+                found = dict(
+                    line.decode().lower().split(": ", 1) for line in headers.split(b"\r\n")
+                )
+                assert found["content-type"] == got.headers["content-type"]
+                assert int(found["content-length"]) > 0
+            missing = await http_raw(port, request("HEAD", "/stations/NOPE", port))
+            assert missing.startswith(b"HTTP/1.1 404 ")
+            assert missing.endswith(b"\r\n\r\n")  # the error's headers, no body
+
+
+def request(method: str, path: str, port: int, token: str | None = TOKEN) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode()
+
+
+async def test_wrong_methods_get_405_with_allow() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (_csms, _nursery, port):
+            for method, path, allow in [
+                ("POST", "/stations", "GET, HEAD"),
+                ("DELETE", "/stations/CS1", "GET, HEAD"),
+                ("PUT", "/stations/CS1/security", "GET, HEAD, PATCH"),
+                ("GET", "/stations/CS1/rotate-password", "POST"),
+                ("OPTIONS", "/transactions", "GET, HEAD"),
+                ("HEAD", "/stations/CS1/call", "POST"),
+            ]:
+                answer = await http_raw(port, request(method, path, port))
+                assert answer.startswith(b"HTTP/1.1 405 "), (method, path)
+                assert f"\r\nAllow: {allow}\r\n".encode() in answer, (method, path)
+            for path in ("/stations/", "/stations//call", "/nothing"):
+                assert (await http(port, "GET", path)).status == 404, path
+
+
+async def test_the_description_is_served_without_the_token() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (_csms, _nursery, port):
+            served = await http(port, "GET", "/openapi.json", token=None)
+            assert served.status == 200
+            assert served.body == openapi_description()
+            assert served.body["openapi"].startswith("3.")
+            assert (await http(port, "GET", "/health", token=None)).status == 200
+            # the rest needs it, even to be told a method is wrong
+            assert (await http(port, "POST", "/openapi.json", {}, token=None)).status == 401
+            assert (await http(port, "GET", "/", token=None)).status == 401
+            # a page on another site still cannot read it
+            evil = await http(port, "GET", "/openapi.json", token=None, host="evil.example")
+            assert evil.status == 403
+            index = await http(port, "GET", "/")
+            described = {
+                f"{method.upper()} {path}"
+                for path, operations in served.body["paths"].items()
+                for method in operations
+            }
+            assert set(index.body["endpoints"]) == described
+
+
+async def test_unknown_query_parameters_are_refused() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (_csms, _nursery, port):
+            old = await http(port, "GET", "/transactions?state=ended&id_token=T")
+            assert old.status == 400
+            assert "id_token" in old.body["error"]
+            assert (await http(port, "GET", "/stations?x=1")).status == 400
+            assert (await http(port, "GET", "/transactions?state=open&station=X")).status == 200
+
+
+def test_every_answer_field_is_camel_case() -> None:
+    """The convention holds in the description (the schemathesis test holds the answers to
+    the description)."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            properties = node.get("properties")
+            if isinstance(properties, dict):
+                names.update(properties)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(openapi_description()["components"]["schemas"])
+    assert names
+    assert not [name for name in names if "_" in name or name[0].isupper()]
+
+
+# -- security settings -------------------------------------------------------------------------
+
+
+async def test_security_settings_are_shown_and_changed_without_secrets() -> None:
+    store = InMemoryCredentialStore(
+        [
+            StationCredentials(
+                identity="CS1",
+                security_profile=2,
+                password_hash=hash_password("a-long-first-password", hashing=FAST),
+            )
+        ]
+    )
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_csms(default_router(), None, None) as csms,
+            trio.open_nursery() as nursery,
+        ):
+            config = AdminConfig(token=TOKEN)
+            info: AdminInfo = await nursery.start(
+                partial(
+                    serve_admin,
+                    csms,
+                    "127.0.0.1",
+                    0,
+                    config=config,
+                    credentials=store,
+                    hashing=FAST,
+                )
+            )
+            port = info.port
+            shown = await http(port, "GET", "/stations/CS1/security")
+            assert shown.body == {
+                "identity": "CS1",
+                "securityProfile": 2,
+                "passwordSet": True,
+                "pendingPassword": False,
+                "certificateCommonName": None,
+                "certificateCommonNames": [],
+                "certificateOrganization": None,
+                "duplicateConnections": None,
+            }
+            change = {
+                "securityProfile": 3,
+                "certificateCommonNames": ["SN-1", "SN-2"],
+                "duplicateConnections": "refuse",
+            }
+            changed = await http(port, "PATCH", "/stations/CS1/security", change)
+            assert changed.status == 200, changed.body
+            assert changed.body["securityProfile"] == 3
+            assert changed.body["certificateCommonNames"] == ["SN-1", "SN-2"]
+            record = await store.get("CS1")
+            assert record is not None
+            assert record.duplicate_connections is DuplicatePolicy.REFUSE
+            secret = "another-long-password-2"
+            back = {"securityProfile": 2, "password": secret}
+            again = await http(port, "PATCH", "/stations/CS1/security", back)
+            assert again.status == 200
+            assert secret not in json.dumps(again.body)
+            record = await store.get("CS1")
+            assert record is not None
+            assert record.password_hash is not None
+            assert verify_password(secret, record.password_hash)
+            for bad, status in [
+                ({}, 400),
+                ({"securityProfile": 4}, 400),
+                ({"securityProfile": True}, 400),
+                ({"password": "short"}, 400),
+                ({"password": "x" * 20, "authorizationKey": "00" * 16}, 400),
+                ({"passwordHash": "scrypt$1"}, 400),
+                ({"certificateCommonNames": [" "]}, 400),
+                ({"authorizationKey": "abc"}, 400),
+                ({"duplicateConnections": "sometimes"}, 400),
+                ({"certificateCommonNames": "SN-1"}, 400),
+                ({"unknown": 1}, 400),
+            ]:
+                answer = await http(port, "PATCH", "/stations/CS1/security", bad)
+                assert answer.status == status, (bad, answer.body)
+            # profile 3 and back to 2 keeps the password; dropping a pending change is fine
+            for step in ({"securityProfile": 3}, {"securityProfile": 2}):
+                assert (await http(port, "PATCH", "/stations/CS1/security", step)).status == 200
+            drop = {"dropPendingPassword": True}
+            assert (await http(port, "PATCH", "/stations/CS1/security", drop)).status == 200
+            assert await store.get("CS1") == record
+            nobody = await http(port, "PATCH", "/stations/NOPE/security", {"securityProfile": 3})
+            assert nobody.status == 404
+            assert (await http(port, "GET", "/stations/NOPE/security")).status == 404
+            nursery.cancel_scope.cancel()
+
+
+async def test_security_settings_need_the_credential_store() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with admin_api() as (_csms, _nursery, port):
+            assert (await http(port, "GET", "/stations/CS1/security")).status == 409
+            change = {"securityProfile": 3}
+            assert (await http(port, "PATCH", "/stations/CS1/security", change)).status == 409

@@ -342,7 +342,7 @@ async def test_chaos_a_node_killed_and_one_frozen_while_200_stations_charge(
             status, body = await http_json(node.admin, "GET", "/transactions")
             assert status == 200
             for tx in body["transactions"]:
-                key = (tx["station"], tx["transaction_id"])
+                key = (tx["station"], tx["transactionId"])
                 if key not in listed or tx["events"] > listed[key]["events"]:
                     listed[key] = tx
 
@@ -379,7 +379,7 @@ async def test_chaos_a_node_killed_and_one_frozen_while_200_stations_charge(
         record = listed.get(key)
         if record is None or key[0] not in moved:
             continue  # ended on the killed node before the chaos: nothing moved
-        assert record["missing_seq_nos"] == [], record
+        assert record["missingSeqNos"] == [], record
         assert record["events"] > seq_no, (record, seq_no)
         checked += 1
     assert checked > 0

@@ -549,23 +549,23 @@ async def test_admin_pages_through_the_ledger() -> None:
             port = info.port
             first = await http(port, "GET", "/transactions?state=ended&limit=3")
             assert first.status == 200
-            assert [t["transaction_id"] for t in first.body["transactions"]] == ["T0", "T0", "T1"]
-            cursor = first.body["next_cursor"]
+            assert [t["transactionId"] for t in first.body["transactions"]] == ["T0", "T0", "T1"]
+            cursor = first.body["nextCursor"]
             assert cursor
             rest = await http(port, "GET", f"/transactions?state=ended&cursor={cursor}")
-            assert [t["transaction_id"] for t in rest.body["transactions"]] == [
+            assert [t["transactionId"] for t in rest.body["transactions"]] == [
                 "T1",
                 "T2",
                 "T3",
                 "T4",
             ]
-            assert rest.body["next_cursor"] is None
+            assert rest.body["nextCursor"] is None
             since = "2024-05-01T12:02:00Z"
             one = await http(port, "GET", f"/transactions?state=ended&station=CS1&since={since}")
             body = one.body["transactions"]
-            assert [t["transaction_id"] for t in body] == ["T2", "T3", "T4"]
+            assert [t["transactionId"] for t in body] == ["T2", "T3", "T4"]
             assert body[0] | {"samples": 1} == body[0]  # a count unless asked for
-            assert body[0]["ended_at"] == since
+            assert body[0]["endedAt"] == since
             assert (body[0]["state"], body[0]["station"], body[0]["provisional"]) == (
                 "ended",
                 "CS1",
@@ -597,7 +597,7 @@ async def test_admin_pages_through_the_ledger() -> None:
             assert wrong.status == 400
             # the open view as before
             still = await http(port, "GET", "/transactions?state=open")
-            assert (still.status, still.body) == (200, {"transactions": []})
+            assert (still.status, still.body) == (200, {"transactions": [], "nextCursor": None})
 
 
 async def test_admin_without_a_store_keeps_the_recent_view() -> None:
@@ -609,7 +609,7 @@ async def test_admin_without_a_store_keeps_the_recent_view() -> None:
                 partial(serve_admin, csms, "127.0.0.1", 0, config=AdminConfig(token=TOKEN))
             )
             recent = await http(info.port, "GET", "/transactions?state=ended")
-            assert (recent.status, recent.body) == (200, {"transactions": []})
+            assert (recent.status, recent.body) == (200, {"transactions": [], "nextCursor": None})
             paged = await http(info.port, "GET", "/transactions?state=ended&limit=5")
             assert paged.status == 400
             assert "no store" in paged.body["error"]

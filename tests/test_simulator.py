@@ -123,7 +123,7 @@ async def test_serve_and_simulate_16_and_201_with_admin_and_reset(tmp_path: Path
                 )
                 for tx in ended["transactions"]:
                     assert tx["state"] == "ended"
-                    assert tx["energy_wh"] > 0
+                    assert tx["energyWh"] > 0
                 listed = (await http(admin, "GET", "/stations", token=token)).body["stations"]
                 versions = {s["identity"]: s["version"] for s in listed}
                 assert versions == {

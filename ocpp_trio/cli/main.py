@@ -84,7 +84,7 @@ from ocpp_trio.cli.simulate import (
 )
 from ocpp_trio.client.simulator import Simulator
 from ocpp_trio.csms.admin import AdminConfig, AdminInfo, serve_admin
-from ocpp_trio.csms.core import CSMS, CSMSConfig, DuplicatePolicy, serve_csms, start_csms
+from ocpp_trio.csms.core import CSMS, CSMSConfig, serve_csms, start_csms
 from ocpp_trio.csms.ledger import LedgerConfig
 from ocpp_trio.domain.credentials import CredentialStore
 from ocpp_trio.domain.device_model import DeviceModel
@@ -100,7 +100,6 @@ from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.security.auth import PasswordChangeObserver, StationAuthenticator
 from ocpp_trio.security.config import (
-    StationsConfig,
     use_persistent_credentials,
 )
 from ocpp_trio.store.base import Store
@@ -520,7 +519,6 @@ async def serve(
         id_tokens=getattr(args, "id_token_set", None),
     )
     check_request, ssl_context = getattr(args, "security", (None, None))
-    stations: StationsConfig | None = getattr(args, "stations_config", None)
     signer = getattr(args, "signer", None)
     if signer is not None:
         signer.install(router)
@@ -561,8 +559,6 @@ async def serve(
                 )
             if signer is not None:
                 csms.add_extra_handler(signer, buffer=64, name="certificates")
-            for identity, policy in (stations.duplicate_connections if stations else {}).items():
-                csms.set_duplicate_policy(identity, DuplicatePolicy(policy))
             csms.add_extra_handler(
                 ExchangeLogger(payload_chars=args.payload_chars),
                 buffer=1024,

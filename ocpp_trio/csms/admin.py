@@ -1,56 +1,22 @@
 """A small JSON admin API over HTTP/1.1 for a running CSMS, on trio and h11.
 
-Endpoints (all answers are JSON objects):
-
-=======================================  ========================================================
-``GET /``                                the endpoints
-``GET /health``                          ``200 {"status": "ok", "stations": N, "node": ...,
-                                         "store": {...}}`` while the CSMS serves (a load
-                                         balancer's check; ``node`` is the node name of a shared
-                                         store, ``store`` the store writer's counters)
-``GET /stations``                        every station seen since the API started (and every one
-                                         connected): identity, version, connected, state, boot
-                                         status, last seen, open transactions
-``GET /stations/{id}``                   one of them (404 when never seen)
-``GET /stations/{id}/device-model``      the device model the CSMS has learned (reports,
-                                         GetVariables answers, 1.6 configuration keys); write-only
-                                         attributes (passwords) are listed without a value
-``GET /transactions``                    open and recently finished transactions; filters
-                                         ``?station=ID`` and ``?state=open|ended``; with a
-                                         store, ``state=ended`` reads the transaction ledger,
-                                         paged (see :mod:`ocpp_trio.csms.admin_ledger`)
-``GET /metrics``                         Prometheus metrics (text format, not JSON; see
-                                         docs/metrics.md)
-``POST /stations/{id}/call``             send a CALL: body ``{"action": "Reset", "payload":
-                                         {...}}`` (``payload`` defaults to ``{}``; an optional
-                                         ``"timeout"`` in seconds); the payload is checked with
-                                         :func:`ocpp_trio.messages.decode_request` for the
-                                         station's version
-``POST /stations/{id}/rotate-password``  give the station a new generated Basic-auth password
-                                         (:func:`~ocpp_trio.security.rotation.rotate_password`);
-                                         the password is never shown
-=======================================  ========================================================
-
-``POST .../call`` answers ``200 {"action", "response"}`` with the station's response payload;
-``400`` for a body, action or payload that is not valid (with the field path and the OCPP code);
-``404`` for a station never seen, ``409`` for one not connected or whose registration state
-forbids the CALL now (in a cluster, the call goes through the node that serves the station, see
-:mod:`ocpp_trio.csms.cluster`); ``502 {"callError": {"code", "description", "details"}}``
-when the station answered with a CALLERROR (or a broken answer); ``504`` when it did not answer
-in time; ``503`` when the connection dropped meanwhile.
-A CALL that sets the station's Basic-auth password goes through
-:func:`~ocpp_trio.security.rotation.send_password_change` when the API has the credential store
-(and the station is served by this node), so the new password is recorded before it is sent.
+Its endpoints are those of its OpenAPI description (:mod:`ocpp_trio.csms.admin_openapi`,
+served at ``GET /openapi.json``), documented in docs/howto-admin.md: the stations, their device
+models and security settings, transactions and the ledger (:mod:`ocpp_trio.csms.admin_ledger`),
+``/health``, ``/metrics``, sending a CALL, rotating a password.  Requests are routed by the
+description: a path it does not have is answered 404, a method 405 with ``Allow``, a query
+parameter it does not list 400; every GET is also answered to HEAD.  Field names are camelCase.
 Secrets (write-only values) never appear in an answer or in the log: they read ``***``.
 
-Access: every request needs ``Authorization: Bearer <token>`` (``401`` without it; the one exception
-is ``GET /health`` sent without credentials, a load balancer's health check, answered ``{"status":
-"ok"}`` and nothing else; with the token it also says the node, stations and store); its ``Host``
-must be an IP address, ``localhost`` or one of ``allowed_hosts`` (``403``: a DNS-rebinding page
-names its own host); a request with an ``Origin`` not in ``allowed_origins``, or a
-``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused (``403``: a cross-site request
-from a browser); a POST body must be ``application/json`` (``415``), so a cross-site form cannot be
-one.
+Access: every request needs ``Authorization: Bearer <token>`` (``401`` without it), except
+``GET /openapi.json`` (the same document for every server, nothing about the stations) and
+``GET /health`` (a load balancer's check: without the token it answers only ``{"status":
+"ok"}``); its ``Host`` (when given: an HTTP/1.0 check may send
+none) must be an IP address, ``localhost`` or one of ``allowed_hosts`` (``403``: a
+DNS-rebinding page names its own host); a request with an ``Origin`` not in
+``allowed_origins``, or a ``Sec-Fetch-Site`` other than ``same-origin``/``none``, is refused
+(``403``: a cross-site request from a browser); a request body must be ``application/json``
+(``415``), so a cross-site form cannot be one.
 
 Bounds: one request per connection (``Connection: close``), ``header_timeout`` seconds to send
 the request head (``408``; an idle connection is dropped that soon), ``read_timeout`` for the
@@ -63,14 +29,13 @@ bound to another address: anyone who has the token can send any CALL to any stat
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import hmac
-import http
-import ipaddress
-import json
 import logging
 import secrets
 import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -78,7 +43,24 @@ import h11
 import trio
 
 from ocpp_trio import messages
+from ocpp_trio.csms.admin_http import (
+    HttpError,
+    Route,
+    Routes,
+    Text,
+    host_allowed,
+    is_loopback,
+    linger,
+    parse_object,
+    peer_address,
+    query_names,
+    read_body,
+    read_head,
+    respond,
+)
 from ocpp_trio.csms.admin_ledger import LEDGER_PARAMETERS, ended_transactions
+from ocpp_trio.csms.admin_openapi import OPERATION_IDS, PUBLIC_PATHS, openapi_description
+from ocpp_trio.csms.admin_security import security_settings, update_security_settings
 from ocpp_trio.csms.core import CSMS
 from ocpp_trio.csms.metrics import METRICS_CONTENT_TYPE, csms_registry, metrics_text
 from ocpp_trio.domain.credentials import CredentialStore, PasswordHashing
@@ -103,19 +85,16 @@ from ocpp_trio.security.rotation import password_in, rotate_password, send_passw
 
 __all__ = ["AdminConfig", "AdminInfo", "serve_admin"]
 
+#: whether the request this task serves carried the right token (set by _check_access)
+_AUTHENTICATED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "ocpp_trio_admin_authenticated", default=False
+)
 log = logging.getLogger("ocpp_trio.admin")
 
-_ENDPOINTS: Final = (
-    "GET /health",
-    "GET /stations",
-    "GET /stations/{id}",
-    "GET /stations/{id}/device-model",
-    "GET /transactions?station=ID&state=open|ended",
-    "GET /transactions?state=ended&station=ID&id_token=T&since=TIME&until=TIME&limit=N&cursor=C",
-    "POST /stations/{id}/call",
-    "GET /metrics",
-    "POST /stations/{id}/rotate-password",
-)
+Answer = tuple[int, Mapping[str, Any] | Text]
+Query = dict[str, list[str]]
+_Operation = Callable[[Mapping[str, str], Query, bytes], Awaitable[Answer]]
+_BODY_METHODS: Final = frozenset({b"POST", b"PATCH", b"PUT"})
 
 
 @attrs.frozen(kw_only=True)
@@ -166,34 +145,9 @@ class AdminInfo:
         return self.addresses[0][1]
 
 
-def _is_liveness_probe(request: h11.Request) -> bool:
-    """``GET /health`` without credentials: what a load balancer's health check sends (without
-    a token, and often without a ``Host``), answered ``{"status": "ok"}`` and nothing more."""
-    return (
-        request.method == b"GET"
-        and request.target == b"/health"
-        and not any(name.lower() == b"authorization" for name, _ in request.headers)
-    )
-
-
 def generate_token() -> str:
     """A new random admin token (256 bits, URL-safe)."""
     return secrets.token_urlsafe(32)
-
-
-class _HttpError(Exception):
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        headers: tuple[tuple[str, str], ...] = (),
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers
-        self.body: dict[str, Any] = {"error": message, **extra}
 
 
 @attrs.define
@@ -203,18 +157,6 @@ class _Seen:
     connected_at: datetime.datetime
     disconnected_at: datetime.datetime | None = None
     last_seen_at: datetime.datetime | None = None
-
-
-@attrs.frozen
-class _Text:
-    """An answer that is not JSON (``/metrics``)."""
-
-    data: bytes
-    content_type: str
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 class AdminApi:
@@ -236,6 +178,24 @@ class AdminApi:
         self._seen: dict[str, _Seen] = {}
         self._limiter = trio.CapacityLimiter(config.max_connections)
         self._per_address: dict[str, int] = {}
+        description = openapi_description()
+        self._description = description
+        self._routes = Routes(description["paths"])
+        self._operations: dict[str, _Operation] = {
+            "listEndpoints": self._list_endpoints,
+            "getOpenApi": self._get_openapi,
+            "getHealth": self._get_health,
+            "getMetrics": self._get_metrics,
+            "listStations": self._list_stations,
+            "getStation": self._get_station,
+            "getDeviceModel": self._get_device_model,
+            "callStation": self._call_station,
+            "rotatePassword": self._rotate_password,
+            "getSecuritySettings": self._get_security,
+            "updateSecuritySettings": self._update_security,
+            "listTransactions": self._list_transactions,
+        }
+        assert self._operations.keys() == OPERATION_IDS, "every operation has its handler"
 
     # -- what the CSMS knows -----------------------------------------------------------------
 
@@ -285,7 +245,7 @@ class AdminApi:
                 version=station.version.value,
                 state=station.state.value,
                 status=station.status.value if station.status else None,
-                last_seen_at=_iso(station.last_seen_at),
+                lastSeenAt=_iso(station.last_seen_at),
             )
         else:
             assert seen is not None
@@ -294,14 +254,14 @@ class AdminApi:
                 version=seen.version.value,
                 state="offline",
                 status=remembered.value if remembered else None,
-                last_seen_at=_iso(seen.last_seen_at),
+                lastSeenAt=_iso(seen.last_seen_at),
             )
         if seen is not None:
             out.update(
-                connected_at=_iso(seen.connected_at),
-                disconnected_at=_iso(seen.disconnected_at),
+                connectedAt=_iso(seen.connected_at),
+                disconnectedAt=_iso(seen.disconnected_at),
             )
-        out["open_transactions"] = (
+        out["openTransactions"] = (
             sum(1 for tx in machines.open_transactions() if not tx.ended) if machines else 0
         )
         return out
@@ -332,7 +292,7 @@ class AdminApi:
         waits for the station), the write (``write_timeout``).  Closes: ``stream``.
         Exceptions: none.
         """
-        address = _peer_address(stream)
+        address = peer_address(stream)
         async with stream:
             count = self._per_address.get(address, 0)
             if count >= self.config.max_connections_per_address:
@@ -356,206 +316,143 @@ class AdminApi:
 
     async def _refuse_busy(self, stream: trio.abc.Stream, message: str) -> None:
         conn = h11.Connection(h11.SERVER)
-        await self._respond(stream, conn, 503, {"error": message}, headers=(("Retry-After", "1"),))
-        await _linger(stream)
-
-    async def _serve_one(self, stream: trio.abc.Stream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
-        try:
-            with trio.fail_after(self.config.read_timeout):
-                with trio.fail_after(self.config.header_timeout):
-                    request = await self._read_head(stream, conn)
-                probe = _is_liveness_probe(request)
-                if not probe:
-                    self._check_access(request)
-                body = await self._read_body(stream, conn)
-        except trio.TooSlowError:
-            await self._respond(stream, conn, 408, {"error": "request not received in time"})
-            await _linger(stream)
-            return
-        except h11.RemoteProtocolError as exc:
-            # h11's hint: 400, or 431 for a request head over max_header_bytes
-            status = exc.error_status_hint
-            await self._respond(stream, conn, status, {"error": f"bad request: {exc}"})
-            await _linger(stream)
-            return
-        except _HttpError as exc:
-            await self._respond(stream, conn, exc.status, exc.body, headers=exc.headers)
-            await _linger(stream)
-            return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-        if probe:  # a load balancer's health check: no token, and nothing but the status
-            await self._respond(stream, conn, 200, {"status": "ok"})
-            return
-        method = request.method.decode("ascii", "replace")
-        target = request.target.decode("ascii", "replace")
-        try:
-            status, answer = await self._route(method, target, body)
-        except _HttpError as exc:
-            status, answer = exc.status, exc.body
-        except Exception:
-            log.exception("admin API: %s %s failed", method, target)
-            status, answer = 500, {"error": "internal error"}
-        log.info("admin API: %s %s -> %d", method, urllib.parse.urlsplit(target).path, status)
-        allow = "POST" if target.endswith(("/call", "/rotate-password")) else "GET"
-        await self._respond(
-            stream, conn, status, answer, headers=(("Allow", allow),) if status == 405 else ()
-        )
-
-    def _check_access(self, request: h11.Request) -> None:
-        """Host, browser origin, token and content type (see the module docs)."""
-        headers = {name.lower(): value for name, value in request.headers}
-        host = headers.get(b"host", b"").decode("latin-1")
-        if not _host_allowed(host, self.config.allowed_hosts):
-            raise _HttpError(403, "this Host is not allowed (see allowed_hosts)")
-        origin = headers.get(b"origin")
-        if origin is not None and origin.decode("latin-1") not in self.config.allowed_origins:
-            raise _HttpError(403, "cross-origin requests are not allowed")
-        fetch_site = headers.get(b"sec-fetch-site", b"none").decode("latin-1").lower()
-        if fetch_site not in ("none", "same-origin") and origin is None:
-            raise _HttpError(403, "cross-site requests are not allowed")
-        scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("utf-8"), self.token.encode("utf-8")
-        ):
-            raise _HttpError(
-                401,
-                "a valid bearer token is required",
-                headers=(("WWW-Authenticate", 'Bearer realm="ocpp-trio admin"'),),
-            )
-        if request.method == b"POST":
-            content_type = headers.get(b"content-type", b"").decode("latin-1")
-            if content_type.split(";", 1)[0].strip().lower() != "application/json":
-                raise _HttpError(415, "the body must be sent as application/json")
-
-    async def _read_head(self, stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                conn.receive_data(bytes(data))
-                continue
-            if isinstance(event, h11.Request):
-                # h11 bounds a head that arrives in pieces; one that came whole is measured here
-                head = len(event.method) + len(event.target) + 12
-                head += sum(len(name) + len(value) + 4 for name, value in event.headers)
-                if head > self.config.max_header_bytes:
-                    raise _HttpError(431, f"request head over {self.config.max_header_bytes} bytes")
-                length = dict(event.headers).get(b"content-length")
-                limit = self.config.max_request_bytes
-                if length is not None and int(length) > limit:
-                    raise _HttpError(413, f"request body over {limit} bytes")
-                return event
-            if isinstance(event, h11.ConnectionClosed):
-                raise trio.ClosedResourceError("the client went away")
-
-    async def _read_body(self, stream: trio.abc.Stream, conn: h11.Connection) -> bytes:
-        body = bytearray()
-        limit = self.config.max_request_bytes
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                conn.receive_data(bytes(data))
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > limit:
-                    raise _HttpError(413, f"request body over {limit} bytes")
-            elif isinstance(event, h11.EndOfMessage):
-                return bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise trio.ClosedResourceError("the client went away")
+        await self._respond(stream, conn, 503, {"error": message}, (("Retry-After", "1"),))
+        await linger(stream)
 
     async def _respond(
         self,
         stream: trio.abc.Stream,
         conn: h11.Connection,
         status: int,
-        body: dict[str, Any] | _Text,
-        *,
+        body: Mapping[str, Any] | Text,
         headers: tuple[tuple[str, str], ...] = (),
+        *,
+        head_only: bool = False,
     ) -> None:
-        if isinstance(body, _Text):
-            data, content_type = body.data, body.content_type
-        else:
-            data = json.dumps(body, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
-            content_type = "application/json; charset=utf-8"
-        all_headers = [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(data))),
-            ("Connection", "close"),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-            *headers,
-        ]
+        await respond(
+            stream,
+            conn,
+            status,
+            body,
+            headers=headers,
+            write_timeout=self.config.write_timeout,
+            head_only=head_only,
+        )
+
+    async def _serve_one(self, stream: trio.abc.Stream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.config.max_header_bytes)
+        config = self.config
         try:
-            with trio.move_on_after(self.config.write_timeout):
-                reason = http.HTTPStatus(status).phrase.encode("ascii")
-                out = conn.send(
-                    h11.Response(status_code=status, headers=all_headers, reason=reason)
-                )
-                out += conn.send(h11.Data(data=data)) or b""
-                out += conn.send(h11.EndOfMessage()) or b""
-                await stream.send_all(out)
-        except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client broke the exchange or went away; nothing left to tell it
+            with trio.fail_after(config.read_timeout):
+                with trio.fail_after(config.header_timeout):
+                    request = await read_head(
+                        stream,
+                        conn,
+                        max_head=config.max_header_bytes,
+                        max_body=config.max_request_bytes,
+                    )
+                url = urllib.parse.urlsplit(request.target.decode("ascii", "replace"))
+                route = self._routes.match(url.path)
+                self._check_access(request, route)
+                body = await read_body(stream, conn, limit=config.max_request_bytes)
+        except trio.TooSlowError:
+            await self._respond(stream, conn, 408, {"error": "request not received in time"})
+            await linger(stream)
+            return
+        except h11.RemoteProtocolError as exc:
+            # h11's hint: 400, or 431 for a request head over max_header_bytes
+            status = exc.error_status_hint
+            await self._respond(stream, conn, status, {"error": f"bad request: {exc}"})
+            await linger(stream)
+            return
+        except HttpError as exc:
+            await self._respond(stream, conn, exc.status, exc.body, exc.headers)
+            await linger(stream)
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        method = request.method.decode("ascii", "replace")
+        headers: tuple[tuple[str, str], ...] = ()
+        try:
+            status, answer = await self._dispatch(method, url, route, body)
+        except HttpError as exc:
+            status, answer, headers = exc.status, exc.body, exc.headers
+        except Exception:
+            log.exception("admin API: %s %s failed", method, url.path)
+            status, answer = 500, {"error": "internal error"}
+        log.info("admin API: %s %s -> %d", method, url.path, status)
+        await self._respond(stream, conn, status, answer, headers, head_only=method == "HEAD")
+
+    def _check_access(self, request: h11.Request, route: Route | None) -> None:
+        """Host, browser origin, token and content type (see the module docs)."""
+        headers = {name.lower(): value for name, value in request.headers}
+        # no Host at all: an HTTP/1.0 client such as a load balancer's check, never a browser
+        host = headers.get(b"host")
+        if host is not None and not host_allowed(host.decode("latin-1"), self.config.allowed_hosts):
+            raise HttpError(403, "this Host is not allowed (see allowed_hosts)")
+        origin = headers.get(b"origin")
+        if origin is not None and origin.decode("latin-1") not in self.config.allowed_origins:
+            raise HttpError(403, "cross-origin requests are not allowed")
+        fetch_site = headers.get(b"sec-fetch-site", b"none").decode("latin-1").lower()
+        if fetch_site not in ("none", "same-origin") and origin is None:
+            raise HttpError(403, "cross-site requests are not allowed")
+        public = (
+            route is not None and route.path in PUBLIC_PATHS and request.method in (b"GET", b"HEAD")
+        )
+        scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        authenticated = scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode("utf-8"), self.token.encode("utf-8")
+        )
+        _AUTHENTICATED.set(authenticated)
+        if not public and not authenticated:
+            raise HttpError(
+                401,
+                "a valid bearer token is required",
+                headers=(("WWW-Authenticate", 'Bearer realm="ocpp-trio admin"'),),
+            )
+        if request.method in _BODY_METHODS:
+            content_type = headers.get(b"content-type")
+            length = headers.get(b"content-length", b"0").strip()
+            sends_body = length not in (b"", b"0") or b"transfer-encoding" in headers
+            if content_type is None and not sends_body:
+                return
+            media = (content_type or b"").decode("latin-1").split(";", 1)[0].strip().lower()
+            if media != "application/json":
+                raise HttpError(415, "the body must be sent as application/json")
 
     # -- routing -----------------------------------------------------------------------------
 
-    async def _route(
-        self, method: str, target: str, body: bytes
-    ) -> tuple[int, dict[str, Any] | _Text]:
-        url = urllib.parse.urlsplit(target)
-        try:
-            parts = [urllib.parse.unquote(p, errors="strict") for p in url.path.split("/") if p]
-        except UnicodeDecodeError:
-            raise _HttpError(400, "the path is not valid UTF-8") from None
-        query = urllib.parse.parse_qs(url.query)
+    async def _dispatch(
+        self, method: str, url: urllib.parse.SplitResult, route: Route | None, body: bytes
+    ) -> Answer:
+        if route is None:
+            raise HttpError(404, f"no such endpoint: {url.path}")
+        operation = route.operation(method)
+        if operation is None:
+            allowed = route.allowed()
+            raise HttpError(405, f"use {allowed} here", headers=(("Allow", allowed),))
+        query = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        unknown = sorted(set(query) - query_names(operation))
+        if unknown:
+            raise HttpError(400, f"unknown query parameter(s): {', '.join(unknown)}")
+        return await self._operations[operation["operationId"]](route.params, query, body)
 
-        def expect(wanted: str) -> None:
-            if method != wanted:
-                raise _HttpError(405, f"use {wanted} here")
+    async def _list_endpoints(
+        self, _params: Mapping[str, str], _query: Query, _body: bytes
+    ) -> Answer:
+        endpoints = [
+            f"{method.upper()} {path}"
+            for path, operations in self._description["paths"].items()
+            for method in operations
+        ]
+        return 200, {"endpoints": endpoints}
 
-        if not parts:
-            expect("GET")
-            return 200, {"endpoints": list(_ENDPOINTS)}
-        if parts == ["health"]:
-            expect("GET")
-            return 200, self._health()
-        if parts == ["stations"]:
-            expect("GET")
-            stations = [self.station_json(i) for i in self._identities()]
-            return 200, {"stations": [s for s in stations if s is not None]}
-        if parts == ["metrics"]:
-            expect("GET")
-            return 200, _Text(metrics_text(csms_registry(self.csms)), METRICS_CONTENT_TYPE)
-        if parts == ["transactions"]:
-            expect("GET")
-            state = _one(query, "state")
-            if state not in (None, "open", "ended"):
-                raise _HttpError(400, "state must be open or ended")
-            if state == "ended" or LEDGER_PARAMETERS & query.keys():
-                return 200, await self._ledger(state, query)
-            return 200, {"transactions": self.transactions_json(_one(query, "station"), state)}
-        if parts[0] == "stations" and len(parts) in (2, 3):
-            identity = parts[1]
-            if len(parts) == 2:
-                expect("GET")
-                return 200, self._known(identity)
-            if parts[2] == "device-model":
-                expect("GET")
-                self._known(identity)
-                return 200, self._device_model(identity)
-            if parts[2] == "call":
-                expect("POST")
-                return await self._call(identity, body)
-            if parts[2] == "rotate-password":
-                expect("POST")
-                return await self._rotate(identity, body)
-        raise _HttpError(404, f"no such endpoint: {url.path}")
+    async def _get_openapi(self, _params: Mapping[str, str], _query: Query, _body: bytes) -> Answer:
+        return 200, self._description
 
-    def _health(self) -> dict[str, Any]:
+    async def _get_health(self, _params: Mapping[str, str], _query: Query, _body: bytes) -> Answer:
+        if not _AUTHENTICATED.get():  # a load balancer's check: that it serves, nothing more
+            return 200, {"status": "ok"}
         statistics = self.csms.statistics()
         answer: dict[str, Any] = {
             "status": "ok",
@@ -563,37 +460,77 @@ class AdminApi:
             "node": getattr(self.csms.config.store, "node", None),
         }
         if statistics.store is not None:
-            answer["store"] = attrs.asdict(statistics.store)
-        return answer
+            store = statistics.store
+            answer["store"] = {
+                "commits": store.commits,
+                "writes": store.writes,
+                "failures": store.failures,
+                "stale": store.stale,
+                "largestBatch": store.largest_batch,
+                "queued": store.queued,
+                "committing": store.committing,
+            }
+        return 200, answer
 
-    async def _ledger(self, state: str | None, query: dict[str, list[str]]) -> dict[str, Any]:
+    async def _get_metrics(self, _params: Mapping[str, str], _query: Query, _body: bytes) -> Answer:
+        return 200, Text(metrics_text(csms_registry(self.csms)), METRICS_CONTENT_TYPE)
+
+    async def _list_stations(
+        self, _params: Mapping[str, str], _query: Query, _body: bytes
+    ) -> Answer:
+        stations = [self.station_json(i) for i in self._identities()]
+        return 200, {"stations": [s for s in stations if s is not None]}
+
+    async def _get_station(self, params: Mapping[str, str], _query: Query, _body: bytes) -> Answer:
+        return 200, self._known(params["identity"])
+
+    async def _get_device_model(
+        self, params: Mapping[str, str], _query: Query, _body: bytes
+    ) -> Answer:
+        identity = params["identity"]
+        self._known(identity)
+        machines = self.csms.machines(identity)
+        variables = list(machines.device_model) if machines is not None else []
+        return 200, {"identity": identity, "variables": [_variable_json(v) for v in variables]}
+
+    async def _list_transactions(
+        self, _params: Mapping[str, str], query: Query, _body: bytes
+    ) -> Answer:
+        state = _one(query, "state")
+        if state not in (None, "open", "ended"):
+            raise HttpError(400, "state must be open or ended")
+        if state == "ended" or LEDGER_PARAMETERS & query.keys():
+            return 200, await self._ledger(state, query)
+        transactions = self.transactions_json(_one(query, "station"), state)
+        return 200, {"transactions": transactions, "nextCursor": None}
+
+    async def _ledger(self, state: str | None, query: Query) -> dict[str, Any]:
         if self.csms.config.store is None:  # no ledger: the recent ones the machines hold
             if LEDGER_PARAMETERS & query.keys():
-                raise _HttpError(400, "this CSMS keeps no ledger (it has no store)")
-            return {"transactions": self.transactions_json(_one(query, "station"), state)}
+                raise HttpError(400, "this CSMS keeps no ledger (it has no store)")
+            return {
+                "transactions": self.transactions_json(_one(query, "station"), state),
+                "nextCursor": None,
+            }
         if state != "ended":
-            raise _HttpError(400, "the ledger's parameters need state=ended")
+            raise HttpError(400, "the ledger's parameters need state=ended")
         try:
             return await ended_transactions(self.csms.ledger, query)
         except ValueError as exc:
-            raise _HttpError(400, str(exc)) from None
+            raise HttpError(400, str(exc)) from None
 
     def _known(self, identity: str) -> dict[str, Any]:
         found = self.station_json(identity)
         if found is None:
-            raise _HttpError(404, f"station {identity!r} has never connected")
+            raise HttpError(404, f"station {identity!r} has never connected")
         return found
 
     def _model(self, identity: str) -> DeviceModel | None:
         machines = self.csms.machines(identity)
         return None if machines is None else machines.device_model
 
-    def _device_model(self, identity: str) -> dict[str, Any]:
-        machines = self.csms.machines(identity)
-        variables = list(machines.device_model) if machines is not None else []
-        return {"identity": identity, "variables": [_variable_json(v) for v in variables]}
-
-    async def _call(self, identity: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _call_station(self, params: Mapping[str, str], _query: Query, body: bytes) -> Answer:
+        identity = params["identity"]
         action, payload, timeout = _parse_call(body)
         station = self.csms.get_station(identity)
         remote = self.csms.remote
@@ -603,35 +540,19 @@ class AdminApi:
         elif remote is not None:  # in a cluster: the station may be served by another node
             found = await remote.version_of(identity)
             if found is None:
-                raise _HttpError(404, f"station {identity!r} has never connected")
+                raise HttpError(404, f"station {identity!r} has never connected")
             version = found
             limit = self.config.call_timeout or self.csms.config.station.call_timeout
         else:
             self._known(identity)
-            raise _HttpError(409, f"station {identity!r} is not connected")
-        spec = messages.actions(version).get(action)
-        if spec is None:
-            raise _HttpError(400, f"{action!r} is not an OCPP {version.value} action")
-        if not spec.direction.sent_by_csms() or spec.is_send:
-            raise _HttpError(400, f"a CSMS cannot send {action} ({spec.direction.value})")
-        try:
-            request = messages.decode_request(version, action, payload)
-        except RecursionError:
-            raise _HttpError(400, f"invalid {action} payload: nested too deeply") from None
-        except MessageValidationError as exc:
-            raise _HttpError(
-                400,
-                f"invalid {action} payload: {exc}",
-                path=exc.path,
-                code=exc.wire_code,
-            ) from None
-        assert isinstance(request, Request)
+            raise HttpError(409, f"station {identity!r} is not connected")
+        request = _decode_call(version, action, payload)
         if timeout is not None:
             limit = min(limit, timeout)
         try:
             if self.credentials is not None and password_in(request) is not None:
                 if station is None:  # the pending record must be written where it is sent
-                    raise _HttpError(
+                    raise HttpError(
                         409, f"a password change goes through the node serving {identity!r}"
                     )
                 response = await send_password_change(
@@ -640,11 +561,11 @@ class AdminApi:
             else:
                 response = await self.csms.call(identity, request, call_timeout=limit)
         except (ValueError, LookupError) as exc:
-            raise _HttpError(400, f"cannot change the password: {exc}") from None
+            raise HttpError(400, f"cannot change the password: {exc}") from None
         except StateError as exc:
-            raise _HttpError(409, str(exc)) from None
+            raise HttpError(409, str(exc)) from None
         except LocalProtocolError as exc:
-            raise _HttpError(400, str(exc)) from None
+            raise HttpError(400, str(exc)) from None
         except CallError as exc:
             code = exc.code.wire(version) if isinstance(exc.code, ErrorCode) else exc.code
             return 502, {
@@ -657,11 +578,11 @@ class AdminApi:
                 },
             }
         except CallTimeoutError:
-            raise _HttpError(504, f"station {identity!r} did not answer within {limit} s") from None
+            raise HttpError(504, f"station {identity!r} did not answer within {limit} s") from None
         except ConnectionLostError:
-            raise _HttpError(503, f"station {identity!r} disconnected before answering") from None
+            raise HttpError(503, f"station {identity!r} disconnected before answering") from None
         except RemoteProtocolError as exc:
-            raise _HttpError(502, f"the station's answer was invalid: {exc}") from None
+            raise HttpError(502, f"the station's answer was invalid: {exc}") from None
         shown = redact_message(response, self._model(identity))
         return 200, {"action": action, "response": shown.to_json()}
 
@@ -669,15 +590,17 @@ class AdminApi:
         limit = self.config.call_timeout or station.config.call_timeout
         return limit if timeout is None else min(limit, timeout)
 
-    async def _rotate(self, identity: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        timeout = _parse_object(body, {"timeout"}, allow_empty=True).get("timeout")
-        timeout = _timeout(timeout)
+    async def _rotate_password(
+        self, params: Mapping[str, str], _query: Query, body: bytes
+    ) -> Answer:
+        identity = params["identity"]
+        timeout = _parse_timeout(parse_object(body, {"timeout"}, allow_empty=True))
         station = self.csms.get_station(identity)
         if station is None:
             self._known(identity)
-            raise _HttpError(409, f"station {identity!r} is not connected")
+            raise HttpError(409, f"station {identity!r} is not connected")
         if self.credentials is None:
-            raise _HttpError(409, "this CSMS keeps no station passwords (no stations file)")
+            raise HttpError(409, "this CSMS keeps no station passwords (no stations file)")
         try:
             result = await rotate_password(
                 station,
@@ -686,158 +609,136 @@ class AdminApi:
                 hashing=self.hashing,
             )
         except LookupError:
-            raise _HttpError(409, f"station {identity!r} has no password to rotate") from None
+            raise HttpError(409, f"station {identity!r} has no password to rotate") from None
         except StateError as exc:
-            raise _HttpError(409, str(exc)) from None
+            raise HttpError(409, str(exc)) from None
         except CallError as exc:
-            raise _HttpError(502, f"the station answered with a CALLERROR: {exc.code}") from None
+            raise HttpError(502, f"the station answered with a CALLERROR: {exc.code}") from None
         except CallTimeoutError:
-            raise _HttpError(
+            raise HttpError(
                 504, f"station {identity!r} did not answer; both passwords stay valid"
             ) from None
         except ConnectionLostError:
-            raise _HttpError(
+            raise HttpError(
                 503, f"station {identity!r} disconnected; both passwords stay valid"
             ) from None
         except RemoteProtocolError as exc:
-            raise _HttpError(502, f"the station's answer was invalid: {exc}") from None
+            raise HttpError(502, f"the station's answer was invalid: {exc}") from None
         return 200, {"outcome": result.outcome.value, "status": result.status}
 
+    async def _get_security(self, params: Mapping[str, str], _query: Query, _body: bytes) -> Answer:
+        return 200, await security_settings(self.credentials, params["identity"])
 
-def _one(query: dict[str, list[str]], name: str) -> str | None:
+    async def _update_security(
+        self, params: Mapping[str, str], _query: Query, body: bytes
+    ) -> Answer:
+        identity = params["identity"]
+        changed = await update_security_settings(self.credentials, identity, body, self.hashing)
+        log.info("admin API: station %r: security settings changed", identity)
+        return 200, changed
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _one(query: Query, name: str) -> str | None:
     values = query.get(name)
     return values[-1] if values else None
 
 
-def _parse_object(body: bytes, keys: set[str], *, allow_empty: bool = False) -> dict[str, Any]:
-    """The JSON object of ``body`` with no key outside ``keys``; ``400`` for anything else."""
-    if allow_empty and not body.strip():
-        return {}
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _HttpError(400, "the body must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise _HttpError(400, "the body must be a JSON object")
-    unknown = set(data) - keys
-    if unknown:
-        raise _HttpError(400, f"unknown keys: {', '.join(sorted(map(str, unknown)))}")
-    return data
-
-
-def _timeout(value: object) -> float | None:
-    if value is None:
+def _parse_timeout(data: Mapping[str, Any]) -> float | None:
+    if "timeout" not in data:
         return None
+    value = data["timeout"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise _HttpError(400, '"timeout" must be a positive number of seconds')
+        raise HttpError(400, '"timeout" must be a positive number of seconds')
     return float(value)
 
 
 def _parse_call(body: bytes) -> tuple[str, Any, float | None]:
-    data = _parse_object(body, {"action", "payload", "timeout"})
+    data = parse_object(body, {"action", "payload", "timeout"})
     action = data.get("action")
     if not isinstance(action, str) or not action:
-        raise _HttpError(400, '"action" must be an action name, e.g. "Reset"')
-    return action, data.get("payload", {}), _timeout(data.get("timeout"))
+        raise HttpError(400, '"action" must be an action name, e.g. "Reset"')
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict):
+        raise HttpError(400, '"payload" must be a JSON object')
+    return action, payload, _parse_timeout(data)
+
+
+def _decode_call(version: Version, action: str, payload: Any) -> Request[Any]:
+    """The request a CSMS may send, from the body's action and payload (400 otherwise)."""
+    spec = messages.actions(version).get(action)
+    if spec is None:
+        raise HttpError(400, f"{action!r} is not an OCPP {version.value} action")
+    if not spec.direction.sent_by_csms() or spec.is_send:
+        raise HttpError(400, f"a CSMS cannot send {action} ({spec.direction.value})")
+    try:
+        request = messages.decode_request(version, action, payload)
+    except RecursionError:
+        raise HttpError(400, f"invalid {action} payload: nested too deeply") from None
+    except MessageValidationError as exc:
+        raise HttpError(
+            400, f"invalid {action} payload: {exc}", path=exc.path, code=exc.wire_code
+        ) from None
+    assert isinstance(request, Request)
+    return request
 
 
 def _variable_json(variable: DeviceVariable) -> dict[str, Any]:
+    attributes = []
+    for attribute in variable.attributes:
+        shown = {
+            "type": attribute.type,
+            "value": attribute.value,
+            "mutability": attribute.mutability,
+            "persistent": attribute.persistent,
+            "constant": attribute.constant,
+            "pendingValue": attribute.pending_value,
+        }
+        attributes.append({key: value for key, value in shown.items() if value is not None})
     out: dict[str, Any] = {
         "component": variable.component.to_json(),
         "variable": variable.variable.to_json(),
-        "attributes": [
-            {key: value for key, value in attrs.asdict(attribute).items() if value is not None}
-            for attribute in variable.attributes
-        ],
+        "attributes": attributes,
     }
-    if variable.characteristics is not None:
-        out["characteristics"] = {
-            key: value
-            for key, value in attrs.asdict(variable.characteristics).items()
-            if value is not None
+    found = variable.characteristics
+    if found is not None:
+        characteristics = {
+            "dataType": found.data_type,
+            "supportsMonitoring": found.supports_monitoring,
+            "unit": found.unit,
+            "minLimit": found.min_limit,
+            "maxLimit": found.max_limit,
+            "valuesList": found.values_list,
         }
+        out["characteristics"] = {k: v for k, v in characteristics.items() if v is not None}
     return out
 
 
 def _transaction_json(tx: Transaction, state: str) -> dict[str, Any]:
     return {
         "station": tx.identity,
-        "transaction_id": tx.transaction_id,
+        "transactionId": tx.transaction_id,
         "version": tx.version.value,
         "state": state,
-        "evse_id": tx.evse_id,
-        "connector_id": tx.connector_id,
-        "id_token": tx.id_token,
-        "started_at": _iso(tx.started_at),
-        "ended_at": _iso(tx.ended_at),
-        "updated_at": _iso(tx.updated_at),
-        "meter_start_wh": tx.meter_start_wh,
-        "meter_stop_wh": tx.meter_stop_wh,
-        "energy_wh": tx.energy_wh,
-        "charging_state": tx.charging_state,
-        "stopped_reason": tx.stopped_reason,
-        "remote_start_id": tx.remote_start_id,
+        "evseId": tx.evse_id,
+        "connectorId": tx.connector_id,
+        "idToken": tx.id_token,
+        "startedAt": _iso(tx.started_at),
+        "endedAt": _iso(tx.ended_at),
+        "updatedAt": _iso(tx.updated_at),
+        "meterStartWh": tx.meter_start_wh,
+        "meterStopWh": tx.meter_stop_wh,
+        "energyWh": tx.energy_wh,
+        "chargingState": tx.charging_state,
+        "stoppedReason": tx.stopped_reason,
+        "remoteStartId": tx.remote_start_id,
         "events": len(tx.events),
-        "offline_events": tx.offline_events,
-        "missing_seq_nos": list(tx.missing_seq_nos),
+        "offlineEvents": tx.offline_events,
+        "missingSeqNos": list(tx.missing_seq_nos),
     }
-
-
-# After answering a request that was not read whole, the rest is read and dropped for a
-# moment before closing: closing with unread data resets the connection, and the client may
-# lose the answer.
-_LINGER_SECONDS: Final = 0.2
-_LINGER_BYTES: Final = 256 * 1024
-
-
-async def _linger(stream: trio.abc.Stream) -> None:
-    with trio.move_on_after(_LINGER_SECONDS):
-        try:
-            if isinstance(stream, trio.abc.HalfCloseableStream):
-                await stream.send_eof()
-            drained = 0
-            while drained < _LINGER_BYTES:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                drained += len(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-
-
-def _peer_address(stream: trio.abc.Stream) -> str:
-    if isinstance(stream, trio.SocketStream):
-        try:
-            return str(stream.socket.getpeername()[0])
-        except OSError:
-            pass
-    return "unknown"
-
-
-def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """Whether a ``Host`` header names this server: an IP address, ``localhost``, or a name
-    the operator allowed.  A DNS-rebinding page reaches us under its own host name."""
-    name = host.strip().lower()
-    if name.startswith("["):
-        name = name[1:].partition("]")[0]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    if not name:
-        return False
-    if name == "localhost" or name in {h.lower() for h in allowed}:
-        return True
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address.partition("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 async def serve_admin(
@@ -873,7 +774,7 @@ async def serve_admin(
         await nursery.start(trio.serve_listeners, api.handle, listeners)
         for address, bound in addresses:
             log.debug("admin API on http://%s:%d/", address, bound)
-            if not _is_loopback(address):
+            if not is_loopback(address):
                 log.warning(
                     "the admin API listens on %s:%d, reachable from other machines: anyone "
                     "with its token can send any command to any station; prefer 127.0.0.1 "

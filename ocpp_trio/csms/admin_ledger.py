@@ -5,19 +5,19 @@ ended, until the retention deletes it), filtered and paged:
 
 =====================  ===================================================================
 ``station=ID``         one station's
-``id_token=TOKEN``     those started with this idToken
+``idToken=TOKEN``      those started with this idToken
 ``since=TIME``         those that ended at or after TIME (ISO 8601; a date is its midnight;
                        UTC when no offset is given)
 ``until=TIME``         those that ended before TIME
 ``limit=N``            at most N per page (default 100, at most 1000)
-``cursor=TEXT``        the page after the one that answered ``next_cursor: TEXT``
+``cursor=TEXT``        the page after the one that answered ``nextCursor: TEXT``
 ``samples=true``       each transaction with its meter samples (else their count)
 =====================  ===================================================================
 
-The answer is ``{"transactions": [...], "next_cursor": TEXT or null}``, oldest end first.  The
-fields of a transaction are those of the open-transaction view where they overlap, plus
-``stop_id_token``, ``provisional`` (the CSMS ended it on a reboot; the station's own account
-would replace it) and ``recorded_at``.
+The answer is ``{"transactions": [...], "nextCursor": TEXT or null}``, oldest end first.  The
+fields of a transaction (camelCase, as everywhere in the API) are those of the
+open-transaction view where they overlap, plus ``stopIdToken``, ``provisional`` (the CSMS ended
+it on a reboot; the station's own account would replace it) and ``recordedAt``.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from ocpp_trio.csms.ledger import Ledger, entry_fields, parse_time
+from ocpp_trio.csms.ledger import Ledger, parse_time, utc_text
 from ocpp_trio.domain.ledger import LedgerEntry
 
 __all__ = ["LEDGER_PARAMETERS", "ended_transactions"]
 
 #: the query parameters only the ledger understands
-LEDGER_PARAMETERS: Final = frozenset({"id_token", "since", "until", "limit", "cursor", "samples"})
+LEDGER_PARAMETERS: Final = frozenset({"idToken", "since", "until", "limit", "cursor", "samples"})
 _TRUE: Final = ("1", "true", "yes")
 _FALSE: Final = ("", "0", "false", "no")
 
@@ -68,11 +68,32 @@ def _time(name: str, text: str | None) -> Any:
 
 
 def _entry_json(entry: LedgerEntry, samples: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"state": "ended", **entry_fields(entry)}
+    out: dict[str, Any] = {
+        "station": entry.identity,
+        "transactionId": entry.transaction_id,
+        "version": entry.version.value,
+        "state": "ended",
+        "evseId": entry.evse_id,
+        "connectorId": entry.connector_id,
+        "idToken": entry.id_token,
+        "stopIdToken": entry.stop_id_token,
+        "startedAt": utc_text(entry.started_at),
+        "endedAt": utc_text(entry.ended_at),
+        "stoppedReason": entry.stopped_reason,
+        "meterStartWh": entry.meter_start_wh,
+        "meterStopWh": entry.meter_stop_wh,
+        "energyWh": entry.energy_wh,
+        "remoteStartId": entry.remote_start_id,
+        "provisional": entry.provisional,
+        "missingSeqNos": list(entry.missing_seq_nos),
+        "events": entry.events,
+        "samples": len(entry.samples),
+        "recordedAt": utc_text(entry.recorded_at),
+    }
     if samples:
         out["samples"] = [
             {
-                "timestamp": sample.timestamp.isoformat().replace("+00:00", "Z"),
+                "timestamp": utc_text(sample.timestamp),
                 "value": sample.value,
                 "measurand": sample.measurand,
                 "unit": sample.unit,
@@ -103,7 +124,7 @@ async def ended_transactions(ledger: Ledger, query: Mapping[str, Sequence[str]])
     samples = _flag("samples", _one(query, "samples"))
     page = await ledger.query(
         station=_one(query, "station"),
-        id_token=_one(query, "id_token"),
+        id_token=_one(query, "idToken"),
         since=_time("since", _one(query, "since")),
         until=_time("until", _one(query, "until")),
         after=_one(query, "cursor"),
@@ -111,5 +132,5 @@ async def ended_transactions(ledger: Ledger, query: Mapping[str, Sequence[str]])
     )
     return {
         "transactions": [_entry_json(entry, samples) for entry in page.entries],
-        "next_cursor": page.cursor,
+        "nextCursor": page.cursor,
     }

@@ -19,7 +19,8 @@ Duplicate connections: a new connection for an identity that is connected replac
 (closed with 1000, "replaced by a new connection"), or, with :attr:`DuplicatePolicy.REFUSE`, is
 itself closed with 1008.  There are never two live sessions for one identity.  The policy is
 CSMS-wide (:attr:`CSMSConfig.duplicate_connections`) and may be set per station
-(:meth:`CSMS.set_duplicate_policy`).
+(:meth:`CSMS.set_duplicate_policy`, or in the station's credential record, which wins for the
+connections the authenticator let in with it).
 
 One-shot identities: where any identity may connect (no authentication), each one would leave
 its machines in memory and a record in the store for good.  With
@@ -35,20 +36,20 @@ resumed from it (see :mod:`ocpp_trio.csms.recovery`); :meth:`CSMS.run` then runs
 from __future__ import annotations
 
 import datetime
-import enum
 import logging
 import ssl
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from types import MappingProxyType
-from typing import NoReturn, Protocol, TypeVar
+from typing import NoReturn, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import trio
 
 from ocpp_trio.csms.ledger import Ledger, LedgerConfig
 from ocpp_trio.csms.recovery import Recovery, RecoveryAction, RecoveryConfig, RecoveryPlan
+from ocpp_trio.domain.credentials import DuplicatePolicy
 from ocpp_trio.domain.device_model import DeviceModel
 from ocpp_trio.domain.events import MachineEvent, TransactionChanged
 from ocpp_trio.domain.snapshot import StationSnapshot
@@ -76,6 +77,7 @@ from ocpp_trio.store.base import Registration, Store, SweepsUnbooted
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
 from ocpp_trio.transport.server import (
+    ConnectionRequest,
     RequestChecker,
     ServerConfig,
     ServerInfo,
@@ -115,13 +117,15 @@ class RemoteCaller(Protocol):
         ...
 
 
-class DuplicatePolicy(enum.Enum):
-    """What to do with a new connection for an identity that is already connected."""
+@runtime_checkable
+class AdmissionSettings(Protocol):
+    """A ``check_request`` that knows the settings it let a connection in with (the
+    :class:`~ocpp_trio.security.auth.StationAuthenticator`): the duplicate-connection policy
+    is then the one of the same settings, never one changed between the two steps."""
 
-    #: close the old connection (1000) and serve the new one
-    REPLACE = "replace"
-    #: close the new connection (1008) and keep the old one
-    REFUSE = "refuse"
+    def admitted_duplicate_policy(self, request: ConnectionRequest) -> DuplicatePolicy | None:
+        """The policy of the settings that let ``request`` in (``None``: they name none)."""
+        ...
 
 
 @attrs.frozen(kw_only=True)
@@ -308,8 +312,20 @@ class CSMS:
         return self._statuses.get(identity)
 
     def duplicate_policy(self, identity: str) -> DuplicatePolicy:
-        """The duplicate-connection policy of ``identity`` (its own, else the CSMS's)."""
+        """The duplicate-connection policy of ``identity`` (its own, else the CSMS's); a
+        connection that ``check_request`` let in with settings naming a policy (a station's
+        credential record) follows that one."""
         return self._duplicate_policies.get(identity, self.config.duplicate_connections)
+
+    def _duplicate_policy_of(
+        self, identity: str, connection: StationConnection | None
+    ) -> DuplicatePolicy:
+        checker: object = self.check_request  # any callable; some know their settings
+        if connection is not None and isinstance(checker, AdmissionSettings):
+            admitted = checker.admitted_duplicate_policy(connection.request)
+            if admitted is not None:
+                return admitted
+        return self.duplicate_policy(identity)
 
     def set_duplicate_policy(self, identity: str, policy: DuplicatePolicy | str | None) -> None:
         """Give ``identity`` its own duplicate-connection policy (``None``: the CSMS's)."""
@@ -529,7 +545,10 @@ class CSMS:
                 task_status.started(None)
                 return
         old = self._stations.get(identity)
-        if old is not None and self.duplicate_policy(identity) is DuplicatePolicy.REFUSE:
+        if (
+            old is not None
+            and self._duplicate_policy_of(identity, connection) is DuplicatePolicy.REFUSE
+        ):
             self._counts.refused += 1
             log.warning("station %r: already connected; new connection refused", identity)
             await transport.aclose(CloseCode.POLICY_VIOLATION, "already connected")

@@ -26,7 +26,7 @@ from ocpp_trio.domain.ledger import MAX_PAGE, LedgerEntry, LedgerPage, LedgerQue
 from ocpp_trio.errors import StoreError
 from ocpp_trio.store.base import Store
 
-__all__ = ["FIELDS", "Ledger", "LedgerConfig", "entry_fields", "parse_time"]
+__all__ = ["FIELDS", "Ledger", "LedgerConfig", "entry_fields", "parse_time", "utc_text"]
 
 log = logging.getLogger("ocpp_trio")
 
@@ -188,7 +188,8 @@ FIELDS: Final = (
 )
 
 
-def _time(value: datetime.datetime | None) -> str | None:
+def utc_text(value: datetime.datetime | None) -> str | None:
+    """A time as UTC RFC 3339 text (``...Z``), ``None`` as ``None``."""
     if value is None:
         return None
     return value.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
@@ -205,8 +206,8 @@ def entry_fields(entry: LedgerEntry) -> dict[str, str | int | float | bool | lis
         "connector_id": entry.connector_id,
         "id_token": entry.id_token,
         "stop_id_token": entry.stop_id_token,
-        "started_at": _time(entry.started_at),
-        "ended_at": _time(entry.ended_at),
+        "started_at": utc_text(entry.started_at),
+        "ended_at": utc_text(entry.ended_at),
         "stopped_reason": entry.stopped_reason,
         "meter_start_wh": entry.meter_start_wh,
         "meter_stop_wh": entry.meter_stop_wh,
@@ -216,7 +217,7 @@ def entry_fields(entry: LedgerEntry) -> dict[str, str | int | float | bool | lis
         "missing_seq_nos": list(entry.missing_seq_nos),
         "events": entry.events,
         "samples": len(entry.samples),
-        "recorded_at": _time(entry.recorded_at),
+        "recorded_at": utc_text(entry.recorded_at),
     }
 
 

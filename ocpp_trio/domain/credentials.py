@@ -34,6 +34,7 @@ import attrs
 __all__ = [
     "DEFAULT_PASSWORD_HASHING",
     "CredentialStore",
+    "DuplicatePolicy",
     "InMemoryCredentialStore",
     "PasswordHashing",
     "SecurityProfile",
@@ -62,6 +63,15 @@ class SecurityProfile(enum.IntEnum):
     TLS_BASIC_AUTH = 2
     #: 3: mutual TLS: the station authenticated by its client certificate
     TLS_CLIENT_CERTIFICATE = 3
+
+
+class DuplicatePolicy(enum.Enum):
+    """What to do with a new connection for an identity that is already connected."""
+
+    #: close the old connection (1000) and serve the new one
+    REPLACE = "replace"
+    #: close the new connection (1008) and keep the old one
+    REFUSE = "refuse"
 
 
 @attrs.frozen(kw_only=True)
@@ -220,7 +230,13 @@ def _optional_hash(_instance: object, _attribute: attrs.Attribute[Any], value: s
 
 
 def _names(names: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise TypeError("certificate_common_names is a list of names, not one string")
     return tuple(names)
+
+
+def _duplicate_policy(value: DuplicatePolicy | str | None) -> DuplicatePolicy | None:
+    return None if value is None else DuplicatePolicy(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -242,6 +258,17 @@ class StationCredentials:
         certificate_common_names: profile 3: more subject CNs allowed besides
             ``certificate_common_name`` (e.g. the serial numbers of a replaced controller);
             when any is given, the identity itself is allowed only if listed.
+        duplicate_connections: what a new connection of this station does while it is
+            connected (``None``: the CSMS's policy); applied to the connections that a
+            :class:`~ocpp_trio.security.auth.StationAuthenticator` let in with this record.
+        declared_digest: a digest of the settings this record was last given from a
+            declaration (the CLI's stations file): a record whose declaration is unchanged
+            keeps the settings changed at run time (see
+            :func:`~ocpp_trio.security.config.use_persistent_credentials`).
+
+    A record is one value: every change of a station's security settings replaces the whole
+    record in one write (:func:`~ocpp_trio.security.settings.update_station_security`), so a
+    check that reads it sees the settings before or after the change, never a mix.
     """
 
     identity: str = attrs.field(validator=attrs.validators.min_len(1))
@@ -253,6 +280,10 @@ class StationCredentials:
     certificate_common_name: str | None = None
     certificate_organization: str | None = None
     certificate_common_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    duplicate_connections: DuplicatePolicy | None = attrs.field(
+        default=None, converter=_duplicate_policy
+    )
+    declared_digest: str | None = None
 
     def allowed_common_names(self) -> frozenset[str]:
         """The subject CNs a profile-3 certificate of this station may hold (empty: only the

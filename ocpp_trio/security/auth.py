@@ -29,8 +29,12 @@ rotation.
   ``AuthorizationKey`` as raw bytes or as the hex text. A 401 carries ``WWW-Authenticate: Basic
   realm="..."``. Profile 3 ignores an ``Authorization`` header: the certificate is the
   credential, and a station that sends both is not wrong.
-* A check that races with a password change sees the newest record: after hashing, the record
-  is read again, and the hashes it gained meanwhile are checked too.
+* A check that races with a change of the station's record decides on one version of it:
+  after hashing, the record is read again, and when it changed the request is checked again
+  against the new one (the hashes already computed are kept); after a few changes in a row it
+  is refused with 503 and ``Retry-After``. The duplicate-connection policy of the record a
+  request was let in with is what the CSMS applies to it (:meth:`StationAuthenticator.
+  admitted_duplicate_policy`).
 * ``equal_cost=True``: an unknown identity costs one hash of a dummy password and is answered
   401, like a known one with a wrong password, so answers and timing do not tell which
   identities exist (profile mismatches, answered 403, still do).
@@ -44,6 +48,7 @@ import base64
 import binascii
 import logging
 import secrets
+import weakref
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Final
@@ -53,6 +58,7 @@ import trio
 
 from ocpp_trio.domain.credentials import (
     CredentialStore,
+    DuplicatePolicy,
     PasswordHashing,
     SecurityProfile,
     StationCredentials,
@@ -143,6 +149,24 @@ def _hashes(record: StationCredentials) -> tuple[str, ...]:
     return tuple(h for h in (record.password_hash, record.pending_password_hash) if h)
 
 
+def _match(
+    record: StationCredentials, tried: Mapping[str, bytes | None]
+) -> tuple[str, bytes] | None:
+    """The first of the record's hashes a candidate matched, with that candidate."""
+    for encoded in _hashes(record):
+        secret = tried.get(encoded)
+        if secret is not None:
+            return encoded, secret
+    return None
+
+
+@attrs.frozen
+class _Stale:
+    """The record changed while a check was running: check again against ``latest``."""
+
+    latest: StationCredentials | None
+
+
 class StationAuthenticator:
     """Checks each upgrade request against the station's credentials; pass it as
     ``check_request`` (it is a :data:`~ocpp_trio.transport.server.RequestChecker`).
@@ -199,6 +223,8 @@ class StationAuthenticator:
         self.throttle = LoginThrottle(limits)
         self._dummy_hash: str | None = None
         self._counts = _Counts()
+        # the record each request was let in with, by the request object (until it goes)
+        self._admitted: dict[int, tuple[weakref.ref[ConnectionRequest], StationCredentials]] = {}
 
     def statistics(self) -> AuthenticatorStatistics:
         """A snapshot of the counters."""
@@ -225,18 +251,60 @@ class StationAuthenticator:
     async def __call__(self, request: ConnectionRequest) -> Rejection | None:
         """Check one upgrade request: ``None`` to let it through, else the refusal.
 
+        The decision rests on one version of the station's record: when the record changed
+        while the password was being hashed, the request is checked again against the new
+        one (hashes already computed are not computed again), so a change of the station's
+        settings (:func:`~ocpp_trio.security.settings.update_station_security`) is seen
+        whole or not at all.
+
         Waits for: the store, and a worker thread for the password check (only when within
         the login limits). Cancellation: by the server's handshake timeout (a running hash
         finishes in its thread first).
         Exceptions: the store's own errors escape (the server answers 500).
         """
+        record = await self.store.get(request.identity)
+        tried: dict[str, bytes | None] = {}
+        for _round in range(_RECHECKS):
+            decision = await self._decide(request, record, tried)
+            if not isinstance(decision, _Stale):
+                if decision is None:
+                    assert record is not None
+                    self._admitted[id(request)] = (
+                        weakref.ref(request, partial(self._forget_admission, id(request))),
+                        record,
+                    )
+                return decision
+            record = decision.latest
+        logger.warning(
+            "station %r (%s): refused: its security settings kept changing during the check",
+            request.identity,
+            request.remote,
+        )
+        return Rejection(503, "security settings changing", (retry_after_header(1.0),))
+
+    def admitted_duplicate_policy(self, request: ConnectionRequest) -> DuplicatePolicy | None:
+        """The duplicate-connection policy of the record that let ``request`` in (``None``:
+        it names none, or this authenticator did not let that request in)."""
+        found = self._admitted.get(id(request))
+        if found is None or found[0]() is not request:
+            return None
+        return found[1].duplicate_connections
+
+    def _forget_admission(self, key: int, _ref: object) -> None:
+        self._admitted.pop(key, None)
+
+    async def _decide(
+        self,
+        request: ConnectionRequest,
+        record: StationCredentials | None,
+        tried: dict[str, bytes | None],
+    ) -> Rejection | _Stale | None:
         identity = request.identity
-        record = await self.store.get(identity)
         if record is None:
             self._counts.unknown += 1
             if self.equal_cost:
                 logger.warning("station %r (%s): unknown station", identity, request.remote)
-                return await self._check_password(request, None)
+                return await self._check_password(request, None, tried)
             logger.warning("station %r (%s): refused: unknown station", identity, request.remote)
             return Rejection(404, "unknown station")
         profile = record.security_profile
@@ -246,7 +314,7 @@ class StationAuthenticator:
             return self._wrong_profile(request, profile, "TLS is required")
         if request.tls and profile is SecurityProfile.BASIC_AUTH and not self.allow_higher_profile:
             return self._wrong_profile(request, profile, "TLS is not expected")
-        return await self._check_password(request, record)
+        return await self._check_password(request, record, tried)
 
     def _wrong_profile(
         self, request: ConnectionRequest, profile: SecurityProfile, problem: str
@@ -294,9 +362,13 @@ class StationAuthenticator:
         return Rejection(429, "too many login attempts", (retry_after_header(wait),))
 
     async def _check_password(
-        self, request: ConnectionRequest, record: StationCredentials | None
-    ) -> Rejection | None:
-        """Basic auth for ``record`` (``None``: an unknown identity, checked at equal cost)."""
+        self,
+        request: ConnectionRequest,
+        record: StationCredentials | None,
+        tried: dict[str, bytes | None],
+    ) -> Rejection | _Stale | None:
+        """Basic auth for ``record`` (``None``: an unknown identity, checked at equal cost);
+        :class:`_Stale` when the record changed while its hashes were computed."""
         identity = request.identity
         header = request.header("authorization")
         if header is None:
@@ -315,19 +387,26 @@ class StationAuthenticator:
                 self._counts.remembered += 1
                 await self._accept(record, remembered)
                 return None
-        wait = self.throttle.retry_after(identity, request.remote)
-        if wait > 0:
-            return self._throttled(request, wait, f"login back-off ({wait:.1f} s left)")
-        if not self.throttle.try_enter(identity, request.remote):
-            return self._throttled(request, 1.0, "too many password checks waiting")
-        try:
-            if record is None:
-                await self._verify_dummy(candidates)
-                matched: tuple[str, bytes] | None = None
-            else:
-                matched, record = await self._verify(identity, candidates, record)
-        finally:
-            self.throttle.leave(identity, request.remote)
+        hashing = record is None or any(h not in tried for h in _hashes(record))
+        if hashing:
+            wait = self.throttle.retry_after(identity, request.remote)
+            if wait > 0:
+                return self._throttled(request, wait, f"login back-off ({wait:.1f} s left)")
+            if not self.throttle.try_enter(identity, request.remote):
+                return self._throttled(request, 1.0, "too many password checks waiting")
+            try:
+                if record is None:
+                    await self._verify_dummy(candidates)
+                else:
+                    await self._hash_all(candidates, record, tried)
+            finally:
+                self.throttle.leave(identity, request.remote)
+            if record is not None:
+                # the record must not have changed meanwhile: else decide again on the new one
+                latest = await self.store.get(identity)
+                if latest != record:
+                    return _Stale(latest)
+        matched = None if record is None else _match(record, tried)
         if matched is None or record is None:
             self.throttle.failed(identity, request.remote)
             return self._unauthorized(request, "wrong password")
@@ -341,35 +420,19 @@ class StationAuthenticator:
             await self._adopt_pending(record.identity, encoded)
         self._counts.accepted += 1
 
-    async def _verify(
-        self, identity: str, candidates: tuple[bytes, ...], record: StationCredentials
-    ) -> tuple[tuple[str, bytes] | None, StationCredentials | None]:
-        """Hash the candidates against the record's hashes; read the record again and check
-        the hashes it gained meanwhile, until it stands still (a racing rotation is seen)."""
-        tried: dict[str, bytes | None] = {}
-        current: StationCredentials | None = record
-        for _round in range(_RECHECKS):
-            assert current is not None
-            hashes = _hashes(current)
-            for encoded in hashes:
-                if encoded not in tried:
-                    tried[encoded] = await trio.to_thread.run_sync(
-                        partial(_matching_candidate, candidates, encoded),
-                        limiter=self.throttle.limiter,
-                    )
-            latest = await self.store.get(identity)
-            if latest is None:
-                return None, None
-            if _hashes(latest) == hashes or all(h in tried for h in _hashes(latest)):
-                current = latest
-                break
-            current = latest
-        assert current is not None
-        for encoded in _hashes(current):
-            secret = tried.get(encoded)
-            if secret is not None:
-                return (encoded, secret), current
-        return None, current
+    async def _hash_all(
+        self,
+        candidates: tuple[bytes, ...],
+        record: StationCredentials,
+        tried: dict[str, bytes | None],
+    ) -> None:
+        """Hash the candidates against each of the record's hashes not tried yet."""
+        for encoded in _hashes(record):
+            if encoded not in tried:
+                tried[encoded] = await trio.to_thread.run_sync(
+                    partial(_matching_candidate, candidates, encoded),
+                    limiter=self.throttle.limiter,
+                )
 
     async def _verify_dummy(self, candidates: tuple[bytes, ...]) -> None:
         if self._dummy_hash is None:

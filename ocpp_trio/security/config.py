@@ -36,6 +36,8 @@ errors (a typo must not silently weaken a station's security).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import ssl
 import tomllib
@@ -58,13 +60,14 @@ from ocpp_trio.domain.credentials import (
 from ocpp_trio.errors import SecurityConfigError
 from ocpp_trio.security.auth import StationAuthenticator
 from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
-from ocpp_trio.security.rotation import check_password_text
+from ocpp_trio.security.rotation import check_password_text, record_lock
 from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.security.tls import server_ssl_context
 
 __all__ = [
     "StationsConfig",
     "build_security",
+    "declared_digest",
     "load_stations_file",
     "parse_stations",
     "use_persistent_credentials",
@@ -102,7 +105,8 @@ class StationsConfig:
         allow_higher_profile: see :class:`~ocpp_trio.security.auth.StationAuthenticator`.
         realm: the Basic-auth realm.
         duplicate_connections: the duplicate-connection policy (``"replace"`` or
-            ``"refuse"``) per station identity that names one, or has one from [defaults].
+            ``"refuse"``) per station identity that names one, or has one from [defaults]
+            (also in each station's record).
     """
 
     stations: tuple[StationCredentials, ...]
@@ -144,12 +148,15 @@ async def use_persistent_credentials(
 ) -> int:
     """Move ``authenticator`` onto ``store`` (e.g. the SQLite store's ``credentials``).
 
-    The stations file is the source of truth for *who* may connect and with which profile and
-    certificate binding; the persistent store is the source of truth for *passwords*, because a
-    rotation (:func:`~ocpp_trio.security.auth.rotate_password`) must survive a restart. So a station
-    the store does not know yet is copied in from the file, and a known station keeps its stored
-    password hashes while its profile and binding are refreshed from the file. To reset a
-    rotated password from the file, delete the station's record from the store first.
+    The stations file says *who* may connect, and with which profile, certificate names and
+    duplicate-connection policy; the persistent store keeps the *passwords*, because a rotation
+    (:func:`~ocpp_trio.security.auth.rotate_password`) must survive a restart, and the settings
+    changed at run time (:func:`~ocpp_trio.security.settings.update_station_security`). So a
+    station the store does not know yet is copied in from the file; a known station keeps its
+    stored password hashes, and takes its other settings from the file when its entry there
+    changed since it was last read (each record keeps a digest of the entry it came from),
+    else keeps the stored ones. To reset a rotated password from the file, delete the
+    station's record from the store first.
 
     Returns:
         How many station records were new to ``store``.
@@ -158,20 +165,37 @@ async def use_persistent_credentials(
     current = authenticator.store
     listed = list(current) if isinstance(current, InMemoryCredentialStore) else []
     for record in listed:
-        stored = await store.get(record.identity)
-        if stored is None:
-            await store.put(record)
-            added += 1
-        else:
-            await store.put(
-                attrs.evolve(
-                    record,
-                    password_hash=stored.password_hash,
-                    pending_password_hash=stored.pending_password_hash,
+        declared = attrs.evolve(record, declared_digest=declared_digest(record))
+        async with record_lock(store, record.identity):
+            stored = await store.get(record.identity)
+            if stored is None:
+                await store.put(declared)
+                added += 1
+            elif stored.declared_digest != declared.declared_digest:
+                await store.put(
+                    attrs.evolve(
+                        declared,
+                        password_hash=stored.password_hash,
+                        pending_password_hash=stored.pending_password_hash,
+                    )
                 )
-            )
     authenticator.store = store
     return added
+
+
+def declared_digest(record: StationCredentials) -> str:
+    """A digest of the settings a stations-file entry gives (its secrets left out)."""
+    settings = {
+        "security_profile": int(record.security_profile),
+        "certificate_common_name": record.certificate_common_name,
+        "certificate_common_names": list(record.certificate_common_names),
+        "certificate_organization": record.certificate_organization,
+        "duplicate_connections": (
+            None if record.duplicate_connections is None else record.duplicate_connections.value
+        ),
+    }
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def load_stations_file(
@@ -232,10 +256,11 @@ def parse_stations(text: str, *, hashing: PasswordHashing | None = None) -> Stat
         if record.identity in seen:
             raise SecurityConfigError(f"station {record.identity!r} is listed twice")
         seen.add(record.identity)
-        stations.append(record)
         policy = _duplicate_policy(entry, f"station {record.identity!r}") or default_duplicates
         if policy is not None:
             duplicates[record.identity] = policy
+            record = attrs.evolve(record, duplicate_connections=policy)
+        stations.append(record)
     return StationsConfig(
         stations=tuple(stations),
         organization=organization,

@@ -9,7 +9,11 @@ import attrs
 import h11
 import trio
 
-__all__ = ["TOKEN", "Answer", "http", "read_answer", "read_raw"]
+from ocpp_trio.client.charge_point import ChargePoint
+from ocpp_trio.client.handlers import ChargePointRouter
+from ocpp_trio.messages import v2_0_1
+
+__all__ = ["TOKEN", "Answer", "http", "read_answer", "read_raw", "station_router"]
 
 #: the admin API token the tests configure (and send by default)
 TOKEN = "a-test-admin-token"
@@ -36,7 +40,7 @@ async def http(
 ) -> Answer:
     """One request over a fresh connection (the API closes it after answering), with the
     bearer ``token`` (the tests' one unless told otherwise; ``None``: none), ``Host``
-    127.0.0.1:port and, for a POST, the JSON content type."""
+    127.0.0.1:port and, for a POST or PATCH, the JSON content type."""
     conn = h11.Connection(h11.CLIENT)
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
     async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
@@ -46,7 +50,7 @@ async def http(
         ]
         if token is not None:
             request_headers.append(("Authorization", f"Bearer {token}"))
-        if method == "POST" and content_type is not None:
+        if method in ("POST", "PATCH") and content_type is not None:
             request_headers.append(("Content-Type", content_type))
         await stream.send_all(
             conn.send(
@@ -79,3 +83,51 @@ async def read_raw(stream: trio.abc.Stream, conn: h11.Connection) -> Answer:
             assert response is not None
             found = {k.decode(): v.decode() for k, v in response.headers}
             return Answer(response.status_code, content, found)
+
+
+def station_router() -> ChargePointRouter:
+    """A 2.0.1 station that accepts Reset and SetVariables, answers GetVariables with 120,
+    and never answers ClearCache (to time out)."""
+    router = ChargePointRouter()
+
+    @router.on(v2_0_1.ResetRequest)
+    async def reset(cp: ChargePoint, request: v2_0_1.ResetRequest) -> v2_0_1.ResetResponse:
+        return v2_0_1.ResetResponse(status=v2_0_1.ResetStatusEnumType.ACCEPTED)
+
+    @router.on(v2_0_1.GetVariablesRequest)
+    async def get_variables(
+        cp: ChargePoint, request: v2_0_1.GetVariablesRequest
+    ) -> v2_0_1.GetVariablesResponse:
+        return v2_0_1.GetVariablesResponse(
+            get_variable_result=tuple(
+                v2_0_1.GetVariableResultType(
+                    attribute_status=v2_0_1.GetVariableStatusEnumType.ACCEPTED,
+                    attribute_value="120",
+                    component=item.component,
+                    variable=item.variable,
+                )
+                for item in request.get_variable_data
+            )
+        )
+
+    @router.on(v2_0_1.SetVariablesRequest)
+    async def set_variables(
+        cp: ChargePoint, request: v2_0_1.SetVariablesRequest
+    ) -> v2_0_1.SetVariablesResponse:
+        return v2_0_1.SetVariablesResponse(
+            set_variable_result=tuple(
+                v2_0_1.SetVariableResultType(
+                    attribute_status=v2_0_1.SetVariableStatusEnumType.ACCEPTED,
+                    component=item.component,
+                    variable=item.variable,
+                )
+                for item in request.set_variable_data
+            )
+        )
+
+    @router.on(v2_0_1.ClearCacheRequest)
+    async def slow(cp: ChargePoint, request: v2_0_1.ClearCacheRequest) -> Any:
+        await trio.sleep(5)
+        raise AssertionError("not reached")  # pragma: no cover
+
+    return router

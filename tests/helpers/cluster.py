@@ -177,6 +177,10 @@ class PostgresCluster:
 # -- nodes, HAProxy and the simulator, as processes of a trio test ------------------------------
 
 
+#: the admin API token every node is given
+ADMIN_TOKEN = "cluster-test-admin-token"
+
+
 def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -> list[str]:
     """``ocpp-trio serve`` as one node of the cluster."""
     return [
