@@ -16,9 +16,12 @@ The hierarchy, in one place::
     ├── ReportError ─ ReportIncompleteError, ReportTimeoutError (trio.TooSlowError)
     ├── TransactionTimeoutError   (trio.TooSlowError)
     ├── CSMSError, ChargePointError                a background task failed (group as cause)
-    └── StoreError ─ StaleEpochError, UnreadableRecordError
+    ├── StoreError ─ StaleEpochError, UnreadableRecordError
+    └── SecuritySettingsConflict                   a compare-and-swap of security settings lost
     InvalidIdentityError (ValueError)              an upgrade path without a valid identity
     SecurityConfigError (ValueError)               a bad stations file or TLS option
+    IncompatibleSecuritySettings (ValueError)      settings that do not fit together
+    CertificateRequestError (ValueError)           a station's CSR the signer refuses
 
 The sans-IO layers (``ocpp_trio.protocol``, ``ocpp_trio.domain``, ``ocpp_trio.messages``) import
 this module and must not import trio, so the classes that are also trio exceptions are made on
@@ -42,10 +45,12 @@ __all__ = [
     "CSMSError",
     "CallError",
     "CallTimeoutError",
+    "CertificateRequestError",
     "ChargePointError",
     "ConnectFailedError",
     "ConnectionLostError",
     "ErrorCode",
+    "IncompatibleSecuritySettings",
     "InvalidIdentityError",
     "LocalProtocolError",
     "MessageValidationError",
@@ -56,6 +61,7 @@ __all__ = [
     "ReportTimeoutError",
     "RequestRejectedError",
     "SecurityConfigError",
+    "SecuritySettingsConflict",
     "StaleEpochError",
     "StateError",
     "StationOfflineError",
@@ -281,6 +287,20 @@ class InvalidIdentityError(ValueError):
 
 class SecurityConfigError(ValueError):
     """The stations file or the TLS options are invalid; the message says where and why."""
+
+
+class SecuritySettingsConflict(OCPPError):
+    """A station's security settings are no longer the ones the caller expected (another
+    change came first: ``update_station_security(..., expected=...)``)."""
+
+
+class IncompatibleSecuritySettings(ValueError):
+    """Security settings that are each valid but do not fit together (a profile 1 or 2
+    station without a password)."""
+
+
+class CertificateRequestError(ValueError):
+    """A certificate signing request the CSMS's signer refuses (the message says why)."""
 
 
 # -- the errors that are also trio exceptions --------------------------------------------------

@@ -60,6 +60,10 @@ NOT_RUN_HERE = {
     ("docs/security.md", 0): "needs a server certificate and key",
     ("docs/scale-out.md", 0): "needs a PostgreSQL server at its address",
 }
+#: programs that end by themselves (nothing to interrupt), and what they print
+RUN_TO_THE_END = {
+    ("docs/security.md", 1): "('SN-0043',) DuplicatePolicy.REFUSE",
+}
 
 
 def programs() -> list[tuple[str, int]]:
@@ -192,7 +196,7 @@ def test_the_programs_pass_mypy_strict(tmp_path: Path) -> None:
         path = tmp_path / f"{name}_{i}.py"
         path.write_text(examples(page)[i], encoding="utf-8")
         files.append(str(path))
-    assert len(files) == len(RUN_HERE) + len(NOT_RUN_HERE)
+    assert len(files) == len(RUN_HERE) + len(NOT_RUN_HERE) + len(RUN_TO_THE_END)
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *files],
         cwd=ROOT,
@@ -204,7 +208,7 @@ def test_the_programs_pass_mypy_strict(tmp_path: Path) -> None:
 
 
 def test_every_program_is_tried_under_ctrl_c_or_says_why_not() -> None:
-    assert sorted(programs()) == sorted([*RUN_HERE, *NOT_RUN_HERE])
+    assert sorted(programs()) == sorted([*RUN_HERE, *NOT_RUN_HERE, *RUN_TO_THE_END])
 
 
 @pytest.mark.parametrize(("page", "index"), programs())
@@ -232,3 +236,17 @@ async def test_ctrl_c_stops_the_program_quietly(page: str, index: int, tmp_path:
     assert status == 0, stderr
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
+
+
+@pytest.mark.parametrize(("page", "index"), sorted(RUN_TO_THE_END))
+def test_the_programs_that_end_by_themselves_say_what_the_page_says(
+    page: str, index: int, tmp_path: Path
+) -> None:
+    program = tmp_path / "program.py"
+    program.write_text(examples(page)[index], encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == RUN_TO_THE_END[page, index]
+    assert f"It prints `{RUN_TO_THE_END[page, index]}`" in (ROOT / page).read_text("utf-8")

@@ -21,6 +21,7 @@ from helpers.tls import CPO, Pki, connects, csms_with, csr, port_of, refusal
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig, DuplicatePolicy
+from ocpp_trio.errors import CertificateRequestError
 from ocpp_trio.messages import v1_6, v2_0_1, v2_1
 from ocpp_trio.security.certificates import (
     CertificateBinding,
@@ -30,7 +31,7 @@ from ocpp_trio.security.certificates import (
     station_uri,
 )
 from ocpp_trio.security.config import build_security, parse_stations
-from ocpp_trio.security.signing import CertificateRequestError, StationCertificateSigner
+from ocpp_trio.security.signing import StationCertificateSigner
 from ocpp_trio.transport.base import CloseCode, memory_transport_pair
 
 V16, V201, V21 = Version.V16, Version.V201, Version.V21

@@ -18,9 +18,9 @@ from ocpp_trio import (
     update_station_security,
 )
 from ocpp_trio.domain.credentials import PasswordHashing, verify_password
+from ocpp_trio.errors import IncompatibleSecuritySettings, SecuritySettingsConflict
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.security.config import parse_stations, use_persistent_credentials
-from ocpp_trio.security.settings import IncompatibleSecuritySettings, SecuritySettingsConflict
 from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.transport.server import ConnectionRequest, Rejection
 

@@ -24,8 +24,9 @@ from ocpp_trio.domain.credentials import (
     StationCredentials,
     authorization_key_bytes,
 )
+from ocpp_trio.errors import IncompatibleSecuritySettings
 from ocpp_trio.security.rotation import check_password_text
-from ocpp_trio.security.settings import IncompatibleSecuritySettings, update_station_security
+from ocpp_trio.security.settings import update_station_security
 
 __all__ = ["security_settings", "security_settings_json", "update_security_settings"]
 

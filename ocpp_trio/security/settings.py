@@ -41,12 +41,11 @@ from ocpp_trio.domain.credentials import (
     check_password_hash,
     hash_password,
 )
+from ocpp_trio.errors import IncompatibleSecuritySettings, SecuritySettingsConflict
 from ocpp_trio.security.rotation import record_lock
 
 __all__ = [
     "KEEP",
-    "IncompatibleSecuritySettings",
-    "SecuritySettingsConflict",
     "update_station_security",
 ]
 
@@ -59,15 +58,6 @@ class _Keep(enum.Enum):
 #: :func:`update_station_security`)
 KEEP: Final = _Keep.KEEP
 _KeepT = Literal[_Keep.KEEP]
-
-
-class SecuritySettingsConflict(Exception):
-    """The record is no longer the one the caller expected (another change came first)."""
-
-
-class IncompatibleSecuritySettings(ValueError):
-    """Settings that are each valid but do not fit together (a profile 1 or 2 station without
-    a password)."""
 
 
 async def update_station_security(

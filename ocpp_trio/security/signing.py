@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ocpp_trio.errors import OCPPError
+from ocpp_trio.errors import CertificateRequestError, OCPPError
 from ocpp_trio.messages import v1_6, v2_0_1, v2_1
 from ocpp_trio.messages._base import Direction, Response
 from ocpp_trio.runtime.events import Exchange
@@ -38,7 +38,7 @@ from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station
 from ocpp_trio.security.certificates import station_uri
 
-__all__ = ["CertificateRequestError", "SignerStatistics", "StationCertificateSigner"]
+__all__ = ["SignerStatistics", "StationCertificateSigner"]
 
 logger = logging.getLogger("ocpp_trio.security")
 
@@ -56,10 +56,6 @@ _SignRequest = (
     v1_6.SignCertificateRequest | v2_0_1.SignCertificateRequest | v2_1.SignCertificateRequest
 )
 S = TypeVar("S", bound=enum.StrEnum)
-
-
-class CertificateRequestError(ValueError):
-    """A CSR the signer refuses (the message says why)."""
 
 
 @attrs.frozen(kw_only=True)
