@@ -16,9 +16,12 @@ records.  While a connection is served (between :meth:`StationMachines.attach` a
   commands.  No task or channel sits between the station and this step: it is pure in-memory
   work, and a hop through a dispatcher task cost every observed exchange a task switch.
 
-Commands flow only over these bounded channels.  Each task applies its commands to its own
-record with a pure function and puts the new record on the board (the dicts of this object)
-where queries and snapshots read it, then publishes events.  Nothing here runs user code, and a
+Each task applies its commands to its own record with a pure function and puts the new record
+on the board (the dicts of this object) where queries and snapshots read it, then publishes
+events.  A command for a task that is idle (it has applied everything sent to it) is applied
+the same way by the submitting task itself, in the same order and without a task switch,
+unless it changes the task's own course (its first command, an event that ends or follows the
+end of its transaction, a report part, which restarts the report's timeout).  Nothing here runs user code, and a
 failure in a machine is logged, never allowed to end the station.
 
 Task lifetimes: an EVSE task starts with the first command that changes its EVSE (a command
@@ -65,9 +68,7 @@ from ocpp_trio.domain.reports import (
     expire_report,
 )
 from ocpp_trio.domain.snapshot import StationSnapshot
-from ocpp_trio.domain.transactions import (
-    RemoteStart,
-)
+from ocpp_trio.domain.transactions import RemoteStart, TransactionEventKind
 from ocpp_trio.errors import ConnectionLostError
 from ocpp_trio.messages._base import Message, Response
 from ocpp_trio.protocol.version import Version
@@ -78,6 +79,7 @@ from ocpp_trio.runtime.machines_state import (
     ReportKey,
     ReportWatch,
     _Envelope,
+    _Mailbox,
     _Tracker,
     _TxItem,
     _utc_now,
@@ -226,13 +228,17 @@ class StationMachines(MachinesState):
 
         Waits for: room in the EVSE task's channel.  Cancellation: safe.  Closes: the task.
         """
-        send = self._evse_tasks.get(evse_id)
-        if send is None:
+        box = self._evse_tasks.get(evse_id)
+        if box is None:
             self._evses.pop(evse_id, None)
             return
+        envelope = _Envelope[EvseCommand | RemoveEvse](RemoveEvse(), box)
         try:
-            await send.send(_Envelope(RemoveEvse()))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await box.send.send(envelope)
+        except BaseException as exc:
+            envelope.done()  # never delivered
+            if not isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+                raise
             self._evses.pop(evse_id, None)
 
     # -- dispatching -----------------------------------------------------------------------
@@ -299,16 +305,28 @@ class StationMachines(MachinesState):
             self._note_ended()
 
     async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
+        # A command for a task that is idle (nothing sent to it is left to apply) is applied
+        # here and now: the same order, without a task switch.  What changes the task's own
+        # course (the first command, an ending event, a report's part, which restarts its
+        # timeout) still goes to the task.
         if isinstance(effect, ToEvse):
             command: EvseCommand | RemoveEvse = effect.command
-            if effect.evse_id not in self._evse_tasks and _changes_nothing(self, effect):
+            box = self._evse_tasks.get(effect.evse_id)
+            if box is None and _changes_nothing(self, effect):
                 # an EVSE gets a task with the first command that changes it
                 self._evses.setdefault(effect.evse_id, Evse(evse_id=effect.evse_id))
+                return
+            if box is not None and not box.pending:
+                self._perform_now(effect)
                 return
             await self._deliver(partial(self._evse_channel, effect.evse_id), command, tracker)
         elif isinstance(effect, ToTransaction):
             item = _tx_item(effect)
             if item is not None:
+                box_tx = self._tx_tasks.get(effect.transaction_id)
+                if box_tx is not None and not box_tx.pending and self._runs_on(effect):
+                    self._perform_now(effect)
+                    return
                 channel = partial(self._tx_channel, effect.transaction_id)
                 await self._deliver(channel, item, tracker)
         elif isinstance(effect, ToReport):
@@ -317,6 +335,15 @@ class StationMachines(MachinesState):
                 await self._deliver(partial(self._report_channel, key), effect, tracker)
         else:
             self._perform_now(effect)
+
+    def _runs_on(self, effect: ToTransaction) -> bool:
+        """Whether ``effect`` is an event that leaves its open transaction running (so its
+        task goes on waiting as it is)."""
+        record = effect.record
+        if record is None or record.kind is TransactionEventKind.ENDED:
+            return False
+        tx = self._open.get(effect.transaction_id)
+        return tx is not None and not tx.ended
 
     def _perform_now(self, effect: Effect, *, strict: bool = False) -> None:
         """Apply an effect here and now (no task involved); ``strict`` raises what fails."""
@@ -420,77 +447,67 @@ class StationMachines(MachinesState):
 
     async def _deliver(
         self,
-        channel: Callable[[], trio.MemorySendChannel[_Envelope[C]]],
+        channel: Callable[[], _Mailbox[C]],
         item: C,
         tracker: _Tracker | None,
     ) -> None:
         # a task may end between lookups (its transaction completed): then start another
         for _attempt in range(3):
-            send = channel()
-            if tracker is not None:
-                tracker.count += 1
-            envelope = _Envelope(item, tracker)
+            box = channel()
+            envelope = _Envelope(item, box, tracker)
             try:
                 try:
-                    send.send_nowait(envelope)
+                    box.send.send_nowait(envelope)
                 except trio.WouldBlock:
-                    await send.send(envelope)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                if tracker is not None:
-                    tracker.count -= 1
-            except BaseException:
-                if tracker is not None:
-                    tracker.count -= 1
-                raise
+                    await box.send.send(envelope)
+            except BaseException as exc:
+                envelope.done()  # never delivered
+                if not isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+                    raise
             else:
                 return
         log.error("station %r: BUG (ours): could not deliver %r", self.identity, item)
 
     def _spawn(
         self,
-        registry: dict[K, trio.MemorySendChannel[_Envelope[C]]],
+        registry: dict[K, _Mailbox[C]],
         key: K,
-        body: Callable[
-            [K, trio.MemorySendChannel[_Envelope[C]], trio.MemoryReceiveChannel[_Envelope[C]]],
-            Awaitable[None],
-        ],
+        body: Callable[[K, _Mailbox[C], trio.MemoryReceiveChannel[_Envelope[C]]], Awaitable[None]],
         name: str,
-    ) -> trio.MemorySendChannel[_Envelope[C]]:
+    ) -> _Mailbox[C]:
         if self._nursery is None:
             raise ConnectionLostError(f"station {self.identity!r}: machines not running")
         send, receive = trio.open_memory_channel[_Envelope[C]](self.config.machine_buffer)
-        registry[key] = send
-        self._nursery.start_soon(body, key, send, receive, name=f"{name} {self.identity}/{key}")
-        return send
+        box = registry[key] = _Mailbox(send)
+        self._nursery.start_soon(body, key, box, receive, name=f"{name} {self.identity}/{key}")
+        return box
 
-    def _evse_channel(
-        self, evse_id: int
-    ) -> trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]]:
-        send = self._evse_tasks.get(evse_id)
-        if send is None:
+    def _evse_channel(self, evse_id: int) -> _Mailbox[EvseCommand | RemoveEvse]:
+        box = self._evse_tasks.get(evse_id)
+        if box is None:
             self._evses.setdefault(evse_id, Evse(evse_id=evse_id))
-            send = self._spawn(self._evse_tasks, evse_id, self._run_evse, "evse")
-        return send
+            box = self._spawn(self._evse_tasks, evse_id, self._run_evse, "evse")
+        return box
 
-    def _tx_channel(self, tx_id: str) -> trio.MemorySendChannel[_Envelope[_TxItem]]:
-        send = self._tx_tasks.get(tx_id)
-        if send is None:
+    def _tx_channel(self, tx_id: str) -> _Mailbox[_TxItem]:
+        box = self._tx_tasks.get(tx_id)
+        if box is None:
             self._reopen(tx_id)
-            send = self._spawn(self._tx_tasks, tx_id, self._run_transaction, "transaction")
-        return send
+            box = self._spawn(self._tx_tasks, tx_id, self._run_transaction, "transaction")
+        return box
 
-    def _report_channel(self, key: ReportKey) -> trio.MemorySendChannel[_Envelope[ToReport]]:
-        send = self._report_tasks.get(key)
-        if send is None:
-            send = self._spawn(self._report_tasks, key, self._run_report, "report")
-        return send
+    def _report_channel(self, key: ReportKey) -> _Mailbox[ToReport]:
+        box = self._report_tasks.get(key)
+        if box is None:
+            box = self._spawn(self._report_tasks, key, self._run_report, "report")
+        return box
 
     # -- EVSE tasks ------------------------------------------------------------------------
 
     async def _run_evse(
         self,
         evse_id: int,
-        send: trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]],
+        box: _Mailbox[EvseCommand | RemoveEvse],
         receive: trio.MemoryReceiveChannel[_Envelope[EvseCommand | RemoveEvse]],
     ) -> None:
         try:
@@ -506,7 +523,7 @@ class StationMachines(MachinesState):
                     envelope.done()
                 del envelope
         finally:
-            if self._evse_tasks.get(evse_id) is send:
+            if self._evse_tasks.get(evse_id) is box:
                 del self._evse_tasks[evse_id]
             self._drain(receive, partial(self._evse_item, evse_id))
             receive.close()
@@ -522,7 +539,7 @@ class StationMachines(MachinesState):
     async def _run_transaction(
         self,
         tx_id: str,
-        send: trio.MemorySendChannel[_Envelope[_TxItem]],
+        box: _Mailbox[_TxItem],
         receive: trio.MemoryReceiveChannel[_Envelope[_TxItem]],
     ) -> None:
         finished = False
@@ -568,7 +585,7 @@ class StationMachines(MachinesState):
                 finally:
                     envelope.done()
         finally:
-            if self._tx_tasks.get(tx_id) is send:
+            if self._tx_tasks.get(tx_id) is box:
                 del self._tx_tasks[tx_id]
             self._drain(receive, partial(self._apply_transaction, tx_id))
             receive.close()
@@ -580,7 +597,7 @@ class StationMachines(MachinesState):
     async def _run_report(
         self,
         key: ReportKey,
-        send: trio.MemorySendChannel[_Envelope[ToReport]],
+        box: _Mailbox[ToReport],
         receive: trio.MemoryReceiveChannel[_Envelope[ToReport]],
     ) -> None:
         finished = False
@@ -609,7 +626,7 @@ class StationMachines(MachinesState):
                 finally:
                     envelope.done()
         finally:
-            if self._report_tasks.get(key) is send:
+            if self._report_tasks.get(key) is box:
                 del self._report_tasks[key]
             self._drain(receive, partial(self._apply_report, key))
             receive.close()
