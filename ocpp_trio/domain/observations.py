@@ -221,14 +221,14 @@ OBSERVED_ACTIONS: Final = _STATION_ACTIONS | CSMS_OBSERVED_ACTIONS
 _ACCEPTED: Final = "Accepted"
 
 
-def may_have_effects(observation: Observation, version: Version) -> bool:
-    """Whether :func:`interpret` can return effects for ``observation`` (a cheap pre-check:
-    when ``False`` it certainly returns none, so the exchange need not be dispatched)."""
-    action = observation.action
-    if observation.by_station:
+def may_have_effects(action: str, by_station: bool, answered: bool, version: Version) -> bool:
+    """Whether :func:`interpret` can return effects for an observation of ``action``
+    (``answered``: it has a response) (a cheap pre-check: when ``False`` it certainly returns
+    none, so the exchange need not be dispatched)."""
+    if by_station:
         # 2.x MeterValues carry no transaction: the machines keep nothing of them
         return action in _STATION_ACTIONS and (action != "MeterValues" or version is Version.V16)
-    return observation.response is not None and action in CSMS_OBSERVED_ACTIONS
+    return answered and action in CSMS_OBSERVED_ACTIONS
 
 
 def interpret(view: View, observation: Observation, version: Version) -> list[Effect]:

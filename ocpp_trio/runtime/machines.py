@@ -21,8 +21,8 @@ on the board (the dicts of this object) where queries and snapshots read it, the
 events.  A command for a task that is idle (it has applied everything sent to it) is applied
 the same way by the submitting task itself, in the same order and without a task switch,
 unless it changes the task's own course (its first command, an event that ends or follows the
-end of its transaction, a report part, which restarts the report's timeout).  Nothing here runs user code, and a
-failure in a machine is logged, never allowed to end the station.
+end of its transaction, a report part, which restarts the report's timeout).  Nothing here
+runs user code, and a failure in a machine is logged, never allowed to end the station.
 
 Task lifetimes: an EVSE task starts with the first command that changes its EVSE (a command
 that changes nothing, like the boot's "EVSE 0 exists", needs no task) and lives while the
@@ -112,16 +112,25 @@ class StationMachines(MachinesState):
         ``request`` is the CALL's payload (ignored unless it is a message object);
         ``response`` is ``None`` when the exchange failed.
         """
-        if action in OBSERVED_ACTIONS and self._attached and isinstance(request, Message):
-            await self.submit(
-                Observation(
-                    action=action,
-                    by_station=by_station,
-                    request=request,
-                    response=response,
-                    at=_utc_now(),
-                )
+        if action not in OBSERVED_ACTIONS or not self._attached or not isinstance(request, Message):
+            return
+        version = self.version
+        if (
+            self.journal is None
+            and version is not None
+            and not may_have_effects(action, by_station, response is not None, version)
+        ):
+            self._observations += 1  # nothing to apply, nothing to journal
+            return
+        await self.submit(
+            Observation(
+                action=action,
+                by_station=by_station,
+                request=request,
+                response=response,
+                at=_utc_now(),
             )
+        )
 
     async def submit(self, observation: Observation) -> None:
         """Apply a finished exchange: interpret it here, in the submitting task, and hand the
@@ -129,7 +138,7 @@ class StationMachines(MachinesState):
         served, or when the action does not matter).
 
         Exchanges are applied in submission order, also when the reader and the handler
-        runner submit at the same time (a FIFO lock, taken without waiting when free).
+        runner submit at the same time (in FIFO turns, taken without waiting when free).
 
         Waits for: the exchange before it, and room in a task's channel (only when one is
         full).  Cancellation: what was not handed out yet is applied when the connection ends.
@@ -137,24 +146,26 @@ class StationMachines(MachinesState):
         """
         if not self._attached or observation.action not in OBSERVED_ACTIONS:
             return
-        if self.version is not None and not may_have_effects(observation, self.version):
+        version = self.version
+        if version is not None and not may_have_effects(
+            observation.action, observation.by_station, observation.response is not None, version
+        ):
             self._journal(observation)
             self._observations += 1  # nothing to apply
             return
         self._seq += 1
         tracker = _Tracker(self, self._seq)
         self._outstanding.add(tracker.seq)
-        lock = self._order
         try:
-            try:
-                lock.acquire_nowait()
-            except trio.WouldBlock:
+            if self._applying:  # wait for the turn; the exchange before hands it over
                 try:
-                    await lock.acquire()
+                    await self._turns.park()
                 except trio.Cancelled:
                     self._journal(observation)
                     self._unapplied.append(observation)
                     raise
+            else:
+                self._applying = True
             try:
                 await self._dispatch(observation, tracker)
             except trio.Cancelled:
@@ -166,7 +177,10 @@ class StationMachines(MachinesState):
                     observation.action,
                 )
             finally:
-                lock.release()
+                if self._turns:
+                    self._turns.unpark()  # the turn goes to the next exchange, in order
+                else:
+                    self._applying = False
         finally:
             tracker.done()
 
@@ -261,8 +275,10 @@ class StationMachines(MachinesState):
             # the exchanges are applied in; with the ledger entries, in one commit
             self._journal(observation, entries)
         for index, effect in enumerate(effects):
+            if self._apply_here(effect):
+                continue
             try:
-                await self._perform(effect, tracker)
+                await self._hand_over(effect, tracker)
             except trio.Cancelled:
                 # the connection is ending: what no task took is applied once they are done
                 self._leftover.extend(effects[index:])
@@ -304,37 +320,48 @@ class StationMachines(MachinesState):
             self._replaying = False
             self._note_ended()
 
-    async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
-        # A command for a task that is idle (nothing sent to it is left to apply) is applied
-        # here and now: the same order, without a task switch.  What changes the task's own
-        # course (the first command, an ending event, a report's part, which restarts its
-        # timeout) still goes to the task.
+    def _apply_here(self, effect: Effect) -> bool:
+        """Apply ``effect`` in the submitting task if that keeps the order; ``False``: it is
+        for a task (see :meth:`_hand_over`).
+
+        A command for a task that is idle (nothing sent to it is left to apply) is applied
+        here and now: the same order, without a task switch.  What changes the task's own
+        course (its first command, an event that ends its transaction or follows the end, a
+        report's part, which restarts the report's timeout) still goes to the task.
+        """
+        if isinstance(effect, ToEvse):
+            box = self._evse_tasks.get(effect.evse_id)
+            if box is None:
+                if not _changes_nothing(self, effect):
+                    return False  # an EVSE gets a task with the first command that changes it
+                self._evses.setdefault(effect.evse_id, Evse(evse_id=effect.evse_id))
+                return True
+            if box.pending:
+                return False
+        elif isinstance(effect, ToTransaction):
+            if _tx_item(effect) is None:
+                return True
+            box_tx = self._tx_tasks.get(effect.transaction_id)
+            if box_tx is None or box_tx.pending or not self._runs_on(effect):
+                return False
+        elif isinstance(effect, ToReport):
+            return not self._report_takes(effect)
+        self._perform_now(effect)
+        return True
+
+    async def _hand_over(self, effect: Effect, tracker: _Tracker | None) -> None:
+        """Send ``effect`` to its task (started if needed): one :meth:`_apply_here` declined."""
         if isinstance(effect, ToEvse):
             command: EvseCommand | RemoveEvse = effect.command
-            box = self._evse_tasks.get(effect.evse_id)
-            if box is None and _changes_nothing(self, effect):
-                # an EVSE gets a task with the first command that changes it
-                self._evses.setdefault(effect.evse_id, Evse(evse_id=effect.evse_id))
-                return
-            if box is not None and not box.pending:
-                self._perform_now(effect)
-                return
             await self._deliver(partial(self._evse_channel, effect.evse_id), command, tracker)
         elif isinstance(effect, ToTransaction):
             item = _tx_item(effect)
-            if item is not None:
-                box_tx = self._tx_tasks.get(effect.transaction_id)
-                if box_tx is not None and not box_tx.pending and self._runs_on(effect):
-                    self._perform_now(effect)
-                    return
-                channel = partial(self._tx_channel, effect.transaction_id)
-                await self._deliver(channel, item, tracker)
-        elif isinstance(effect, ToReport):
-            if self._report_takes(effect):
-                key = (effect.kind, effect.request_id)
-                await self._deliver(partial(self._report_channel, key), effect, tracker)
+            assert item is not None
+            await self._deliver(partial(self._tx_channel, effect.transaction_id), item, tracker)
         else:
-            self._perform_now(effect)
+            assert isinstance(effect, ToReport)
+            key = (effect.kind, effect.request_id)
+            await self._deliver(partial(self._report_channel, key), effect, tracker)
 
     def _runs_on(self, effect: ToTransaction) -> bool:
         """Whether ``effect`` is an event that leaves its open transaction running (so its

@@ -285,7 +285,9 @@ class MachinesState:
         self.journal: Journal | None = None
         # per connection
         self._run_lock = trio.Lock()  # one connection at a time
-        self._order = trio.Lock()  # exchanges are applied one at a time, in order
+        # exchanges are applied one at a time, in order: the one applying holds the turn
+        self._applying = False
+        self._turns = trio.lowlevel.ParkingLot()
         self._attached = False
         self._leftover: list[Effect] = []  # effects not handed out when a connection ended
         self._unapplied: list[Observation] = []  # exchanges whose turn had not come
