@@ -112,8 +112,19 @@ class StationMachines(MachinesState):
         ``request`` is the CALL's payload (ignored unless it is a message object);
         ``response`` is ``None`` when the exchange failed.
         """
+        observation = self.observation(action, request, response, by_station)
+        if observation is not None:
+            await self.submit(observation)
+
+    def observation(
+        self, action: str, request: object, response: Response | None, by_station: bool
+    ) -> Observation | None:
+        """The observation of a finished exchange to :meth:`submit`, ``None`` when there is
+        nothing to submit (the exchange does not matter, or can change nothing: then it is
+        counted here).  :meth:`observe` in two steps, for a caller that has nothing to wait
+        for in the common case."""
         if action not in OBSERVED_ACTIONS or not self._attached or not isinstance(request, Message):
-            return
+            return None
         version = self.version
         if (
             self.journal is None
@@ -121,15 +132,9 @@ class StationMachines(MachinesState):
             and not may_have_effects(action, by_station, response is not None, version)
         ):
             self._observations += 1  # nothing to apply, nothing to journal
-            return
-        await self.submit(
-            Observation(
-                action=action,
-                by_station=by_station,
-                request=request,
-                response=response,
-                at=_utc_now(),
-            )
+            return None
+        return Observation(
+            action=action, by_station=by_station, request=request, response=response, at=_utc_now()
         )
 
     async def submit(self, observation: Observation) -> None:
