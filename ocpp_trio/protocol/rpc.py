@@ -172,11 +172,15 @@ class OutstandingCall:
 @attrs.frozen
 class IncomingCall:
     """A valid CALL from the peer; answer it with :meth:`RpcConnection.answer` or
-    :meth:`RpcConnection.answer_error`."""
+    :meth:`RpcConnection.answer_error`.
+
+    ``payload`` is the CALL's JSON object as it came (``request`` is built from it).
+    """
 
     message_id: str
     action: str
     request: Request[Any]
+    payload: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -473,7 +477,7 @@ class RpcConnection:
             return
         self._awaiting[message_id] = action
         self._counts.calls_received += 1
-        result.events.append(IncomingCall(message_id, action, request))
+        result.events.append(IncomingCall(message_id, action, request, frame.payload))
 
     def _not_a_call(self, action: str) -> RemoteProtocolError:
         """Why a CALL of ``action`` is refused: unknown, SEND-only, or not the peer's to send."""

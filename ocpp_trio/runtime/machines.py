@@ -69,6 +69,7 @@ from ocpp_trio.domain.reports import (
 )
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import RemoteStart, TransactionEventKind
+from ocpp_trio.domain.wire import Json
 from ocpp_trio.errors import ConnectionLostError
 from ocpp_trio.messages._base import Message, Response
 from ocpp_trio.protocol.version import Version
@@ -137,10 +138,13 @@ class StationMachines(MachinesState):
             action=action, by_station=by_station, request=request, response=response, at=_utc_now()
         )
 
-    async def submit(self, observation: Observation) -> None:
+    async def submit(self, observation: Observation, wire: Json | None = None) -> None:
         """Apply a finished exchange: interpret it here, in the submitting task, and hand the
         commands to the EVSE, transaction and report tasks (ignored when no connection is
         served, or when the action does not matter).
+
+        ``wire`` is the request's JSON object as it came, when at hand: it is read instead of
+        encoding the request again (see :func:`~ocpp_trio.domain.observations.interpret`).
 
         Exchanges are applied in submission order, also when the reader and the handler
         runner submit at the same time (in FIFO turns, taken without waiting when free).
@@ -172,7 +176,7 @@ class StationMachines(MachinesState):
             else:
                 self._applying = True
             try:
-                await self._dispatch(observation, tracker)
+                await self._dispatch(observation, tracker, wire)
             except trio.Cancelled:
                 raise
             except Exception:
@@ -262,13 +266,15 @@ class StationMachines(MachinesState):
 
     # -- dispatching -----------------------------------------------------------------------
 
-    async def _dispatch(self, observation: Observation, tracker: _Tracker | None) -> None:
+    async def _dispatch(
+        self, observation: Observation, tracker: _Tracker | None, wire: Json | None
+    ) -> None:
         self._observations += 1
         assert self.version is not None
         effects: list[Effect] = []
         entries: list[LedgerEntry] = []
         try:
-            effects = self._interpret(observation, self.version)
+            effects = self._interpret(observation, self.version, wire)
             touched = self._ending_effects(effects)
             if touched:  # the rare exchange that ends a transaction
                 entries = await self._ledger_entries(touched, tracker.seq if tracker else None)
@@ -289,9 +295,11 @@ class StationMachines(MachinesState):
                 self._leftover.extend(effects[index:])
                 raise
 
-    def _interpret(self, observation: Observation, version: Version) -> list[Effect]:
+    def _interpret(
+        self, observation: Observation, version: Version, wire: Json | None = None
+    ) -> list[Effect]:
         """The effects of an exchange, with the transactions a reboot closes."""
-        effects = interpret(self, observation, version)
+        effects = interpret(self, observation, version, wire)
         if observation.action == "BootNotification":
             effects += reboot_effects(self._open.values(), observation, version)
         return effects

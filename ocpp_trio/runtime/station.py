@@ -689,7 +689,7 @@ class _CSMSSide(SessionHooks):
             machines = self.machines
             observation = machines.observation(event.action, event.request, response, True)
             if observation is not None:
-                await machines.submit(observation)
+                await machines.submit(observation, event.payload)
             if machines.journal is not None:  # without a store, nothing to wait for
                 await self._durable(event)
 
