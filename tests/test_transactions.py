@@ -209,6 +209,22 @@ def test_units_and_phases() -> None:
     assert [s.value for s in samples_from_meter_values([v16], V16)] == [2500]
 
 
+def test_samples_beyond_a_float_are_skipped() -> None:
+    """The schema bounds neither a value nor its multiplier: what no float can hold once in
+    base units is skipped, not raised (and never stored as an infinity)."""
+    entry = {
+        "timestamp": "2024-01-01T00:00:00Z",
+        "sampledValue": [
+            {"value": 1, "unitOfMeasure": {"multiplier": 400}},
+            {"value": 10**400},
+            {"value": 1e306, "unitOfMeasure": {"unit": "kWh"}},
+            {"value": 2, "unitOfMeasure": {"multiplier": -400}},
+            {"value": 3},
+        ],
+    }
+    assert [s.value for s in samples_from_meter_values([entry], V201)] == [0.0, 3]
+
+
 def test_transaction_id_counter() -> None:
     counter = TransactionIdCounter(next_id=2**31 - 1)
     assert [counter.allocate("A"), counter.allocate("B")] == [2**31 - 1, 1]

@@ -240,40 +240,42 @@ OBSERVED_ACTIONS: Final = _STATION_ACTIONS | CSMS_OBSERVED_ACTIONS
 _ACCEPTED: Final = "Accepted"
 
 
-def may_have_effects(observation: Observation, version: Version) -> bool:
-    """Whether :func:`interpret` can return effects for ``observation`` (a cheap pre-check:
-    when ``False`` it certainly returns none, so the exchange need not be dispatched)."""
-    action = observation.action
-    if observation.by_station:
+def may_have_effects(action: str, by_station: bool, answered: bool, version: Version) -> bool:
+    """Whether :func:`interpret` can return effects for an observation of ``action``
+    (``answered``: it has a response) (a cheap pre-check: when ``False`` it certainly returns
+    none, so the exchange need not be dispatched)."""
+    if by_station:
         # 2.x MeterValues carry no transaction: the machines keep nothing of them
         return action in _STATION_ACTIONS and (action != "MeterValues" or version is Version.V16)
-    return observation.response is not None and action in CSMS_OBSERVED_ACTIONS
+    return answered and action in CSMS_OBSERVED_ACTIONS
 
 
-def interpret(view: View, observation: Observation, version: Version) -> list[Effect]:
-    """The effects of one finished exchange (an empty list when it changes nothing)."""
-    request = observation.request.to_json()
-    response = observation.response.to_json() if observation.response is not None else None
+def interpret(
+    view: View, observation: Observation, version: Version, wire: Json | None = None
+) -> list[Effect]:
+    """The effects of one finished exchange (an empty list when it changes nothing).
+
+    The messages are read as wire JSON: ``wire``, the request's JSON object as it came (the
+    one the request was decoded from), else the request encoded again.  Both read the same:
+    decoding changes only date-times (parsed) and draft-06 integers (``1.0`` becomes ``1``),
+    and the readers of :mod:`~ocpp_trio.domain.wire` read the wire forms of those as the
+    codec does.
+    """
+    request = observation.request.to_json() if wire is None else wire
     action = observation.action
     if observation.by_station:
         if action in _STATION_ACTIONS:
-            return _station_call(view, observation, request, response, version)
+            return _station_call(view, observation, request, version)
         return []
-    if response is None or action not in CSMS_OBSERVED_ACTIONS:
+    if observation.response is None or action not in CSMS_OBSERVED_ACTIONS:
         return []
-    return _csms_call(view, observation, request, response, version)
+    return _csms_call(view, observation, request, observation.response.to_json(), version)
 
 
 # -- station CALLs -----------------------------------------------------------------------------
 
 
-def _station_call(
-    view: View,
-    obs: Observation,
-    request: Json,
-    response: Json | None,
-    version: Version,
-) -> list[Effect]:
+def _station_call(view: View, obs: Observation, request: Json, version: Version) -> list[Effect]:
     action, at, v16 = obs.action, obs.at, version is Version.V16
     if action == "BootNotification":
         return [ToEvse(0, ConnectorsKnown(frozenset()))]
@@ -288,7 +290,8 @@ def _station_call(
         tx_id, record = record_from_transaction_event(request, at, version=version)
         return _transaction_effects(view, tx_id, record, at)
     if action == "StartTransaction":
-        tx_id_int = as_int((response or {}).get("transactionId"))
+        response = obs.response.to_json() if obs.response is not None else {}
+        tx_id_int = as_int(response.get("transactionId"))
         if tx_id_int is None:
             return []  # not answered: no transaction id was assigned
         remote = _match_remote_start_16(view, request, at)

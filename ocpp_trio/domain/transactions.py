@@ -399,7 +399,10 @@ def link_remote_start(
 
 def _unit(raw: str | None, multiplier: int) -> tuple[str, float]:
     unit = raw or "Wh"
-    factor = 10.0**multiplier
+    try:
+        factor = 10.0**multiplier
+    except OverflowError:  # the schema does not bound the multiplier
+        factor = math.inf
     base = _PREFIXED.get(unit)
     if base is not None:
         return base, factor * 1000.0
@@ -409,7 +412,8 @@ def _unit(raw: str | None, multiplier: int) -> tuple[str, float]:
 def samples_from_meter_values(meter_values: Sequence[Any], version: Version) -> tuple[Sample, ...]:
     """The samples of wire ``meterValue`` entries (1.6 or 2.x), in base units.
 
-    Values that are not numbers (1.6 ``SignedData``) are skipped.
+    Values that are not numbers (1.6 ``SignedData``), and values beyond a float's range once
+    in base units, are skipped.
     """
     samples: list[Sample] = []
     for entry in meter_values:
@@ -427,12 +431,15 @@ def samples_from_meter_values(meter_values: Sequence[Any], version: Version) -> 
                 uom = as_map(sv.get("unitOfMeasure"))
                 unit, factor = _unit(as_str(uom.get("unit")), as_int(uom.get("multiplier")) or 0)
             value = as_float(sv.get("value"))
-            if value is None or not math.isfinite(value):
+            if value is None:
+                continue
+            value *= factor
+            if not math.isfinite(value):
                 continue
             samples.append(
                 Sample(
                     timestamp=timestamp,
-                    value=value * factor,
+                    value=value,
                     measurand=as_str(sv.get("measurand")) or ENERGY_REGISTER,
                     unit=unit,
                     context=as_str(sv.get("context")),

@@ -1,9 +1,12 @@
-"""Small readers for wire JSON (``message.to_json()``), used by the station's machines.
+"""Small readers for wire JSON, used by the station's machines.
 
 The machines read messages as their wire JSON so that one code path serves 2.0.1 and 2.1 (whose
 generated classes differ) and, where the fields agree, 1.6.  The payloads were validated by the
 codec already, so these readers only narrow types; a value of an unexpected type reads as
-absent.  This is the JSON boundary: ``Any`` stops here.
+absent.  They read a payload as it came from the peer and the same payload encoded again
+(``message.to_json()``) alike: where decoding changes a value (a date-time, a draft-06 integer
+written ``1.0``) they read its wire form as the codec does.  This is the JSON boundary: ``Any``
+stops here.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ocpp_trio.messages._check import parse_datetime
 
 __all__ = ["Json", "as_bool", "as_float", "as_int", "as_list", "as_map", "as_str", "as_time"]
 
@@ -22,6 +27,8 @@ _EMPTY: Json = {}
 
 def as_map(value: object) -> Json:
     """``value`` if it is a JSON object, else an empty mapping."""
+    if type(value) is dict:  # what JSON gives (a cheaper test than an ABC's)
+        return value
     return value if isinstance(value, Mapping) else _EMPTY
 
 
@@ -36,20 +43,24 @@ def as_str(value: object) -> str | None:
 
 
 def as_int(value: object) -> int | None:
-    """``value`` if it is an integer (not a boolean), else ``None``."""
+    """``value`` if it is an integer (not a boolean), else ``None``.  A float without a
+    fractional part is the integer it writes (JSON schema draft-06, like the codec)."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def as_float(value: object) -> float | None:
-    """``value`` as a float if it is a number or a numeric string, else ``None``."""
+    """``value`` as a float if it is a number or a numeric string, else ``None`` (also for an
+    integer too large for a float)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int | float | str):
         try:
             return float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     return None
 
@@ -60,10 +71,14 @@ def as_bool(value: object, default: bool = False) -> bool:
 
 
 def as_time(value: object) -> datetime.datetime | None:
-    """A wire date-time (RFC 3339 text) as an aware datetime; naive input is read as UTC."""
+    """A wire date-time (RFC 3339 text, read as the codec does) as an aware datetime; other
+    ISO 8601 text is read too, naive input as UTC."""
     if isinstance(value, datetime.datetime):
         parsed = value
     elif isinstance(value, str):
+        rfc3339 = parse_datetime(value)
+        if rfc3339 is not None:
+            return rfc3339
         try:
             parsed = datetime.datetime.fromisoformat(value)
         except ValueError:

@@ -111,6 +111,7 @@ __all__ = [
     "MessageType",
     "Reply",
     "SendFrame",
+    "dump_call_result",
     "dump_frame",
     "is_valid_message_id",
     "limit_description",
@@ -432,6 +433,34 @@ def _fault(
 
 
 def _from_json(version: Version, value: object) -> Frame:
+    # The frames that make up nearly all traffic, well formed, are recognised by a few type
+    # checks; anything else (another kind, or any fault) is read by _read_frame, which works
+    # out which fault it is.  Types 2 and 3 exist in every version.
+    if type(value) is list:
+        size = len(value)
+        if size == 4:
+            kind, message_id, action, payload = value
+            if (
+                type(kind) is int
+                and kind == 2
+                and type(action) is str
+                and type(payload) is dict
+                and is_valid_message_id(message_id)
+            ):
+                return Call(message_id, action, payload)
+        elif size == 3:
+            kind, message_id, payload = value
+            if (
+                type(kind) is int
+                and kind == 3
+                and type(payload) is dict
+                and is_valid_message_id(message_id)
+            ):
+                return CallResult(message_id, payload)
+    return _read_frame(version, value)
+
+
+def _read_frame(version: Version, value: object) -> Frame:
     if not isinstance(value, list) or not value:
         why = "the frame is an empty array" if value == [] else "the frame is not a JSON array"
         _fault(version, None, None, None, ErrorCode.RPC_FRAMEWORK_ERROR, why)
@@ -547,8 +576,21 @@ def dump_frame(frame: Frame) -> str:
             frame.description,
             frame.details,
         ]
+    return _dump(array, frame.TYPE)
+
+
+def dump_call_result(message_id: str, payload: dict[str, Any]) -> str:
+    """``dump_frame(CallResult(message_id, payload))``, without making the frame object (the
+    answer to every CALL is written this way).
+
+    Raises:
+        LocalProtocolError: as :func:`dump_frame`.
+    """
+    return _dump([3, message_id, payload], MessageType.CALLRESULT)
+
+
+def _dump(array: list[Any], kind: MessageType) -> str:
     try:
         return _json.dumps(array)
     except (TypeError, ValueError, RecursionError) as exc:
-        why = f"cannot write the {frame.TYPE.name} frame as JSON: {exc}"
-        raise LocalProtocolError(why) from exc
+        raise LocalProtocolError(f"cannot write the {kind.name} frame as JSON: {exc}") from exc

@@ -110,6 +110,7 @@ from ocpp_trio.protocol.frames import (
     MessageType,
     Reply,
     SendFrame,
+    dump_call_result,
     dump_frame,
     is_valid_message_id,
     limit_description,
@@ -171,11 +172,15 @@ class OutstandingCall:
 @attrs.frozen
 class IncomingCall:
     """A valid CALL from the peer; answer it with :meth:`RpcConnection.answer` or
-    :meth:`RpcConnection.answer_error`."""
+    :meth:`RpcConnection.answer_error`.
+
+    ``payload`` is the CALL's JSON object as it came (``request`` is built from it).
+    """
 
     message_id: str
     action: str
     request: Request[Any]
+    payload: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -353,6 +358,12 @@ class RpcConnection:
         self.accept_binary = accept_binary
         self._id_factory = id_factory
         self._actions: Mapping[str, ActionSpec] = messages.actions(self.version)
+        # the actions the peer may send as a CALL
+        self._peer_calls = frozenset(
+            name
+            for name, spec in self._actions.items()
+            if not spec.is_send and self._peer_may_send(spec)
+        )
         self._outstanding: OutstandingCall | None = None
         # incoming CALL id -> action, in arrival order
         self._awaiting: dict[str, str] = {}
@@ -445,26 +456,8 @@ class RpcConnection:
                 message_id=message_id,
             )
             return
-        spec = self._actions.get(action)
-        if spec is None:
-            reject = RemoteProtocolError(
-                ErrorCode.NOT_IMPLEMENTED,
-                f"unknown action {_short(action)} in OCPP {self.version.value}",
-            )
-            self._reject(message_id, action, reject, result)
-            return
-        if spec.is_send:
-            reject = RemoteProtocolError(
-                ErrorCode.NOT_SUPPORTED, f"{action} is a SEND-only message, not a CALL"
-            )
-            self._reject(message_id, action, reject, result)
-            return
-        if not self._peer_may_send(spec):
-            peer = "CSMS" if self.role is Role.STATION else "station"
-            reject = RemoteProtocolError(
-                ErrorCode.NOT_SUPPORTED, f"a {peer} does not send {action} (only receives it)"
-            )
-            self._reject(message_id, action, reject, result)
+        if action not in self._peer_calls:
+            self._reject(message_id, action, self._not_a_call(action), result)
             return
         try:
             request = messages.decode_request(self.version, action, frame.payload)
@@ -484,7 +477,24 @@ class RpcConnection:
             return
         self._awaiting[message_id] = action
         self._counts.calls_received += 1
-        result.events.append(IncomingCall(message_id, action, request))
+        result.events.append(IncomingCall(message_id, action, request, frame.payload))
+
+    def _not_a_call(self, action: str) -> RemoteProtocolError:
+        """Why a CALL of ``action`` is refused: unknown, SEND-only, or not the peer's to send."""
+        spec = self._actions.get(action)
+        if spec is None:
+            return RemoteProtocolError(
+                ErrorCode.NOT_IMPLEMENTED,
+                f"unknown action {_short(action)} in OCPP {self.version.value}",
+            )
+        if spec.is_send:
+            return RemoteProtocolError(
+                ErrorCode.NOT_SUPPORTED, f"{action} is a SEND-only message, not a CALL"
+            )
+        peer = "CSMS" if self.role is Role.STATION else "station"
+        return RemoteProtocolError(
+            ErrorCode.NOT_SUPPORTED, f"a {peer} does not send {action} (only receives it)"
+        )
 
     def _on_send(self, frame: SendFrame, data: str | bytes, result: Received) -> None:
         action = frame.action
@@ -783,7 +793,7 @@ class RpcConnection:
                 f"not {type(response).__name__}"
             )
         payload = messages.encode(response, validate=self.validate_outbound)
-        text = dump_frame(CallResult(message_id, payload))
+        text = dump_call_result(message_id, payload)
         self._answered_now(message_id)
         self._counts.results_sent += 1
         self._counts.frames_sent += 1

@@ -170,6 +170,10 @@ class Allowed:
     reason: str
 
 
+#: the verdict on every CALL of an accepted station (one frozen object, shared)
+_ACCEPTED: Final = Allowed("accepted")
+
+
 @attrs.frozen
 class Refused:
     """Answer the CALL with this CALLERROR; the handler is not run."""
@@ -402,7 +406,7 @@ class Supervisor:
         state = self._state
         if state in (StationState.ACCEPTED, StationState.RESUMED):
             self._state = StationState.ACCEPTED
-            return Allowed("accepted")
+            return _ACCEPTED
         if state in (StationState.CONNECTED, StationState.BOOTING):
             if action in self.config.boot_race_actions:
                 return Allowed("boot race allow-list")

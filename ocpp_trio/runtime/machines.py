@@ -16,10 +16,13 @@ records.  While a connection is served (between :meth:`StationMachines.attach` a
   commands.  No task or channel sits between the station and this step: it is pure in-memory
   work, and a hop through a dispatcher task cost every observed exchange a task switch.
 
-Commands flow only over these bounded channels.  Each task applies its commands to its own
-record with a pure function and puts the new record on the board (the dicts of this object)
-where queries and snapshots read it, then publishes events.  Nothing here runs user code, and a
-failure in a machine is logged, never allowed to end the station.
+Each task applies its commands to its own record with a pure function and puts the new record
+on the board (the dicts of this object) where queries and snapshots read it, then publishes
+events.  A command for a task that is idle (it has applied everything sent to it) is applied
+the same way by the submitting task itself, in the same order and without a task switch,
+unless it changes the task's own course (its first command, an event that ends or follows the
+end of its transaction, a report part, which restarts the report's timeout).  Nothing here
+runs user code, and a failure in a machine is logged, never allowed to end the station.
 
 Task lifetimes: an EVSE task starts with the first command that changes its EVSE (a command
 that changes nothing, like the boot's "EVSE 0 exists", needs no task) and lives while the
@@ -66,9 +69,8 @@ from ocpp_trio.domain.reports import (
     expire_report,
 )
 from ocpp_trio.domain.snapshot import StationSnapshot
-from ocpp_trio.domain.transactions import (
-    RemoteStart,
-)
+from ocpp_trio.domain.transactions import RemoteStart, TransactionEventKind
+from ocpp_trio.domain.wire import Json
 from ocpp_trio.errors import ConnectionLostError
 from ocpp_trio.messages._base import Message, Response
 from ocpp_trio.protocol.version import Version
@@ -79,6 +81,7 @@ from ocpp_trio.runtime.machines_state import (
     ReportKey,
     ReportWatch,
     _Envelope,
+    _Mailbox,
     _Tracker,
     _TxItem,
     _utc_now,
@@ -111,24 +114,41 @@ class StationMachines(MachinesState):
         ``request`` is the CALL's payload (ignored unless it is a message object);
         ``response`` is ``None`` when the exchange failed.
         """
-        if action in OBSERVED_ACTIONS and self._attached and isinstance(request, Message):
-            await self.submit(
-                Observation(
-                    action=action,
-                    by_station=by_station,
-                    request=request,
-                    response=response,
-                    at=_utc_now(),
-                )
-            )
+        observation = self.observation(action, request, response, by_station)
+        if observation is not None:
+            await self.submit(observation)
 
-    async def submit(self, observation: Observation) -> None:
+    def observation(
+        self, action: str, request: object, response: Response | None, by_station: bool
+    ) -> Observation | None:
+        """The observation of a finished exchange to :meth:`submit`, ``None`` when there is
+        nothing to submit (the exchange does not matter, or can change nothing: then it is
+        counted here).  :meth:`observe` in two steps, for a caller that has nothing to wait
+        for in the common case."""
+        if action not in OBSERVED_ACTIONS or not self._attached or not isinstance(request, Message):
+            return None
+        version = self.version
+        if (
+            self.journal is None
+            and version is not None
+            and not may_have_effects(action, by_station, response is not None, version)
+        ):
+            self._observations += 1  # nothing to apply, nothing to journal
+            return None
+        return Observation(
+            action=action, by_station=by_station, request=request, response=response, at=_utc_now()
+        )
+
+    async def submit(self, observation: Observation, wire: Json | None = None) -> None:
         """Apply a finished exchange: interpret it here, in the submitting task, and hand the
         commands to the EVSE, transaction and report tasks (ignored when no connection is
         served, or when the action does not matter).
 
+        ``wire`` is the request's JSON object as it came, when at hand: it is read instead of
+        encoding the request again (see :func:`~ocpp_trio.domain.observations.interpret`).
+
         Exchanges are applied in submission order, also when the reader and the handler
-        runner submit at the same time (a FIFO lock, taken without waiting when free).
+        runner submit at the same time (in FIFO turns, taken without waiting when free).
 
         Waits for: the exchange before it, and room in a task's channel (only when one is
         full).  Cancellation: what was not handed out yet is applied when the connection ends.
@@ -137,27 +157,31 @@ class StationMachines(MachinesState):
         if not self._attached or observation.action not in OBSERVED_ACTIONS:
             return
         # no secret is journaled, applied or published
-        observation = redact_observation(observation, self.device_model)
-        if self.version is not None and not may_have_effects(observation, self.version):
+        redacted = redact_observation(observation, self.device_model)
+        if redacted is not observation:
+            observation, wire = redacted, None  # the JSON as it came still holds the secret
+        version = self.version
+        if version is not None and not may_have_effects(
+            observation.action, observation.by_station, observation.response is not None, version
+        ):
             self._journal(observation)
             self._observations += 1  # nothing to apply
             return
         self._seq += 1
         tracker = _Tracker(self, self._seq)
         self._outstanding.add(tracker.seq)
-        lock = self._order
         try:
-            try:
-                lock.acquire_nowait()
-            except trio.WouldBlock:
+            if self._applying:  # wait for the turn; the exchange before hands it over
                 try:
-                    await lock.acquire()
+                    await self._turns.park()
                 except trio.Cancelled:
                     self._journal(observation)
                     self._unapplied.append(observation)
                     raise
+            else:
+                self._applying = True
             try:
-                await self._dispatch(observation, tracker)
+                await self._dispatch(observation, tracker, wire)
             except trio.Cancelled:
                 raise
             except Exception:
@@ -167,7 +191,10 @@ class StationMachines(MachinesState):
                     observation.action,
                 )
             finally:
-                lock.release()
+                if self._turns:
+                    self._turns.unpark()  # the turn goes to the next exchange, in order
+                else:
+                    self._applying = False
         finally:
             tracker.done()
 
@@ -229,24 +256,30 @@ class StationMachines(MachinesState):
 
         Waits for: room in the EVSE task's channel.  Cancellation: safe.  Closes: the task.
         """
-        send = self._evse_tasks.get(evse_id)
-        if send is None:
+        box = self._evse_tasks.get(evse_id)
+        if box is None:
             self._evses.pop(evse_id, None)
             return
+        envelope = _Envelope[EvseCommand | RemoveEvse](RemoveEvse(), box)
         try:
-            await send.send(_Envelope(RemoveEvse()))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await box.send.send(envelope)
+        except BaseException as exc:
+            envelope.done()  # never delivered
+            if not isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+                raise
             self._evses.pop(evse_id, None)
 
     # -- dispatching -----------------------------------------------------------------------
 
-    async def _dispatch(self, observation: Observation, tracker: _Tracker | None) -> None:
+    async def _dispatch(
+        self, observation: Observation, tracker: _Tracker | None, wire: Json | None
+    ) -> None:
         self._observations += 1
         assert self.version is not None
         effects: list[Effect] = []
         entries: list[LedgerEntry] = []
         try:
-            effects = self._interpret(observation, self.version)
+            effects = self._interpret(observation, self.version, wire)
             touched = self._ending_effects(effects)
             if touched:  # the rare exchange that ends a transaction
                 entries = await self._ledger_entries(touched, tracker.seq if tracker else None)
@@ -258,16 +291,20 @@ class StationMachines(MachinesState):
             # the exchanges are applied in; with the ledger entries, in one commit
             self._journal(observation, entries)
         for index, effect in enumerate(effects):
+            if self._apply_here(effect):
+                continue
             try:
-                await self._perform(effect, tracker)
+                await self._hand_over(effect, tracker)
             except trio.Cancelled:
                 # the connection is ending: what no task took is applied once they are done
                 self._leftover.extend(effects[index:])
                 raise
 
-    def _interpret(self, observation: Observation, version: Version) -> list[Effect]:
+    def _interpret(
+        self, observation: Observation, version: Version, wire: Json | None = None
+    ) -> list[Effect]:
         """The effects of an exchange, with the transactions a reboot closes."""
-        effects = interpret(self, observation, version)
+        effects = interpret(self, observation, version, wire)
         if observation.action == "BootNotification":
             effects += reboot_effects(self._open.values(), observation, version)
         return effects
@@ -301,25 +338,57 @@ class StationMachines(MachinesState):
             self._replaying = False
             self._note_ended()
 
-    async def _perform(self, effect: Effect, tracker: _Tracker | None) -> None:
+    def _apply_here(self, effect: Effect) -> bool:
+        """Apply ``effect`` in the submitting task if that keeps the order; ``False``: it is
+        for a task (see :meth:`_hand_over`).
+
+        A command for a task that is idle (nothing sent to it is left to apply) is applied
+        here and now: the same order, without a task switch.  What changes the task's own
+        course (its first command, an event that ends its transaction or follows the end, a
+        report's part, which restarts the report's timeout) still goes to the task.
+        """
+        if isinstance(effect, ToEvse):
+            box = self._evse_tasks.get(effect.evse_id)
+            if box is None:
+                if not _changes_nothing(self, effect):
+                    return False  # an EVSE gets a task with the first command that changes it
+                self._evses.setdefault(effect.evse_id, Evse(evse_id=effect.evse_id))
+                return True
+            if box.pending:
+                return False
+        elif isinstance(effect, ToTransaction):
+            if _tx_item(effect) is None:
+                return True
+            box_tx = self._tx_tasks.get(effect.transaction_id)
+            if box_tx is None or box_tx.pending or not self._runs_on(effect):
+                return False
+        elif isinstance(effect, ToReport):
+            return not self._report_takes(effect)
+        self._perform_now(effect)
+        return True
+
+    async def _hand_over(self, effect: Effect, tracker: _Tracker | None) -> None:
+        """Send ``effect`` to its task (started if needed): one :meth:`_apply_here` declined."""
         if isinstance(effect, ToEvse):
             command: EvseCommand | RemoveEvse = effect.command
-            if effect.evse_id not in self._evse_tasks and _changes_nothing(self, effect):
-                # an EVSE gets a task with the first command that changes it
-                self._evses.setdefault(effect.evse_id, Evse(evse_id=effect.evse_id))
-                return
             await self._deliver(partial(self._evse_channel, effect.evse_id), command, tracker)
         elif isinstance(effect, ToTransaction):
             item = _tx_item(effect)
-            if item is not None:
-                channel = partial(self._tx_channel, effect.transaction_id)
-                await self._deliver(channel, item, tracker)
-        elif isinstance(effect, ToReport):
-            if self._report_takes(effect):
-                key = (effect.kind, effect.request_id)
-                await self._deliver(partial(self._report_channel, key), effect, tracker)
+            assert item is not None
+            await self._deliver(partial(self._tx_channel, effect.transaction_id), item, tracker)
         else:
-            self._perform_now(effect)
+            assert isinstance(effect, ToReport)
+            key = (effect.kind, effect.request_id)
+            await self._deliver(partial(self._report_channel, key), effect, tracker)
+
+    def _runs_on(self, effect: ToTransaction) -> bool:
+        """Whether ``effect`` is an event that leaves its open transaction running (so its
+        task goes on waiting as it is)."""
+        record = effect.record
+        if record is None or record.kind is TransactionEventKind.ENDED:
+            return False
+        tx = self._open.get(effect.transaction_id)
+        return tx is not None and not tx.ended
 
     def _perform_now(self, effect: Effect, *, strict: bool = False) -> None:
         """Apply an effect here and now (no task involved); ``strict`` raises what fails."""
@@ -423,77 +492,67 @@ class StationMachines(MachinesState):
 
     async def _deliver(
         self,
-        channel: Callable[[], trio.MemorySendChannel[_Envelope[C]]],
+        channel: Callable[[], _Mailbox[C]],
         item: C,
         tracker: _Tracker | None,
     ) -> None:
         # a task may end between lookups (its transaction completed): then start another
         for _attempt in range(3):
-            send = channel()
-            if tracker is not None:
-                tracker.count += 1
-            envelope = _Envelope(item, tracker)
+            box = channel()
+            envelope = _Envelope(item, box, tracker)
             try:
                 try:
-                    send.send_nowait(envelope)
+                    box.send.send_nowait(envelope)
                 except trio.WouldBlock:
-                    await send.send(envelope)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                if tracker is not None:
-                    tracker.count -= 1
-            except BaseException:
-                if tracker is not None:
-                    tracker.count -= 1
-                raise
+                    await box.send.send(envelope)
+            except BaseException as exc:
+                envelope.done()  # never delivered
+                if not isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError):
+                    raise
             else:
                 return
         log.error("station %r: BUG (ours): could not deliver %r", self.identity, item)
 
     def _spawn(
         self,
-        registry: dict[K, trio.MemorySendChannel[_Envelope[C]]],
+        registry: dict[K, _Mailbox[C]],
         key: K,
-        body: Callable[
-            [K, trio.MemorySendChannel[_Envelope[C]], trio.MemoryReceiveChannel[_Envelope[C]]],
-            Awaitable[None],
-        ],
+        body: Callable[[K, _Mailbox[C], trio.MemoryReceiveChannel[_Envelope[C]]], Awaitable[None]],
         name: str,
-    ) -> trio.MemorySendChannel[_Envelope[C]]:
+    ) -> _Mailbox[C]:
         if self._nursery is None:
             raise ConnectionLostError(f"station {self.identity!r}: machines not running")
         send, receive = trio.open_memory_channel[_Envelope[C]](self.config.machine_buffer)
-        registry[key] = send
-        self._nursery.start_soon(body, key, send, receive, name=f"{name} {self.identity}/{key}")
-        return send
+        box = registry[key] = _Mailbox(send)
+        self._nursery.start_soon(body, key, box, receive, name=f"{name} {self.identity}/{key}")
+        return box
 
-    def _evse_channel(
-        self, evse_id: int
-    ) -> trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]]:
-        send = self._evse_tasks.get(evse_id)
-        if send is None:
+    def _evse_channel(self, evse_id: int) -> _Mailbox[EvseCommand | RemoveEvse]:
+        box = self._evse_tasks.get(evse_id)
+        if box is None:
             self._evses.setdefault(evse_id, Evse(evse_id=evse_id))
-            send = self._spawn(self._evse_tasks, evse_id, self._run_evse, "evse")
-        return send
+            box = self._spawn(self._evse_tasks, evse_id, self._run_evse, "evse")
+        return box
 
-    def _tx_channel(self, tx_id: str) -> trio.MemorySendChannel[_Envelope[_TxItem]]:
-        send = self._tx_tasks.get(tx_id)
-        if send is None:
+    def _tx_channel(self, tx_id: str) -> _Mailbox[_TxItem]:
+        box = self._tx_tasks.get(tx_id)
+        if box is None:
             self._reopen(tx_id)
-            send = self._spawn(self._tx_tasks, tx_id, self._run_transaction, "transaction")
-        return send
+            box = self._spawn(self._tx_tasks, tx_id, self._run_transaction, "transaction")
+        return box
 
-    def _report_channel(self, key: ReportKey) -> trio.MemorySendChannel[_Envelope[ToReport]]:
-        send = self._report_tasks.get(key)
-        if send is None:
-            send = self._spawn(self._report_tasks, key, self._run_report, "report")
-        return send
+    def _report_channel(self, key: ReportKey) -> _Mailbox[ToReport]:
+        box = self._report_tasks.get(key)
+        if box is None:
+            box = self._spawn(self._report_tasks, key, self._run_report, "report")
+        return box
 
     # -- EVSE tasks ------------------------------------------------------------------------
 
     async def _run_evse(
         self,
         evse_id: int,
-        send: trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]],
+        box: _Mailbox[EvseCommand | RemoveEvse],
         receive: trio.MemoryReceiveChannel[_Envelope[EvseCommand | RemoveEvse]],
     ) -> None:
         try:
@@ -509,7 +568,7 @@ class StationMachines(MachinesState):
                     envelope.done()
                 del envelope
         finally:
-            if self._evse_tasks.get(evse_id) is send:
+            if self._evse_tasks.get(evse_id) is box:
                 del self._evse_tasks[evse_id]
             self._drain(receive, partial(self._evse_item, evse_id))
             receive.close()
@@ -525,7 +584,7 @@ class StationMachines(MachinesState):
     async def _run_transaction(
         self,
         tx_id: str,
-        send: trio.MemorySendChannel[_Envelope[_TxItem]],
+        box: _Mailbox[_TxItem],
         receive: trio.MemoryReceiveChannel[_Envelope[_TxItem]],
     ) -> None:
         finished = False
@@ -571,7 +630,7 @@ class StationMachines(MachinesState):
                 finally:
                     envelope.done()
         finally:
-            if self._tx_tasks.get(tx_id) is send:
+            if self._tx_tasks.get(tx_id) is box:
                 del self._tx_tasks[tx_id]
             self._drain(receive, partial(self._apply_transaction, tx_id))
             receive.close()
@@ -583,7 +642,7 @@ class StationMachines(MachinesState):
     async def _run_report(
         self,
         key: ReportKey,
-        send: trio.MemorySendChannel[_Envelope[ToReport]],
+        box: _Mailbox[ToReport],
         receive: trio.MemoryReceiveChannel[_Envelope[ToReport]],
     ) -> None:
         finished = False
@@ -612,7 +671,7 @@ class StationMachines(MachinesState):
                 finally:
                     envelope.done()
         finally:
-            if self._report_tasks.get(key) is send:
+            if self._report_tasks.get(key) is box:
                 del self._report_tasks[key]
             self._drain(receive, partial(self._apply_report, key))
             receive.close()

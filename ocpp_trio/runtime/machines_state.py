@@ -144,12 +144,34 @@ class _Tracker:
             self.owner._settled(self.seq)
 
 
-@attrs.frozen
+class _Mailbox(Generic[C]):
+    """The channel to one machine task, and how many commands sent on it the task has not
+    applied yet: with none, the task is idle, and a command applied at once in the submitting
+    task instead is applied in the same order as the task would have."""
+
+    __slots__ = ("pending", "send")
+
+    def __init__(self, send: trio.MemorySendChannel[_Envelope[C]]) -> None:
+        self.send = send
+        self.pending = 0
+
+
 class _Envelope(Generic[C]):
-    item: C
-    tracker: _Tracker | None = None
+    """A command for a task, counted in its mailbox (and tracker) until :meth:`done`."""
+
+    __slots__ = ("item", "mailbox", "tracker")
+
+    def __init__(self, item: C, mailbox: _Mailbox[C], tracker: _Tracker | None = None) -> None:
+        self.item = item
+        self.mailbox = mailbox
+        self.tracker = tracker
+        mailbox.pending += 1
+        if tracker is not None:
+            tracker.count += 1
 
     def done(self) -> None:
+        """The command was applied, or will never be (it could not be delivered)."""
+        self.mailbox.pending -= 1
         if self.tracker is not None:
             self.tracker.done()
 
@@ -263,15 +285,16 @@ class MachinesState:
         self.journal: Journal | None = None
         # per connection
         self._run_lock = trio.Lock()  # one connection at a time
-        self._order = trio.Lock()  # exchanges are applied one at a time, in order
+        # exchanges are applied one at a time, in order: the one applying holds the turn
+        self._applying = False
+        self._turns = trio.lowlevel.ParkingLot()
         self._attached = False
         self._leftover: list[Effect] = []  # effects not handed out when a connection ended
         self._unapplied: list[Observation] = []  # exchanges whose turn had not come
         self._nursery: trio.Nursery | None = None
-        self._evse_tasks: dict[int, trio.MemorySendChannel[_Envelope[EvseCommand | RemoveEvse]]]
-        self._evse_tasks = {}
-        self._tx_tasks: dict[str, trio.MemorySendChannel[_Envelope[_TxItem]]] = {}
-        self._report_tasks: dict[ReportKey, trio.MemorySendChannel[_Envelope[ToReport]]] = {}
+        self._evse_tasks: dict[int, _Mailbox[EvseCommand | RemoveEvse]] = {}
+        self._tx_tasks: dict[str, _Mailbox[_TxItem]] = {}
+        self._report_tasks: dict[ReportKey, _Mailbox[ToReport]] = {}
         self._tx_waits: list[_Wait[Transaction]] = []
         #: finished transactions open again for a late event (their end was published)
         self._reported_ended: set[str] = set()

@@ -201,10 +201,8 @@ class _Waiter:
     started: float = 0.0
 
 
-@attrs.frozen
-class _Work:
-    call: IncomingCall | IncomingSend
-    received: float
+#: what the reader hands the handler runner: the CALL (or SEND) and when it arrived
+_Work = tuple[IncomingCall | IncomingSend, float]
 
 
 class RpcSession(Generic[PeerT]):
@@ -372,25 +370,27 @@ class RpcSession(Generic[PeerT]):
                         self.log.warning("%s: no frame for %s s; closing", self.who, idle_timeout)
                         self.hooks.idle(idle_timeout)
                         return
-                self.last_seen = trio.current_time()
+                self.last_seen = now = trio.current_time()
                 self.last_seen_at = datetime.datetime.now(datetime.UTC)
                 # in a function of its own: an idle session keeps nothing of its last frame
-                await self._on_frame(data, calls)
+                await self._on_frame(data, calls, now)
                 del data
         except ConnectionLostError:
             return
 
-    async def _on_frame(self, data: str | bytes, calls: trio.MemorySendChannel[_Work]) -> None:
+    async def _on_frame(
+        self, data: str | bytes, calls: trio.MemorySendChannel[_Work], now: float
+    ) -> None:
         received = self.rpc.receive(data)
         for text in received.outgoing:
             await self.transport.send_message(text)
         for event in received.events:
             if isinstance(event, IncomingCall):
-                await self._on_call(event, calls)
+                await self._on_call(event, calls, now)
             elif isinstance(event, CallCompleted | CallFailed | RawCallCompleted):
                 await self._on_reply(event)
             elif isinstance(event, IncomingSend):
-                self._on_send(event, calls)
+                self._on_send(event, calls, now)
             else:
                 self._log_event(event)
 
@@ -406,15 +406,16 @@ class RpcSession(Generic[PeerT]):
         else:
             log.info("%s: dropped a frame: %s", who, event.reason)
 
-    async def _on_call(self, event: IncomingCall, calls: trio.MemorySendChannel[_Work]) -> None:
+    async def _on_call(
+        self, event: IncomingCall, calls: trio.MemorySendChannel[_Work], now: float
+    ) -> None:
         self.counts.calls_received += 1
-        now = trio.current_time()
         answer = self.hooks.screen_call(event, now)
         if answer is not None:
             await self.reply(event, answer[0], answer[1], now)
             return
         try:
-            calls.send_nowait(_Work(event, now))
+            calls.send_nowait((event, now))
         except trio.WouldBlock:
             self.counts.calls_refused += 1
             self.log.warning(
@@ -428,11 +429,13 @@ class RpcSession(Generic[PeerT]):
             )
             await self.reply(event, None, busy, now)
 
-    def _on_send(self, event: IncomingSend, calls: trio.MemorySendChannel[_Work]) -> None:
+    def _on_send(
+        self, event: IncomingSend, calls: trio.MemorySendChannel[_Work], now: float
+    ) -> None:
         if not self.hooks.screen_send(event):
             return
         try:
-            calls.send_nowait(_Work(event, trio.current_time()))
+            calls.send_nowait((event, now))
         except trio.WouldBlock:
             self.log.warning("%s: SEND %s dropped: handler queue full", self.who, event.action)
 
@@ -508,12 +511,12 @@ class RpcSession(Generic[PeerT]):
 
     async def _run_handlers(self, receive: trio.MemoryReceiveChannel[_Work]) -> None:
         async with receive:
-            async for work in receive:
+            async for call, received in receive:
                 try:
-                    if isinstance(work.call, IncomingSend):
-                        await self.hooks.handle_send(work.call)
+                    if isinstance(call, IncomingSend):
+                        await self.hooks.handle_send(call)
                     else:
-                        await self._handle_call(work.call, work.received)
+                        await self._handle_call(call, received)
                 except ConnectionLostError:
                     # we can no longer answer; end the session rather than let the reader
                     # queue CALLs nobody will take
@@ -524,7 +527,7 @@ class RpcSession(Generic[PeerT]):
                         deferred, self._deferred = self._deferred, []
                         for action in deferred:
                             action()
-                del work  # an idle session keeps nothing of its last CALL
+                del call  # an idle session keeps nothing of its last CALL
 
     async def _handle_call(self, event: IncomingCall, received: float) -> None:
         request = event.request

@@ -433,9 +433,9 @@ class Station(StationOperations):
         started: float,
     ) -> None:
         """Hand the finished exchange to the extra handlers (never waits)."""
-        runners = (*self._extras, *self._shared_extras)
-        if not runners:
+        if not self._extras and not self._shared_extras:
             return
+        runners = (*self._extras, *self._shared_extras)
         exchange = Exchange(
             identity=self.identity,
             version=self.version,
@@ -686,8 +686,12 @@ class _CSMSSide(SessionHooks):
         if handled:
             # shown to the machines first, so once the station has its answer a settle()
             # covers it; and written ahead: stored before it is acknowledged
-            await self.machines.observe(event.action, event.request, response, True)
-            await self._durable(event)
+            machines = self.machines
+            observation = machines.observation(event.action, event.request, response, True)
+            if observation is not None:
+                await machines.submit(observation, event.payload)
+            if machines.journal is not None:  # without a store, nothing to wait for
+                await self._durable(event)
 
     async def after_answer(
         self,
@@ -710,7 +714,7 @@ class _CSMSSide(SessionHooks):
             error,
             started,
         )
-        if handled:
+        if handled and self.machines.journal is not None:
             await self.machines.checkpoint()
 
     async def _durable(self, event: IncomingCall) -> None:
