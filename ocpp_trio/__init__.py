@@ -139,7 +139,7 @@ from ocpp_trio.runtime.events import (
 from ocpp_trio.runtime.handlers import Router, boot_response, handles, heartbeat_response
 from ocpp_trio.runtime.machines import MachinesConfig, StationMachines
 from ocpp_trio.runtime.peer import CSMSView
-from ocpp_trio.runtime.station import Station, StationConfig, StationStatistics
+from ocpp_trio.runtime.station import CallHook, Station, StationConfig, StationStatistics
 from ocpp_trio.runtime.station_ops import ConfigurationResult
 from ocpp_trio.security.auth import (
     AuthenticatorStatistics,
@@ -231,6 +231,7 @@ __all__ = [
     "CSMSStatistics",
     "CSMSView",
     "CallError",
+    "CallHook",
     "CallTimeoutError",
     "CertificateBinding",
     "CertificatePolicy",

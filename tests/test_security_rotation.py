@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
 from typing import Any
 
@@ -37,6 +37,7 @@ from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.security.auth import StationAuthenticator
 from ocpp_trio.security.config import parse_stations
 from ocpp_trio.security.rotation import (
+    PasswordChangeObserver,
     RotationOutcome,
     rotate_password,
     send_password_change,
@@ -79,11 +80,14 @@ def matches(encoded: str | None, secret: str | bytes) -> bool:
 
 @asynccontextmanager
 async def connected(
-    version: Version = V201, call_timeout: float = 5
+    version: Version = V201, call_timeout: float = 5, observer: PasswordChangeObserver | None = None
 ) -> AsyncIterator[tuple[Station, FakeStation]]:
     csms = CSMS(boot_router(), config=CSMSConfig(station=StationConfig(call_timeout=call_timeout)))
+    if observer is not None:
+        observer.install(csms)
     ours, theirs = memory_transport_pair()
     async with trio.open_nursery() as nursery:
+        await nursery.start(csms.run)  # where CSMS-wide extra handlers run
         station: Station = await nursery.start(partial(csms.serve_station, ours, "CS1", version))
         fake = FakeStation(theirs, version)
         await fake.call(boot_request(version))
@@ -189,6 +193,87 @@ async def test_send_password_change_for_application_requests(autojump_clock: Any
     assert matches(after.password_hash, key)
 
 
+def password_request(new: str) -> v2_0_1.SetVariablesRequest:
+    """The SetVariables an application builds itself to change the password."""
+    data = v2_0_1.SetVariableDataType(
+        attribute_value=new,
+        component=v2_0_1.ComponentType(name="SecurityCtrlr"),
+        variable=v2_0_1.VariableType(name="BasicAuthPassword"),
+    )
+    return v2_0_1.SetVariablesRequest(set_variable_data=(data,))
+
+
+@pytest.mark.parametrize(
+    ("answer", "old_ok", "new_ok"),
+    [
+        (set_result("Accepted"), False, True),
+        (set_result("Rejected"), True, False),
+        (CallError(ErrorCode.INTERNAL_ERROR, "no"), True, False),
+        (None, True, True),  # no answer: it may have been applied
+    ],
+    ids=["accepted", "rejected", "callerror", "timeout"],
+)
+@pytest.mark.parametrize("raw", [False, True], ids=["call", "call_raw"])
+async def test_the_observer_records_a_plain_call_before_it_goes_out(
+    autojump_clock: Any, answer: Any, old_ok: bool, new_ok: bool, raw: bool
+) -> None:
+    # an application's own station.call: the observer's call hook records the new password as
+    # pending before the station sees the CALL, and its extra handler settles it by the answer
+    earlier = hash_password(password(9), hashing=CHEAP)  # an uncertain change from before
+    store = InMemoryCredentialStore([attrs.evolve(record(), pending_password_hash=earlier)])
+    seen: list[StationCredentials | None] = []
+
+    async def station_side(fake: FakeStation) -> None:
+        call = await fake.expect_call()
+        seen.append(await store.get("CS1"))  # what a login would read right now
+        if isinstance(answer, CallError):
+            await fake.transport.send_message(
+                fake.rpc.answer_error(call.message_id, answer.code, answer.description, {})
+            )
+        elif answer is not None:
+            await fake.answer(call, answer)
+
+    observer = PasswordChangeObserver(store, hashing=CHEAP)
+    async with (
+        connected(call_timeout=2, observer=observer) as (station, fake),
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(station_side, fake)
+        request = password_request(password(1))
+        failing = answer is None or isinstance(answer, CallError)
+        with pytest.raises((CallError, CallTimeoutError)) if failing else nullcontext():
+            if raw:
+                await station.call_raw("SetVariables", request.to_json())
+            else:
+                await station.call(request)
+        await trio.sleep(1)  # the extra handler settles it (autojump: no real wait)
+    [during] = seen
+    assert during is not None
+    assert matches(during.password_hash, PW0)
+    assert matches(during.pending_password_hash, password(1))
+    after = await store.get("CS1")
+    assert after is not None
+    valid = {h for h in (after.password_hash, after.pending_password_hash) if h}
+    assert any(matches(h, PW0) for h in valid) is old_ok
+    assert any(matches(h, password(1)) for h in valid) is new_ok
+    if not new_ok:  # refused: the earlier uncertain change is back, as with rotate_password
+        assert after.pending_password_hash == earlier
+
+
+async def test_the_observer_refuses_a_bad_password_before_anything_is_sent(
+    autojump_clock: Any,
+) -> None:
+    store = InMemoryCredentialStore([record()])
+    observer = PasswordChangeObserver(store, hashing=CHEAP)
+    async with connected(observer=observer) as (station, _fake):
+        with pytest.raises(ValueError, match="control"):
+            await station.call(password_request("with-a-tab\there-000000"))
+        assert station.statistics().calls_sent == 0
+    after = await store.get("CS1")
+    assert after is not None
+    assert after.pending_password_hash is None
+
+
 # -- the authenticator reads the newest record -------------------------------------------------
 
 
@@ -249,12 +334,23 @@ async def upgrade(
 
 
 async def rotate_in_background(
-    csms: CSMS, store: CredentialStore, new: str, outcomes: list[object], done: trio.Event
+    csms: CSMS,
+    store: CredentialStore,
+    new: str,
+    outcomes: list[object],
+    done: trio.Event,
+    plain: bool,
 ) -> None:
     station = csms.get_station("CS1")
     assert station is not None
     try:
-        outcomes.append((await rotate_password(station, store, new, hashing=CHEAP)).outcome)
+        if plain:  # the application's own call, kept in step by the observer
+            response = await station.call(password_request(new))
+            [result] = response.set_variable_result
+            accepted = result.attribute_status.value == "Accepted"
+            outcomes.append(RotationOutcome.ACCEPTED if accepted else result.attribute_status)
+        else:
+            outcomes.append((await rotate_password(station, store, new, hashing=CHEAP)).outcome)
     except Exception as exc:  # the old connection may be replaced before its answer is read
         outcomes.append(type(exc).__name__)
     finally:
@@ -262,7 +358,10 @@ async def rotate_in_background(
 
 
 @pytest.mark.slow
-async def test_reconnecting_within_a_millisecond_of_the_answer_100_times(tmp_path: Any) -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["rotate_password", "observed_call"])
+async def test_reconnecting_within_a_millisecond_of_the_answer_100_times(
+    tmp_path: Any, plain: bool
+) -> None:
     rounds = 100
     delays: list[float] = []
     outcomes: list[object] = []
@@ -279,6 +378,8 @@ async def test_reconnecting_within_a_millisecond_of_the_answer_100_times(tmp_pat
         ):
             assert csms.server_info is not None
             port = csms.server_info.port
+            if plain:
+                PasswordChangeObserver(store, hashing=CHEAP).install(csms)
             current = PW0
             streams.append(await trio.open_tcp_stream("127.0.0.1", port))
             ws = await upgrade(background, streams[-1], "CS1", current)
@@ -289,7 +390,9 @@ async def test_reconnecting_within_a_millisecond_of_the_answer_100_times(tmp_pat
                     new = password(n)
                     serving = csms.get_station("CS1")
                     done = trio.Event()
-                    background.start_soon(rotate_in_background, csms, store, new, outcomes, done)
+                    background.start_soon(
+                        rotate_in_background, csms, store, new, outcomes, done, plain
+                    )
                     call: IncomingCall = await fake.expect_call()
                     assert call.action == "SetVariables"
                     # the next connection is open before the answer goes out, so its upgrade
@@ -302,8 +405,9 @@ async def test_reconnecting_within_a_millisecond_of_the_answer_100_times(tmp_pat
                     delays.append(trio.current_time() - answered)
                     await done.wait()
                     fake = FakeStation(TrioWebSocketPeer(ws), V201)  # type: ignore[arg-type]
-                    # the server registers the new connection just after the client sees 101
-                    while csms.get_station("CS1") in (None, serving):  # noqa: ASYNC110
+                    # the server registers the new connection just after the client sees 101,
+                    # and serves it just after that
+                    while not _serving_anew(csms, serving):  # noqa: ASYNC110
                         await trio.sleep(0.001)
                     old, current = current, new
                     if n % 20 == 0:  # the old password is refused from now on
@@ -318,6 +422,11 @@ async def test_reconnecting_within_a_millisecond_of_the_answer_100_times(tmp_pat
     assert matches(record_now.password_hash, password(rounds))
     # measured, not asserted (wall clock): from the answer to the new connection's upgrade
     print(f"answer -> upgraded with the new password: max {max(delays) * 1e3:.1f} ms")
+
+
+def _serving_anew(csms: CSMS, before: Station | None) -> bool:
+    station = csms.get_station("CS1")
+    return station is not None and station is not before and station.connected
 
 
 async def _final(tmp_path: Any) -> StationCredentials:

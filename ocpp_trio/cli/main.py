@@ -554,9 +554,7 @@ async def serve(
             credentials: CredentialStore | None = None
             if isinstance(check_request, StationAuthenticator):
                 credentials = store.credentials
-                csms.add_extra_handler(
-                    PasswordChangeObserver(credentials), buffer=256, name="passwords"
-                )
+                PasswordChangeObserver(credentials).install(csms)
             if signer is not None:
                 csms.add_extra_handler(signer, buffer=64, name="certificates")
             csms.add_extra_handler(

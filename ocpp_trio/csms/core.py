@@ -71,7 +71,7 @@ from ocpp_trio.runtime.groups import open_service, single_failure
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
-from ocpp_trio.runtime.station import Station, StationConfig, extra_runner
+from ocpp_trio.runtime.station import CallHook, Station, StationConfig, extra_runner
 from ocpp_trio.runtime.tally import CallStatistics, CallTally, Latency, LatencySnapshot
 from ocpp_trio.store.base import Registration, Store, SweepsUnbooted
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
@@ -224,6 +224,7 @@ class CSMS:
         self._machines: dict[str, StationMachines] = {}
         self._machine_events: Broadcast[MachineEvent] = Broadcast(name="CSMS machine event")
         self._extras: list[ExtraHandlerRunner[Station]] = []
+        self._call_hooks: list[CallHook] = []
         self._nursery: trio.Nursery | None = None
         self._closed = False
         self._counts = _Counts()
@@ -467,6 +468,11 @@ class CSMS:
         if self._nursery is not None:
             self._nursery.start_soon(runner.run)
 
+    def add_call_hook(self, hook: CallHook) -> None:
+        """Run ``await hook(station, request)`` before each CALL to any station (see
+        :meth:`Station.add_call_hook`); also for the stations already connected."""
+        self._call_hooks.append(hook)
+
     def _committed(self, seconds: float, writes: int, ok: bool) -> None:
         self._commit_latency.observe(seconds)
 
@@ -570,6 +576,7 @@ class CSMS:
             request=connection.request if connection is not None else None,
             events=self._events,
             shared_extra_handlers=self._extras,
+            shared_call_hooks=self._call_hooks,
             machines=self._add_station(identity),
             csms=self,
             tally=self._tally,

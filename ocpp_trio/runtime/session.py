@@ -654,6 +654,7 @@ class RpcSession(Generic[PeerT]):
         *,
         validate: bool = True,
         call_timeout: float | None = None,
+        decoded: Request[Any] | None = None,
     ) -> dict[str, Any]:
         """Send ``payload`` as it is in a CALL of ``action`` and return the answer's JSON
         object as it came: :meth:`call` without the typed messages.
@@ -664,11 +665,13 @@ class RpcSession(Generic[PeerT]):
         :meth:`call`.  Without, nothing is checked (any action name is allowed) and the hooks
         see :meth:`SessionHooks.check_raw_call` and :meth:`SessionHooks.raw_call_done`.
         The slot, the lock, the timeout and the errors are those of :meth:`call`.
+        ``decoded`` is the typed request of ``payload`` when the caller has it already
+        (:meth:`raw_request`'s, with ``validate``).
         """
         self.ensure_connected(action)
         request: Request[Any] | None = None
         if validate:
-            request = self.raw_request(action, payload)
+            request = decoded if decoded is not None else self.raw_request(action, payload)
         async with self._lock():
             self.ensure_connected(action)
             if request is not None:

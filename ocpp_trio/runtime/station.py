@@ -89,6 +89,7 @@ from ocpp_trio.transport.base import Transport
 from ocpp_trio.transport.server import ConnectionRequest
 
 __all__ = [
+    "CallHook",
     "ExtraHandler",
     "ExtraHandlerRunner",
     "Station",
@@ -114,6 +115,10 @@ def current_station_id() -> str | None:
 
 _HEARTBEAT: Final = "Heartbeat"
 
+#: ``async def hook(station, request)``: run in the calling task before each CALL of the CSMS
+#: goes out (:meth:`Station.add_call_hook`); what it raises stops the CALL, unsent
+CallHook = Callable[["Station", Request[Any]], Awaitable[None]]
+
 
 class Station(StationOperations):
     """One station connection: state, handlers, machines and :meth:`call`.
@@ -133,6 +138,7 @@ class Station(StationOperations):
         request: the upgrade request (from the server), if any.
         events: where lifecycle events are published.
         shared_extra_handlers: CSMS-wide extra handlers (run elsewhere) also fed by this station.
+        shared_call_hooks: CSMS-wide call hooks, run before this station's CALLs after its own.
         machines: the identity's machines (the CSMS keeps one per identity across
             connections); by default a fresh one.
         csms: the CSMS serving the station (handlers reach it as :attr:`csms`).
@@ -152,6 +158,7 @@ class Station(StationOperations):
         request: ConnectionRequest | None = None,
         events: Broadcast[StationEvent] | None = None,
         shared_extra_handlers: Sequence[ExtraHandlerRunner[Station]] = (),
+        shared_call_hooks: Sequence[CallHook] = (),
         machines: StationMachines | None = None,
         csms: CSMSView[Station] | None = None,
         tally: CallTally | None = None,
@@ -168,6 +175,8 @@ class Station(StationOperations):
         self._events = events
         self._shared_extras = shared_extra_handlers
         self._extras: list[ExtraHandlerRunner[Station]] = []
+        self._shared_call_hooks = shared_call_hooks
+        self._call_hooks: list[CallHook] = []
         self._supervisor = Supervisor(
             self.version,
             initial_status=initial_status,
@@ -317,6 +326,23 @@ class Station(StationOperations):
         nursery = self._session.nursery
         if nursery is not None:
             nursery.start_soon(runner.run)
+
+    def add_call_hook(self, hook: CallHook) -> None:
+        """Run ``await hook(station, request)`` before each CALL this station is sent.
+
+        For what must be in place before the station can act on a CALL, e.g. a new password
+        recorded as pending before the station may reconnect with it
+        (:class:`~ocpp_trio.PasswordChangeObserver`).  Hooks run in the calling task, in the
+        order installed (this station's, then the CSMS-wide ones), after the registration
+        check and before the CALL waits for its turn; what a hook raises reaches the caller
+        and nothing is sent.  They see :meth:`call` and a validated :meth:`call_raw` (as its
+        typed request), not a ``call_raw(..., validate=False)``.
+        """
+        self._call_hooks.append(hook)
+
+    async def _before_call(self, request: Request[Any]) -> None:
+        for hook in (*self._call_hooks, *self._shared_call_hooks):
+            await hook(self, request)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the connection until it ends.
@@ -477,6 +503,8 @@ class Station(StationOperations):
         self._session.ensure_connected(request.ACTION)
         # fail fast, before queueing for the slot; checked again once it is ours
         self._supervisor.check_csms_call(request.ACTION, request)
+        if self._call_hooks or self._shared_call_hooks:
+            await self._before_call(request)
         return await self._session.call(request, call_timeout=call_timeout)
 
     async def call_raw(
@@ -514,8 +542,13 @@ class Station(StationOperations):
         """
         self._session.ensure_connected(action)
         self._supervisor.check_csms_call(action, payload)
+        decoded: Request[Any] | None = None
+        if validate and (self._call_hooks or self._shared_call_hooks):
+            # the hooks and the extra handlers see the same request object
+            decoded = self._session.raw_request(action, payload)
+            await self._before_call(decoded)
         return await self._session.call_raw(
-            action, payload, validate=validate, call_timeout=call_timeout
+            action, payload, validate=validate, call_timeout=call_timeout, decoded=decoded
         )
 
     def after_answer(self, async_fn: Callable[..., Awaitable[object]], *args: object) -> None:

@@ -14,9 +14,9 @@ The order, for :func:`rotate_password` and :func:`send_password_change` alike:
 
 Every read-modify-write of a station's record (here, and the authenticator adopting a pending
 password) holds one lock per store and identity, so none overwrites another.
-:class:`PasswordChangeObserver` keeps the store in step with password changes the application
-sends as raw ``station.call(...)``; it sees them only once answered, so prefer
-:func:`send_password_change` for those.
+:class:`PasswordChangeObserver` does the same for password changes the application sends as
+plain ``station.call(...)``: installed with :meth:`PasswordChangeObserver.install`, a call hook
+records the pending hash before the CALL goes out and an extra handler settles it by the answer.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import attrs
 import trio
@@ -46,8 +46,8 @@ from ocpp_trio.errors import CallError, LocalProtocolError, StateError
 from ocpp_trio.messages import v1_6, v2_0_1, v2_1
 from ocpp_trio.messages._base import Direction, Message, Request, Response
 from ocpp_trio.protocol.version import Version
-from ocpp_trio.runtime.events import Exchange
-from ocpp_trio.runtime.station import Station
+from ocpp_trio.runtime.events import Exchange, ExtraHandler
+from ocpp_trio.runtime.station import CallHook, Station
 
 __all__ = [
     "PasswordChangeObserver",
@@ -409,18 +409,37 @@ def _forget(key: int, _ref: object) -> None:
     _HELPER_REQUESTS.pop(key, None)
 
 
+class HookedPeer(Protocol):
+    """What :meth:`PasswordChangeObserver.install` installs on: a :class:`~ocpp_trio.CSMS` (for
+    every station) or one :class:`~ocpp_trio.Station`."""
+
+    def add_extra_handler(
+        self,
+        handler: ExtraHandler[Station],
+        *,
+        buffer: int | None = None,
+        max_failures: int | None = None,
+        name: str | None = None,
+    ) -> None: ...
+
+    def add_call_hook(self, hook: CallHook) -> None: ...
+
+
 class PasswordChangeObserver:
-    """An extra handler keeping the store in step with password changes the application sends
-    itself as raw ``SetVariables``/``ChangeConfiguration`` calls, by the station's answer as in
-    :func:`rotate_password` (whose calls, and :func:`send_password_change`'s, it skips).
+    """Keeps the store in step with password changes the application sends itself as plain
+    ``SetVariables``/``ChangeConfiguration`` calls, without a window, as :func:`rotate_password`
+    does (whose calls, and :func:`send_password_change`'s, it skips).
 
-    It sees a change only once answered, so the new password is not accepted before that:
-    send such calls with :func:`send_password_change` instead where a station may reconnect
-    at once.
+    Two parts, both installed by :meth:`install`: a call hook (:meth:`before_call`) that
+    records the new password as pending before the CALL goes out, so a station that applies it
+    and reconnects at once logs in with it; and an extra handler (the observer itself) that
+    settles it by the answer: ``Accepted`` makes it the only one, ``Rejected`` or a CALLERROR
+    drops it, no answer leaves both valid.  A change the hook did not see (installed as an extra
+    handler alone, a station without a record) is stored once answered.
 
-    Install it CSMS-wide: ``csms.add_extra_handler(PasswordChangeObserver(store),
-    name="passwords", buffer=256)``. Extra handlers drop exchanges when their buffer is full;
-    give it room.
+    Install it CSMS-wide: ``PasswordChangeObserver(store).install(csms)``.  Extra handlers drop
+    exchanges when their buffer is full (the change then stays pending: both passwords valid
+    until the station logs in with the new one); :meth:`install` gives it room.
 
     Args:
         store: the store the authenticator reads.
@@ -430,14 +449,49 @@ class PasswordChangeObserver:
     def __init__(self, store: CredentialStore, *, hashing: PasswordHashing | None = None) -> None:
         self.store = store
         self.hashing = hashing
+        # the changes recorded by before_call and not yet settled, by request: the request
+        # (weakly), the pending hash, the pending hash it replaced
+        self._recorded: dict[int, tuple[weakref.ref[Message], str, str | None]] = {}
+
+    def install(self, target: HookedPeer, *, buffer: int = 256) -> None:
+        """Install on ``target`` (a CSMS, or one station): :meth:`before_call` as a call hook,
+        the observer as an extra handler named ``passwords`` with room for ``buffer``
+        exchanges."""
+        target.add_call_hook(self.before_call)
+        target.add_extra_handler(self, name="passwords", buffer=buffer)
+
+    async def before_call(self, station: Station, request: Request[Any]) -> None:
+        """The call hook: when ``request`` sets the password, record its hash as pending.
+
+        Raises:
+            ValueError: a 2.x password that is not 16 to 40 characters or has control
+                characters (nothing is sent).
+        """
+        if _is_helper_request(request):
+            return
+        secret = password_in(request)
+        if secret is None:
+            return
+        if isinstance(request, _SETVARIABLES_REQUESTS):
+            check_password_text(secret.decode("utf-8"))
+        encoded = await _hash(secret, self.hashing)
+        try:
+            previous = await _record_pending(self.store, station.identity, encoded)
+        except LookupError:
+            return  # not a station the store knows: nothing to keep in step
+        key = id(request)
+        self._recorded[key] = (
+            weakref.ref(request, partial(_forget_in, self._recorded, key)),
+            encoded,
+            previous,
+        )
 
     async def __call__(self, station: Station, exchange: Exchange) -> None:
         """Look at one finished exchange; update the store if it changed the password."""
         if exchange.direction is not Direction.CSMS_TO_STATION:
             return
         request = exchange.request
-        ours = _HELPER_REQUESTS.get(id(request))
-        if ours is not None and ours() is request:
+        if _is_helper_request(request):
             return
         secret = password_in(request)
         if secret is None:
@@ -448,4 +502,18 @@ class PasswordChangeObserver:
             outcome = RotationOutcome.REJECTED
         else:  # timeout, connection lost, broken answer: it may have been applied
             outcome = RotationOutcome.PENDING
+        recorded = self._recorded.pop(id(request), None)
+        if recorded is not None and recorded[0]() is request:
+            _ref, encoded, previous = recorded
+            await _settle(self.store, exchange.identity, outcome, encoded, previous)
+            return
         await _apply_after_the_fact(self.store, exchange.identity, outcome, secret, self.hashing)
+
+
+def _is_helper_request(request: Message) -> bool:
+    ours = _HELPER_REQUESTS.get(id(request))
+    return ours is not None and ours() is request
+
+
+def _forget_in(table: dict[int, Any], key: int, _ref: object) -> None:
+    table.pop(key, None)
