@@ -34,6 +34,7 @@ from ocpp_trio.protocol.supervisor import RegistrationStatus, StationState
 from ocpp_trio.runtime.events import BootAnswered, Broadcast, Exchange, StationEvent
 from ocpp_trio.runtime.handlers import Router
 from ocpp_trio.runtime.station import Station, StationConfig
+from ocpp_trio.testing import memory_transport_pair
 
 ALL = list(Version)
 V201 = Version.V201
@@ -795,3 +796,44 @@ async def test_peer_gone_while_calls_are_queued(autojump_clock: Any) -> None:
         await fake.transport.aclose()
         await station.wait_closed()  # ends cleanly: no crash, nothing left running
         assert not station.connected
+
+
+async def test_a_call_before_the_connection_is_served_waits_for_it(autojump_clock: Any) -> None:
+    # what the CSMS hands out while a replaced connection closes: registered, not yet served
+    ours, theirs = memory_transport_pair()
+    station = Station("CS1", V201, ours, Router(), initial_status=RegistrationStatus.ACCEPTED)
+    fake = FakeStation(theirs, V201)
+    answered: list[v2_0_1.GetVariablesResponse] = []
+
+    async def caller() -> None:
+        answered.append(await station.call(get_variables(), call_timeout=30))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller)
+        await trio.sleep(5)  # the call waits: nothing is sent, nothing fails
+        assert answered == []
+        await nursery.start(station.run)
+        incoming = await fake.expect_call()
+        await fake.answer(incoming, get_variables_response())
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(answered) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_call_to_a_connection_never_served_fails_after_its_timeout(
+    autojump_clock: Any,
+) -> None:
+    ours, _theirs = memory_transport_pair()
+    station = Station("CS1", V201, ours, Router())
+    started = trio.current_time()
+    with pytest.raises(ConnectionLostError):
+        await station.call(get_variables(), call_timeout=7)
+    assert trio.current_time() - started == pytest.approx(7)
+    # closed before it was served: a call fails at once
+    await station.aclose()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(station.run)
+    started = trio.current_time()
+    with pytest.raises(ConnectionLostError):
+        await station.call(get_variables(), call_timeout=7)
+    assert trio.current_time() == started

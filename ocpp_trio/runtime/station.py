@@ -207,6 +207,8 @@ class Station(StationOperations):
         self._started = False
         self._close_request: tuple[int, str, DisconnectReason] | None = None
         self._finished = trio.Event()
+        # set once the connection is served, or once run() ends without serving it
+        self._serving = trio.Event()
 
     # -- state ---------------------------------------------------------------------------
 
@@ -340,6 +342,19 @@ class Station(StationOperations):
         """
         self._call_hooks.append(hook)
 
+    async def _until_served(self, action: str, call_timeout: float | None) -> None:
+        """Return once the connection is served; raise ``ConnectionLostError`` if it ends, or
+        is still not served after ``call_timeout`` seconds.
+
+        A connection that replaces another is handed out (:meth:`CSMS.get_station`,
+        :meth:`CSMS.call`) as soon as it is registered, while the old one closes: a CALL made
+        in that moment waits for it instead of failing."""
+        if not self._session.connected and not self._serving.is_set():
+            timeout = self.config.call_timeout if call_timeout is None else call_timeout
+            with trio.move_on_after(timeout):
+                await self._serving.wait()
+        self._session.ensure_connected(action)
+
     async def _before_call(self, request: Request[Any]) -> None:
         for hook in (*self._call_hooks, *self._shared_call_hooks):
             await hook(self, request)
@@ -378,6 +393,7 @@ class Station(StationOperations):
                 return
             initial = self._supervisor.connect()
             self._session.connected = was_connected = True
+            self._serving.set()
             resumed = initial is StationState.RESUMED
             log.info("station %r: serving OCPP %s (%s)", self.identity, self.version, initial.value)
             self._publish(Connected(identity=self.identity, version=self.version, resumed=resumed))
@@ -385,6 +401,7 @@ class Station(StationOperations):
                 self._publish(Accepted(identity=self.identity, version=self.version, resumed=True))
             await self._session.run(start)
         finally:
+            self._serving.set()  # callers waiting for the connection to be served give up
             try:
                 if attached:  # the machine tasks have ended with the nursery
                     self.machines.detach()
@@ -486,8 +503,9 @@ class Station(StationOperations):
 
         One CALL is outstanding per station: concurrent callers wait their turn in order.
 
-        Waits for: the turn (not bounded by the timeout), then the station's answer, for
-        ``call_timeout`` seconds (default ``config.call_timeout``).
+        Waits for: a connection that has just replaced another to be served (at most
+        ``call_timeout``), the turn (not bounded by the timeout), then the station's answer,
+        for ``call_timeout`` seconds (default ``config.call_timeout``).
         Cancellation: safe at any point; the outstanding slot is freed and a late reply is
         dropped.
         Closes: nothing.
@@ -500,7 +518,7 @@ class Station(StationOperations):
             RemoteProtocolError: the station's answer was broken or failed its schema.
             LocalProtocolError: the request is invalid or of another version (nothing sent).
         """
-        self._session.ensure_connected(request.ACTION)
+        await self._until_served(request.ACTION, call_timeout)
         # fail fast, before queueing for the slot; checked again once it is ours
         self._supervisor.check_csms_call(request.ACTION, request)
         if self._call_hooks or self._shared_call_hooks:
@@ -540,7 +558,7 @@ class Station(StationOperations):
                 send, an invalid payload with ``validate``, or a payload that is not JSON
                 (nothing was sent).
         """
-        self._session.ensure_connected(action)
+        await self._until_served(action, call_timeout)
         self._supervisor.check_csms_call(action, payload)
         decoded: Request[Any] | None = None
         if validate and (self._call_hooks or self._shared_call_hooks):
