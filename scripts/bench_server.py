@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import json
 import os
 import resource
@@ -108,6 +109,17 @@ def wire_now() -> str:
 
 # -- the servers -------------------------------------------------------------------------------
 
+#: set by ``server --gc-freeze``: freeze the garbage collector's view of the heap once listening
+GC_FREEZE = False
+
+
+def announce(port: int) -> None:
+    """Tell the orchestrator the server listens on ``port`` (after ``gc.freeze()`` with
+    ``--gc-freeze``: what ``ocpp-trio serve`` does once it is up)."""
+    if GC_FREEZE:
+        gc.freeze()
+    print(f"PORT {port}", flush=True)
+
 
 def ours_router() -> Router:
     """The handlers of ours: typed answers to the messages of the mix, Heartbeat built in."""
@@ -149,7 +161,7 @@ def serve_ours(profile: str | None) -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with open_csms(router, "127.0.0.1", 0) as csms:
                 assert csms.server_info is not None
-                print(f"PORT {csms.server_info.port}", flush=True)
+                announce(csms.server_info.port)
                 async for _ in signals:
                     return
 
@@ -174,7 +186,7 @@ async def run_until_sigterm(start: Callable[[trio.Nursery], Awaitable[int]]) -> 
 
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            print(f"PORT {await start(nursery)}", flush=True)
+            announce(await start(nursery))
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 return
@@ -224,7 +236,7 @@ def serve_ocpp(sync_validation: bool) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         async with serve(handler, "127.0.0.1", 0, subprotocols=["ocpp2.0.1"]) as server:  # type: ignore[list-item]
             port = next(iter(server.sockets)).getsockname()[1]
-            print(f"PORT {port}", flush=True)
+            announce(port)
             await stop.wait()
 
     asyncio.run(main())
@@ -501,8 +513,12 @@ async def run_idle(args: argparse.Namespace) -> None:
 class Server:
     """A server subprocess, pinned to ``cpu``."""
 
-    def __init__(self, impl: str, cpu: int, profile: str | None = None) -> None:
+    def __init__(
+        self, impl: str, cpu: int, profile: str | None = None, gc_freeze: bool = False
+    ) -> None:
         command = [sys.executable, str(SCRIPT), "server", impl, "--cpu", str(cpu)]
+        if gc_freeze:
+            command.append("--gc-freeze")
         if profile is not None:
             command += ["--profile", profile]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
@@ -538,7 +554,7 @@ def load_command(
 def measure_throughput(
     impl: str, args: argparse.Namespace, profile: str | None = None
 ) -> dict[str, Any]:
-    server = Server(impl, args.server_cpu, profile)
+    server = Server(impl, args.server_cpu, profile, args.gc_freeze)
     try:
         command = load_command(
             "load", server, args.stations, impl in ECHOES, args.load_cpu, args.deflate
@@ -552,7 +568,7 @@ def measure_throughput(
 
 
 def measure_idle(impl: str, args: argparse.Namespace) -> dict[str, float]:
-    server = Server(impl, args.server_cpu)
+    server = Server(impl, args.server_cpu, gc_freeze=args.gc_freeze)
     try:
         command = load_command(
             "idle", server, args.idle, impl in ECHOES, args.load_cpu, args.deflate
@@ -636,10 +652,12 @@ def orchestrate(args: argparse.Namespace) -> int:
         if args.no_pin
         else f"servers pinned to CPU {SERVER_CPU}, load generator to CPU {LOAD_CPU}"
     )
+    freeze = "on" if args.gc_freeze else "off"
     print(
         f"# {os.cpu_count()} CPUs; {placement}; {args.stations} stations, {args.warmup:g} s "
         f"warm-up + {args.duration:g} s, best of {args.rounds} round(s); {args.idle} idle "
-        f"stations; Python {sys.version.split()[0]}; load average {_loadavg()}",
+        f"stations; Python {sys.version.split()[0]}; gc.freeze() {freeze}; "
+        f"load average {_loadavg()}",
         flush=True,
     )
     rounds: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
@@ -720,11 +738,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--deflate", action="store_true", help="stations offer permessage-deflate (default: not)"
     )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="every server calls gc.freeze() once listening (as ocpp-trio serve does)",
+    )
 
     server = modes.add_parser("server", help="(internal) run one server")
     server.add_argument("impl", choices=IMPLS)
     server.add_argument("--cpu", type=int)
     server.add_argument("--profile")
+    server.add_argument("--gc-freeze", action="store_true")
 
     for mode in ("load", "idle"):
         sub = modes.add_parser(mode, help=f"(internal) the {mode} generator")
@@ -746,6 +770,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return orchestrate(args)
     pin(args.cpu)
     if args.mode == "server":
+        global GC_FREEZE
+        GC_FREEZE = args.gc_freeze
         if args.impl == "ours":
             serve_ours(args.profile)
         elif args.impl in ("ocpp", "ocpp-sync"):

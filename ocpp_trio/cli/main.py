@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import gc
 import json
 import logging
 import os
@@ -708,6 +709,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             )
             return 1
         raise
+    finally:
+        gc.unfreeze()  # what serve froze (in this process only: tests run it in-process)
     return 0
 
 
@@ -716,6 +719,10 @@ async def _serve_until_stopped(args: argparse.Namespace, listening: list[bool]) 
     async with trio.open_nursery() as nursery:
         await nursery.start(serve, args)
         listening.append(True)
+        # What is loaded by now (message classes, schemas, validators, settings) lives as long
+        # as the process: out of the collector's full passes, which otherwise walk all of it
+        # again and again under load (docs/serving.md, "Tuning"). Undone when serve ends.
+        gc.freeze()
 
 
 def _os_error(exc: OSError) -> str:
