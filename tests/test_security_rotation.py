@@ -75,6 +75,20 @@ def matches(encoded: str | None, secret: str | bytes) -> bool:
     return encoded is not None and verify_password(secret, encoded)
 
 
+async def pending_while_sent_then(
+    store: CredentialStore, seen: list[StationCredentials | None], new: str
+) -> StationCredentials:
+    """Check that while the station had the CALL, the old password was the current one and
+    ``new`` the pending one (``seen``: the record read then); return the record now."""
+    [during] = seen
+    assert during is not None
+    assert matches(during.password_hash, PW0)
+    assert matches(during.pending_password_hash, new)
+    after = await store.get("CS1")
+    assert after is not None
+    return after
+
+
 # -- the order of writes, over memory transports ------------------------------------------------
 
 
@@ -108,12 +122,7 @@ async def test_the_new_password_is_pending_before_the_call_goes_out(autojump_clo
         nursery.start_soon(station_side, fake)
         result = await rotate_password(station, store, password(1), hashing=CHEAP)
     assert result.outcome is RotationOutcome.ACCEPTED
-    [during] = seen
-    assert during is not None
-    assert matches(during.password_hash, PW0)
-    assert matches(during.pending_password_hash, password(1))
-    after = await store.get("CS1")
-    assert after is not None
+    after = await pending_while_sent_then(store, seen, password(1))
     assert matches(after.password_hash, password(1))
     assert after.pending_password_hash is None
 
@@ -247,12 +256,7 @@ async def test_the_observer_records_a_plain_call_before_it_goes_out(
             else:
                 await station.call(request)
         await trio.sleep(1)  # the extra handler settles it (autojump: no real wait)
-    [during] = seen
-    assert during is not None
-    assert matches(during.password_hash, PW0)
-    assert matches(during.pending_password_hash, password(1))
-    after = await store.get("CS1")
-    assert after is not None
+    after = await pending_while_sent_then(store, seen, password(1))
     valid = {h for h in (after.password_hash, after.pending_password_hash) if h}
     assert any(matches(h, PW0) for h in valid) is old_ok
     assert any(matches(h, password(1)) for h in valid) is new_ok
