@@ -36,6 +36,7 @@ from ocpp_trio.csms.ledger import Ledger, LedgerConfig
 from ocpp_trio.csms.metrics import csms_collector
 from ocpp_trio.csms.recovery import RecoveryAction, RecoveryConfig, RecoveryFailed, ResetKind
 from ocpp_trio.domain.credentials import (
+    AtomicCredentialStore,
     CredentialStore,
     InMemoryCredentialStore,
     SecurityProfile,
@@ -222,6 +223,7 @@ __all__ = [
     "Accepted",
     "AdminConfig",
     "AdminInfo",
+    "AtomicCredentialStore",
     "AuthenticatorStatistics",
     "AvailabilityRequested",
     "BootAnswered",

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 from functools import partial
 
+import attrs
 import psycopg
 import pytest
 import trio
 import trio.lowlevel
 from helpers.store import append, observation
 
-from ocpp_trio.domain.credentials import StationCredentials
-from ocpp_trio.errors import StaleEpochError, StoreError
+from ocpp_trio.domain.credentials import (
+    AtomicCredentialStore,
+    CredentialStore,
+    StationCredentials,
+)
+from ocpp_trio.errors import SecuritySettingsConflict, StaleEpochError, StoreError
 from ocpp_trio.protocol.version import Version
+from ocpp_trio.security.rotation import update_record
+from ocpp_trio.security.settings import update_station_security
 from ocpp_trio.store.postgres import (
     SCHEMA_VERSION,
     migrate,
@@ -154,6 +161,48 @@ async def test_the_body_exception_passes_unwrapped(postgres_dsn: str) -> None:
     with pytest.raises(KeyError):
         async with open_postgres_store(postgres_dsn):
             raise KeyError("mine")
+
+
+async def test_security_settings_changes_from_two_nodes_are_never_lost(
+    postgres_dsn: str,
+) -> None:
+    # each change reads the record's names and writes them back with one more: with a lock
+    # inside each process only, the two nodes would overwrite each other's changes
+    record = StationCredentials(identity="CS1", security_profile=3)
+    per_node = 15
+    async with (
+        open_postgres_store(postgres_dsn, node="a", pool_size=4) as a,
+        open_postgres_store(postgres_dsn, node="b", pool_size=4) as b,
+    ):
+        assert isinstance(a.credentials, AtomicCredentialStore)
+        await a.credentials.put(record)
+
+        async def add_names(store: CredentialStore, node: str) -> None:
+            for n in range(per_node):
+                name = f"{node}-{n}"
+
+                def change(current: StationCredentials, name: str = name) -> StationCredentials:
+                    names = (*current.certificate_common_names, name)
+                    return attrs.evolve(current, certificate_common_names=names)
+
+                await update_record(store, "CS1", change)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(add_names, a.credentials, "a")
+            nursery.start_soon(add_names, b.credentials, "b")
+        final = await b.credentials.get("CS1")
+        assert final is not None
+        assert sorted(final.certificate_common_names) == sorted(
+            f"{node}-{n}" for node in "ab" for n in range(per_node)
+        )
+        # what a change raises reaches the caller, and nothing is written
+        with pytest.raises(SecuritySettingsConflict):
+            await update_station_security(
+                a.credentials, "CS1", certificate_common_names=["x"], expected=record
+            )
+        assert await a.credentials.get("CS1") == final
+        # no record: the change is not run
+        assert await a.credentials.update("nobody", lambda r: pytest.fail("ran")) is None
 
 
 async def test_transaction_ids_are_unique_across_nodes(postgres_dsn: str) -> None:

@@ -26,13 +26,14 @@ import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Iterator
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
 
 __all__ = [
     "DEFAULT_PASSWORD_HASHING",
+    "AtomicCredentialStore",
     "CredentialStore",
     "DuplicatePolicy",
     "InMemoryCredentialStore",
@@ -309,6 +310,33 @@ class CredentialStore(Protocol):
 
     async def delete(self, identity: str) -> None:
         """Forget ``identity`` (no error when unknown)."""
+        ...
+
+
+@runtime_checkable
+class AtomicCredentialStore(CredentialStore, Protocol):
+    """A credential store that several processes share (PostgreSQL), with a read-modify-write
+    of one record that is atomic across all of them.
+
+    The rotation helpers, :func:`~ocpp_trio.update_station_security` and the authenticator
+    change records through :meth:`update` when the store has it: a lock inside one process
+    cannot keep two processes from overwriting each other's change.
+    """
+
+    async def update(
+        self,
+        identity: str,
+        change: Callable[[StationCredentials], StationCredentials | None],
+    ) -> StationCredentials | None:
+        """Apply ``change`` to the record of ``identity`` while no other writer can touch it,
+        and write what it returns (nothing when it returns ``None`` or the record unchanged).
+
+        ``change`` may run in another thread and more than once: it must only compute (and
+        may raise, which writes nothing and reaches the caller).
+
+        Returns:
+            the record as it is now (``None``: there is no record; ``change`` was not run).
+        """
         ...
 
 

@@ -78,9 +78,9 @@ from ocpp_trio.security.rotation import (
     RotationOutcome,
     RotationResult,
     generate_password,
-    record_lock,
     rotate_password,
     send_password_change,
+    update_record,
 )
 from ocpp_trio.security.throttle import LoginLimits, LoginThrottle, retry_after_header
 from ocpp_trio.security.tls import OCPP_TLS12_CIPHERS, server_ssl_context
@@ -447,15 +447,18 @@ class StationAuthenticator:
 
     async def _adopt_pending(self, identity: str, encoded: str) -> None:
         """The station used its new password: from now on only that one is accepted."""
-        async with record_lock(self.store, identity):
-            current = await self.store.get(identity)
-            if current is None or current.pending_password_hash != encoded:
-                return  # changed meanwhile; the newer state wins
+        adopted: list[bool] = []
+
+        def change(current: StationCredentials) -> StationCredentials | None:
+            if current.pending_password_hash != encoded:
+                return None  # changed meanwhile; the newer state wins
+            adopted.append(True)
+            return attrs.evolve(current, password_hash=encoded, pending_password_hash=None)
+
+        await update_record(self.store, identity, change)
+        if adopted:
             self._counts.pending_adopted += 1
             logger.info("station %r: now authenticates with its new password", identity)
-            await self.store.put(
-                attrs.evolve(current, password_hash=encoded, pending_password_hash=None)
-            )
 
 
 def _basic_password(header: str, identity: str) -> bytes | str:

@@ -60,7 +60,7 @@ from ocpp_trio.domain.credentials import (
 from ocpp_trio.errors import SecurityConfigError
 from ocpp_trio.security.auth import StationAuthenticator
 from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
-from ocpp_trio.security.rotation import check_password_text, record_lock
+from ocpp_trio.security.rotation import check_password_text, record_lock, update_record
 from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.security.tls import server_ssl_context
 
@@ -166,19 +166,24 @@ async def use_persistent_credentials(
     listed = list(current) if isinstance(current, InMemoryCredentialStore) else []
     for record in listed:
         declared = attrs.evolve(record, declared_digest=declared_digest(record))
-        async with record_lock(store, record.identity):
-            stored = await store.get(record.identity)
-            if stored is None:
-                await store.put(declared)
-                added += 1
-            elif stored.declared_digest != declared.declared_digest:
-                await store.put(
-                    attrs.evolve(
-                        declared,
-                        password_hash=stored.password_hash,
-                        pending_password_hash=stored.pending_password_hash,
-                    )
-                )
+
+        def change(
+            stored: StationCredentials, declared: StationCredentials = declared
+        ) -> StationCredentials | None:
+            if stored.declared_digest == declared.declared_digest:
+                return None
+            return attrs.evolve(
+                declared,
+                password_hash=stored.password_hash,
+                pending_password_hash=stored.pending_password_hash,
+            )
+
+        if await update_record(store, record.identity, change) is None:
+            async with record_lock(store, record.identity):
+                # new to the store (nodes starting together write the same record)
+                if await store.get(record.identity) is None:
+                    await store.put(declared)
+                    added += 1
     authenticator.store = store
     return added
 

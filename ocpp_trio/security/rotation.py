@@ -36,6 +36,7 @@ import attrs
 import trio
 
 from ocpp_trio.domain.credentials import (
+    AtomicCredentialStore,
     CredentialStore,
     PasswordHashing,
     StationCredentials,
@@ -129,13 +130,23 @@ async def record_lock(store: CredentialStore, identity: str) -> AsyncIterator[No
                 _LOCKS_BY_ID.pop(id(store), None)
 
 
-async def _update(
+async def update_record(
     store: CredentialStore,
     identity: str,
     change: Callable[[StationCredentials], StationCredentials | None],
 ) -> StationCredentials | None:
-    """Apply ``change`` to the current record under its lock (``None`` from it: no write)."""
+    """Apply ``change`` to the record of ``identity`` and write what it returns (nothing when
+    it returns ``None`` or the record unchanged); return the record as it is now, ``None``
+    when there is none (``change`` is not run).
+
+    Under the record's lock in this process, and, when ``store`` is shared by several
+    processes (:class:`~ocpp_trio.domain.credentials.AtomicCredentialStore`), atomically
+    across all of them. ``change`` must only compute; what it raises reaches the caller and
+    nothing is written.
+    """
     async with record_lock(store, identity):
+        if isinstance(store, AtomicCredentialStore):
+            return await store.update(identity, change)
         record = await store.get(identity)
         if record is None:
             return None
@@ -250,7 +261,7 @@ async def _record_pending(store: CredentialStore, identity: str, encoded: str) -
         replaced[0] = record.pending_password_hash
         return attrs.evolve(record, pending_password_hash=encoded)
 
-    if await _update(store, identity, change) is None:
+    if await update_record(store, identity, change) is None:
         raise LookupError(f"station {identity!r} has no credentials in the store")
     return replaced[0]
 
@@ -282,7 +293,7 @@ async def _settle(
             "station %r: password change uncertain; old and new accepted until the new is used",
             identity,
         )
-    await _update(store, identity, change)
+    await update_record(store, identity, change)
 
 
 async def _apply_after_the_fact(
@@ -303,7 +314,7 @@ async def _apply_after_the_fact(
             return attrs.evolve(record, password_hash=encoded, pending_password_hash=None)
         return attrs.evolve(record, pending_password_hash=encoded)
 
-    if await _update(store, identity, change) is None:
+    if await update_record(store, identity, change) is None:
         logger.warning("station %r: password changed but the station is not in the store", identity)
         return
     logger.info("station %r: password change stored (%s)", identity, outcome.value)

@@ -9,7 +9,9 @@ profile-3 certificate may carry (CN, more CNs, O) and its duplicate-connection p
 2. under the record's lock (:func:`~ocpp_trio.security.rotation.record_lock`, which every
    read-modify-write of a record holds: password rotations, the authenticator adopting a
    pending password), the current record is read, compared with ``expected`` when given (a
-   compare-and-swap), changed, checked as a whole, and written back with one ``put``.
+   compare-and-swap), changed, checked as a whole, and written back: on a store that several
+   processes share (:class:`~ocpp_trio.domain.credentials.AtomicCredentialStore`, PostgreSQL)
+   in one transaction holding the record's row, so that no node's change is lost.
 
 Readers never see a mix: a record is one value, replaced whole, and the
 :class:`~ocpp_trio.security.auth.StationAuthenticator` decides each connection on one version
@@ -42,7 +44,7 @@ from ocpp_trio.domain.credentials import (
     hash_password,
 )
 from ocpp_trio.errors import IncompatibleSecuritySettings, SecuritySettingsConflict
-from ocpp_trio.security.rotation import record_lock
+from ocpp_trio.security.rotation import record_lock, update_record
 
 __all__ = [
     "KEEP",
@@ -140,12 +142,10 @@ async def update_station_security(
     }
     if password_hash is not KEEP and pending_password_hash is KEEP:
         changes["pending_password_hash"] = None  # a new current password settles any change
-    async with record_lock(store, identity):
-        current = await store.get(identity)
+
+    def change(current: StationCredentials | None) -> StationCredentials:
         if expected is not None and current != expected:
             raise SecuritySettingsConflict(f"station {identity!r}: its settings changed meanwhile")
-        if current is None and not create:
-            raise LookupError(f"station {identity!r} has no credentials in the store")
         if current is None and "security_profile" not in changes:
             raise ValueError("a new station needs a security profile")
         try:
@@ -156,6 +156,19 @@ async def update_station_security(
         except (TypeError, ValueError) as exc:
             raise ValueError(f"invalid security settings: {exc}") from None
         _check_whole(new)
+        return new
+
+    updated = await update_record(store, identity, change)
+    if updated is not None:
+        return updated
+    if expected is not None:  # the record it was compared with is gone
+        raise SecuritySettingsConflict(f"station {identity!r}: its settings changed meanwhile")
+    if not create:
+        raise LookupError(f"station {identity!r} has no credentials in the store")
+    async with record_lock(store, identity):
+        # a first record (rare: made by an operator; across processes the last one made wins)
+        current = await store.get(identity)
+        new = change(current)
         if new != current:
             await store.put(new)
         return new

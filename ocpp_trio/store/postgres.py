@@ -826,6 +826,47 @@ class PostgresCredentialStore:
 
         await self._store.run_sync(put)
 
+    async def update(
+        self,
+        identity: str,
+        change: Callable[[StationCredentials], StationCredentials | None],
+    ) -> StationCredentials | None:
+        """Apply ``change`` to the record of ``identity`` in one transaction that holds the
+        row's lock (``SELECT ... FOR UPDATE``), so the read-modify-writes of every node that
+        shares the database follow one another (see
+        :class:`~ocpp_trio.domain.credentials.AtomicCredentialStore`).
+
+        Raises:
+            StoreError: the store failed, or the record is unreadable.
+            Exception: what ``change`` raises (nothing is written).
+        """
+
+        def update(db: Connection) -> StationCredentials | None:
+            with db.transaction():
+                row = db.execute(
+                    "SELECT record FROM credentials WHERE identity = %s FOR UPDATE", (identity,)
+                ).fetchone()
+                if row is None:
+                    return None
+                try:
+                    record = structure_credentials(str(row[0]))
+                except ValueError as exc:
+                    raise StoreError(
+                        f"station {identity!r}: unreadable credentials: {exc}"
+                    ) from exc
+                new = change(record)
+                if new is None or new == record:
+                    return record
+                if new.identity != identity:
+                    raise ValueError("a change must keep the station's identity")
+                db.execute(
+                    "UPDATE credentials SET record = %s, updated_at = now() WHERE identity = %s",
+                    (encode(new, StationCredentials), identity),
+                )
+                return new
+
+        return await self._store.run_sync(update)
+
     async def delete(self, identity: str) -> None:
         """Forget ``identity``."""
 
