@@ -25,7 +25,7 @@ from ocpp_trio.errors import (
 from ocpp_trio.messages import v2_0_1
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.station import Station
-from ocpp_trio.store.postgres import open_postgres_store
+from ocpp_trio.store.postgres import PostgresStore, open_postgres_store
 from ocpp_trio.testing import FakeStation
 
 FAST = ClusterConfig(poll_interval=0.2, sweep_interval=0.2, grace=0.5)
@@ -189,3 +189,32 @@ async def test_events_are_seen_on_every_node(postgres_dsn: str) -> None:
         assert seen[1].data["status"] == "Accepted"
         assert seen[0].data == {"version": "2.0.1", "resumed": False}
         assert station.identity == "EV1"
+
+
+async def test_a_station_that_disconnects_is_released_and_offline_at_once(
+    postgres_dsn: str,
+) -> None:
+    async with two_nodes(postgres_dsn) as (a, b, station, fake):
+        store = b.csms.config.store
+        assert isinstance(store, PostgresStore)
+        before = await store.owner("CS1")
+        assert before is not None
+        assert before.node == "b"
+        await fake.transport.aclose()
+        await station.wait_closed()
+        with trio.fail_after(5):
+            while (after := await store.owner("CS1")) is not None and after.node:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert after is not None
+        assert after.epoch == before.epoch  # released, not claimed again
+        # nobody serves it: a call from the other node is answered offline without a hop
+        with pytest.raises(StationOfflineError):
+            await a.csms.call("CS1", RESET)
+        assert a.node.statistics().served == 0
+        assert b.node.statistics().served == 0
+        # it comes back to the other node: claimed there, its owner again
+        station, fake = await connect(a.csms, a.nursery)
+        await boot(fake)
+        again = await store.owner("CS1")
+        assert again is not None
+        assert (again.node, again.epoch) == ("a", before.epoch + 1)

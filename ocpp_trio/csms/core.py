@@ -73,7 +73,7 @@ from ocpp_trio.runtime.machines import StationMachines
 from ocpp_trio.runtime.machines_events import E, subscribe_to
 from ocpp_trio.runtime.station import CallHook, Station, StationConfig, extra_runner
 from ocpp_trio.runtime.tally import CallStatistics, CallTally, Latency, LatencySnapshot
-from ocpp_trio.store.base import Registration, Store, SweepsUnbooted
+from ocpp_trio.store.base import Registration, ReleasesStations, Store, SweepsUnbooted
 from ocpp_trio.store.writer import StoredTransactionIds, StoreWriter, StoreWriterStatistics
 from ocpp_trio.transport.base import CloseCode, Transport
 from ocpp_trio.transport.server import (
@@ -597,12 +597,31 @@ class CSMS:
                 station.supervisor.restore(old.status)  # in case it changed while closing
             await station.run(task_status=_ReportStation(task_status, station, on_started))
         finally:
+            claim: int | None = None  # the epoch of the claim this connection was served under
             if self._stations.get(identity) is station:
+                # read before the identity is free to be claimed again by a new connection
+                journal = self._recovery.journal(identity) if self._recovery else None
+                claim = journal.epoch if journal is not None else None
                 del self._stations[identity]
                 forgotten = self._recovery is not None and self._recovery.forget(identity)
                 self._remember(identity, None if forgotten else station.status)
                 if identity not in self._statuses and identity not in self._seeded:
                     self._unbooted_gone[identity] = trio.current_time()
+        if claim is not None:  # the connection ended (not the CSMS): nobody serves it here now
+            await self._release(identity, claim)
+
+    async def _release(self, identity: str, epoch: int) -> None:
+        """Tell a store that records who serves each station (a cluster's) that this process
+        no longer serves ``identity`` under claim ``epoch`` (a later claim, here or by another
+        process, is left alone). Best effort: a stale owner only routes calls to a process
+        that answers "offline"."""
+        store: object = self.config.store  # mypy: a Store may have the capability too
+        if not isinstance(store, ReleasesStations):
+            return
+        try:
+            await store.release(identity, epoch)
+        except StoreError as exc:
+            log.info("station %r: its owner is not cleared in the store: %s", identity, exc)
 
     async def _claim(self, identity: str, version: Version) -> RecoveryPlan | None:
         """Claim ``identity`` in the store and restore its machines (``None``: another

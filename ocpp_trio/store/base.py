@@ -63,6 +63,7 @@ __all__ = [
     "PutRegistration",
     "PutSnapshot",
     "Registration",
+    "ReleasesStations",
     "StationOp",
     "Store",
     "StoreOp",
@@ -385,6 +386,17 @@ def structure_credentials(text: str | bytes) -> StationCredentials:
 
 
 # -- optional capabilities -------------------------------------------------------------------
+
+
+@runtime_checkable
+class ReleasesStations(Protocol):
+    """A store that records which process serves a station (an owner beside the epoch), and
+    can clear that once the connection of a claim ends."""
+
+    async def release(self, identity: str, epoch: int) -> bool:
+        """Clear the owner of ``identity`` if ``epoch`` (a claim of this process) is still
+        its latest claim; returns whether it was."""
+        ...
 
 
 @runtime_checkable
