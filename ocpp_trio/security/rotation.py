@@ -30,7 +30,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -68,9 +68,34 @@ _SECURITY_CTRLR: Final = "SecurityCtrlr"
 _BASIC_AUTH_PASSWORD: Final = "BasicAuthPassword"
 _PASSWORD_CHARS: Final = string.ascii_letters + string.digits
 _SETVARIABLES_REQUESTS: Final = (v2_0_1.SetVariablesRequest, v2_1.SetVariablesRequest)
-# Requests sent by the helpers, by identity, so that the observer skips them. Entries go away
-# with the request objects.
-_HELPER_REQUESTS: dict[int, weakref.ref[Message]] = {}
+V = TypeVar("V")
+
+
+class _ByRequest(Generic[V]):
+    """A value per request object, by identity (two equal requests are two changes), dropped
+    when the request object goes away."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, tuple[weakref.ref[Message], V]] = {}
+
+    def put(self, request: Message, value: V) -> None:
+        key = id(request)
+        self._items[key] = (weakref.ref(request, partial(self._drop, key)), value)
+
+    def pop(self, request: Message) -> V | None:
+        item = self._items.pop(id(request), None)
+        return item[1] if item is not None and item[0]() is request else None
+
+    def __contains__(self, request: Message) -> bool:
+        item = self._items.get(id(request))
+        return item is not None and item[0]() is request
+
+    def _drop(self, key: int, _ref: object) -> None:
+        self._items.pop(key, None)
+
+
+# Requests sent by the helpers, so that the observer skips them.
+_HELPER_REQUESTS: _ByRequest[None] = _ByRequest()
 
 
 class RotationOutcome(enum.Enum):
@@ -253,8 +278,16 @@ async def _hash(secret: bytes, hashing: PasswordHashing | None) -> str:
     return await trio.to_thread.run_sync(partial(hash_password, secret, hashing=hashing))
 
 
-async def _record_pending(store: CredentialStore, identity: str, encoded: str) -> str | None:
-    """Store ``encoded`` as the pending password; returns the pending one it replaced."""
+async def _record_pending(
+    store: CredentialStore, identity: str, secret: bytes, hashing: PasswordHashing | None
+) -> tuple[str, str | None]:
+    """Hash ``secret`` and store it as the pending password; returns its hash and the pending
+    one it replaced.
+
+    Raises:
+        LookupError: the store has no record of ``identity``.
+    """
+    encoded = await _hash(secret, hashing)
     replaced: list[str | None] = [None]
 
     def change(record: StationCredentials) -> StationCredentials:
@@ -263,7 +296,7 @@ async def _record_pending(store: CredentialStore, identity: str, encoded: str) -
 
     if await update_record(store, identity, change) is None:
         raise LookupError(f"station {identity!r} has no credentials in the store")
-    return replaced[0]
+    return encoded, replaced[0]
 
 
 async def _settle(
@@ -330,9 +363,8 @@ async def _change(
     hashing: PasswordHashing | None,
 ) -> tuple[Response, RotationOutcome, str | None]:
     identity = station.identity
-    encoded = await _hash(secret, hashing)
-    previous = await _record_pending(store, identity, encoded)
-    _HELPER_REQUESTS[id(request)] = weakref.ref(request, partial(_forget, id(request)))
+    encoded, previous = await _record_pending(store, identity, secret, hashing)
+    _HELPER_REQUESTS.put(request, None)
     try:
         response = await station.call(request, call_timeout=call_timeout)
     except (CallError, LocalProtocolError, StateError) as exc:
@@ -405,19 +437,25 @@ async def send_password_change(
     Waits for, cancellation, exceptions: as :func:`rotate_password` (``LookupError`` only when
     the request sets a password); the station's response is returned.
     """
-    secret = password_in(request)
+    secret = _password_to_set(request)
     if secret is None:
         return await station.call(request, call_timeout=call_timeout)
-    if isinstance(request, _SETVARIABLES_REQUESTS):
-        check_password_text(secret.decode("utf-8"))
     response, _outcome, _status = await _change(
         station, store, request, secret, call_timeout=call_timeout, hashing=hashing
     )
     return response
 
 
-def _forget(key: int, _ref: object) -> None:
-    _HELPER_REQUESTS.pop(key, None)
+def _password_to_set(request: Message) -> bytes | None:
+    """The secret ``request`` sets (:func:`password_in`), checked as a 2.x password.
+
+    Raises:
+        ValueError: a 2.x password that is not 16 to 40 characters or has control characters.
+    """
+    secret = password_in(request)
+    if secret is not None and isinstance(request, _SETVARIABLES_REQUESTS):
+        check_password_text(secret.decode("utf-8"))
+    return secret
 
 
 class HookedPeer(Protocol):
@@ -460,9 +498,9 @@ class PasswordChangeObserver:
     def __init__(self, store: CredentialStore, *, hashing: PasswordHashing | None = None) -> None:
         self.store = store
         self.hashing = hashing
-        # the changes recorded by before_call and not yet settled, by request: the request
-        # (weakly), the pending hash, the pending hash it replaced
-        self._recorded: dict[int, tuple[weakref.ref[Message], str, str | None]] = {}
+        # the changes recorded by before_call and not yet settled: the pending hash, and the
+        # pending hash it replaced
+        self._recorded: _ByRequest[tuple[str, str | None]] = _ByRequest()
 
     def install(self, target: HookedPeer, *, buffer: int = 256) -> None:
         """Install on ``target`` (a CSMS, or one station): :meth:`before_call` as a call hook,
@@ -478,31 +516,23 @@ class PasswordChangeObserver:
             ValueError: a 2.x password that is not 16 to 40 characters or has control
                 characters (nothing is sent).
         """
-        if _is_helper_request(request):
+        if request in _HELPER_REQUESTS:
             return
-        secret = password_in(request)
+        secret = _password_to_set(request)
         if secret is None:
             return
-        if isinstance(request, _SETVARIABLES_REQUESTS):
-            check_password_text(secret.decode("utf-8"))
-        encoded = await _hash(secret, self.hashing)
         try:
-            previous = await _record_pending(self.store, station.identity, encoded)
+            recorded = await _record_pending(self.store, station.identity, secret, self.hashing)
         except LookupError:
             return  # not a station the store knows: nothing to keep in step
-        key = id(request)
-        self._recorded[key] = (
-            weakref.ref(request, partial(_forget_in, self._recorded, key)),
-            encoded,
-            previous,
-        )
+        self._recorded.put(request, recorded)
 
     async def __call__(self, station: Station, exchange: Exchange) -> None:
         """Look at one finished exchange; update the store if it changed the password."""
         if exchange.direction is not Direction.CSMS_TO_STATION:
             return
         request = exchange.request
-        if _is_helper_request(request):
+        if request in _HELPER_REQUESTS:
             return
         secret = password_in(request)
         if secret is None:
@@ -513,18 +543,9 @@ class PasswordChangeObserver:
             outcome = RotationOutcome.REJECTED
         else:  # timeout, connection lost, broken answer: it may have been applied
             outcome = RotationOutcome.PENDING
-        recorded = self._recorded.pop(id(request), None)
-        if recorded is not None and recorded[0]() is request:
-            _ref, encoded, previous = recorded
+        recorded = self._recorded.pop(request)
+        if recorded is not None:
+            encoded, previous = recorded
             await _settle(self.store, exchange.identity, outcome, encoded, previous)
             return
         await _apply_after_the_fact(self.store, exchange.identity, outcome, secret, self.hashing)
-
-
-def _is_helper_request(request: Message) -> bool:
-    ours = _HELPER_REQUESTS.get(id(request))
-    return ours is not None and ours() is request
-
-
-def _forget_in(table: dict[int, Any], key: int, _ref: object) -> None:
-    table.pop(key, None)
