@@ -205,6 +205,39 @@ async def test_security_settings_changes_from_two_nodes_are_never_lost(
         assert await a.credentials.update("nobody", lambda r: pytest.fail("ran")) is None
 
 
+async def test_two_nodes_making_the_first_record_of_a_station_lose_nothing(
+    postgres_dsn: str,
+) -> None:
+    # both nodes make a station's first record at once: one creates it, the other's change
+    # applies to it (an upsert by each would drop one of the two names)
+    async with (
+        open_postgres_store(postgres_dsn, node="a", pool_size=4) as a,
+        open_postgres_store(postgres_dsn, node="b", pool_size=4) as b,
+    ):
+
+        async def add(store: CredentialStore, identity: str, name: str) -> None:
+            def change(current: StationCredentials) -> StationCredentials:
+                names = (*current.certificate_common_names, name)
+                return attrs.evolve(current, certificate_common_names=names)
+
+            def create() -> StationCredentials:
+                return StationCredentials(
+                    identity=identity, security_profile=3, certificate_common_names=(name,)
+                )
+
+            await update_record(store, identity, change, create=create)
+
+        identities = [f"NEW{n}" for n in range(20)]
+        async with trio.open_nursery() as nursery:
+            for identity in identities:
+                nursery.start_soon(add, a.credentials, identity, "a")
+                nursery.start_soon(add, b.credentials, identity, "b")
+        for identity in identities:
+            made = await a.credentials.get(identity)
+            assert made is not None
+            assert sorted(made.certificate_common_names) == ["a", "b"]
+
+
 async def test_transaction_ids_are_unique_across_nodes(postgres_dsn: str) -> None:
     async with (
         open_postgres_store(postgres_dsn, node="a") as a,

@@ -327,15 +327,20 @@ class AtomicCredentialStore(CredentialStore, Protocol):
         self,
         identity: str,
         change: Callable[[StationCredentials], StationCredentials | None],
+        *,
+        create: Callable[[], StationCredentials] | None = None,
     ) -> StationCredentials | None:
         """Apply ``change`` to the record of ``identity`` while no other writer can touch it,
         and write what it returns (nothing when it returns ``None`` or the record unchanged).
+        Without a record, write what ``create`` makes instead, unless another writer makes
+        one first (``change`` then applies to that one).
 
-        ``change`` may run in another thread and more than once: it must only compute (and
-        may raise, which writes nothing and reaches the caller).
+        ``change`` and ``create`` may run in another thread and more than once: they must
+        only compute (and may raise, which writes nothing and reaches the caller).
 
         Returns:
-            the record as it is now (``None``: there is no record; ``change`` was not run).
+            the record as it is now: the very object ``create`` made when that was written;
+            ``None`` when there is no record and no ``create`` (``change`` was not run).
         """
         ...
 

@@ -60,7 +60,7 @@ from ocpp_trio.domain.credentials import (
 from ocpp_trio.errors import SecurityConfigError
 from ocpp_trio.security.auth import StationAuthenticator
 from ocpp_trio.security.certificates import CertificateBinding, CertificatePolicy
-from ocpp_trio.security.rotation import check_password_text, record_lock, update_record
+from ocpp_trio.security.rotation import check_password_text, update_record
 from ocpp_trio.security.throttle import LoginLimits
 from ocpp_trio.security.tls import server_ssl_context
 
@@ -178,12 +178,11 @@ async def use_persistent_credentials(
                 pending_password_hash=stored.pending_password_hash,
             )
 
-        if await update_record(store, record.identity, change) is None:
-            async with record_lock(store, record.identity):
-                # new to the store (nodes starting together write the same record)
-                if await store.get(record.identity) is None:
-                    await store.put(declared)
-                    added += 1
+        def create(declared: StationCredentials = declared) -> StationCredentials:
+            return declared  # new to the store
+
+        now = await update_record(store, record.identity, change, create=create)
+        added += now is declared
     authenticator.store = store
     return added
 

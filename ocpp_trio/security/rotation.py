@@ -159,22 +159,29 @@ async def update_record(
     store: CredentialStore,
     identity: str,
     change: Callable[[StationCredentials], StationCredentials | None],
+    *,
+    create: Callable[[], StationCredentials] | None = None,
 ) -> StationCredentials | None:
     """Apply ``change`` to the record of ``identity`` and write what it returns (nothing when
-    it returns ``None`` or the record unchanged); return the record as it is now, ``None``
-    when there is none (``change`` is not run).
+    it returns ``None`` or the record unchanged); without a record, write what ``create``
+    makes. Returns the record as it is now (the very object ``create`` made when that was
+    written), ``None`` when there is none and no ``create`` (``change`` is not run).
 
     Under the record's lock in this process, and, when ``store`` is shared by several
     processes (:class:`~ocpp_trio.domain.credentials.AtomicCredentialStore`), atomically
-    across all of them. ``change`` must only compute; what it raises reaches the caller and
-    nothing is written.
+    across all of them, the first record included. ``change`` and ``create`` must only
+    compute; what they raise reaches the caller and nothing is written.
     """
     async with record_lock(store, identity):
         if isinstance(store, AtomicCredentialStore):
-            return await store.update(identity, change)
+            return await store.update(identity, change, create=create)
         record = await store.get(identity)
         if record is None:
-            return None
+            if create is None:
+                return None
+            first = create()
+            await store.put(first)
+            return first
         new = change(record)
         if new is not None and new != record:
             await store.put(new)

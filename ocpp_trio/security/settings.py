@@ -44,7 +44,7 @@ from ocpp_trio.domain.credentials import (
     hash_password,
 )
 from ocpp_trio.errors import IncompatibleSecuritySettings, SecuritySettingsConflict
-from ocpp_trio.security.rotation import record_lock, update_record
+from ocpp_trio.security.rotation import update_record
 
 __all__ = [
     "KEEP",
@@ -158,20 +158,14 @@ async def update_station_security(
         _check_whole(new)
         return new
 
-    updated = await update_record(store, identity, change)
+    updated = await update_record(
+        store, identity, change, create=partial(change, None) if create else None
+    )
     if updated is not None:
         return updated
     if expected is not None:  # the record it was compared with is gone
         raise SecuritySettingsConflict(f"station {identity!r}: its settings changed meanwhile")
-    if not create:
-        raise LookupError(f"station {identity!r} has no credentials in the store")
-    async with record_lock(store, identity):
-        # a first record (rare: made by an operator; across processes the last one made wins)
-        current = await store.get(identity)
-        new = change(current)
-        if new != current:
-            await store.put(new)
-        return new
+    raise LookupError(f"station {identity!r} has no credentials in the store")
 
 
 def _check_whole(record: StationCredentials) -> None:

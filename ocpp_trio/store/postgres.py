@@ -830,26 +830,50 @@ class PostgresCredentialStore:
         self,
         identity: str,
         change: Callable[[StationCredentials], StationCredentials | None],
+        *,
+        create: Callable[[], StationCredentials] | None = None,
     ) -> StationCredentials | None:
         """Apply ``change`` to the record of ``identity`` in one transaction that holds the
         row's lock (``SELECT ... FOR UPDATE``), so the read-modify-writes of every node that
-        shares the database follow one another (see
-        :class:`~ocpp_trio.domain.credentials.AtomicCredentialStore`).
+        shares the database follow one another; without a row, insert what ``create`` makes
+        unless another node inserts one first (``change`` then applies to that one). See
+        :class:`~ocpp_trio.domain.credentials.AtomicCredentialStore`.
 
         Raises:
             StoreError: the store failed, or the record is unreadable.
-            Exception: what ``change`` raises (nothing is written).
+            Exception: what ``change`` or ``create`` raises (nothing is written).
         """
+
+        def locked(db: Connection) -> str | None:
+            row = db.execute(
+                "SELECT record FROM credentials WHERE identity = %s FOR UPDATE", (identity,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        def checked(new: StationCredentials) -> str:
+            if new.identity != identity:
+                raise ValueError("a change must keep the station's identity")
+            return encode(new, StationCredentials)
 
         def update(db: Connection) -> StationCredentials | None:
             with db.transaction():
-                row = db.execute(
-                    "SELECT record FROM credentials WHERE identity = %s FOR UPDATE", (identity,)
-                ).fetchone()
-                if row is None:
-                    return None
+                text = locked(db)
+                if text is None:
+                    if create is None:
+                        return None
+                    first = create()
+                    inserted = db.execute(
+                        "INSERT INTO credentials (identity, record, updated_at)"
+                        " VALUES (%s, %s, now()) ON CONFLICT (identity) DO NOTHING",
+                        (identity, checked(first)),
+                    )
+                    if inserted.rowcount == 1:
+                        return first
+                    text = locked(db)  # another node made it meanwhile: change that one
+                    if text is None:
+                        return None  # and deleted it again at once
                 try:
-                    record = structure_credentials(str(row[0]))
+                    record = structure_credentials(text)
                 except ValueError as exc:
                     raise StoreError(
                         f"station {identity!r}: unreadable credentials: {exc}"
@@ -857,11 +881,9 @@ class PostgresCredentialStore:
                 new = change(record)
                 if new is None or new == record:
                     return record
-                if new.identity != identity:
-                    raise ValueError("a change must keep the station's identity")
                 db.execute(
                     "UPDATE credentials SET record = %s, updated_at = now() WHERE identity = %s",
-                    (encode(new, StationCredentials), identity),
+                    (checked(new), identity),
                 )
                 return new
 
