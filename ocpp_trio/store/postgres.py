@@ -59,19 +59,20 @@ from ocpp_trio.errors import StoreError
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.store.base import (
     TRANSACTION_ID_COUNTER,
-    Append,
-    PutCounter,
-    PutLedgerEntry,
-    PutLocalListVersion,
-    PutRegistration,
-    PutSnapshot,
     StoredStation,
     StoreOp,
     decode,
     encode,
     structure_credentials,
 )
-from ocpp_trio.store.sqlite import _decode_station, _encode_op, _RawStation
+from ocpp_trio.store.sql import (
+    LedgerRow,
+    RawStation,
+    apply_ops,
+    decode_station,
+    encode_op,
+    fenced_identities,
+)
 
 __all__ = [
     "MIGRATIONS",
@@ -322,7 +323,7 @@ class PostgresStore:
 
         lock_timeout = sql.Literal(f"{max(1, round(self.lock_timeout * 1000))}ms")
 
-        def claim(db: Connection) -> _RawStation:
+        def claim(db: Connection) -> RawStation:
             db.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(lock_timeout))
             db.execute(
                 "INSERT INTO stations (identity, epoch, version, owner, updated_at)"
@@ -350,12 +351,12 @@ class PostgresStore:
                 ended,
             )
             raw = await self.run_sync(claim)
-        return _decode_station(raw)
+        return decode_station(raw)
 
     async def load(self, identity: str) -> StoredStation | None:
         """The record of ``identity``, or ``None``."""
         raw = await self.run_sync(lambda db: _read(db, identity))
-        return None if raw is None else _decode_station(raw)
+        return None if raw is None else decode_station(raw)
 
     async def counter(self, name: str) -> int | None:
         """A counter's value, or ``None``."""
@@ -381,7 +382,7 @@ class PostgresStore:
         """Apply ``ops`` in one transaction (see the protocol)."""
         ops = list(ops)
         # encoded on the trio thread's behalf in the worker, before any row is locked
-        stale = await self.run_sync(lambda db: _apply(db, ops, [_encode_op(op) for op in ops]))
+        stale = await self.run_sync(lambda db: _apply(db, ops, [encode_op(op) for op in ops]))
         self.commits += 1
         return stale
 
@@ -548,7 +549,7 @@ def _end_stuck_sessions(older_than: float, db: Connection) -> int:
     return sum(1 for (ended,) in rows if ended)
 
 
-def _read(db: Connection, identity: str) -> _RawStation | None:
+def _read(db: Connection, identity: str) -> RawStation | None:
     row = db.execute(
         "SELECT epoch, version, registration, snapshot, through, local_list_version,"
         " updated_at FROM stations WHERE identity = %s",
@@ -561,7 +562,7 @@ def _read(db: Connection, identity: str) -> _RawStation | None:
         "SELECT seq, entry FROM journal WHERE identity = %s AND seq > %s ORDER BY seq",
         (identity, through),
     ).fetchall()
-    return _RawStation(
+    return RawStation(
         identity=identity,
         epoch=int(epoch),
         version=version,
@@ -574,10 +575,82 @@ def _read(db: Connection, identity: str) -> _RawStation | None:
     )
 
 
+class _Writer:
+    """PostgreSQL's SQL for the writes of one commit (see
+    :func:`~ocpp_trio.store.sql.apply_ops`).
+
+    Bulk writes are one statement each (``unnest``), not ``executemany``, which pipelines: a
+    node frozen in the middle of a pipeline is not "idle in transaction", and would keep its
+    row locks.
+    """
+
+    def __init__(self, db: Connection) -> None:
+        self.db = db
+
+    def put_counter(self, name: str, value: int) -> None:
+        self.db.execute(
+            "INSERT INTO counters (name, value) VALUES (%s, %s) ON CONFLICT (name)"
+            " DO UPDATE SET value = greatest(counters.value, excluded.value)",
+            (name, value),
+        )
+
+    def add_station(self, identity: str) -> None:
+        self.db.execute(
+            "INSERT INTO stations (identity, updated_at) VALUES (%s, now())"
+            " ON CONFLICT (identity) DO NOTHING",
+            (identity,),
+        )
+
+    def append(self, rows: Sequence[tuple[str, int, str]]) -> None:
+        identities, seqs, entries = zip(*rows, strict=True)
+        self.db.execute(
+            "INSERT INTO journal (identity, seq, entry)"
+            " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[])",
+            (list(identities), list(seqs), list(entries)),
+        )
+
+    def put_registration(self, identity: str, text: str | None) -> None:
+        self.db.execute(
+            "UPDATE stations SET registration = %s WHERE identity = %s", (text, identity)
+        )
+
+    def put_snapshot(self, identity: str, text: str, through: int) -> None:
+        self.db.execute(
+            "UPDATE stations SET snapshot = %s, through = %s WHERE identity = %s",
+            (text, through, identity),
+        )
+        self.db.execute(
+            "DELETE FROM journal WHERE identity = %s AND seq <= %s", (identity, through)
+        )
+
+    def put_local_list_version(self, identity: str, version: int | None) -> None:
+        self.db.execute(
+            "UPDATE stations SET local_list_version = %s WHERE identity = %s",
+            (version, identity),
+        )
+
+    def put_ledger(self, rows: Sequence[LedgerRow]) -> None:
+        # keys are unique, as ON CONFLICT in one statement needs
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        self.db.execute(
+            "INSERT INTO ledger"
+            " (identity, transaction_id, ended_at, id_token, recorded_at, entry)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[])"
+            " ON CONFLICT (identity, transaction_id) DO UPDATE SET"
+            " ended_at = excluded.ended_at, id_token = excluded.id_token,"
+            " recorded_at = excluded.recorded_at, entry = excluded.entry",
+            columns,
+        )
+
+    def touch(self, identities: Sequence[str]) -> None:
+        self.db.execute(
+            "UPDATE stations SET updated_at = now() WHERE identity = ANY(%s)", (list(identities),)
+        )
+
+
 def _apply(db: Connection, ops: list[StoreOp], encoded: list[str | None]) -> frozenset[str]:
-    fenced = sorted(
-        {op.identity for op in ops if not isinstance(op, PutCounter) and op.epoch is not None}
-    )
+    fenced = fenced_identities(ops)
     epochs: dict[str, int] = {}
     if fenced:
         # the rows stay locked until the commit: a claim of another node (an UPDATE) waits,
@@ -589,101 +662,7 @@ def _apply(db: Connection, ops: list[StoreOp], encoded: list[str | None]) -> fro
             (fenced,),
         ).fetchall()
         epochs.update((str(identity), int(epoch)) for identity, epoch in rows)
-    stale: set[str] = set()
-    appends: list[tuple[str, int, str]] = []
-    ledger: dict[tuple[str, str], tuple[str, str | None, str, str]] = {}
-    touched: set[str] = set()
-
-    def flush_appends() -> None:
-        if appends:
-            # one statement (not executemany, which pipelines: a node frozen in the middle of
-            # a pipeline is not "idle in transaction", and would keep its row locks)
-            identities, seqs, entries = zip(*appends, strict=True)
-            db.execute(
-                "INSERT INTO journal (identity, seq, entry)"
-                " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[])",
-                (list(identities), list(seqs), list(entries)),
-            )
-            appends.clear()
-
-    for op, text in zip(ops, encoded, strict=True):
-        if isinstance(op, PutCounter):
-            db.execute(
-                "INSERT INTO counters (name, value) VALUES (%s, %s) ON CONFLICT (name)"
-                " DO UPDATE SET value = greatest(counters.value, excluded.value)",
-                (op.name, op.value),
-            )
-            continue
-        if op.epoch is None:
-            db.execute(
-                "INSERT INTO stations (identity, updated_at) VALUES (%s, now())"
-                " ON CONFLICT (identity) DO NOTHING",
-                (op.identity,),
-            )
-        elif epochs.get(op.identity) != op.epoch:
-            stale.add(op.identity)
-            continue
-        if isinstance(op, Append):
-            assert text is not None
-            appends.append((op.identity, op.entry.seq, text))
-            continue
-        if isinstance(op, PutLedgerEntry):  # its own table: nothing to order; the last wins
-            assert text is not None
-            entry = op.entry
-            ledger[(op.identity, entry.transaction_id)] = (
-                utc_text(entry.ended_at),
-                entry.id_token,
-                utc_text(entry.recorded_at),
-                text,
-            )
-            continue
-        touched.add(op.identity)
-        flush_appends()  # keep the order: a snapshot drops the entries before it
-        if isinstance(op, PutRegistration):
-            db.execute(
-                "UPDATE stations SET registration = %s WHERE identity = %s", (text, op.identity)
-            )
-        elif isinstance(op, PutSnapshot):
-            db.execute(
-                "UPDATE stations SET snapshot = %s, through = %s WHERE identity = %s",
-                (text, op.through, op.identity),
-            )
-            db.execute(
-                "DELETE FROM journal WHERE identity = %s AND seq <= %s",
-                (op.identity, op.through),
-            )
-        elif isinstance(op, PutLocalListVersion):
-            db.execute(
-                "UPDATE stations SET local_list_version = %s WHERE identity = %s",
-                (op.version, op.identity),
-            )
-    flush_appends()
-    if ledger:
-        # one statement, as for the journal; keys are unique, as ON CONFLICT needs
-        keys = list(ledger)
-        rows = [ledger[key] for key in keys]
-        db.execute(
-            "INSERT INTO ledger"
-            " (identity, transaction_id, ended_at, id_token, recorded_at, entry)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[])"
-            " ON CONFLICT (identity, transaction_id) DO UPDATE SET"
-            " ended_at = excluded.ended_at, id_token = excluded.id_token,"
-            " recorded_at = excluded.recorded_at, entry = excluded.entry",
-            (
-                [identity for identity, _ in keys],
-                [transaction_id for _, transaction_id in keys],
-                [row[0] for row in rows],
-                [row[1] for row in rows],
-                [row[2] for row in rows],
-                [row[3] for row in rows],
-            ),
-        )
-    if touched:
-        db.execute(
-            "UPDATE stations SET updated_at = now() WHERE identity = ANY(%s)", (sorted(touched),)
-        )
-    return frozenset(stale)
+    return apply_ops(ops, encoded, epochs, _Writer(db))
 
 
 # -- 1.6 transaction ids across nodes ---------------------------------------------------------

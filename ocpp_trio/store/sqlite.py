@@ -33,28 +33,26 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, TypeVar
 
-import attrs
 import trio
 
 from ocpp_trio.domain.credentials import StationCredentials
 from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery, page_of, utc_text
-from ocpp_trio.domain.snapshot import StationSnapshot
-from ocpp_trio.errors import StoreError, UnreadableRecordError
+from ocpp_trio.errors import StoreError
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.store.base import (
-    Append,
-    JournalEntry,
-    PutCounter,
-    PutLedgerEntry,
-    PutLocalListVersion,
-    PutRegistration,
-    PutSnapshot,
-    Registration,
     StoredStation,
     StoreOp,
     decode,
     encode,
     structure_credentials,
+)
+from ocpp_trio.store.sql import (
+    LedgerRow,
+    RawStation,
+    apply_ops,
+    decode_station,
+    encode_op,
+    fenced_identities,
 )
 
 __all__ = [
@@ -235,7 +233,7 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
                 raise
             assert raw is not None
-            return _decode_station(raw)
+            return decode_station(raw)
 
         return await self._run(claim)
 
@@ -248,7 +246,7 @@ class SQLiteStore:
                 raw = _read(db, identity)
             finally:
                 db.execute("COMMIT")
-            return None if raw is None else _decode_station(raw)
+            return None if raw is None else decode_station(raw)
 
         return await self._run(load)
 
@@ -278,7 +276,7 @@ class SQLiteStore:
 
         def commit(db: sqlite3.Connection) -> frozenset[str]:
             # encode before taking the write lock, so other processes wait less
-            encoded = [_encode_op(op) for op in ops]
+            encoded = [encode_op(op) for op in ops]
             now = _now_text()
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -381,20 +379,7 @@ class SQLiteStore:
         return await self._run(fn)
 
 
-@attrs.frozen(kw_only=True)
-class _RawStation:
-    identity: str
-    epoch: int
-    version: str | None
-    registration: str | None
-    snapshot: str | None
-    through: int
-    local_list_version: int | None
-    updated_at: str | None
-    journal: list[tuple[int, str]]
-
-
-def _read(db: sqlite3.Connection, identity: str) -> _RawStation | None:
+def _read(db: sqlite3.Connection, identity: str) -> RawStation | None:
     row = db.execute(
         "SELECT epoch, version, registration, snapshot, through, local_list_version,"
         " updated_at FROM stations WHERE identity = ?",
@@ -407,7 +392,7 @@ def _read(db: sqlite3.Connection, identity: str) -> _RawStation | None:
         (identity, row[4]),
     ).fetchall()
     epoch, version, registration, snapshot, through, local_list_version, updated_at = row
-    return _RawStation(
+    return RawStation(
         identity=identity,
         epoch=int(epoch),
         version=version,
@@ -420,60 +405,65 @@ def _read(db: sqlite3.Connection, identity: str) -> _RawStation | None:
     )
 
 
-def _decode_entry(seq: int, text: str) -> JournalEntry:
-    entry: JournalEntry = decode(text, JournalEntry)
-    if entry.seq != seq:
-        raise ValueError(f"journal row {seq} holds entry {entry.seq}")
-    return entry
+class _Writer:
+    """SQLite's SQL for the writes of one commit (see :func:`~ocpp_trio.store.sql.apply_ops`)."""
 
+    def __init__(self, db: sqlite3.Connection, now: str) -> None:
+        self.db = db
+        self.now = now
 
-def _decode_station(raw: _RawStation) -> StoredStation:
-    try:
-        registration: Registration | None = (
-            None if raw.registration is None else decode(raw.registration, Registration)
+    def put_counter(self, name: str, value: int) -> None:
+        self.db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name)"
+            " DO UPDATE SET value = max(value, excluded.value)",
+            (name, value),
         )
-        snapshot: StationSnapshot | None = (
-            None if raw.snapshot is None else decode(raw.snapshot, StationSnapshot)
-        )
-        journal = [_decode_entry(seq, text) for seq, text in raw.journal]
-        version = None if raw.version is None else Version(raw.version)
-        updated = (
-            None if raw.updated_at is None else datetime.datetime.fromisoformat(raw.updated_at)
-        )
-    except ValueError as exc:
-        last_seq = max([raw.through, *(seq for seq, _ in raw.journal)])
-        raise UnreadableRecordError(raw.identity, raw.epoch, last_seq, str(exc)) from exc
-    return StoredStation(
-        identity=raw.identity,
-        epoch=raw.epoch,
-        version=version,
-        registration=registration,
-        snapshot=snapshot,
-        through=raw.through,
-        journal=tuple(journal),
-        local_list_version=raw.local_list_version,
-        updated_at=updated,
-    )
 
+    def add_station(self, identity: str) -> None:
+        self.db.execute(
+            "INSERT INTO stations (identity, updated_at) VALUES (?, ?)"
+            " ON CONFLICT (identity) DO NOTHING",
+            (identity, self.now),
+        )
 
-def _encode_op(op: StoreOp) -> str | None:
-    if isinstance(op, Append):
-        return encode(op.entry, JournalEntry)
-    if isinstance(op, PutRegistration):
-        return None if op.registration is None else encode(op.registration, Registration)
-    if isinstance(op, PutSnapshot):
-        return encode(op.snapshot, StationSnapshot)
-    if isinstance(op, PutLedgerEntry):
-        return encode(op.entry, LedgerEntry)
-    return None
+    def append(self, rows: Sequence[tuple[str, int, str]]) -> None:
+        self.db.executemany("INSERT INTO journal (identity, seq, entry) VALUES (?, ?, ?)", rows)
+
+    def put_registration(self, identity: str, text: str | None) -> None:
+        self.db.execute("UPDATE stations SET registration = ? WHERE identity = ?", (text, identity))
+
+    def put_snapshot(self, identity: str, text: str, through: int) -> None:
+        self.db.execute(
+            "UPDATE stations SET snapshot = ?, through = ? WHERE identity = ?",
+            (text, through, identity),
+        )
+        self.db.execute("DELETE FROM journal WHERE identity = ? AND seq <= ?", (identity, through))
+
+    def put_local_list_version(self, identity: str, version: int | None) -> None:
+        self.db.execute(
+            "UPDATE stations SET local_list_version = ? WHERE identity = ?", (version, identity)
+        )
+
+    def put_ledger(self, rows: Sequence[LedgerRow]) -> None:
+        self.db.executemany(
+            "INSERT INTO ledger (identity, transaction_id, ended_at, id_token, recorded_at, entry)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (identity, transaction_id) DO UPDATE SET"
+            " ended_at = excluded.ended_at, id_token = excluded.id_token,"
+            " recorded_at = excluded.recorded_at, entry = excluded.entry",
+            rows,
+        )
+
+    def touch(self, identities: Sequence[str]) -> None:
+        self.db.executemany(
+            "UPDATE stations SET updated_at = ? WHERE identity = ?",
+            [(self.now, identity) for identity in identities],
+        )
 
 
 def _apply(
     db: sqlite3.Connection, ops: list[StoreOp], encoded: list[str | None], now: str
 ) -> frozenset[str]:
-    fenced = sorted(
-        {op.identity for op in ops if not isinstance(op, PutCounter) and op.epoch is not None}
-    )
+    fenced = fenced_identities(ops)
     epochs: dict[str, int] = {}
     for start in range(0, len(fenced), 500):  # within SQLite's bound-parameter limit
         chunk = fenced[start : start + 500]
@@ -483,86 +473,7 @@ def _apply(
             chunk,
         ).fetchall()
         epochs.update((str(identity), int(epoch)) for identity, epoch in rows)
-    stale: set[str] = set()
-    appends: list[tuple[str, int, str]] = []
-    ledger: list[tuple[str, str, str, str | None, str, str]] = []
-    # journal appends leave updated_at alone (one statement less per station and commit)
-    touched: set[str] = set()
-
-    def flush_appends() -> None:
-        if appends:
-            db.executemany("INSERT INTO journal (identity, seq, entry) VALUES (?, ?, ?)", appends)
-            appends.clear()
-
-    for op, text in zip(ops, encoded, strict=True):
-        if isinstance(op, PutCounter):
-            db.execute(
-                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name)"
-                " DO UPDATE SET value = max(value, excluded.value)",
-                (op.name, op.value),
-            )
-            continue
-        if op.epoch is None:
-            db.execute(
-                "INSERT INTO stations (identity, updated_at) VALUES (?, ?)"
-                " ON CONFLICT (identity) DO NOTHING",
-                (op.identity, now),
-            )
-        elif epochs.get(op.identity) != op.epoch:
-            stale.add(op.identity)
-            continue
-        if isinstance(op, Append):
-            assert text is not None
-            appends.append((op.identity, op.entry.seq, text))
-            continue
-        if isinstance(op, PutLedgerEntry):  # the ledger has its own table: nothing to order
-            assert text is not None
-            entry = op.entry
-            ledger.append(
-                (
-                    op.identity,
-                    entry.transaction_id,
-                    utc_text(entry.ended_at),
-                    entry.id_token,
-                    utc_text(entry.recorded_at),
-                    text,
-                )
-            )
-            continue
-        touched.add(op.identity)
-        flush_appends()  # keep the order: a snapshot drops the entries before it
-        if isinstance(op, PutRegistration):
-            db.execute(
-                "UPDATE stations SET registration = ? WHERE identity = ?", (text, op.identity)
-            )
-        elif isinstance(op, PutSnapshot):
-            db.execute(
-                "UPDATE stations SET snapshot = ?, through = ? WHERE identity = ?",
-                (text, op.through, op.identity),
-            )
-            db.execute(
-                "DELETE FROM journal WHERE identity = ? AND seq <= ?", (op.identity, op.through)
-            )
-        elif isinstance(op, PutLocalListVersion):
-            db.execute(
-                "UPDATE stations SET local_list_version = ? WHERE identity = ?",
-                (op.version, op.identity),
-            )
-    flush_appends()
-    if ledger:
-        db.executemany(
-            "INSERT INTO ledger (identity, transaction_id, ended_at, id_token, recorded_at, entry)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (identity, transaction_id) DO UPDATE SET"
-            " ended_at = excluded.ended_at, id_token = excluded.id_token,"
-            " recorded_at = excluded.recorded_at, entry = excluded.entry",
-            ledger,
-        )
-    if touched:
-        db.executemany(
-            "UPDATE stations SET updated_at = ? WHERE identity = ?",
-            [(now, identity) for identity in sorted(touched)],
-        )
-    return frozenset(stale)
+    return apply_ops(ops, encoded, epochs, _Writer(db, now))
 
 
 # -- credentials -----------------------------------------------------------------------------
