@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 import trio
+from interop.harness import serve_on_loopback
 
 #: where the repository's deployment files are
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -183,13 +184,7 @@ ADMIN_TOKEN = "cluster-test-admin-token"
 
 def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -> list[str]:
     """``ocpp-trio serve`` as one node of the cluster."""
-    return [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
+    return serve_on_loopback(
         "--port",
         str(port),
         "--admin-port",
@@ -203,7 +198,7 @@ def node_command(node: str, port: int, admin_port: int, dsn: str, *extra: str) -
         "--admin-token",
         ADMIN_TOKEN,
         *extra,
-    ]
+    )
 
 
 def haproxy_command(front: int, nodes: list[tuple[int, int]], stats: int) -> list[str]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import trio
-from interop.harness import ROOT, Lines, RunningProcess, run_process
+from interop.harness import ROOT, Lines, RunningProcess, run_process, serve_on_loopback
 
 
 def free_port() -> int:
@@ -20,20 +19,7 @@ def free_port() -> int:
 
 
 def serve_command(port: int, db: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        str(db),
-        "--ping-interval",
-        "0",
-    ]
+    return serve_on_loopback("--port", str(port), "--db", str(db), "--ping-interval", "0")
 
 
 async def kill_9(server: RunningProcess) -> None:

@@ -160,19 +160,14 @@ async def run_process(command: Sequence[str], *, cwd: Path = ROOT) -> AsyncItera
                 process.kill()
 
 
+def serve_on_loopback(*options: str) -> list[str]:
+    """``python -m ocpp_trio serve`` on 127.0.0.1, with ``options``."""
+    return [sys.executable, "-m", "ocpp_trio", "serve", "--host", "127.0.0.1", *options]
+
+
 def serve_command(*options: str) -> list[str]:
     """``python -m ocpp_trio serve`` on 127.0.0.1 with an in-memory store, and ``options``."""
-    return [
-        sys.executable,
-        "-m",
-        "ocpp_trio",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--db",
-        ":memory:",
-        *options,
-    ]
+    return serve_on_loopback("--db", ":memory:", *options)
 
 
 @asynccontextmanager
