@@ -33,6 +33,7 @@ with 1011. Which station may be connected twice is the runtime's business, not t
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
@@ -61,6 +62,7 @@ from ocpp_trio.transport.handshake import (
     upgrade_refusal,
 )
 from ocpp_trio.transport.identity import check_identity_for_version, identity_from_path
+from ocpp_trio.transport.listen import SocketListener, open_socket_listeners
 from ocpp_trio.transport.websocket import Watchdog, WebSocketTransport
 
 __all__ = [
@@ -373,15 +375,15 @@ async def serve_ocpp_websocket(
         send_timeout=config.send_timeout,
     )
     server = _Server(handler, config, select_version or select_newest, check_request, watchdog)
+    plain = await open_socket_listeners(port, host=host)
+    server.listeners = plain
+    addresses = tuple(_address(listener.socket) for listener in plain)
     if ssl_context is None:
-        plain = await trio.open_tcp_listeners(port, host=host)
-        addresses = tuple(_address(listener.socket) for listener in plain)
         serve = partial(trio.serve_listeners, server.handle_stream, plain)
     else:
-        secure = await trio.open_ssl_over_tcp_listeners(
-            port, ssl_context, host=host, https_compatible=True
-        )
-        addresses = tuple(_address(_socket_of(listener.transport_listener)) for listener in secure)
+        secure = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in plain
+        ]
         serve = partial(trio.serve_listeners, server.handle_stream, secure)
     info = ServerInfo(addresses=addresses, counters=server.counters)
     try:
@@ -399,13 +401,7 @@ async def serve_ocpp_websocket(
     raise AssertionError("unreachable: serve_listeners never returns")  # pragma: no cover
 
 
-def _socket_of(listener: trio.abc.Listener[trio.SocketStream]) -> trio.socket.SocketType:
-    if not isinstance(listener, trio.SocketListener):  # pragma: no cover - trio always does
-        raise TypeError(f"expected a SocketListener, not {listener!r}")
-    return listener.socket
-
-
-def _address(sock: trio.socket.SocketType) -> tuple[str, int]:
+def _address(sock: socket.socket) -> tuple[str, int]:
     name = sock.getsockname()
     return str(name[0]), int(name[1])
 
@@ -434,6 +430,8 @@ class _Server:
         self.check_request = check_request
         self.watchdog = watchdog
         self.counters = _Counters()
+        #: the listeners whose connections this serves (they know their sockets)
+        self.listeners: Sequence[SocketListener] = ()
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one TCP (or TLS) connection; never raises except ``Cancelled``.  The stream is
@@ -611,8 +609,16 @@ class _Server:
             ),
             max_message_size=self.config.max_message_size,
             close_timeout=self.config.close_timeout,
+            raw_socket=self._raw_socket(stream),
         )
         return _Accepted(transport, request, version)
+
+    def _raw_socket(self, stream: trio.abc.Stream) -> socket.socket | None:
+        for listener in self.listeners:
+            raw = listener.raw_socket(stream)
+            if raw is not None:
+                return raw
+        return None
 
     async def _choose_version(self, request: ConnectionRequest) -> Version | Rejection | None:
         candidates = [v for v in request.offered_versions if v in self.config.versions]

@@ -21,7 +21,12 @@ could follow that part (recorded as 1006, "send cancelled mid-frame").  Over TLS
 stream cannot tell how much went out, any cancellation during the write aborts.  This costs no
 cancel scope per frame, where shielding every write would.  Over plain TCP the frames go
 through the stream's trio socket (``SocketStream.socket``), whose every call says how much it
-wrote.
+wrote.  When the server also hands over the connection's standard-library socket (its
+listeners keep it: :mod:`ocpp_trio.transport.listen`), the send's checkpoint comes first,
+before the frame is built, and the frame is then written to that socket at once: the sending
+task yields once per frame instead of twice (trio's socket calls yield after the write too),
+and the frames sent in one scheduler batch leave together.  Only what the socket buffer does
+not take at once waits for trio.
 
 **Timeouts without a cancel scope per frame.** A :class:`Watchdog` task looks after any number
 of connections (one per server, one per station-side connection), checking them a few times
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Final
 
@@ -98,6 +104,12 @@ class WebSocketTransport:
         max_message_size: the largest message accepted, in bytes (UTF-8 for text); a larger
             one fails the connection with 1009.
         close_timeout: seconds :meth:`aclose` waits for the close handshake.
+        raw_socket: the standard-library socket under ``stream`` (a ``SocketStream``), when
+            the caller holds it: frames are written to it directly after the send's
+            checkpoint (see the module docs).
+
+    Raises:
+        ValueError: a limit out of range, or ``raw_socket`` is not the socket of ``stream``.
     """
 
     __slots__ = (
@@ -109,6 +121,7 @@ class WebSocketTransport:
         "_info",
         "_max_size",
         "_parts",
+        "_raw",
         "_reader_left",
         "_reading",
         "_reads",
@@ -131,6 +144,7 @@ class WebSocketTransport:
         info: ConnectionInfo,
         max_message_size: int,
         close_timeout: float = 5.0,
+        raw_socket: socket.socket | None = None,
     ) -> None:
         if max_message_size < 1 or close_timeout < 0:
             raise ValueError("max_message_size must be >= 1 and close_timeout >= 0")
@@ -138,6 +152,11 @@ class WebSocketTransport:
         # over plain TCP the frames go through the stream's trio socket (its public
         # ``socket``): each call says how much it wrote, and trio's stream wrapper is skipped
         self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        if raw_socket is not None and (
+            self._socket is None or raw_socket.fileno() != self._socket.fileno()
+        ):
+            raise ValueError("raw_socket must be the socket of the SocketStream given")
+        self._raw = raw_socket
         self._ws = ws
         self._info = info
         self._max_size = max_message_size
@@ -226,7 +245,10 @@ class WebSocketTransport:
         else:
             self._sending = True
         try:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._raw is None:
+                await trio.lowlevel.checkpoint_if_cancelled()  # the write yields after
+            else:
+                await trio.lowlevel.checkpoint()  # before the frame exists: the write won't
             data = None
             if not self._stream_closed and not (ours and self._closed is not None):
                 # LocalProtocolError: closing, and wsproto sends nothing after a close frame
@@ -265,7 +287,14 @@ class WebSocketTransport:
                 sent = -1  # unknown
                 await self._stream.send_all(data)
                 return
-            sent = await sock.send(data)  # usually the whole frame, in one call
+            raw = self._raw
+            if raw is None:
+                sent = await sock.send(data)  # usually the whole frame, in one call
+            else:
+                try:
+                    sent = raw.send(data)  # the checkpoint was taken before the frame was built
+                except BlockingIOError:
+                    sent = 0
             if sent < len(data):
                 with memoryview(data) as view:
                     while sent < len(data):
