@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Any, Final, Generic, TypeVar, cast
 
@@ -253,9 +254,9 @@ class RpcSession(Generic[PeerT]):
         self.log = logger
         #: whether :meth:`call` may send (set by the owner; :meth:`disconnect` clears it)
         self.connected = False
-        #: trio time and UTC time of the last frame received
+        #: trio time of the last frame received (wall-clock time: :attr:`last_seen_at`)
         self.last_seen: float | None = None
-        self.last_seen_at: datetime.datetime | None = None
+        self._last_seen_wall: float | None = None  # time.time(): a datetime only when asked
         self._call_lock: trio.Lock | None = None  # made by the first call(): idle is small
         self._waiter: _Waiter | None = None
         self._nursery: trio.Nursery | None = None
@@ -288,6 +289,12 @@ class RpcSession(Generic[PeerT]):
             finally:
                 self._nursery = None
                 self._calls = None
+
+    @property
+    def last_seen_at(self) -> datetime.datetime | None:
+        """When (UTC) the last frame was received, ``None`` before the first."""
+        wall = self._last_seen_wall
+        return None if wall is None else datetime.datetime.fromtimestamp(wall, datetime.UTC)
 
     def cancel(self) -> None:
         """End the session (its nursery is cancelled); no effect when it is not running."""
@@ -371,7 +378,7 @@ class RpcSession(Generic[PeerT]):
                         self.hooks.idle(idle_timeout)
                         return
                 self.last_seen = now = trio.current_time()
-                self.last_seen_at = datetime.datetime.now(datetime.UTC)
+                self._last_seen_wall = time.time()
                 # in a function of its own: an idle session keeps nothing of its last frame
                 await self._on_frame(data, calls, now)
                 del data
