@@ -24,9 +24,9 @@ through the stream's trio socket (``SocketStream.socket``), whose every call say
 wrote.  When the server also hands over the connection's standard-library socket (its
 listeners keep it: :mod:`ocpp_trio.transport.listen`), the send's checkpoint comes first,
 before the frame is built, and the frame is then written to that socket at once: the sending
-task yields once per frame instead of twice (trio's socket calls yield after the write too),
-and the frames sent in one scheduler batch leave together.  Only what the socket buffer does
-not take at once waits for trio.
+task still yields once per frame (trio's socket calls yield after the write instead), but the
+frames sent in one scheduler batch leave together.  Only what the socket buffer does not take
+at once waits for trio.
 
 **Timeouts without a cancel scope per frame.** A :class:`Watchdog` task looks after any number
 of connections (one per server, one per station-side connection), checking them a few times
