@@ -116,6 +116,7 @@ class WebSocketTransport:
         "_close_done",
         "_close_timeout",
         "_closed",
+        "_drained",
         "_events",
         "_finished",
         "_info",
@@ -178,6 +179,8 @@ class WebSocketTransport:
         self._reader_left: trio.Event | None = None
         # for the watchdog: reads done, frames written, and whether one is being written
         self._reads = 0
+        # the last read emptied the socket buffer: the next one waits for data first
+        self._drained = True
         self._writes = 0
         self._writing = False
 
@@ -396,12 +399,26 @@ class WebSocketTransport:
 
     async def _receive(self) -> bytes:
         """Read from the stream; at its end, record 1006 and raise."""
+        data: bytes | bytearray
         try:
-            sock = self._socket
-            if sock is None:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
+            raw = self._raw
+            if raw is not None and self._drained:
+                # nothing was left to read: wait for data, then read it, without trying a
+                # read that would only fail (the wait is the checkpoint)
+                while True:
+                    await trio.lowlevel.wait_readable(raw)
+                    try:
+                        data = raw.recv(RECEIVE_SIZE)
+                    except BlockingIOError:
+                        continue
+                    break
             else:
-                data = await sock.recv(RECEIVE_SIZE)
+                sock = self._socket
+                if sock is None:
+                    data = await self._stream.receive_some(RECEIVE_SIZE)
+                else:
+                    data = await sock.recv(RECEIVE_SIZE)
+            self._drained = len(data) < RECEIVE_SIZE
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
