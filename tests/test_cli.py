@@ -161,16 +161,18 @@ async def test_default_router_16(autojump_clock: Any) -> None:
         assert boot.interval == 60
         assert boot.status is v1_6.RegistrationStatus.ACCEPTED
         ids = []
-        for _ in range(2):
+        # the same StartTransaction twice (a station retrying it), then another one
+        for connector in (1, 1, 2):
             started = await call_json(
                 fake,
                 "StartTransaction",
-                {"connectorId": 1, "idTag": "T", "meterStart": 0, "timestamp": NOW},
+                {"connectorId": connector, "idTag": "T", "meterStart": 0, "timestamp": NOW},
             )
             assert isinstance(started, v1_6.StartTransactionResponse)
             assert started.id_tag_info.status is v1_6.AuthorizationStatus.ACCEPTED
             ids.append(started.transaction_id)
-        assert ids[0] != ids[1]
+        assert ids[0] == ids[1] != ids[2]
+        ids.pop(0)
         stopped = await call_json(
             fake,
             "StopTransaction",
@@ -231,6 +233,44 @@ async def test_default_router_2x(module: Any, autojump_clock: Any) -> None:
         assert transfer.status is module.DataTransferStatusEnumType.UNKNOWN_VENDOR_ID
         refused = await call_json(fake, "SignCertificate", {"csr": "x"})
         assert error_of(refused)[0] == "NotSupported"
+
+
+async def test_default_router_id_tokens_decide_transaction_messages(autojump_clock: Any) -> None:
+    """The idTokens list reaches the transaction messages too (through the runtime's default
+    answers, which ask the Authorize handler)."""
+    router = default_router(id_tokens={"Alice01"})
+    async with running_station(router, Version.V16) as (_station, fake):
+        await fake.exchange(boot_request(Version.V16))
+        statuses = []
+        for connector, tag in enumerate(("ALICE01", "Mallory"), start=1):
+            started = await call_json(
+                fake,
+                "StartTransaction",
+                {"connectorId": connector, "idTag": tag, "meterStart": 0, "timestamp": NOW},
+            )
+            statuses.append(started.id_tag_info.status)
+        assert statuses == [v1_6.AuthorizationStatus.ACCEPTED, v1_6.AuthorizationStatus.INVALID]
+    async with running_station(router, Version.V201) as (_station, fake):
+        await booted(fake)
+        answers = []
+        for seq_no, token in enumerate(("Alice01", "alice01")):
+            answer = await call_json(
+                fake,
+                "TransactionEvent",
+                {
+                    "eventType": "Started",
+                    "timestamp": NOW,
+                    "triggerReason": "Authorized",
+                    "seqNo": seq_no,
+                    "transactionInfo": {"transactionId": f"TX{seq_no}"},
+                    "idToken": {"idToken": token, "type": "ISO14443"},
+                },
+            )
+            answers.append(answer.id_token_info.status)
+        assert answers == [
+            v2_0_1.AuthorizationStatusEnumType.ACCEPTED,
+            v2_0_1.AuthorizationStatusEnumType.INVALID,
+        ]
 
 
 # -- python -m ocpp_trio serve, for real -------------------------------------------------------

@@ -46,7 +46,6 @@ import sys
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
 
 import trio
 
@@ -91,8 +90,8 @@ from ocpp_trio.domain.credentials import CredentialStore
 from ocpp_trio.domain.device_model import DeviceModel
 from ocpp_trio.domain.events import TransactionEnded, TransactionStarted
 from ocpp_trio.domain.redaction import redact_message
-from ocpp_trio.errors import CallError, ErrorCode, MessageValidationError, StoreError
-from ocpp_trio.messages import Direction, Message, Request, Response, v1_6, v2_0_1, v2_1
+from ocpp_trio.errors import CallError, ErrorCode, StoreError
+from ocpp_trio.messages import Direction, Message, v1_6, v2_0_1, v2_1
 from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.runtime.events import Exchange
@@ -133,110 +132,48 @@ def default_router(
     """The handlers of ``ocpp-trio serve``: accept everything, remember nothing.
 
     * BootNotification (every version): ``boot_status`` with ``interval`` seconds.
-    * Heartbeat: the runtime's built-in answer (current UTC time).
-    * Authorize, 1.6 Start/StopTransaction, 2.x TransactionEvent: the id token is Accepted
-      (with ``id_tokens``: when it is one of them, else Invalid; 1.6 idTags compare
-      case-insensitively); 1.6 StartTransaction gets a transaction id from the CSMS-wide
-      allocator (1, 2, 3, ...; kept in the store, so it continues after a restart).
-    * DataTransfer: ``UnknownVendorId`` (this CSMS knows no vendor extension).
-    * Every other station request whose response has no required field (StatusNotification,
-      MeterValues, NotifyReport, NotifyEvent, SecurityEventNotification, the status
-      notifications, ...): the empty response.
-    * Anything else (certificate signing and status, EV charging needs, ...): ``NotSupported``.
+    * Authorize: the id token is Accepted (with ``id_tokens``: when it is one of them, else
+      Invalid; 1.6 idTags compare case-insensitively).
+
+    Everything else gets the runtime's default answer (``ocpp_trio.runtime.defaults``), which
+    asks the Authorize handler above about the id tokens of transaction messages: 1.6
+    Start/StopTransaction and 2.x TransactionEvent carry its verdict; a 1.6 StartTransaction
+    gets a transaction id from the CSMS-wide allocator (kept in the store, so it continues
+    after a restart), and a station retrying the same StartTransaction gets the same id again;
+    Heartbeat the current time; DataTransfer ``UnknownVendorId``; the notifications whose
+    response carries nothing the empty response; and what needs a decision this CSMS cannot
+    take (certificate signing and status, EV charging needs, ...) ``NotSupported``.
     """
     router = Router()
     router.set_default_boot(boot_status, interval)
     known = None if id_tokens is None else frozenset(id_tokens)
     known_16 = None if known is None else frozenset(t.casefold() for t in known)
 
-    def tag_info(id_tag: str) -> v1_6.IdTagInfo:
-        if known_16 is None or id_tag.casefold() in known_16:
-            return _ID_TAG_ACCEPTED
-        return _ID_TAG_INVALID
-
-    def token_info_201(token: str) -> v2_0_1.IdTokenInfoType:
-        return _TOKEN_ACCEPTED_201 if known is None or token in known else _TOKEN_INVALID_201
-
-    def token_info_21(token: str) -> v2_1.IdTokenInfoType:
-        return _TOKEN_ACCEPTED_21 if known is None or token in known else _TOKEN_INVALID_21
-
-    # -- 1.6
     @router.on(v1_6.AuthorizeRequest)
     async def authorize_16(
         station: Station, request: v1_6.AuthorizeRequest
     ) -> v1_6.AuthorizeResponse:
-        return v1_6.AuthorizeResponse(id_tag_info=tag_info(request.id_tag))
+        accepted = known_16 is None or request.id_tag.casefold() in known_16
+        return v1_6.AuthorizeResponse(id_tag_info=_ID_TAG_ACCEPTED if accepted else _ID_TAG_INVALID)
 
-    @router.on(v1_6.StartTransactionRequest)
-    async def start_transaction_16(
-        station: Station, request: v1_6.StartTransactionRequest
-    ) -> v1_6.StartTransactionResponse:
-        transaction_id = station.machines.transaction_ids.allocate(station.identity)
-        return v1_6.StartTransactionResponse(
-            id_tag_info=tag_info(request.id_tag), transaction_id=transaction_id
-        )
-
-    @router.on(v1_6.StopTransactionRequest)
-    async def stop_transaction_16(
-        station: Station, request: v1_6.StopTransactionRequest
-    ) -> v1_6.StopTransactionResponse:
-        if request.id_tag is None:
-            return v1_6.StopTransactionResponse()
-        return v1_6.StopTransactionResponse(id_tag_info=tag_info(request.id_tag))
-
-    @router.on(v1_6.DataTransferRequest)
-    async def data_transfer_16(
-        station: Station, request: v1_6.DataTransferRequest
-    ) -> v1_6.DataTransferResponse:
-        return v1_6.DataTransferResponse(status=v1_6.DataTransferStatus.UNKNOWN_VENDOR_ID)
-
-    # -- 2.0.1
     @router.on(v2_0_1.AuthorizeRequest)
     async def authorize_201(
         station: Station, request: v2_0_1.AuthorizeRequest
     ) -> v2_0_1.AuthorizeResponse:
-        return v2_0_1.AuthorizeResponse(id_token_info=token_info_201(request.id_token.id_token))
-
-    @router.on(v2_0_1.TransactionEventRequest)
-    async def transaction_event_201(
-        station: Station, request: v2_0_1.TransactionEventRequest
-    ) -> v2_0_1.TransactionEventResponse:
-        if request.id_token is None:
-            return v2_0_1.TransactionEventResponse()
-        return v2_0_1.TransactionEventResponse(
-            id_token_info=token_info_201(request.id_token.id_token)
+        accepted = known is None or request.id_token.id_token in known
+        return v2_0_1.AuthorizeResponse(
+            id_token_info=_TOKEN_ACCEPTED_201 if accepted else _TOKEN_INVALID_201
         )
 
-    @router.on(v2_0_1.DataTransferRequest)
-    async def data_transfer_201(
-        station: Station, request: v2_0_1.DataTransferRequest
-    ) -> v2_0_1.DataTransferResponse:
-        return v2_0_1.DataTransferResponse(
-            status=v2_0_1.DataTransferStatusEnumType.UNKNOWN_VENDOR_ID
-        )
-
-    # -- 2.1
     @router.on(v2_1.AuthorizeRequest)
     async def authorize_21(
         station: Station, request: v2_1.AuthorizeRequest
     ) -> v2_1.AuthorizeResponse:
-        return v2_1.AuthorizeResponse(id_token_info=token_info_21(request.id_token.id_token))
+        accepted = known is None or request.id_token.id_token in known
+        return v2_1.AuthorizeResponse(
+            id_token_info=_TOKEN_ACCEPTED_21 if accepted else _TOKEN_INVALID_21
+        )
 
-    @router.on(v2_1.TransactionEventRequest)
-    async def transaction_event_21(
-        station: Station, request: v2_1.TransactionEventRequest
-    ) -> v2_1.TransactionEventResponse:
-        if request.id_token is None:
-            return v2_1.TransactionEventResponse()
-        return v2_1.TransactionEventResponse(id_token_info=token_info_21(request.id_token.id_token))
-
-    @router.on(v2_1.DataTransferRequest)
-    async def data_transfer_21(
-        station: Station, request: v2_1.DataTransferRequest
-    ) -> v2_1.DataTransferResponse:
-        return v2_1.DataTransferResponse(status=v2_1.DataTransferStatusEnumType.UNKNOWN_VENDOR_ID)
-
-    router.fallback(_empty_response)
     return router
 
 
@@ -246,23 +183,6 @@ _TOKEN_ACCEPTED_21 = v2_1.IdTokenInfoType(status=v2_1.AuthorizationStatusEnumTyp
 _ID_TAG_INVALID = v1_6.IdTagInfo(status=v1_6.AuthorizationStatus.INVALID)
 _TOKEN_INVALID_201 = v2_0_1.IdTokenInfoType(status=v2_0_1.AuthorizationStatusEnumType.INVALID)
 _TOKEN_INVALID_21 = v2_1.IdTokenInfoType(status=v2_1.AuthorizationStatusEnumType.INVALID)
-
-# response class -> its empty instance, or None when the schema requires a field
-_EMPTY: dict[type[Response], Response | None] = {}
-
-
-async def _empty_response(station: Station, request: Request[Any]) -> Response:
-    """Answer with the empty response when the schema allows one, else ``NotSupported``."""
-    response_type = type(request).RESPONSE
-    if response_type not in _EMPTY:
-        try:
-            _EMPTY[response_type] = response_type.from_json({})
-        except MessageValidationError:
-            _EMPTY[response_type] = None
-    empty = _EMPTY[response_type]
-    if empty is None:
-        raise CallError(ErrorCode.NOT_SUPPORTED, f"{request.ACTION} is not supported here")
-    return empty
 
 
 # -- logging every exchange --------------------------------------------------------------------
