@@ -8,6 +8,8 @@ from __future__ import annotations
 import gc
 import socket
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
@@ -28,25 +30,33 @@ def _port(listener: SocketListener) -> int:
     return int(listener.socket.getsockname()[1])
 
 
-async def test_accepted_streams_carry_their_socket_and_talk_both_ways() -> None:
+@asynccontextmanager
+async def accepted() -> AsyncIterator[tuple[SocketListener, trio.SocketStream, trio.SocketStream]]:
+    """A listener on 127.0.0.1 and one connection to it: ``(listener, client, server)``, the
+    two ends closed on the way out, then the listener."""
     (listener,) = await open_socket_listeners(0, host="127.0.0.1")
     async with listener:
         client = await trio.open_tcp_stream("127.0.0.1", _port(listener))
         server = await listener.accept()
         async with client, server:
-            raw = listener.raw_socket(server)
-            assert raw is not None
-            assert isinstance(server, trio.SocketStream)
-            assert raw.fileno() == server.socket.fileno()
-            assert raw.getblocking() is False
-            # the listener knows only what it accepted
-            assert listener.raw_socket(client) is None
-            left, _right = trio.testing.memory_stream_pair()
-            assert listener.raw_socket(left) is None
-            await client.send_all(b"ping")
-            assert await server.receive_some(4) == b"ping"
-            raw.send(b"pong")  # writing to the kept socket is writing to the stream
-            assert await client.receive_some(4) == b"pong"
+            yield listener, client, server
+
+
+async def test_accepted_streams_carry_their_socket_and_talk_both_ways() -> None:
+    async with accepted() as (listener, client, server):
+        raw = listener.raw_socket(server)
+        assert raw is not None
+        assert isinstance(server, trio.SocketStream)
+        assert raw.fileno() == server.socket.fileno()
+        assert raw.getblocking() is False
+        # the listener knows only what it accepted
+        assert listener.raw_socket(client) is None
+        left, _right = trio.testing.memory_stream_pair()
+        assert listener.raw_socket(left) is None
+        await client.send_all(b"ping")
+        assert await server.receive_some(4) == b"ping"
+        raw.send(b"pong")  # writing to the kept socket is writing to the stream
+        assert await client.receive_some(4) == b"pong"
 
 
 async def test_the_kept_socket_goes_with_its_stream() -> None:
@@ -107,29 +117,25 @@ async def test_accept_is_a_checkpoint_even_when_a_connection_is_waiting() -> Non
 
 
 async def test_a_transport_refuses_a_socket_that_is_not_its_streams() -> None:
-    (listener,) = await open_socket_listeners(0, host="127.0.0.1")
-    async with listener:
-        client = await trio.open_tcp_stream("127.0.0.1", _port(listener))
-        server = await listener.accept()
-        async with client, server:
-            other = socket.socket()
-            with other, pytest.raises(ValueError, match="raw_socket"):
-                WebSocketTransport(
-                    server,
-                    WSConnection(ConnectionType.SERVER),
-                    info=ConnectionInfo(),
-                    max_message_size=1024,
-                    raw_socket=other,
-                )
-            memory, _ = trio.testing.memory_stream_pair()
-            with pytest.raises(ValueError, match="raw_socket"):
-                WebSocketTransport(
-                    memory,
-                    WSConnection(ConnectionType.SERVER),
-                    info=ConnectionInfo(),
-                    max_message_size=1024,
-                    raw_socket=listener.raw_socket(server),
-                )
+    async with accepted() as (listener, _client, server):
+        other = socket.socket()
+        with other, pytest.raises(ValueError, match="raw_socket"):
+            WebSocketTransport(
+                server,
+                WSConnection(ConnectionType.SERVER),
+                info=ConnectionInfo(),
+                max_message_size=1024,
+                raw_socket=other,
+            )
+        memory, _ = trio.testing.memory_stream_pair()
+        with pytest.raises(ValueError, match="raw_socket"):
+            WebSocketTransport(
+                memory,
+                WSConnection(ConnectionType.SERVER),
+                info=ConnectionInfo(),
+                max_message_size=1024,
+                raw_socket=listener.raw_socket(server),
+            )
 
 
 @pytest.mark.parametrize("tls", [False, True])

@@ -374,9 +374,10 @@ async def serve_ocpp_websocket(
         ping_timeout=config.ping_timeout,
         send_timeout=config.send_timeout,
     )
-    server = _Server(handler, config, select_version or select_newest, check_request, watchdog)
     plain = await open_socket_listeners(port, host=host)
-    server.listeners = plain
+    server = _Server(
+        handler, config, select_version or select_newest, check_request, watchdog, plain
+    )
     addresses = tuple(_address(listener.socket) for listener in plain)
     if ssl_context is None:
         serve = partial(trio.serve_listeners, server.handle_stream, plain)
@@ -423,6 +424,7 @@ class _Server:
         select_version: VersionSelector,
         check_request: RequestChecker | None,
         watchdog: Watchdog,
+        listeners: Sequence[SocketListener],
     ) -> None:
         self.handler = handler
         self.config = config
@@ -431,7 +433,7 @@ class _Server:
         self.watchdog = watchdog
         self.counters = _Counters()
         #: the listeners whose connections this serves (they know their sockets)
-        self.listeners: Sequence[SocketListener] = ()
+        self.listeners = listeners
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one TCP (or TLS) connection; never raises except ``Cancelled``.  The stream is
