@@ -81,9 +81,11 @@ def pin(cpu: int | None) -> None:
     """Run this process on ``cpu`` only (when the machine has it); ``-1``: anywhere."""
     if cpu is None or cpu < 0 or not hasattr(os, "sched_setaffinity"):
         return
-    available = os.sched_getaffinity(0)
-    if cpu in available and len(available) > 1:
-        os.sched_setaffinity(0, {cpu})
+    # not the affinity this process inherited: the orchestrator pins itself to the load
+    # generator's CPU before it starts the servers, and a server must still get its own
+    if (os.cpu_count() or 1) > 1:
+        with contextlib.suppress(OSError):  # e.g. a CPU outside this process's cpuset
+            os.sched_setaffinity(0, {cpu})
 
 
 def process_cpu_seconds(pid: int) -> float:
