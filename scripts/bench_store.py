@@ -50,24 +50,11 @@ if TYPE_CHECKING:
 
 SCRIPT: Final = Path(__file__).resolve()
 sys.path.insert(0, str(SCRIPT.parent.parent))  # run from a checkout without installing
+sys.path.insert(0, str(SCRIPT.parent))
+
+from bench_server import pin, process_cpu_seconds  # noqa: E402 - after the path is set
+
 STORES: Final = ("memory", "sqlite", "sqlite-normal", "none")
-CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
-
-
-def pin(cpu: int | None) -> None:
-    """Run this process on ``cpu`` only (when the machine has it); ``-1``: anywhere."""
-    if cpu is None or cpu < 0 or not hasattr(os, "sched_setaffinity"):
-        return
-    available = os.sched_getaffinity(0)
-    if cpu in available and len(available) > 1:
-        os.sched_setaffinity(0, {cpu})
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), from /proc."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def wire_now() -> str:
