@@ -33,6 +33,7 @@ from ocpp_trio.domain.events import (
 )
 from ocpp_trio.domain.transactions import (
     Transaction,
+    TransactionEventKind,
     TransactionEventRecord,
     TransactionIdCounter,
     TransactionNotice,
@@ -165,6 +166,103 @@ def test_any_permutation_gives_the_same_transaction(order: list[int], repeats: l
     assert notices.count(TransactionNotice.STARTED) == 1
     assert notices.count(TransactionNotice.ENDED) == 1
     assert notices.count(TransactionNotice.DUPLICATE) == len(repeats)
+
+
+def _reference_apply(
+    events: list[TransactionEventRecord], record: TransactionEventRecord
+) -> list[TransactionEventRecord] | None:
+    """What apply_record keeps, the plain way: compare with every event, sort them all
+    (``None``: a duplicate)."""
+    if any(e.same_slot(record) for e in events):
+        return None
+    return sorted([*events, record], key=lambda e: e.order)
+
+
+KINDS = list(TransactionEventKind)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> TransactionEventRecord:
+    """1.6-like (no seqNo) or 2.x-like events with few distinct values, so that slots clash."""
+    return TransactionEventRecord(
+        kind=draw(st.sampled_from(KINDS)),
+        timestamp=T0 + datetime.timedelta(seconds=draw(st.integers(0, 3))),
+        seq_no=draw(st.none() | st.integers(0, 4)),
+        charging_state=draw(st.sampled_from([None, "Charging", "EVConnected"])),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(records(), max_size=25))
+def test_apply_record_keeps_what_comparing_with_every_event_keeps(
+    stream: list[TransactionEventRecord],
+) -> None:
+    """The bisection apply_record uses finds the same duplicates and the same order as
+    comparing each new event with every event held and sorting them all."""
+    tx: Transaction | None = None
+    expected: list[TransactionEventRecord] = []
+    for rec in stream:
+        tx, notices = apply_record(tx, rec, identity="CS", transaction_id="T", version=V201)
+        kept = _reference_apply(expected, rec)
+        if kept is None:
+            assert notices == (TransactionNotice.DUPLICATE,)
+        else:
+            assert TransactionNotice.DUPLICATE not in notices
+            expected = kept
+        assert list(tx.events) == expected
+        # the kinds apply_record keeps agree with those of a transaction built from scratch
+        fresh = Transaction(identity="CS", transaction_id="T", version=V201, events=tx.events)
+        assert (tx.started, tx.ended) == (fresh.started, fresh.ended)
+        assert tx.started == any(e.kind is TransactionEventKind.STARTED for e in expected)
+        assert tx.ended == any(e.kind is TransactionEventKind.ENDED for e in expected)
+        assert tx == attrs.evolve(fresh, duplicates=tx.duplicates)
+
+
+def test_a_long_transaction_compares_few_events_per_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction holding 2,000 events takes the next one by bisection: a few dozen sort
+    keys read and no event compared in full (it used to compare and sort all of them, so the
+    cost of an event grew with the length of the transaction)."""
+    tx: Transaction | None = None
+    for seq in range(2000):
+        kind = "Started" if seq == 0 else "Updated"
+        tx, _ = apply_record(
+            tx, record(event(kind, seq, 1000.0 + seq))[1], identity="CS", transaction_id="TX1",
+            version=V201,
+        )  # fmt: skip
+    assert tx is not None
+    assert tx.started
+    assert not tx.ended
+    reads = {"order": 0, "same_slot": 0}
+    order, same_slot = TransactionEventRecord.order, TransactionEventRecord.same_slot
+
+    def counted_order(self: TransactionEventRecord) -> tuple[int, int, datetime.datetime]:
+        reads["order"] += 1
+        return order.fget(self)  # type: ignore[no-any-return]
+
+    def counted_same_slot(self: TransactionEventRecord, other: TransactionEventRecord) -> bool:
+        reads["same_slot"] += 1
+        return same_slot(self, other)
+
+    monkeypatch.setattr(TransactionEventRecord, "order", property(counted_order))
+    monkeypatch.setattr(TransactionEventRecord, "same_slot", counted_same_slot)
+    new, notices = apply_record(
+        tx, record(event("Updated", 2000, 3000.0))[1], identity="CS", transaction_id="TX1",
+        version=V201,
+    )  # fmt: skip
+    assert notices == (TransactionNotice.UPDATED,)
+    assert len(new.events) == 2001
+    assert new.events[-1].seq_no == 2000
+    assert 0 < reads["order"] <= 60
+    assert reads["same_slot"] == 0
+    again, notices = apply_record(
+        new, record(event("Updated", 1500, 2500.0))[1], identity="CS", transaction_id="TX1",
+        version=V201,
+    )  # fmt: skip
+    assert notices == (TransactionNotice.DUPLICATE,)
+    assert again.events == new.events
+    assert reads["same_slot"] == 1
 
 
 def test_gaps_are_reported_never_rejected() -> None:

@@ -90,13 +90,14 @@ def is_reconciled(record: TransactionEventRecord) -> bool:
 
 def closed_by_reboot(transaction: Transaction) -> bool:
     """Whether ``transaction`` holds an Ended event the CSMS added on a reboot."""
-    return any(is_reconciled(e) for e in transaction.events)
+    # only an Ended event can be one: most transactions hold none, and are answered at once
+    return transaction.ended and any(is_reconciled(e) for e in transaction.events)
 
 
 def superseded(transaction: Transaction, record: TransactionEventRecord) -> Transaction:
     """``transaction`` ready to take the station's ``record``: without the CSMS's reboot Ended
     event when ``record`` is a new event of the station's own (not a repeat of one kept)."""
-    if is_reconciled(record) or not any(is_reconciled(e) for e in transaction.events):
+    if is_reconciled(record) or not closed_by_reboot(transaction):
         return transaction
     kept = tuple(e for e in transaction.events if not is_reconciled(e))
     if any(e.same_slot(record) for e in kept):

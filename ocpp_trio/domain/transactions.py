@@ -22,6 +22,7 @@ else the ``Transaction.End`` sample, else (once ended) the latest reading.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import enum
 import math
@@ -185,15 +186,28 @@ class Transaction:
 
     # -- life ------------------------------------------------------------------------------
 
+    # which kinds of event it holds, kept by apply_record or found once when first asked:
+    # asked for every event received, and a long transaction holds thousands of events
+    _kinds: frozenset[TransactionEventKind] | None = attrs.field(
+        init=False, default=None, eq=False, repr=False
+    )
+
+    def _kinds_held(self) -> frozenset[TransactionEventKind]:
+        kinds = self._kinds
+        if kinds is None:
+            kinds = frozenset(e.kind for e in self.events)
+            object.__setattr__(self, "_kinds", kinds)
+        return kinds
+
     @property
     def started(self) -> bool:
         """Whether the Started event (1.6: StartTransaction) was received."""
-        return any(e.kind is TransactionEventKind.STARTED for e in self.events)
+        return TransactionEventKind.STARTED in self._kinds_held()
 
     @property
     def ended(self) -> bool:
         """Whether the Ended event (1.6: StopTransaction) was received."""
-        return any(e.kind is TransactionEventKind.ENDED for e in self.events)
+        return TransactionEventKind.ENDED in self._kinds_held()
 
     @property
     def complete(self) -> bool:
@@ -368,19 +382,59 @@ def apply_record(
         transaction = Transaction(identity=identity, transaction_id=transaction_id, version=version)
         notices: list[TransactionNotice] = [TransactionNotice.STARTED]
     else:
-        if any(e.same_slot(record) for e in transaction.events):
+        if _holds_slot(transaction.events, record):
             return attrs.evolve(transaction, duplicates=transaction.duplicates + 1), (
                 TransactionNotice.DUPLICATE,
             )
         notices = []
-    was_ended = transaction.ended
-    events = tuple(sorted((*transaction.events, record), key=lambda e: e.order))
-    transaction = attrs.evolve(transaction, events=events)
+    kinds = transaction._kinds_held()
+    was_ended = TransactionEventKind.ENDED in kinds
+    events = transaction.events
+    # events are sorted: the new one goes after those that sort equal (as a stable sort of
+    # the events and then the record would put it)
+    at = bisect.bisect_right(events, record.order, key=_order)
+    transaction = attrs.evolve(transaction, events=(*events[:at], record, *events[at:]))
+    if record.kind not in kinds:
+        kinds = kinds | {record.kind}
+    object.__setattr__(transaction, "_kinds", kinds)
     if record.kind is TransactionEventKind.ENDED and not was_ended:
         notices.append(TransactionNotice.ENDED)
     elif not notices:
         notices.append(TransactionNotice.UPDATED)
     return transaction, tuple(notices)
+
+
+def _order(event: TransactionEventRecord) -> tuple[int, int, datetime.datetime]:
+    return event.order
+
+
+def _order_first(event: TransactionEventRecord) -> int:
+    return event.order[0]
+
+
+def _order_two(event: TransactionEventRecord) -> tuple[int, int]:
+    first, second, _ = event.order
+    return first, second
+
+
+def _holds_slot(events: Sequence[TransactionEventRecord], record: TransactionEventRecord) -> bool:
+    """Whether one of ``events`` (sorted) claims ``record``'s slot.
+
+    Only the events whose sort keys could match are compared (found by bisection), so a long
+    transaction does not cost a comparison per event it holds: with a seqNo, the events with
+    that seqNo; without, those of the same kind, and for an update only those at its time.
+    """
+    key = record.order
+    if record.seq_no is not None:
+        start = bisect.bisect_left(events, key[0], key=_order_first)
+        stop = bisect.bisect_right(events, key[0], key=_order_first)
+    elif record.kind is TransactionEventKind.UPDATED:
+        start = bisect.bisect_left(events, key, key=_order)
+        stop = bisect.bisect_right(events, key, key=_order)
+    else:
+        start = bisect.bisect_left(events, key[:2], key=_order_two)
+        stop = bisect.bisect_right(events, key[:2], key=_order_two)
+    return any(events[i].same_slot(record) for i in range(start, stop))
 
 
 def link_remote_start(
