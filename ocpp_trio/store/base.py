@@ -36,7 +36,6 @@ check them against their schema again.
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -49,6 +48,7 @@ from ocpp_trio.domain.ledger import LedgerEntry, LedgerPage, LedgerQuery
 from ocpp_trio.domain.observations import Observation
 from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.messages._base import Message, Response
+from ocpp_trio.protocol import jsonio
 from ocpp_trio.protocol.supervisor import RegistrationStatus
 from ocpp_trio.protocol.version import Version
 
@@ -353,11 +353,10 @@ CONVERTER: Final = make_converter()
 
 def encode(value: object, as_type: type[Any] | None = None) -> str:
     """``value`` (a record of this module, a snapshot, credentials) as compact JSON text."""
-    data = CONVERTER.unstructure(value, unstructure_as=as_type)
-    # the records are trees (never cyclic): skipping the cycle check saves ~15 % here
-    return json.dumps(
-        data, separators=(",", ":"), ensure_ascii=False, allow_nan=False, check_circular=False
-    )
+    # jsonio: the frames' codec (orjson where it agrees with the json module, which decides
+    # the rest): the same text, written several times faster; a snapshot holds every sample of
+    # its open transactions
+    return jsonio.dumps(CONVERTER.unstructure(value, unstructure_as=as_type))
 
 
 def decode(text: str | bytes, as_type: type[Any]) -> Any:
@@ -368,7 +367,7 @@ def decode(text: str | bytes, as_type: type[Any]) -> Any:
             fails its schema, ...); the message says what.
     """
     try:
-        return CONVERTER.structure(json.loads(text), as_type)
+        return CONVERTER.structure(jsonio.loads(text), as_type)
     except Exception as exc:
         raise ValueError(_describe(exc)) from exc
 
