@@ -515,6 +515,39 @@ async def test_writer_reports_failures_and_stale_claims() -> None:
     assert writer.statistics().stale == 1
 
 
+async def test_a_long_transaction_is_folded_no_more_often_than_its_size() -> None:
+    """After a snapshot holding more transaction events than ``snapshot_every``, the journal
+    waits for as many entries before asking for the next one (a snapshot holds the whole
+    transaction: folded every ``snapshot_every`` entries, its cost per entry would grow with
+    the transaction)."""
+    store = MemoryStore()
+    writer = StoreWriter(store, snapshot_every=3)
+    journal = await journal_of(writer, store, "CS1")
+
+    def snapshot(events: int) -> StationSnapshot:
+        records = tuple(
+            TransactionEventRecord(kind=TransactionEventKind.UPDATED, timestamp=NOW, seq_no=n)
+            for n in range(events)
+        )
+        tx = Transaction(identity="CS1", transaction_id="TX1", version=V201, events=records)
+        return StationSnapshot(identity="CS1", transactions=(tx,))
+
+    def entries_until_wanted() -> int:
+        n = 0
+        while not journal.wants_snapshot:
+            journal.record(observation(n))
+            n += 1
+        return n
+
+    assert entries_until_wanted() == 3
+    journal.put_snapshot(snapshot(2))  # smaller than snapshot_every: that stays the rule
+    assert entries_until_wanted() == 3
+    journal.put_snapshot(snapshot(10))
+    assert entries_until_wanted() == 10
+    journal.put_snapshot(StationSnapshot(identity="CS1"))  # the transaction ended
+    assert entries_until_wanted() == 3
+
+
 async def test_writer_flushes_inline_when_not_running() -> None:
     store = CountingStore()
     writer = StoreWriter(store)

@@ -98,6 +98,9 @@ class RecoveryConfig:
         reset: the kind of Reset sent by :attr:`RecoveryAction.RESET`.
         snapshot_every: journal entries after which a station's state is stored afresh as a
             snapshot (the journal is folded into it); also done when the station disconnects.
+            A station whose last snapshot held more transaction events than this waits for
+            as many entries, so that what snapshots cost per entry does not grow with the
+            length of a transaction.
         watch_security_errors: treat a SecurityError answer to a CSMS call, while a resumed
             station has not booted again, as a failed recovery.
     """

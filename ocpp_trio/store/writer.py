@@ -135,7 +135,7 @@ class StoreWriter:
     Args:
         store: where to write.
         snapshot_every: journal entries after which a station's machines fold their journal
-            into a new snapshot.
+            into a new snapshot (at least: see :attr:`StationJournal.wants_snapshot`).
         on_commit: called after each commit with its duration in seconds, its writes, and
             whether it succeeded (for metrics; it must not raise or block).
     """
@@ -285,6 +285,7 @@ class StationJournal:
         self.epoch = epoch
         self.seq = last_seq
         self.unfolded = unfolded
+        self._fold_after = writer.snapshot_every
         #: set when a commit holding our writes failed or was refused; :meth:`durable` raises it
         self.broken: StoreError | None = None
         self._last: _Batch | None = None
@@ -325,8 +326,10 @@ class StationJournal:
 
     @property
     def wants_snapshot(self) -> bool:
-        """Whether enough entries gathered to fold them into a new snapshot."""
-        return self.unfolded >= self.writer.snapshot_every
+        """Whether enough entries gathered to fold them into a new snapshot: the writer's
+        ``snapshot_every``, or as many as the transaction events the last snapshot held when
+        that is more."""
+        return self.unfolded >= self._fold_after
 
     def put_snapshot(self, snapshot: StationSnapshot) -> None:
         """Store ``snapshot`` as the base, covering every entry recorded so far.
@@ -334,6 +337,13 @@ class StationJournal:
         The caller guarantees that ``snapshot`` reflects exactly those entries.
         """
         self.unfolded = 0
+        # A snapshot holds every event of the open transactions, each about the size of the
+        # journal entry that brought it, so a long transaction makes every snapshot as large
+        # as the whole transaction. Folding no sooner than after as many entries keeps the
+        # cost of snapshots per entry bounded (not growing with the transaction), and what a
+        # recovery replays no longer than what it loads.
+        held = sum(len(tx.events) for tx in snapshot.transactions)
+        self._fold_after = max(self.writer.snapshot_every, held)
         self._append(
             PutSnapshot(
                 identity=self.identity, epoch=self.epoch, snapshot=snapshot, through=self.seq
