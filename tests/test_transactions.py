@@ -4,6 +4,7 @@ over memory transports with exact virtual times."""
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -279,6 +280,29 @@ def test_gaps_are_reported_never_rejected() -> None:
     ended_only, notices = fold([events[4]])
     assert notices == [TransactionNotice.STARTED, TransactionNotice.ENDED]
     assert ended_only.complete  # nothing says more is coming
+
+
+def test_samples_share_their_words() -> None:
+    """Two events read from separate texts keep one copy of each enumerated word (measurand,
+    unit, context, phase, location, trigger reason, charging state): a long transaction holds
+    thousands of samples."""
+    text = (
+        '{"eventType":"Updated","timestamp":"2024-01-01T00:00:00Z","triggerReason":"Meter'
+        'ValuePeriodic","seqNo":%d,"transactionInfo":{"transactionId":"TX1","chargingState":'
+        '"Charging"},"meterValue":[{"timestamp":"2024-01-01T00:00:00Z","sampledValue":[{"value":'
+        '1.5,"context":"Sample.Periodic","measurand":"Current.Import","phase":"L1","location":'
+        '"Outlet","unitOfMeasure":{"unit":"A"}}]}]}'
+    )
+    first = record_from_transaction_event(json.loads(text % 1), version=V201)[1]
+    second = record_from_transaction_event(json.loads(text % 2), version=V201)[1]
+    a, b = first.samples[0], second.samples[0]
+    assert (a.measurand, a.unit, a.context, a.phase, a.location) == (
+        "Current.Import", "A", "Sample.Periodic", "L1", "Outlet",
+    )  # fmt: skip
+    for name in ("measurand", "unit", "context", "phase", "location"):
+        assert getattr(a, name) is getattr(b, name), name
+    assert first.trigger_reason is second.trigger_reason
+    assert first.charging_state is second.charging_state
 
 
 def test_units_and_phases() -> None:

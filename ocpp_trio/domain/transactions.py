@@ -31,7 +31,17 @@ from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
-from ocpp_trio.domain.wire import Json, as_bool, as_float, as_int, as_list, as_map, as_str, as_time
+from ocpp_trio.domain.wire import (
+    Json,
+    as_bool,
+    as_float,
+    as_int,
+    as_list,
+    as_map,
+    as_str,
+    as_time,
+    as_word,
+)
 from ocpp_trio.protocol.version import Version
 
 __all__ = [
@@ -480,10 +490,10 @@ def samples_from_meter_values(meter_values: Sequence[Any], version: Version) -> 
             if version is Version.V16:
                 if sv.get("format") == "SignedData":
                     continue
-                unit, factor = _unit(as_str(sv.get("unit")), 0)
+                unit, factor = _unit(as_word(sv.get("unit")), 0)
             else:
                 uom = as_map(sv.get("unitOfMeasure"))
-                unit, factor = _unit(as_str(uom.get("unit")), as_int(uom.get("multiplier")) or 0)
+                unit, factor = _unit(as_word(uom.get("unit")), as_int(uom.get("multiplier")) or 0)
             value = as_float(sv.get("value"))
             if value is None:
                 continue
@@ -494,11 +504,12 @@ def samples_from_meter_values(meter_values: Sequence[Any], version: Version) -> 
                 Sample(
                     timestamp=timestamp,
                     value=value,
-                    measurand=as_str(sv.get("measurand")) or ENERGY_REGISTER,
+                    # shared copies: a long transaction keeps thousands of samples
+                    measurand=as_word(sv.get("measurand")) or ENERGY_REGISTER,
                     unit=unit,
-                    context=as_str(sv.get("context")),
-                    phase=as_str(sv.get("phase")),
-                    location=as_str(sv.get("location")),
+                    context=as_word(sv.get("context")),
+                    phase=as_word(sv.get("phase")),
+                    location=as_word(sv.get("location")),
                 )
             )
     return tuple(samples)
@@ -516,12 +527,12 @@ def record_from_transaction_event(
         kind=kind,
         timestamp=as_time(payload.get("timestamp")) or received_at or _epoch(),
         seq_no=as_int(payload.get("seqNo")),
-        trigger_reason=as_str(payload.get("triggerReason")),
+        trigger_reason=as_word(payload.get("triggerReason")),
         offline=as_bool(payload.get("offline")),
-        charging_state=as_str(info.get("chargingState")),
-        stopped_reason=as_str(info.get("stoppedReason")),
+        charging_state=as_word(info.get("chargingState")),
+        stopped_reason=as_word(info.get("stoppedReason")),
         id_token=as_str(token.get("idToken")),
-        id_token_type=as_str(token.get("type")),
+        id_token_type=as_word(token.get("type")),
         evse_id=as_int(evse.get("id")),
         connector_id=as_int(evse.get("connectorId")),
         remote_start_id=as_int(info.get("remoteStartId")),

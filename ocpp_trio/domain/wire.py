@@ -12,12 +12,23 @@ stops here.
 from __future__ import annotations
 
 import datetime
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ocpp_trio.messages._check import parse_datetime
 
-__all__ = ["Json", "as_bool", "as_float", "as_int", "as_list", "as_map", "as_str", "as_time"]
+__all__ = [
+    "Json",
+    "as_bool",
+    "as_float",
+    "as_int",
+    "as_list",
+    "as_map",
+    "as_str",
+    "as_time",
+    "as_word",
+]
 
 #: a wire JSON object
 Json = Mapping[str, Any]
@@ -40,6 +51,13 @@ def as_list(value: object) -> Sequence[Any]:
 def as_str(value: object) -> str | None:
     """``value`` if it is a string, else ``None``."""
     return value if isinstance(value, str) else None
+
+
+def as_word(value: object) -> str | None:
+    """:func:`as_str` for a value from a small vocabulary (an OCPP enumeration, a unit): the
+    one shared copy of the string (:func:`sys.intern`), so that the thousands of records that
+    keep it (a long transaction's samples) do not each hold their own."""
+    return sys.intern(value) if isinstance(value, str) else None
 
 
 def as_int(value: object) -> int | None:
