@@ -9,9 +9,12 @@ import json
 from functools import partial
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
 from helpers.station import FakeStation, boot_request, boot_router
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS
@@ -128,6 +131,88 @@ def test_report_data_merges_attributes_and_characteristics() -> None:
     assert power.attribute("MaxSet") is not None
     assert power.characteristics is not None
     assert model.evse_layout() == {1: frozenset({1})}
+
+
+_NAMES = ["Power", "power", "Voltage", "HeartbeatInterval"]
+
+
+@st.composite
+def report_entries(draw: st.DrawFn) -> dict[str, Any]:
+    """One NotifyReport ``reportData`` entry from a small space, so keys repeat (also in
+    another case) and attributes merge."""
+    component: dict[str, Any] = {"name": draw(st.sampled_from(["EVSE", "evse", "OCPPCommCtrlr"]))}
+    evse = draw(st.none() | st.integers(1, 2))
+    if evse is not None:
+        component["evse"] = {"id": evse}
+    attribute: dict[str, Any] = {"value": draw(st.sampled_from(["0", "1", "7400"]))}
+    kind = draw(st.none() | st.sampled_from(["Actual", "MaxSet"]))
+    if kind is not None:
+        attribute["type"] = kind
+    return {
+        "component": component,
+        "variable": {"name": draw(st.sampled_from(_NAMES))},
+        "variableAttribute": [attribute],
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(report_entries(), max_size=6),
+            st.tuples(st.sampled_from(["EVSE", "OCPPCommCtrlr"]), st.sampled_from(_NAMES)),
+        ),
+        max_size=12,
+    )
+)
+def test_updates_equal_a_model_built_from_scratch(
+    steps: list[list[dict[str, Any]] | tuple[str, str]],
+) -> None:
+    """A model updated step by step (reports, values set) equals the model built at once from
+    its variables: the same variables, in the same order, found by the same keys (updates place
+    only what changed, by bisection)."""
+    model = DeviceModel()
+    for n, step in enumerate(steps):
+        if isinstance(step, tuple):
+            model = model.with_value(step[0], step[1], f"set {n}")
+        else:
+            model = model.with_report_data(step)
+        fresh = DeviceModel(variables=model.variables)
+        assert model == fresh
+        assert model.variables == fresh.variables
+        assert [model.variable(v.component, v.variable) for v in fresh.variables] == list(
+            fresh.variables
+        )
+        assert len(model) == len({v.key for v in model.variables})
+
+
+def test_updating_a_large_model_reads_few_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting one value in a model of 5,000 variables reads a few keys (bisection), not every
+    variable's (it used to rebuild and sort the whole model on every change)."""
+    entries = [
+        {
+            "component": {"name": f"Comp{c}"},
+            "variable": {"name": f"Var{v}"},
+            "variableAttribute": [{"value": "0"}],
+        }
+        for c in range(100)
+        for v in range(50)
+    ]
+    model = DeviceModel().with_report_data(entries)
+    assert len(model) == 5000
+    reads = 0
+    key = DeviceVariable.key
+
+    def counted(self: DeviceVariable) -> tuple[str, str, int, int, str, str]:
+        nonlocal reads
+        reads += 1
+        return key.fget(self)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(DeviceVariable, "key", property(counted))
+    changed = model.with_value("Comp7", "Var7", "1")
+    assert changed.get("Comp7", "Var7") == "1"
+    assert model.get("Comp7", "Var7") == "0"
+    assert 0 < reads <= 40
 
 
 def test_16_configuration_mapping() -> None:

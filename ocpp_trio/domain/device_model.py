@@ -26,6 +26,7 @@ no secret.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
@@ -486,11 +487,41 @@ class DeviceModel:
 
     def with_variables(self, variables: Iterable[DeviceVariable]) -> DeviceModel:
         """A model with ``variables`` merged in (see :meth:`DeviceVariable.merged`)."""
-        index = dict(self._index)
+        index = self._index
+        changes: dict[tuple[str, str, int, int, str, str], DeviceVariable] = {}
         for variable in variables:
-            old = index.get(variable.key)
-            index[variable.key] = variable if old is None else old.merged(variable)
-        return DeviceModel(variables=tuple(index.values()))
+            key = variable.key
+            old = changes.get(key)
+            if old is None:
+                old = index.get(key)
+            changes[key] = variable if old is None else old.merged(variable)
+        return self._changed(changes)
+
+    def _changed(
+        self, changes: Mapping[tuple[str, str, int, int, str, str], DeviceVariable]
+    ) -> DeviceModel:
+        """This model with the variables of ``changes`` (merged already) put in or replaced.
+
+        Built from this model's sorted variables and index rather than from scratch: a
+        station's model can hold thousands of variables, a report brings them fifty at a time,
+        and a variable set by a call changes one.  Only the changed keys are placed (by
+        bisection); the result equals ``DeviceModel(variables=...)`` of the same variables.
+        """
+        if not changes:
+            return self
+        index = dict(self._index)
+        index.update(changes)
+        ordered = list(self.variables)
+        for key in sorted(changes):
+            at = bisect.bisect_left(ordered, key, key=_sort_key)
+            if at < len(ordered) and ordered[at].key == key:
+                ordered[at] = changes[key]
+            else:
+                ordered.insert(at, changes[key])
+        model: DeviceModel = object.__new__(DeviceModel)
+        object.__setattr__(model, "variables", tuple(ordered))
+        object.__setattr__(model, "_index", index)
+        return model
 
     def with_value(
         self,
@@ -513,9 +544,7 @@ class DeviceModel:
             new = attrs.evolve(old, value=value, pending_value=None)
         if mutability is not None:
             new = attrs.evolve(new, mutability=mutability)
-        index = dict(self._index)
-        index[current.key] = current.with_attribute(new)
-        return DeviceModel(variables=tuple(index.values()))
+        return self._changed({current.key: current.with_attribute(new)})
 
     def with_report_data(self, report_data: Iterable[Json]) -> DeviceModel:
         """A model updated by NotifyReport ``reportData`` entries (wire JSON)."""
