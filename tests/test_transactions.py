@@ -32,6 +32,7 @@ from ocpp_trio.domain.events import (
     TransactionStarted,
     TransactionUpdated,
 )
+from ocpp_trio.domain.snapshot import StationSnapshot
 from ocpp_trio.domain.transactions import (
     Transaction,
     TransactionEventKind,
@@ -39,13 +40,14 @@ from ocpp_trio.domain.transactions import (
     TransactionIdCounter,
     TransactionNotice,
     apply_record,
+    in_order,
     record_from_transaction_event,
     samples_from_meter_values,
 )
 from ocpp_trio.errors import CallError, TransactionTimeoutError
 from ocpp_trio.messages import v1_6, v2_0_1
 from ocpp_trio.runtime.handlers import Router
-from ocpp_trio.runtime.machines import MachinesConfig
+from ocpp_trio.runtime.machines import MachinesConfig, StationMachines
 from ocpp_trio.runtime.station import Station, StationConfig
 from ocpp_trio.transport.base import memory_transport_pair
 
@@ -280,6 +282,27 @@ def test_gaps_are_reported_never_rejected() -> None:
     ended_only, notices = fold([events[4]])
     assert notices == [TransactionNotice.STARTED, TransactionNotice.ENDED]
     assert ended_only.complete  # nothing says more is coming
+
+
+def test_a_transaction_made_elsewhere_is_put_in_order() -> None:
+    """A transaction whose events are not sorted (made by the application for a snapshot) is
+    sorted when the machines load it, so that apply_record still finds repeated events."""
+    records = [record(event("Started" if seq == 0 else "Updated", seq))[1] for seq in range(5)]
+    shuffled = Transaction(
+        identity="CS1", transaction_id="TX1", version=V201, events=tuple(reversed(records))
+    )
+    assert in_order(shuffled).events == tuple(records)
+    ordered = in_order(shuffled)
+    assert in_order(ordered) is ordered
+    machines = StationMachines(
+        "CS1", initial=StationSnapshot(identity="CS1", transactions=(shuffled,))
+    )
+    (loaded,) = machines.snapshot().transactions
+    assert loaded.events == tuple(records)
+    _, notices = apply_record(
+        loaded, records[3], identity="CS1", transaction_id="TX1", version=V201
+    )
+    assert notices == (TransactionNotice.DUPLICATE,)
 
 
 def test_samples_share_their_words() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import datetime
 import enum
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol, TypeVar
@@ -55,6 +56,7 @@ __all__ = [
     "TransactionIdCounter",
     "TransactionNotice",
     "apply_record",
+    "in_order",
     "link_remote_start",
     "record_from_meter_values_16",
     "record_from_start_transaction",
@@ -445,6 +447,16 @@ def _holds_slot(events: Sequence[TransactionEventRecord], record: TransactionEve
         start = bisect.bisect_left(events, key[:2], key=_order_two)
         stop = bisect.bisect_right(events, key[:2], key=_order_two)
     return any(events[i].same_slot(record) for i in range(start, stop))
+
+
+def in_order(transaction: Transaction) -> Transaction:
+    """``transaction`` with its events sorted as :func:`apply_record` keeps them (itself when
+    they are): for a transaction made elsewhere, such as one in a snapshot the application
+    hands over, since :func:`apply_record` finds an event's place by bisection."""
+    keys = [e.order for e in transaction.events]
+    if all(a <= b for a, b in itertools.pairwise(keys)):
+        return transaction
+    return attrs.evolve(transaction, events=tuple(sorted(transaction.events, key=_order)))
 
 
 def link_remote_start(

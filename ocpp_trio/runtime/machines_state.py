@@ -52,6 +52,7 @@ from ocpp_trio.domain.transactions import (
     TransactionIdCounter,
     TransactionNotice,
     apply_record,
+    in_order,
     link_remote_start,
 )
 from ocpp_trio.errors import ConnectionLostError, TransactionTimeoutError
@@ -270,7 +271,10 @@ class MachinesState:
         self._events = events if events is not None else Broadcast(name=f"{identity} event")
         self._model = device_model if device_model is not None else snap.device_model
         self._evses: dict[int, Evse] = {e.evse_id: e for e in snap.evses}
-        self._open: dict[str, Transaction] = {t.transaction_id: t for t in snap.transactions}
+        # sorted as apply_record keeps them: a snapshot may come from the application
+        self._open: dict[str, Transaction] = {
+            t.transaction_id: in_order(t) for t in snap.transactions
+        }
         self._ended: OrderedDict[str, Transaction] = OrderedDict()
         self._reports: dict[ReportKey, Report] = {r.key: r for r in snap.reports}
         self._report_history: OrderedDict[ReportKey, Report] = OrderedDict()
@@ -414,7 +418,8 @@ class MachinesState:
         """Replace the records on the board with ``snapshot``'s (the history is cleared)."""
         self._model = snapshot.device_model
         self._evses = {e.evse_id: e for e in snapshot.evses}
-        self._open = {t.transaction_id: t for t in snapshot.transactions}
+        # sorted as apply_record keeps them: a snapshot may come from the application
+        self._open = {t.transaction_id: in_order(t) for t in snapshot.transactions}
         self._ended.clear()
         self._note_ended()
         self._projected.clear()
