@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig
+from ocpp_trio.domain import wire
 from ocpp_trio.domain.events import (
     MachineEvent,
     TransactionChanged,
@@ -326,6 +327,22 @@ def test_samples_share_their_words() -> None:
         assert getattr(a, name) is getattr(b, name), name
     assert first.trigger_reason is second.trigger_reason
     assert first.charging_state is second.charging_state
+
+
+def test_shared_words_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A station sending words of its own (a 2.x unit is free text) cannot make the shared
+    copies grow without bound: past the limit, a new word is kept as it came."""
+    monkeypatch.setattr(wire, "_WORDS", {})
+    monkeypatch.setattr(wire, "_WORDS_KEPT", 2)
+    first, second = "".join(["k", "Wh"]), "".join(["k", "Wh"])
+    assert first is not second
+    assert wire.as_word(first) is first
+    assert wire.as_word(second) is first  # shared
+    assert wire.as_word("".join(["V", "A"])) is not None
+    third = "".join(["v", "ar"])
+    assert wire.as_word(third) is third
+    assert len(wire._WORDS) == 2
+    assert wire.as_word(1) is None
 
 
 def test_units_and_phases() -> None:

@@ -12,9 +12,8 @@ stops here.
 from __future__ import annotations
 
 import datetime
-import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ocpp_trio.messages._check import parse_datetime
 
@@ -53,11 +52,27 @@ def as_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: the shared copies of :func:`as_word`, bounded: a station may send words of its own
+_WORDS: dict[str, str] = {}
+_WORDS_KEPT: Final = 4096
+
+
 def as_word(value: object) -> str | None:
-    """:func:`as_str` for a value from a small vocabulary (an OCPP enumeration, a unit): the
-    one shared copy of the string (:func:`sys.intern`), so that the thousands of records that
-    keep it (a long transaction's samples) do not each hold their own."""
-    return sys.intern(value) if isinstance(value, str) else None
+    """:func:`as_str` for a value from a small vocabulary (an OCPP enumeration, a unit): one
+    shared copy of the string, so that the thousands of records that keep it (a long
+    transaction's samples) do not each hold their own.
+
+    Not :func:`sys.intern`, which on some Python versions keeps what it interns for good: the
+    first :data:`_WORDS_KEPT` distinct words are shared, any further word is kept as it came.
+    """
+    if not isinstance(value, str):
+        return None
+    word = _WORDS.get(value)
+    if word is None:
+        if len(_WORDS) >= _WORDS_KEPT:
+            return value
+        _WORDS[value] = word = value
+    return word
 
 
 def as_int(value: object) -> int | None:
