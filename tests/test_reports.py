@@ -19,6 +19,7 @@ from ocpp_trio.domain.reports import (
     expire_report,
     part_from_message,
 )
+from ocpp_trio.domain.sequence import MISSING_LISTED
 from ocpp_trio.errors import ReportIncompleteError, ReportTimeoutError, RequestRejectedError
 from ocpp_trio.messages import v2_0_1, v2_1
 from ocpp_trio.protocol.rpc import IncomingCall
@@ -65,6 +66,19 @@ def test_parts_assemble_by_seq_no_and_gaps_are_seen() -> None:
     assert report.missing == (2,)
     assert report.last_seq_no == 3
     assert len(report.items) == 2
+
+
+def test_a_huge_seq_no_ends_the_report_incomplete_at_once() -> None:
+    """A last part numbered 10**12 (valid: seqNo is not bounded) finishes the report as
+    incomplete, its gap listed in part (it used to be listed in full: minutes of CPU and all
+    the memory for one message)."""
+    report = Report(identity="CS1", kind="NotifyReport", request_id=7, started_at=T0)
+    report = answer_report(report, None, "Accepted", T0)
+    report = add_part(report, part_from_message(part(7, 0, True), T0, arrival=0), T0)
+    report = add_part(report, part_from_message(part(7, 10**12, False), T0, arrival=1), T0)
+    assert report.status is ReportStatus.INCOMPLETE
+    assert report.missing[:3] == (1, 2, 3)
+    assert len(report.missing) == MISSING_LISTED
 
 
 def test_answers_and_expiry() -> None:

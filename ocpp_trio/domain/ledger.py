@@ -85,7 +85,7 @@ class LedgerEntry:
         remote_start_id: the remote start that led to it, if any.
         provisional: the CSMS ended it because the station rebooted; the station's own
             account, if it ever comes, replaces this entry.
-        missing_seq_nos: seqNos (2.x) never received.
+        missing_seq_nos: seqNos (2.x) never received (the lowest 1,000 of them).
         events: the distinct events received.
         samples: every meter sample of every event, in event order, in base units.
         recorded_at: when this entry was written (the CSMS's clock, UTC).

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import attrs
 
+from ocpp_trio.domain.sequence import gaps
 from ocpp_trio.messages._base import Message
 
 __all__ = [
@@ -167,14 +168,15 @@ class Report:
 
     @property
     def missing(self) -> tuple[int, ...]:
-        """SeqNos missing before the final part (or before the highest part so far)."""
+        """SeqNos missing before the final part (or before the highest part so far): the
+        lowest :data:`~ocpp_trio.domain.sequence.MISSING_LISTED` (1,000) of them (a seqNo is
+        not bounded, a list of the gap is)."""
         if not self.parts:
             return ()
         top = self.last_seq_no
         if top is None:
             top = self.parts[-1].seq_no
-        present = {p.seq_no for p in self.parts}
-        return tuple(n for n in range(top + 1) if n not in present)
+        return gaps((p.seq_no for p in self.parts), 0, top)[0]
 
     @property
     def items(self) -> tuple[Any, ...]:

@@ -32,6 +32,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
+from ocpp_trio.domain.sequence import gaps
 from ocpp_trio.domain.wire import (
     Json,
     as_bool,
@@ -224,7 +225,7 @@ class Transaction:
     @property
     def complete(self) -> bool:
         """Ended, with no seqNo missing: nothing more is expected."""
-        return self.ended and not self.missing_seq_nos
+        return self.ended and not self.missing_count
 
     @property
     def started_at(self) -> datetime.datetime | None:
@@ -312,15 +313,24 @@ class Transaction:
 
     @property
     def missing_seq_nos(self) -> tuple[int, ...]:
-        """The seqNos missing between the first (the Started event's) and the highest."""
+        """The seqNos missing between the first (the Started event's) and the highest: the
+        lowest :data:`~ocpp_trio.domain.sequence.MISSING_LISTED` (1,000) of them; see
+        :attr:`missing_count` for how many (a seqNo is not bounded, a list of the gap is)."""
+        return self._gaps()[0]
+
+    @property
+    def missing_count(self) -> int:
+        """How many seqNos are missing between the first and the highest."""
+        return self._gaps()[1]
+
+    def _gaps(self) -> tuple[tuple[int, ...], int]:
         seen = self.seq_nos
         if not seen:
-            return ()
+            return (), 0
         base = _first(e.seq_no for e in self.events if e.kind is TransactionEventKind.STARTED)
         if base is None:
             base = seen[0]
-        present = set(seen)
-        return tuple(n for n in range(base, seen[-1] + 1) if n not in present)
+        return gaps(seen, base, seen[-1])
 
     # -- meter -----------------------------------------------------------------------------
 
