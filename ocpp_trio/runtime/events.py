@@ -179,6 +179,9 @@ class MachinesStatistics:
     open_transactions: int
     #: reports in progress
     open_reports: int
+    #: EVSEs, transactions and reports not tracked: the station went past
+    #: :class:`~ocpp_trio.runtime.machines.MachinesConfig`'s limits
+    over_limit: int = 0
 
 
 @attrs.frozen(kw_only=True)

@@ -279,7 +279,7 @@ class StationMachines(MachinesState):
         effects: list[Effect] = []
         entries: list[LedgerEntry] = []
         try:
-            effects = self._interpret(observation, self.version, wire)
+            effects = self._within_limits(self._interpret(observation, self.version, wire))
             touched = self._ending_effects(effects)
             if touched:  # the rare exchange that ends a transaction
                 entries = await self._ledger_entries(touched, tracker.seq if tracker else None)
@@ -331,12 +331,69 @@ class StationMachines(MachinesState):
                 version = observation.request.VERSION
                 self.version = version
                 self._observations += 1
-                for effect in self._interpret(observation, version):
+                for effect in self._within_limits(self._interpret(observation, version)):
                     self._perform_now(effect, strict=True)
         finally:
             self._events = events
             self._replaying = False
             self._note_ended()
+
+    def _within_limits(self, effects: list[Effect]) -> list[Effect]:
+        """``effects`` without those that would make the machines track more EVSEs, open
+        transactions or reports in progress than :class:`MachinesConfig` allows (a station can
+        send any id; the exchange itself is answered all the same)."""
+        config = self.config
+        evses, transactions, reports = self._evses, self._open, self._reports
+        new_evses: set[int] = set()
+        new_transactions: set[str] = set()
+        new_reports: set[tuple[str, int]] = set()
+        kept: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, ToEvse):
+                evse_id = effect.evse_id
+                if evse_id not in evses and evse_id not in new_evses:
+                    if len(evses) + len(new_evses) >= config.max_evses:
+                        self._over("EVSE", evse_id, "max_evses", config.max_evses)
+                        continue
+                    new_evses.add(evse_id)
+            elif isinstance(effect, ToTransaction):
+                tx_id = effect.transaction_id
+                if (
+                    tx_id not in transactions
+                    and tx_id not in new_transactions
+                    and self.transaction(tx_id) is None  # a late event reopens a known one
+                ):
+                    if len(transactions) + len(new_transactions) >= config.max_open_transactions:
+                        self._over(
+                            "transaction", tx_id, "max_open_transactions",
+                            config.max_open_transactions,
+                        )  # fmt: skip
+                        continue
+                    new_transactions.add(tx_id)
+            elif isinstance(effect, ToReport):
+                key = (effect.kind, effect.request_id)
+                if key not in reports and key not in new_reports:
+                    if len(reports) + len(new_reports) >= config.max_open_reports:
+                        self._over("report", key, "max_open_reports", config.max_open_reports)
+                        continue
+                    new_reports.add(key)
+            kept.append(effect)
+        return kept
+
+    def _over(self, what: str, which: object, limit: str, value: int) -> None:
+        self._over_limit += 1
+        # once per kind and station: a station past a limit tends to stay past it
+        level = logging.DEBUG if what in self._limits_logged else logging.WARNING
+        self._limits_logged.add(what)
+        log.log(
+            level,
+            "station %r: %s %r not tracked: already %d (MachinesConfig.%s); answered all the same",
+            self.identity,
+            what,
+            which,
+            value,
+            limit,
+        )
 
     def _apply_here(self, effect: Effect) -> bool:
         """Apply ``effect`` in the submitting task if that keeps the order; ``False``: it is

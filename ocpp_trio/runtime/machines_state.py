@@ -117,6 +117,15 @@ class MachinesConfig:
             StatusNotification, report parts, ...) when the application has no handler.
         default_id_tag_status: the 1.6 ``idTagInfo.status`` of the default StartTransaction
             answer when the application has no Authorize handler to ask.
+        max_evses: EVSEs tracked per station (connector 0, the station itself, included).
+        max_open_transactions: transactions open at once per station (late events may still
+            reopen one of the ``ended_history``).
+        max_open_reports: reports in progress at once per station.
+
+    The three limits hold what one station can make the CSMS keep (and the tasks it runs)
+    whatever ids it sends: its messages are still answered, but an EVSE, transaction or report
+    beyond a limit is not tracked (logged, and counted in
+    :attr:`~ocpp_trio.MachinesStatistics.over_limit`).
     """
 
     machine_buffer: int = 16
@@ -127,6 +136,9 @@ class MachinesConfig:
     remote_start_window: float = 600.0
     default_answers: bool = True
     default_id_tag_status: str = "Accepted"
+    max_evses: int = attrs.field(default=128, validator=attrs.validators.ge(1))
+    max_open_transactions: int = attrs.field(default=128, validator=attrs.validators.ge(1))
+    max_open_reports: int = attrs.field(default=16, validator=attrs.validators.ge(1))
 
 
 class _Tracker:
@@ -318,6 +330,8 @@ class MachinesState:
         self._observations = 0
         self._duplicates = 0
         self._late_parts = 0
+        self._over_limit = 0
+        self._limits_logged: set[str] = set()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -397,6 +411,7 @@ class MachinesState:
             observations=self._observations,
             duplicate_events=self._duplicates,
             late_report_parts=self._late_parts,
+            over_limit=self._over_limit,
             open_transactions=len(self._open),
             open_reports=len(self._reports),
         )
