@@ -20,25 +20,15 @@ T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
 V201 = Version.V201
 
 
-def started(tx: str, evse: int = 1) -> m.TransactionEventRequest:
+def tx_event(kind: str, tx: str) -> m.TransactionEventRequest:
+    """Event ``kind`` ("Started" or "Ended") of transaction ``tx`` on EVSE 1."""
     return m.TransactionEventRequest(
-        event_type=m.TransactionEventEnumType.STARTED,
+        event_type=m.TransactionEventEnumType(kind),
         timestamp=T0,
         trigger_reason=m.TriggerReasonEnumType.CABLE_PLUGGED_IN,
-        seq_no=0,
+        seq_no=0 if kind == "Started" else 1,
         transaction_info=m.TransactionType(transaction_id=tx),
-        evse=m.EVSEType(id=evse, connector_id=1),
-    )
-
-
-def ended(tx: str, evse: int = 1) -> m.TransactionEventRequest:
-    return m.TransactionEventRequest(
-        event_type=m.TransactionEventEnumType.ENDED,
-        timestamp=T0,
-        trigger_reason=m.TriggerReasonEnumType.EV_DEPARTED,
-        seq_no=1,
-        transaction_info=m.TransactionType(transaction_id=tx),
-        evse=m.EVSEType(id=evse, connector_id=1),
+        evse=m.EVSEType(id=1, connector_id=1),
     )
 
 
@@ -77,15 +67,17 @@ async def test_transactions_beyond_the_limit_are_answered_not_tracked(
     async with running_station(boot_router(), config=config) as (station, fake):
         assert not isinstance(await fake.exchange(boot_request(V201)), CallError)
         for tx in ("TX1", "TX2", "TX3"):
-            assert isinstance(await fake.exchange(started(tx)), m.TransactionEventResponse)
+            answer = await fake.exchange(tx_event("Started", tx))
+            assert isinstance(answer, m.TransactionEventResponse)
         await station.settle()
         assert sorted(station.transactions) == ["TX1", "TX2"]
         assert station.statistics().machines.over_limit == 1  # type: ignore[union-attr]
         # once one has ended, there is room again
-        assert isinstance(await fake.exchange(ended("TX1")), m.TransactionEventResponse)
+        assert isinstance(await fake.exchange(tx_event("Ended", "TX1")), m.TransactionEventResponse)
         await station.settle()
         assert "TX1" not in station.transactions
-        assert isinstance(await fake.exchange(started("TX4")), m.TransactionEventResponse)
+        answer = await fake.exchange(tx_event("Started", "TX4"))
+        assert isinstance(answer, m.TransactionEventResponse)
         await station.settle()
         assert sorted(station.transactions) == ["TX2", "TX4"]
         # a late event of a finished transaction is still taken (the history is bounded)
