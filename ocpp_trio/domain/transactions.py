@@ -405,9 +405,9 @@ def apply_record(
         notices: list[TransactionNotice] = [TransactionNotice.STARTED]
     else:
         if _holds_slot(transaction.events, record):
-            return attrs.evolve(transaction, duplicates=transaction.duplicates + 1), (
-                TransactionNotice.DUPLICATE,
-            )
+            return _evolved(
+                transaction, transaction._kinds_held(), duplicates=transaction.duplicates + 1
+            ), (TransactionNotice.DUPLICATE,)
         notices = []
     kinds = transaction._kinds_held()
     was_ended = TransactionEventKind.ENDED in kinds
@@ -415,15 +415,24 @@ def apply_record(
     # events are sorted: the new one goes after those that sort equal (as a stable sort of
     # the events and then the record would put it)
     at = bisect.bisect_right(events, record.order, key=_order)
-    transaction = attrs.evolve(transaction, events=(*events[:at], record, *events[at:]))
-    if record.kind not in kinds:
-        kinds = kinds | {record.kind}
-    object.__setattr__(transaction, "_kinds", kinds)
+    transaction = _evolved(
+        transaction, kinds | {record.kind}, events=(*events[:at], record, *events[at:])
+    )
     if record.kind is TransactionEventKind.ENDED and not was_ended:
         notices.append(TransactionNotice.ENDED)
     elif not notices:
         notices.append(TransactionNotice.UPDATED)
     return transaction, tuple(notices)
+
+
+def _evolved(
+    transaction: Transaction, kinds: frozenset[TransactionEventKind], **changes: Any
+) -> Transaction:
+    """``attrs.evolve(transaction, **changes)`` knowing the kinds of event the result holds
+    (evolve starts the new transaction without them, to be found again by a scan)."""
+    new = attrs.evolve(transaction, **changes)
+    object.__setattr__(new, "_kinds", kinds)
+    return new
 
 
 def _order(event: TransactionEventRecord) -> tuple[int, int, datetime.datetime]:

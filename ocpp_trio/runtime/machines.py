@@ -361,7 +361,7 @@ class StationMachines(MachinesState):
                 if (
                     tx_id not in transactions
                     and tx_id not in new_transactions
-                    and self.transaction(tx_id) is None  # a late event reopens a known one
+                    and tx_id not in self._ended  # a late event reopens a finished one
                 ):
                     if len(transactions) + len(new_transactions) >= config.max_open_transactions:
                         self._over(

@@ -141,6 +141,12 @@ class MachinesConfig:
     max_open_reports: int = attrs.field(default=16, validator=attrs.validators.ge(1))
 
 
+def _open_transactions(snapshot: StationSnapshot) -> dict[str, Transaction]:
+    """The open transactions of ``snapshot`` by id, their events sorted as apply_record keeps
+    them (a snapshot may come from the application)."""
+    return {t.transaction_id: in_order(t) for t in snapshot.transactions}
+
+
 class _Tracker:
     """Counts the work one observation caused; the machines settle when it reaches 0."""
 
@@ -283,10 +289,7 @@ class MachinesState:
         self._events = events if events is not None else Broadcast(name=f"{identity} event")
         self._model = device_model if device_model is not None else snap.device_model
         self._evses: dict[int, Evse] = {e.evse_id: e for e in snap.evses}
-        # sorted as apply_record keeps them: a snapshot may come from the application
-        self._open: dict[str, Transaction] = {
-            t.transaction_id: in_order(t) for t in snap.transactions
-        }
+        self._open: dict[str, Transaction] = _open_transactions(snap)
         self._ended: OrderedDict[str, Transaction] = OrderedDict()
         self._reports: dict[ReportKey, Report] = {r.key: r for r in snap.reports}
         self._report_history: OrderedDict[ReportKey, Report] = OrderedDict()
@@ -433,8 +436,7 @@ class MachinesState:
         """Replace the records on the board with ``snapshot``'s (the history is cleared)."""
         self._model = snapshot.device_model
         self._evses = {e.evse_id: e for e in snapshot.evses}
-        # sorted as apply_record keeps them: a snapshot may come from the application
-        self._open = {t.transaction_id: in_order(t) for t in snapshot.transactions}
+        self._open = _open_transactions(snapshot)
         self._ended.clear()
         self._note_ended()
         self._projected.clear()
