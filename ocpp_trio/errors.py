@@ -226,12 +226,19 @@ class ReportError(OCPPError):
 
 
 class ReportIncompleteError(ReportError):
-    """The last part arrived but parts are missing (``missing``: their seqNos)."""
+    """The last part arrived but parts are missing (``missing``: their seqNos, including
+    those of parts not kept because the report reached ``MachinesConfig.max_report_items``)."""
 
     def __init__(self, report: Report) -> None:
         missing = ", ".join(str(n) for n in report.missing)
+        dropped = (
+            f" ({report.dropped} part(s) not kept: MachinesConfig.max_report_items)"
+            if report.dropped
+            else ""
+        )
         super().__init__(
-            f"report {report.kind} #{report.request_id} is incomplete: seqNo {missing} missing",
+            f"report {report.kind} #{report.request_id} is incomplete: seqNo {missing} "
+            f"missing{dropped}",
             report,
         )
         self.missing = report.missing

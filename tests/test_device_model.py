@@ -460,3 +460,51 @@ async def test_updated_from_a_report_and_snapshot_restore(autojump_clock: Any) -
         )
     )
     assert other.add_station("CS1", device_model=seeded).device_model == seeded
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(report_entries(), max_size=6), max_size=6),
+    st.lists(report_entries(), max_size=12),
+    st.integers(1, 12),
+)
+def test_within_keeps_the_base_and_the_first_new_variables(
+    base_steps: list[list[dict[str, Any]]], update: list[dict[str, Any]], limit: int
+) -> None:
+    """``within`` leaves out the variables an update added last, never one the base had, and
+    the result is the model built at once from what it keeps."""
+    base = DeviceModel()
+    for step in base_steps:
+        base = base.with_report_data(step)
+    updated = base.with_report_data(update)
+    model, left_out = updated.within(limit, base=base)
+    assert len(model) == max(min(len(updated), limit), len(base))
+    assert left_out == len(updated) - len(model)
+    fresh = DeviceModel(variables=model.variables)
+    assert model == fresh
+    assert [model.variable(v.component, v.variable) for v in fresh.variables] == list(
+        fresh.variables
+    )
+    # every variable of the base is kept, as the update left it
+    for variable in base.variables:
+        assert model.variable(variable.component, variable.variable) == updated.variable(
+            variable.component, variable.variable
+        )
+    # the new variables kept are the first the update brought
+    known = {v.key for v in base.variables}
+    added = [
+        k
+        for k in dict.fromkeys(DeviceVariable.from_report_data(d).key for d in update)
+        if k not in known
+    ]
+    kept = {v.key for v in model.variables}
+    assert [k for k in added if k in kept] == added[: len(added) - left_out]
+
+
+def test_within_a_limit_the_model_is_left_as_it_is() -> None:
+    base = DeviceModel().with_value("OCPPCommCtrlr", "HeartbeatInterval", "300")
+    updated = base.with_value("EVSE", "Power", "7400")
+    assert updated.within(2, base=base) == (updated, 0)
+    assert updated.within(2, base=base)[0] is updated
+    model, left_out = updated.within(1, base=base)
+    assert (model, left_out) == (base, 1)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from helpers.station import FakeStation, boot_request, boot_router, running_station
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ocpp_trio import CallError
 from ocpp_trio.domain.events import ReportCompleted
@@ -100,6 +103,99 @@ def test_parts_without_seq_no_are_numbered_by_arrival() -> None:
         report = add_part(report, part_from_message(message, T0, arrival=i), T0)
     assert report.status is ReportStatus.COMPLETE
     assert [p.seq_no for p in report.parts] == [0, 1]
+
+
+def numbered(report: Report, *parts: tuple[int, bool, int], max_items: int | None = None) -> Report:
+    """``report`` with NotifyReport parts (seqNo, tbc, data items) added in this order."""
+    for seq, tbc, count in parts:
+        data = [report_data(n + 1) for n in range(count)]
+        message = part(report.request_id, seq, tbc, *data)
+        report = add_part(
+            report, part_from_message(message, T0, arrival=0), T0, max_items=max_items
+        )
+    return report
+
+
+def test_parts_beyond_max_items_are_dropped_and_the_report_ends_incomplete() -> None:
+    report = Report(identity="CS1", kind="NotifyReport", request_id=7, started_at=T0)
+    report = numbered(report, (0, True, 2), (1, True, 2), (2, True, 2), (3, True, 0), max_items=4)
+    # 0 and 1 hold 4 items; 2 (2 more) and 3 (no item counts as one) would pass 4
+    assert [p.seq_no for p in report.parts] == [0, 1]
+    assert (report.held_items, report.dropped, report.finished) == (4, 2, False)
+    # the last part is kept whatever it holds: it finishes the report
+    report = numbered(report, (4, False, 3), max_items=4)
+    assert [p.seq_no for p in report.parts] == [0, 1, 4]
+    assert report.status is ReportStatus.INCOMPLETE
+    assert report.missing == (2, 3)
+    assert (report.held_items, report.dropped) == (7, 2)
+    assert "seqNo 2, 3 missing (2 part(s) not kept" in str(ReportIncompleteError(report))
+    # a duplicate of a kept part is still seen as one
+    again = Report(identity="CS1", kind="NotifyReport", request_id=7, started_at=T0)
+    again = numbered(again, (0, True, 1), (0, True, 1), max_items=1)
+    assert (again.duplicates, again.dropped, len(again.parts)) == (1, 0, 1)
+
+
+class Counted(int):
+    """A seqNo that counts the comparisons made with it."""
+
+    compared = 0
+
+    def __lt__(self, other: object) -> bool:
+        Counted.compared += 1
+        return int(self) < int(other)  # type: ignore[call-overload]
+
+    def __eq__(self, other: object) -> bool:
+        Counted.compared += 1
+        return int(self) == int(other)  # type: ignore[call-overload]
+
+    __hash__ = int.__hash__
+
+
+def test_a_part_costs_a_few_comparisons_however_many_parts_came() -> None:
+    """Adding a part to a report of n parts compares O(log n) seqNos (it used to sort all the
+    parts again and compare the seqNo with each for a duplicate: O(n log n) per part)."""
+    report = Report(identity="CS1", kind="NotifyReport", request_id=7, started_at=T0)
+    for seq in range(2000):
+        message = part(7, seq, True)
+        counted = attrs.evolve(part_from_message(message, T0, arrival=0), seq_no=Counted(seq))
+        report = add_part(report, counted, T0)
+    Counted.compared = 0
+    for seq in range(2000, 2100):
+        counted = attrs.evolve(
+            part_from_message(part(7, seq, True), T0, arrival=0), seq_no=Counted(seq)
+        )
+        report = add_part(report, counted, T0)
+    assert len(report.parts) == 2100
+    assert Counted.compared <= 100 * 15
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.booleans()), max_size=14))
+def test_parts_are_placed_as_sorting_them_all_would(steps: list[tuple[int, bool]]) -> None:
+    """Without a limit, the parts held, the duplicates and the status are those of the plain
+    algorithm: sort every part received so far by seqNo, finish at the first last part."""
+    report = Report(identity="CS1", kind="NotifyReport", request_id=7, started_at=T0)
+    received: list[int] = []
+    duplicates = 0
+    final: int | None = None
+    for seq, tbc in steps:
+        report = numbered(report, (seq, tbc, 1))
+        if final is not None:
+            continue
+        if seq in received:
+            duplicates += 1
+            continue
+        received = sorted([*received, seq])
+        if not tbc:
+            final = seq
+    assert [p.seq_no for p in report.parts] == received
+    assert report.duplicates == duplicates
+    assert report.finished is (final is not None)
+    if final is not None:
+        missing = tuple(n for n in range(final + 1) if n not in received)
+        assert report.missing == missing
+        expected = ReportStatus.INCOMPLETE if missing else ReportStatus.COMPLETE
+        assert report.status is expected
 
 
 # -- get_base_report over a memory transport ------------------------------------------------------

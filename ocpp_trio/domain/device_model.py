@@ -523,6 +523,37 @@ class DeviceModel:
         object.__setattr__(model, "_index", index)
         return model
 
+    def within(self, limit: int, *, base: DeviceModel) -> tuple[DeviceModel, int]:
+        """This model without the variables it has beyond ``base`` once it holds ``limit``:
+        (that model, how many variables were left out).  Every variable of ``base`` is kept
+        (as it is in this model).
+
+        For a model made from ``base`` by an update (:meth:`with_variables` and the methods
+        built on it), the variables left out are the last ones the update added.  Costs a
+        copy of the model plus O(log n) per variable left out.
+        """
+        excess = len(self) - max(limit, len(base))
+        if excess <= 0:
+            return self, 0
+        known = base._index
+        drop: list[tuple[str, str, int, int, str, str]] = []
+        # an update appends the keys it adds to the index, so the newest are at its end
+        for key in reversed(self._index):
+            if key not in known:
+                drop.append(key)
+                if len(drop) == excess:
+                    break
+        index = dict(self._index)
+        ordered = list(self.variables)
+        for key in drop:
+            del index[key]
+            at = bisect.bisect_left(ordered, key, key=_sort_key)
+            del ordered[at]
+        model: DeviceModel = object.__new__(DeviceModel)
+        object.__setattr__(model, "variables", tuple(ordered))
+        object.__setattr__(model, "_index", index)
+        return model, len(drop)
+
     def with_value(
         self,
         component: ComponentRef | str,

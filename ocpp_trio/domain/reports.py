@@ -12,12 +12,19 @@ NotifyCustomerInformation: numbered from 0).  ReportChargingProfiles, NotifyDisp
 ReportDERControl carry no seqNo: their parts are numbered in arrival order, and gaps cannot be
 seen.  The report finishes with the part whose ``tbc`` is false: COMPLETE when no seqNo is
 missing, else INCOMPLETE (``missing`` says which).  A report with no part for too long is
-EXPIRED (by the report task's timer).  An answer other than Accepted finishes it at once: EMPTY
+EXPIRED (by the report task's timer).
+
+What one report holds is bounded when :func:`add_part` is given ``max_items`` (the machines give
+:attr:`~ocpp_trio.MachinesConfig.max_report_items`): a part that would take the report past that
+many data items is not kept, but counted in ``dropped``; its seqNo is then missing, so the
+report finishes INCOMPLETE.  The last part (``tbc`` false) is always kept: it finishes the
+report.  An answer other than Accepted finishes it at once: EMPTY
 for "nothing to report" (EmptyResultSet, NoProfiles, Unknown, NotFound), else REJECTED.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import enum
 from collections.abc import Mapping
@@ -135,6 +142,10 @@ class Report:
         started_at: when the request was answered (or the first part came).
         finished_at: when it finished.
         duplicates: parts received again (same seqNo), ignored.
+        dropped: parts not kept: the report held as many data items as it may (see
+            :func:`add_part`).
+        held_items: the data items of ``parts`` as :func:`add_part` counts them (a part
+            without any counts as one).
     """
 
     identity: str
@@ -147,6 +158,8 @@ class Report:
     started_at: datetime.datetime
     finished_at: datetime.datetime | None = None
     duplicates: int = 0
+    dropped: int = 0
+    held_items: int = 0
 
     @property
     def key(self) -> tuple[str, int]:
@@ -200,18 +213,37 @@ def part_from_message(
     )
 
 
-def add_part(report: Report, part: ReportPart, at: datetime.datetime) -> Report:
+def _seq_no(part: ReportPart) -> int:
+    return part.seq_no
+
+
+def add_part(
+    report: Report, part: ReportPart, at: datetime.datetime, *, max_items: int | None = None
+) -> Report:
     """The report with ``part`` added; finished when the part is the last one.
 
-    A part whose seqNo was seen before is counted as a duplicate and ignored.
+    A part whose seqNo was seen before is counted as a duplicate and ignored.  With
+    ``max_items``, a part that would take the report past that many data items (a part
+    without any counts as one) is counted in ``dropped`` and not kept, unless it is the last.
+    Costs O(log n) comparisons for n parts held (and one copy of their tuple).
     """
     if report.finished:
         return report
-    if report.kind in _SEQUENCED and any(p.seq_no == part.seq_no for p in report.parts):
+    parts = report.parts
+    seq_no = part.seq_no
+    # parts are sorted by seqNo: insert after any equal one (arrival order among equals)
+    place = bisect.bisect_right(parts, seq_no, key=_seq_no)
+    if report.kind in _SEQUENCED and place and parts[place - 1].seq_no == seq_no:
         return attrs.evolve(report, duplicates=report.duplicates + 1)
-    parts = tuple(sorted((*report.parts, part), key=lambda p: p.seq_no))
-    report = attrs.evolve(report, parts=parts)
-    if report.last_seq_no is not None:
+    weight = max(1, len(part.items))
+    if part.tbc and max_items is not None and report.held_items + weight > max_items:
+        return attrs.evolve(report, dropped=report.dropped + 1)
+    report = attrs.evolve(
+        report,
+        parts=(*parts[:place], part, *parts[place:]),
+        held_items=report.held_items + weight,
+    )
+    if not part.tbc:
         status = ReportStatus.INCOMPLETE if report.missing else ReportStatus.COMPLETE
         report = attrs.evolve(report, status=status, finished_at=at)
     return report

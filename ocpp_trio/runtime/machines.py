@@ -45,6 +45,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from typing import TypeVar
 
+import attrs
 import trio
 
 from ocpp_trio.domain.events import DeviceModelUpdated, MachineEvent
@@ -340,8 +341,9 @@ class StationMachines(MachinesState):
 
     def _within_limits(self, effects: list[Effect]) -> list[Effect]:
         """``effects`` without those that would make the machines track more EVSEs, open
-        transactions or reports in progress than :class:`MachinesConfig` allows (a station can
-        send any id; the exchange itself is answered all the same)."""
+        transactions, reports in progress or device-model variables than
+        :class:`MachinesConfig` allows (a station can send any id or name; the exchange itself
+        is answered all the same)."""
         config = self.config
         evses, transactions, reports = self._evses, self._open, self._reports
         new_evses: set[int] = set()
@@ -377,23 +379,17 @@ class StationMachines(MachinesState):
                         self._over("report", key, "max_open_reports", config.max_open_reports)
                         continue
                     new_reports.add(key)
+            elif isinstance(effect, NewModel):
+                limit = config.max_device_model_variables
+                model, left_out = effect.model.within(limit, base=self._model)
+                if left_out:
+                    self._over(
+                        "device-model variable", f"{left_out} new", "max_device_model_variables",
+                        limit,
+                    )  # fmt: skip
+                    effect = attrs.evolve(effect, model=model)
             kept.append(effect)
         return kept
-
-    def _over(self, what: str, which: object, limit: str, value: int) -> None:
-        self._over_limit += 1
-        # once per kind and station: a station past a limit tends to stay past it
-        level = logging.DEBUG if what in self._limits_logged else logging.WARNING
-        self._limits_logged.add(what)
-        log.log(
-            level,
-            "station %r: %s %r not tracked: already %d (MachinesConfig.%s); answered all the same",
-            self.identity,
-            what,
-            which,
-            value,
-            limit,
-        )
 
     def _apply_here(self, effect: Effect) -> bool:
         """Apply ``effect`` in the submitting task if that keeps the order; ``False``: it is

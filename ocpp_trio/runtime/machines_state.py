@@ -121,10 +121,14 @@ class MachinesConfig:
         max_open_transactions: transactions open at once per station (late events may still
             reopen one of the ``ended_history``).
         max_open_reports: reports in progress at once per station.
+        max_report_items: data items one report holds (a part without any counts as one);
+            parts beyond are not kept, the report finishes INCOMPLETE.
+        max_device_model_variables: variables in a station's device model; new ones beyond
+            are left out (those it has are still updated).
 
-    The three limits hold what one station can make the CSMS keep (and the tasks it runs)
-    whatever ids it sends: its messages are still answered, but an EVSE, transaction or report
-    beyond a limit is not tracked (logged, and counted in
+    The limits hold what one station can make the CSMS keep (and the tasks it runs) whatever
+    ids and names it sends: its messages are still answered, but an EVSE, transaction, report,
+    report part or device-model variable beyond a limit is not tracked (logged, and counted in
     :attr:`~ocpp_trio.MachinesStatistics.over_limit`).
     """
 
@@ -139,6 +143,8 @@ class MachinesConfig:
     max_evses: int = attrs.field(default=128, validator=attrs.validators.ge(1))
     max_open_transactions: int = attrs.field(default=128, validator=attrs.validators.ge(1))
     max_open_reports: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+    max_report_items: int = attrs.field(default=20_000, validator=attrs.validators.ge(1))
+    max_device_model_variables: int = attrs.field(default=20_000, validator=attrs.validators.ge(1))
 
 
 def _open_transactions(snapshot: StationSnapshot) -> dict[str, Transaction]:
@@ -764,6 +770,21 @@ class MachinesState:
         while len(self._ended) > self.config.ended_history:
             self._ended.popitem(last=False)
 
+    def _over(self, what: str, which: object, limit: str, value: int) -> None:
+        self._over_limit += 1
+        # once per kind and station: a station past a limit tends to stay past it
+        level = logging.DEBUG if what in self._limits_logged else logging.WARNING
+        self._limits_logged.add(what)
+        log.log(
+            level,
+            "station %r: %s %r not tracked: already %d (MachinesConfig.%s); answered all the same",
+            self.identity,
+            what,
+            which,
+            value,
+            limit,
+        )
+
     def _apply_report(self, key: ReportKey, item: ToReport) -> None:
         now = _utc_now()
         old = self._reports.get(key) or Report(
@@ -773,9 +794,13 @@ class MachinesState:
         if item.part is not None:
             if new.finished:
                 self._late_parts += 1
-            part = part_from_message(item.part, now, arrival=len(new.parts))
-            new = add_part(new, part, now)
+            # parts not kept still take their arrival number: the gap shows they are missing
+            part = part_from_message(item.part, now, arrival=len(new.parts) + new.dropped)
+            limit = self.config.max_report_items
+            new = add_part(new, part, now, max_items=limit)
             self._duplicates += new.duplicates - old.duplicates
+            if new.dropped > old.dropped:
+                self._over("report part", (*key, part.seq_no), "max_report_items", limit)
         if item.answer is not None:
             new = answer_report(new, item.request, item.answer, now)
         self._report_changed(old, new)
@@ -785,12 +810,13 @@ class MachinesState:
         if new.finished and not old.finished:
             if new.missing:
                 log.warning(
-                    "station %r: report %s #%d finished %s; seqNo %s missing",
+                    "station %r: report %s #%d finished %s; seqNo %s missing%s",
                     self.identity,
                     new.kind,
                     new.request_id,
                     new.status.value,
                     list(new.missing),
+                    f" ({new.dropped} part(s) not kept: max_report_items)" if new.dropped else "",
                 )
             self._publish(ReportCompleted(identity=self.identity, report=new))
             for wait in list(self._report_waits.get(new.key, ())):
