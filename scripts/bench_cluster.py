@@ -97,7 +97,10 @@ def cluster(
         for n in range(count):
             name = f"node{n + 1}"
             port, admin = slots[n]
-            command = node_command(name, port, admin, dsn, "--log-level", "WARNING")
+            # the message rate off: each load station sends far faster than one in service
+            command = node_command(
+                name, port, admin, dsn, "--log-level", "WARNING", "--max-message-rate", "0"
+            )
             process = subprocess.Popen(command, cwd=ROOT, text=True, stderr=subprocess.DEVNULL)
             processes.append(process)
             nodes.append((name, admin, process))

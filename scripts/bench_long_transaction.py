@@ -60,6 +60,7 @@ def measure(events: int, store_kind: str) -> list[float]:
 
     from ocpp_trio import CSMS, Router, memory_transport_pair
     from ocpp_trio.csms.core import CSMSConfig
+    from ocpp_trio.runtime.station import StationConfig
     from ocpp_trio.store.memory import MemoryStore
     from ocpp_trio.store.sqlite import open_sqlite_store
 
@@ -71,7 +72,9 @@ def measure(events: int, store_kind: str) -> list[float]:
         ours, theirs = memory_transport_pair()
         router = Router()
         router.set_default_boot("Accepted", 300)
-        csms = CSMS(router, config=CSMSConfig(store=store))
+        # the message rate off: the one station sends as fast as it is answered
+        station = StationConfig(max_message_rate=None)
+        csms = CSMS(router, config=CSMSConfig(store=store, station=station))
         async with trio.open_nursery() as nursery:
             await nursery.start(csms.run)
             await nursery.start(csms.serve_station, ours, "LONG", "2.0.1")

@@ -40,6 +40,8 @@ def measure(calls: int, warmup: int) -> float:
     # the measured package first: bench_server puts its own checkout on sys.path
     import ocpp_trio
     from ocpp_trio import CSMS, Station, memory_transport_pair
+    from ocpp_trio.csms.core import CSMSConfig
+    from ocpp_trio.runtime.station import StationConfig
 
     assert Path(ocpp_trio.__file__).resolve().is_relative_to(Path.cwd()), ocpp_trio.__file__
 
@@ -54,7 +56,9 @@ def measure(calls: int, warmup: int) -> float:
 
     async def main() -> None:
         ours, theirs = memory_transport_pair()
-        csms = CSMS(ours_router())
+        # the message rate off: the one station sends as fast as it is answered
+        config = CSMSConfig(station=StationConfig(max_message_rate=None))
+        csms = CSMS(ours_router(), config=config)
         async with trio.open_nursery() as nursery:
             await nursery.start(csms.run)
             station: Station | None = await nursery.start(

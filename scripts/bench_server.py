@@ -7,7 +7,9 @@ Run by hand (never in the tests); see docs/bench_server.md for results and how t
 
 Servers (each in its own process, pinned to CPU 0):
 
-* ``ours``: ``open_csms`` with typed handlers, full validation both ways (the defaults);
+* ``ours``: ``open_csms`` with typed handlers, full validation both ways (the defaults, but for
+  the per-station message rate, which is off: each benchmark station sends far faster than
+  one in service);
 * ``ocpp``: the ``ocpp`` package (2.1.0) on ``websockets`` (asyncio), its default configuration
   (schema validation of requests and responses, run in a thread pool);
 * ``ocpp-sync``: the same with ``ocpp.messages.ASYNC_VALIDATION = False`` (validation inline);
@@ -156,12 +158,15 @@ def serve_ours(profile: str | None) -> None:
     import trio
 
     from ocpp_trio import open_csms
+    from ocpp_trio.csms.core import CSMSConfig
+    from ocpp_trio.runtime.station import StationConfig
 
     router = ours_router()
+    config = CSMSConfig(station=StationConfig(max_message_rate=None))
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
-            async with open_csms(router, "127.0.0.1", 0) as csms:
+            async with open_csms(router, "127.0.0.1", 0, config=config) as csms:
                 assert csms.server_info is not None
                 announce(csms.server_info.port)
                 async for _ in signals:

@@ -85,15 +85,20 @@ def serve(kind: str, db: str) -> None:
 
     from ocpp_trio import Router
     from ocpp_trio.csms.core import CSMSConfig, open_csms
+    from ocpp_trio.runtime.station import StationConfig
 
     router = Router()
     router.set_default_boot("Accepted", 300)  # the rest: the library's default answers
+
+    def config(store: Store | None) -> CSMSConfig:
+        # the message rate off: each benchmark station sends far faster than one in service
+        return CSMSConfig(store=store, station=StationConfig(max_message_rate=None))
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with (
                 open_store(kind, db) as store,
-                open_csms(router, "127.0.0.1", 0, config=CSMSConfig(store=store)) as csms,
+                open_csms(router, "127.0.0.1", 0, config=config(store)) as csms,
             ):
                 assert csms.server_info is not None
                 print(f"PORT {csms.server_info.port}", flush=True)

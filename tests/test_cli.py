@@ -51,6 +51,16 @@ def test_parser_defaults_and_versions() -> None:
     assert build_parser().parse_args(["serve", "--log-level", "debug"]).log_level == "DEBUG"
 
 
+def test_the_message_rate_options() -> None:
+    station = _config(build_parser().parse_args(["serve"])).station
+    assert (station.max_message_rate, station.message_burst) == (50.0, 200)
+    argv = ["serve", "--max-message-rate", "5.5", "--message-burst", "30"]
+    station = _config(build_parser().parse_args(argv)).station
+    assert (station.max_message_rate, station.message_burst) == (5.5, 30)
+    station = _config(build_parser().parse_args(["serve", "--max-message-rate", "0"])).station
+    assert station.max_message_rate is None
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -63,6 +73,9 @@ def test_parser_defaults_and_versions() -> None:
         ["serve", "--heartbeat-interval", "-5"],
         ["serve", "--payload-chars", "x"],
         ["serve", "--boot-status", "Maybe"],
+        ["serve", "--max-message-rate", "-1"],
+        ["serve", "--max-message-rate", "inf"],
+        ["serve", "--message-burst", "0"],
     ],
 )
 def test_parser_rejects_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,7 +64,8 @@ SERVER = ServerConfig(
     send_timeout=0.5,
     close_timeout=0.5,
 )
-STATION = StationConfig(handler_queue_size=4, call_timeout=5)
+# the message rate is off: the cases test what stands behind it (its own case paces a flood)
+STATION = StationConfig(handler_queue_size=4, call_timeout=5, max_message_rate=None)
 HYPOTHESIS = settings(
     deadline=None,
     database=None,
@@ -471,6 +472,46 @@ async def test_call_flood_is_answered_and_memory_stays_bounded() -> None:
         assert station is not None
         stats = station.statistics()
         assert stats.calls_refused == answers["GenericError"]
+
+
+async def test_a_frame_flood_is_paced_by_the_message_rate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Heartbeats sent as fast as the socket takes them (answered by the reader itself, so no
+    queue limit applies): past the burst, reading from the flood follows the message rate;
+    every frame is answered, and the good station is served meanwhile."""
+    rate, burst, count = 200.0, 50, 450
+    station = attrs.evolve(STATION, max_message_rate=rate, message_burst=burst)
+    async with bench(station=station) as b, attacker(b, V201, "PACED") as ws:
+        answered = 0
+        async with trio.open_nursery() as nursery:
+            await nursery.start(b.good_keeps_going)
+            start = trio.current_time()
+
+            async def send() -> None:
+                for n in range(count):
+                    await ws.send_message(json.dumps([2, f"p{n}", "Heartbeat", {}]))
+
+            nursery.start_soon(send)
+            with trio.fail_after(30):
+                while answered < count:
+                    frame = json.loads(await ws.get_message())
+                    assert frame[0] == 3, frame
+                    answered += 1
+            elapsed = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+        paced = b.csms.get_station("PACED")
+        assert paced is not None
+        stats = paced.statistics()
+        CASES["frame flood over the message rate (frames)"] += count
+        MEASURED["frame flood: seconds for the frames"] = round(elapsed, 2)
+        MEASURED["frame flood: pauses"] = stats.throttled
+        # the bucket lets at most burst + rate * t frames through in t seconds (the boot took
+        # one token): the last heartbeat was read no sooner than this
+        assert elapsed >= (count + 1 - burst - 1) / rate * 0.99
+        assert stats.throttled > (count - burst) // 2  # time spent handling refills a little
+        assert b.good_calls > 2
+    assert "'PACED': more than 200.0 frames/s (burst 50); reading paused" in caplog.text
 
 
 async def test_a_peer_that_never_reads_is_aborted_and_blocks_nobody(

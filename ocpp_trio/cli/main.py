@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 
+import attrs
 import trio
 
 from ocpp_trio.cli.admin_token import default_token_file, resolve_admin_token
@@ -70,6 +71,8 @@ from ocpp_trio.cli.serve_options import (
     non_negative_float,
     non_negative_int,
     positive_float,
+    positive_int,
+    rate,
     version_list,
 )
 from ocpp_trio.cli.simulate import (
@@ -314,6 +317,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long the CSMS waits for a station's answer (default %(default)s)",
     )
     serve.add_argument(
+        "--max-message-rate",
+        type=rate,
+        default=50.0,
+        metavar="N",
+        help="frames per second one station may send, sustained; above it (after a burst of "
+        "--message-burst) reading from it pauses, nothing is lost; 0 for no limit "
+        "(default %(default)s)",
+    )
+    serve.add_argument(
+        "--message-burst",
+        type=positive_int,
+        default=200,
+        metavar="N",
+        help="frames a station may send at once above --max-message-rate (default %(default)s)",
+    )
+    serve.add_argument(
         "--payload-chars",
         type=non_negative_int,
         default=200,
@@ -383,13 +402,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _station_config(args: argparse.Namespace) -> StationConfig:
+    config = StationConfig(call_timeout=args.call_timeout)
+    if hasattr(args, "max_message_rate"):  # serve's options (not those of every command)
+        config = attrs.evolve(
+            config,
+            max_message_rate=args.max_message_rate or None,
+            message_burst=args.message_burst,
+        )
+    return config
+
+
 def _config(args: argparse.Namespace, store: Store | None = None) -> CSMSConfig:
     versions = tuple(dict.fromkeys(args.versions)) if args.versions else tuple(Version)
     # nodes sharing a PostgreSQL store take 1.6 transaction ids from one shared counter
     shared_ids = getattr(store, "transaction_ids", None)
     forget = getattr(args, "forget_unbooted_after", 0.0)
     return CSMSConfig(
-        station=StationConfig(call_timeout=args.call_timeout),
+        station=_station_config(args),
         server=ServerConfig(versions=versions, ping_interval=args.ping_interval),
         close_timeout=5.0,
         store=store,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -64,6 +65,21 @@ def non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def rate(text: str) -> float:
+    """A finite rate >= 0 (0: no limit)."""
+    value = non_negative_float(text)
+    if math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be finite (0 for no limit)")
     return value
 
 

@@ -262,6 +262,16 @@ def _calls(stats: CSMSStatistics) -> Iterator[Metric]:
         "Exceptions raised by CSMS-wide extra handlers.",
         stats.extra_errors,
     )
+    yield _counter(
+        "station_reads_throttled",
+        "Pauses in reading from a station that sent faster than its message rate allows.",
+        calls.throttled,
+    )
+    yield _counter(
+        "station_reads_throttled_seconds",
+        "Seconds reading from stations was paused for their message rate.",
+        calls.throttled_seconds,
+    )
     dropped = stats.events.dropped
     if stats.machine_events is not None:
         dropped += stats.machine_events.dropped

@@ -218,6 +218,10 @@ class StationStatistics:
     machines: MachinesStatistics | None = None
     #: station CALLs waiting for the handler runner now (not counting the one it runs)
     handler_queue: int = 0
+    #: times reading paused because the station sent faster than
+    #: ``StationConfig.max_message_rate``, and the seconds those pauses took
+    throttled: int = 0
+    throttled_seconds: float = 0.0
 
 
 @attrs.frozen

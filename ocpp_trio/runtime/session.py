@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Container, Mapping
 from typing import Any, Final, Generic, TypeVar, cast
@@ -100,6 +101,10 @@ class SessionCounts:
     calls_failed: int = 0
     #: our CALLs that raised, for whatever reason (after being sent)
     call_errors: int = 0
+    #: times the reader paused because the peer sent faster than the message rate allows
+    throttled: int = 0
+    #: seconds the reader spent in those pauses
+    throttled_seconds: float = 0.0
 
 
 class SessionHooks:
@@ -186,6 +191,10 @@ class SessionHooks:
     def call_rejected(self, event: CallRejected) -> None:
         """In the reader: the RPC layer answered a broken or unknown CALL itself."""
 
+    def throttled(self, seconds: float) -> None:
+        """The reader pauses ``seconds`` before reading on: the peer is over the message
+        rate."""
+
     def idle(self, seconds: float) -> None:
         """The reader saw no frame for ``seconds`` and ends the session."""
 
@@ -221,6 +230,11 @@ class RpcSession(Generic[PeerT]):
         call_timeout: the default timeout of :meth:`call`.
         queue_size: CALLs that may wait for the handler runner.
         idle_timeout: seconds without a frame after which the reader ends (``None``: never).
+        message_rate: frames per second the peer may send, sustained (``None``: any).  Over
+            it the reader pauses before reading the next frame, so the peer's own sends
+            back up (TCP flow control): nothing is lost or refused, the peer is slowed down.
+        message_burst: frames the peer may send at once above ``message_rate`` (the size of
+            the token bucket).
         logger: where to log.
     """
 
@@ -238,8 +252,14 @@ class RpcSession(Generic[PeerT]):
         call_timeout: float,
         queue_size: int,
         idle_timeout: float | None = None,
+        message_rate: float | None = None,
+        message_burst: int = 1,
         logger: logging.Logger,
     ) -> None:
+        if message_rate is not None and not 0 < message_rate < math.inf:
+            raise ValueError(f"message_rate must be > 0 and finite, or None, not {message_rate}")
+        if message_burst < 1:
+            raise ValueError(f"message_burst must be >= 1, not {message_burst}")
         self.peer = peer
         self.transport: Final = transport
         self.rpc: Final = rpc
@@ -251,6 +271,8 @@ class RpcSession(Generic[PeerT]):
         self.call_timeout = call_timeout
         self.queue_size = queue_size
         self.idle_timeout = idle_timeout
+        self.message_rate = message_rate
+        self.message_burst = message_burst
         self.log = logger
         #: whether :meth:`call` may send (set by the owner; :meth:`disconnect` clears it)
         self.connected = False
@@ -264,6 +286,10 @@ class RpcSession(Generic[PeerT]):
         self._deferred: list[Callable[[], None]] = []
         self._after: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
         self._calls: trio.MemorySendChannel[_Work] | None = None
+        # the message-rate token bucket: tokens left when last counted, and when
+        self._tokens = 0.0
+        self._bucket_at: float | None = None
+        self._throttle_logged = False
 
     # -- running -------------------------------------------------------------------------
 
@@ -382,8 +408,39 @@ class RpcSession(Generic[PeerT]):
                 # in a function of its own: an idle session keeps nothing of its last frame
                 await self._on_frame(data, calls, now)
                 del data
+                if self.message_rate is not None:
+                    await self._take_token(now)
         except ConnectionLostError:
             return
+
+    async def _take_token(self, now: float) -> None:
+        """Count one frame received at ``now`` against the message rate (a token bucket of
+        ``message_burst`` tokens, ``message_rate`` a second); with none left, pause until
+        one is back.  The frame itself has been handled: only the next read waits."""
+        rate = self.message_rate
+        assert rate is not None
+        last = self._bucket_at
+        tokens = self.message_burst if last is None else self._tokens + (now - last) * rate
+        tokens = min(tokens, self.message_burst) - 1
+        self._bucket_at = now
+        if tokens < 0:
+            pause = -tokens / rate
+            self.counts.throttled += 1
+            self.counts.throttled_seconds += pause
+            self.hooks.throttled(pause)
+            self.log.log(
+                logging.DEBUG if self._throttle_logged else logging.WARNING,
+                "%s: more than %s frames/s (burst %d); reading paused %.3f s",
+                self.who,
+                rate,
+                self.message_burst,
+                pause,
+            )
+            self._throttle_logged = True
+            await trio.sleep(pause)
+            tokens = 0.0
+            self._bucket_at = trio.current_time()
+        self._tokens = tokens
 
     async def _on_frame(
         self, data: str | bytes, calls: trio.MemorySendChannel[_Work], now: float

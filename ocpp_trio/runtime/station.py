@@ -202,6 +202,8 @@ class Station(StationOperations):
             call_timeout=self.config.call_timeout,
             queue_size=self.config.handler_queue_size,
             idle_timeout=self.config.idle_timeout,
+            message_rate=self.config.max_message_rate,
+            message_burst=self.config.message_burst,
             logger=log,
         )
         self._started = False
@@ -294,6 +296,8 @@ class Station(StationOperations):
             calls_failed=c.call_errors,
             extra_dropped=c.extra_dropped,
             extra_errors=sum(e.errors for e in self._extras),
+            throttled=c.throttled,
+            throttled_seconds=c.throttled_seconds,
             handler_queue=self._session.queued_calls,
             last_seen=self.last_seen,
             last_seen_at=self.last_seen_at,
@@ -682,6 +686,10 @@ class _CSMSSide(SessionHooks):
         if action is None or action not in messages.actions(self.station.version):
             action = UNKNOWN_ACTION
         self.tally.rejected(action, event.error.code)
+
+    def throttled(self, seconds: float) -> None:
+        self.tally.throttled += 1
+        self.tally.throttled_seconds += seconds
 
     def idle(self, seconds: float) -> None:
         station = self.station

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 
 from ocpp_trio.protocol.supervisor import SupervisorConfig
@@ -33,6 +35,13 @@ class StationConfig:
         idle_timeout: seconds without any frame from the station after which the connection
             is closed (1000, "idle timeout"); ``None`` (the default) never. WebSocket pings
             do not count: set it above the station's heartbeat interval.
+        max_message_rate: frames per second a station may send, sustained; ``None``: any.
+            Over it, reading from that station pauses until it is back within the rate, so
+            its own sends back up: nothing is lost or refused, and one station flooding the
+            CSMS cannot take the CPU from the others.  A station sends one CALL at a time
+            and waits for its answer, so in service it stays far below the default.
+        message_burst: frames a station may send at once above the rate (its boot, an
+            offline queue, a report's parts).
     """
 
     call_timeout: float = 30.0
@@ -45,6 +54,13 @@ class StationConfig:
     accept_binary: bool = False
     machines: MachinesConfig = attrs.Factory(MachinesConfig)
     idle_timeout: float | None = None
+    max_message_rate: float | None = attrs.field(default=50.0)
+    message_burst: int = attrs.field(default=200, validator=attrs.validators.ge(1))
+
+    @max_message_rate.validator
+    def _check_rate(self, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+        if value is not None and not 0 < value < math.inf:
+            raise ValueError(f"max_message_rate must be > 0 and finite, or None, not {value}")
 
 
 @attrs.define

@@ -148,6 +148,10 @@ class CallStatistics:
     round_trip: Mapping[str, LatencySnapshot]
     #: exchanges extra handlers missed because their channel was full
     extra_dropped: int
+    #: times a station's reading paused (over ``StationConfig.max_message_rate``), and the
+    #: seconds those pauses took
+    throttled: int = 0
+    throttled_seconds: float = 0.0
 
 
 class CallTally:
@@ -160,6 +164,10 @@ class CallTally:
         self._errors_received: dict[str, int] = {}
         #: exchanges extra handlers missed (stations add to it)
         self.extra_dropped = 0
+        #: pauses of stations' reading for their message rate, and their seconds (stations
+        #: add to them)
+        self.throttled = 0
+        self.throttled_seconds = 0.0
 
     def answered(self, action: str, error: CallError | None, seconds: float) -> None:
         """A station's CALL was answered (``error``: the CALLERROR sent), ``seconds`` after it
@@ -228,4 +236,6 @@ class CallTally:
             },
             round_trip={a: s.latency.snapshot() for a, s in self._sent.items()},
             extra_dropped=self.extra_dropped,
+            throttled=self.throttled,
+            throttled_seconds=self.throttled_seconds,
         )
