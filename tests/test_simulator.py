@@ -396,7 +396,8 @@ def test_config_file_sets_defaults_and_the_command_line_wins(tmp_path: Path) -> 
     config = tmp_path / "serve.toml"
     config.write_text(
         'port = 9100\nadmin-port = 9200\nversions = ["2.0.1", "1.6"]\nno_admin = true\n'
-        'boot-status = "Pending"\nping-interval = 5\n'
+        'boot-status = "Pending"\nping-interval = 5\nmax-message-rate = 20\n'
+        'admin-allowed-host = ["proxy.example", "lb"]\n'
     )
     argv = ["serve", "--config", str(config), "--port", "9300"]
     parser = build_parser()
@@ -405,6 +406,16 @@ def test_config_file_sets_defaults_and_the_command_line_wins(tmp_path: Path) -> 
     assert (args.port, args.admin_port, args.no_admin) == (9300, 9200, True)
     assert args.versions == [Version.V201, Version.V16]
     assert (args.boot_status, args.ping_interval) == ("Pending", 5.0)
+    assert args.max_message_rate == 20.0
+    # a repeatable option takes a list, or one value
+    assert args.admin_allowed_host == ["proxy.example", "lb"]
+    config.write_text('admin-allowed-host = "proxy.example"\n')
+    parser = build_parser()
+    apply_config_file(parser, str(config), ["serve"])
+    assert parser.parse_args(["serve"]).admin_allowed_host == ["proxy.example"]
+    config.write_text(
+        'port = 9100\nadmin-port = 9200\nversions = ["2.0.1", "1.6"]\nno_admin = true\n'
+    )
     # --versions on the command line replaces the file's list
     argv = ["serve", "--config", str(config), "--versions", "2.1"]
     parser = build_parser()

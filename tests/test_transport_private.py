@@ -1,5 +1,6 @@
-"""The package uses no private attribute of wsproto or trio-websocket, writes to no descriptor
-with ``os.write``, and declares its dependencies with upper bounds.
+"""The package uses no private attribute of wsproto, trio-websocket or argparse (the command
+line's parser), writes to no descriptor with ``os.write``, and declares its dependencies with
+upper bounds.
 
 The check reads the source (``ast``): an access ``x._name`` where ``_name`` is a private name of
 one of those libraries (any single-underscore name their own source defines or uses) is allowed
@@ -25,7 +26,7 @@ import ocpp_trio
 
 PACKAGE = pathlib.Path(ocpp_trio.__file__).parent
 ROOT = PACKAGE.parent
-LIBRARIES = ("wsproto", "trio_websocket")
+LIBRARIES = ("wsproto", "trio_websocket", "argparse")
 
 
 def _private(name: str) -> bool:
@@ -53,7 +54,10 @@ def library_private_names() -> frozenset[str]:
         spec = importlib.util.find_spec(library)
         if spec is None or spec.origin is None:  # trio-websocket is a development tool only
             continue
-        for path in pathlib.Path(spec.origin).parent.rglob("*.py"):
+        origin = pathlib.Path(spec.origin)
+        # a package: all its modules; a module (argparse): itself
+        paths = origin.parent.rglob("*.py") if spec.submodule_search_locations else [origin]
+        for path in paths:
             names |= _names_in(ast.parse(path.read_text(encoding="utf-8")))
     return frozenset(names)
 
@@ -139,6 +143,7 @@ def _modules() -> list[tuple[str, pathlib.Path]]:
 def test_the_libraries_are_there_to_check_against() -> None:
     names = library_private_names()
     assert {"_proto", "_events", "_h11_connection"} <= names  # wsproto's own
+    assert {"_actions", "_SubParsersAction", "_StoreTrueAction"} <= names  # argparse's
 
 
 def test_no_private_attribute_of_wsproto_or_trio_websocket_and_no_os_write() -> None:
@@ -157,6 +162,8 @@ def test_no_private_attribute_of_wsproto_or_trio_websocket_and_no_os_write() -> 
         "import os\ndef f(fd, data):\n    os.write(fd, data)\n",
         "from os import write\n",
         "def f(ws):\n    return ws.connection._proto\n",
+        "def f(parser):\n    return parser._actions\n",
+        "import argparse\ndef f(a):\n    return isinstance(a, argparse._StoreTrueAction)\n",
     ],
 )
 def test_the_check_catches_each_kind_of_violation(source: str) -> None:

@@ -17,7 +17,7 @@ import os
 import ssl
 import urllib.parse
 from collections.abc import Mapping
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import trio
 
@@ -39,7 +39,42 @@ __all__ = [
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr (and exit status 2), not the
     usage block first: ``ocpp-trio serve: error: argument --port: '99999' is not a port:
-    ports are 0 to 65535 (see --help)``.  Its subcommands' parsers are of this class too."""
+    ports are 0 to 65535 (see --help)``.  Its subcommands' parsers are of this class too.
+
+    It also keeps what was added to it (:attr:`options`, :meth:`subcommand`), from the values
+    ``add_argument`` and ``add_subparsers`` return, so that nothing needs argparse's private
+    attributes to find them again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: each option added: its action object, and the ``action=`` it was added with
+        self.options: list[tuple[argparse.Action, str]] = []
+        self._commands: argparse.Action | None = None
+        super().__init__(*args, **kwargs)  # adds --help through add_argument
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.options.append((action, str(kwargs.get("action", "store"))))
+        return action
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        # the object argparse returns is its (private) subparsers action: kept as an Action
+        commands = super().add_subparsers(**kwargs)
+        self._commands = commands
+        return commands
+
+    def subcommand(self, name: str) -> OneLineParser:
+        """The parser of subcommand ``name`` (of this class, as argparse makes them).
+
+        Raises:
+            LookupError: there is no such subcommand.
+        """
+        choices = self._commands.choices if self._commands is not None else None
+        parser = choices.get(name) if isinstance(choices, Mapping) else None
+        if parser is None:
+            raise LookupError(name)
+        assert isinstance(parser, OneLineParser)  # argparse makes them of the parent's class
+        return parser
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

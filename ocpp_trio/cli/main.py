@@ -257,7 +257,7 @@ class ExchangeLogger:
 # -- the command line --------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OneLineParser:
     """The ``ocpp-trio`` argument parser."""
     parser = OneLineParser(
         prog="ocpp-trio", description="ocpp-trio: a trio-native OCPP-J central system."
@@ -606,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+def _check_args(parser: OneLineParser, args: argparse.Namespace) -> None:
     """What argparse cannot check alone: the files named exist, a CA file suits the URL."""
     if args.command == "serve":
         files = {
@@ -616,9 +616,9 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             "--tls-client-ca": args.tls_client_ca,
             "--id-tokens": args.id_tokens,
         }
-        check_files(_subparser(parser, "serve"), files)
+        check_files(parser.subcommand("serve"), files)
     elif args.command == "simulate":
-        simulate_parser = _subparser(parser, "simulate")
+        simulate_parser = parser.subcommand("simulate")
         args.ssl_context = client_ssl_context(simulate_parser, args.url, args.ca_file)
 
 
@@ -678,14 +678,6 @@ async def _serve_until_stopped(args: argparse.Namespace, listening: list[bool]) 
 def _os_error(exc: OSError) -> str:
     """An OSError's own words, without the errno and the address (the caller names it)."""
     return exc.strerror or str(exc)
-
-
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            found: argparse.ArgumentParser = action.choices[name]
-            return found
-    raise LookupError(name)  # pragma: no cover - build_parser always adds it
 
 
 # -- demo: serve and simulate in one process -----------------------------------------------------

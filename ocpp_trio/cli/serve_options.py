@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
-from ocpp_trio.cli.args import port_number
+from ocpp_trio.cli.args import OneLineParser, port_number
 from ocpp_trio.protocol.version import Version
 from ocpp_trio.security.config import build_security, load_stations_file
 
@@ -183,49 +183,41 @@ def add_serve_extras(serve: argparse.ArgumentParser) -> None:
 # -- serve's files: --config, --id-tokens, --stations and TLS ------------------------------------
 
 
-def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            found: argparse.ArgumentParser = action.choices[name]
-            return found
-    raise LookupError(name)  # pragma: no cover - build_parser always adds it
-
-
-def apply_config_file(
-    parser: argparse.ArgumentParser, path: str, argv: Sequence[str] | None
-) -> None:
+def apply_config_file(parser: OneLineParser, path: str, argv: Sequence[str] | None) -> None:
     """Make the values of the TOML file ``path`` the defaults of ``serve``'s options, so that
     the command line still wins.  Keys are the long options' names (``admin-port`` or
     ``admin_port``); a mistake exits with status 2 like any other command-line error."""
-    serve = _subparser(parser, "serve")
+    serve = parser.subcommand("serve")
     try:
         with open(path, "rb") as file:
             data = tomllib.load(file)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         serve.error(f"--config {path}: {exc}")
     options = {
-        option[2:]: action
-        for action in serve._actions
+        option[2:]: (action, kind)
+        for action, kind in serve.options
         for option in action.option_strings
         if option.startswith("--") and option not in ("--help", "--config")
     }
     given = {arg.split("=", 1)[0] for arg in (argv if argv is not None else sys.argv[1:])}
     defaults: dict[str, Any] = {}
     for key, value in data.items():
-        action = options.get(key.replace("_", "-"))
-        if action is None:
+        found = options.get(key.replace("_", "-"))
+        if found is None:
             serve.error(f"--config {path}: unknown option {key!r}")
         if f"--{key.replace('_', '-')}" in given:
             continue  # the command line wins (and would extend a list default)
+        action, kind = found
         try:
-            defaults[action.dest] = _config_value(action, value)
+            defaults[action.dest] = _config_value(action, kind, value)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
             serve.error(f"--config {path}: {key}: {exc}")
     serve.set_defaults(**defaults)
 
 
-def _config_value(action: argparse.Action, value: Any) -> Any:
-    if isinstance(action, argparse._StoreTrueAction):
+def _config_value(action: argparse.Action, kind: str, value: Any) -> Any:
+    """``value`` from the TOML file as the option would take it (``kind``: its ``action=``)."""
+    if kind == "store_true":
         if not isinstance(value, bool):
             raise TypeError("must be true or false")
         return value
@@ -237,7 +229,7 @@ def _config_value(action: argparse.Action, value: Any) -> Any:
     for v in converted:
         if action.choices is not None and v not in action.choices:
             raise ValueError(f"{v!r} is not one of {', '.join(map(str, action.choices))}")
-    if isinstance(action, argparse._ExtendAction):
+    if kind in ("extend", "append"):
         return [x for v in converted for x in (v if isinstance(v, list) else [v])]
     if len(converted) != 1:
         raise TypeError("expects one value")
