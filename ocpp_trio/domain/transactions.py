@@ -400,23 +400,32 @@ def apply_record(
     ``UPDATED`` for a further event, ``ENDED`` for the Ended event (a lone Ended gives
     ``STARTED, ENDED``), or ``DUPLICATE``.  Never raises: every event is accepted.
     """
+    notices: list[TransactionNotice] = []
     if transaction is None:
         transaction = Transaction(identity=identity, transaction_id=transaction_id, version=version)
-        notices: list[TransactionNotice] = [TransactionNotice.STARTED]
+        notices.append(TransactionNotice.STARTED)
+    events = transaction.events
+    last = events[-1].seq_no if events else None
+    if record.seq_no is not None and last is not None and record.seq_no > last:
+        # the usual 2.x case, the next event: above every seqNo held, so new and last
+        at = len(events)
     else:
-        if _holds_slot(transaction.events, record):
+        if _holds_slot(events, record):
             return _evolved(
                 transaction, transaction._kinds_held(), duplicates=transaction.duplicates + 1
             ), (TransactionNotice.DUPLICATE,)
-        notices = []
+        # events are sorted: the new one goes after those that sort equal (as a stable sort
+        # of the events and then the record would put it)
+        at = bisect.bisect_right(events, record.order, key=_order)
     kinds = transaction._kinds_held()
     was_ended = TransactionEventKind.ENDED in kinds
-    events = transaction.events
-    # events are sorted: the new one goes after those that sort equal (as a stable sort of
-    # the events and then the record would put it)
-    at = bisect.bisect_right(events, record.order, key=_order)
     transaction = _evolved(
-        transaction, kinds | {record.kind}, events=(*events[:at], record, *events[at:])
+        transaction,
+        kinds | {record.kind},
+        # one copy where unpacking makes two (a list, then the tuple)
+        events=events + (record,)  # noqa: RUF005
+        if at == len(events)
+        else (*events[:at], record, *events[at:]),
     )
     if record.kind is TransactionEventKind.ENDED and not was_ended:
         notices.append(TransactionNotice.ENDED)
