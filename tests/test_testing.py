@@ -28,6 +28,22 @@ async def test_boot_and_call_a_csms_in_a_few_lines(csms: CSMS, autojump_clock: A
     assert csms.get_station("CS1") is None  # closing the fake ended the connection
 
 
+async def test_a_call_cancelled_while_sending_frees_the_slot(
+    csms: CSMS, autojump_clock: Any
+) -> None:
+    """Cancelled in the send (before the CALL is surely out), a call gives up its slot, as
+    when it is cancelled waiting for the answer: the next call goes out."""
+    async with open_fake_station(csms, "CS1") as fake:
+        await fake.boot()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await fake.exchange(v2_0_1.HeartbeatRequest())
+        assert scope.cancelled_caught
+        assert fake.rpc.statistics().calls_abandoned == 1
+        beat = await fake.call(v2_0_1.HeartbeatRequest())
+        assert isinstance(beat, v2_0_1.HeartbeatResponse)
+
+
 @pytest.mark.parametrize("version", [Version.V16, Version.V201])
 async def test_a_callerror_is_raised_or_returned(version: Version, autojump_clock: Any) -> None:
     async with open_station_pair(boot_router(), version) as (_station, fake):

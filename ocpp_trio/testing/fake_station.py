@@ -116,7 +116,13 @@ class FakeStation:
         """Send ``request`` without waiting for the answer; returns its message id (for
         :meth:`reply`)."""
         message_id, text = self.rpc.start_call(request)
-        await self.transport.send_message(text)
+        try:
+            await self.transport.send_message(text)
+        except BaseException:
+            # cancelled or failed before the CALL was surely out: free the slot (a reply to
+            # it, if it went out after all, is dropped)
+            self.rpc.abandon_call(message_id)
+            raise
         return message_id
 
     async def reply(self, message_id: str) -> Response | CallFailed:
