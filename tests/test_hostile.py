@@ -25,13 +25,14 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 from helpers.station import FakeStation, boot_request
 from helpers.websocket import TrioWebSocketPeer, ws_station
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Message, Request
+from wsproto.events import AcceptConnection, Message, Ping, Pong, Request, TextMessage
 
 from ocpp_trio import Version
 from ocpp_trio.csms.core import CSMS, CSMSConfig, open_csms
@@ -512,6 +513,52 @@ async def test_a_frame_flood_is_paced_by_the_message_rate(
         assert stats.throttled > (count - burst) // 2  # time spent handling refills a little
         assert b.good_calls > 2
     assert "'PACED': more than 200.0 frames/s (burst 50); reading paused" in caplog.text
+
+
+async def test_a_ping_flood_costs_one_pong_per_read() -> None:
+    """Pings sent in bulk are answered once per read, with the last ping's payload (RFC 6455
+    5.5.3), not one pong each; the connection still works, and the good station is served."""
+    count, per_write = 5000, 500
+    async with bench() as b, raw_client(b.port, "/PINGS") as (stream, ws):
+        boot = [2, "boot", "BootNotification", boot_payload(V16)]
+        await stream.send_all(ws.send(Message(data=json.dumps(boot))))
+        pongs: list[bytes] = []
+        answers: list[Any] = []
+
+        async def read() -> None:
+            while True:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, Pong):
+                        pongs.append(bytes(event.payload))
+                    elif isinstance(event, TextMessage):
+                        answers.append(json.loads(event.data))
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(b.good_keeps_going)
+            nursery.start_soon(read)
+            for start in range(0, count, per_write):
+                wire = b"".join(
+                    ws.send(Ping(payload=str(n).encode())) for n in range(start, start + per_write)
+                )
+                await stream.send_all(wire)
+            # a CALL after the flood: once answered, every ping before it has been read
+            await stream.send_all(ws.send(Message(data=json.dumps([2, "hb", "Heartbeat", {}]))))
+            last = str(count - 1).encode()
+            with trio.fail_after(HANG_GUARD):
+                # the last ping is answered (its pong may follow the CALL's answer)
+                while not (any(a[1] == "hb" for a in answers) and last in pongs):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        CASES["ping flood (pings)"] += count
+        MEASURED["ping flood: pongs"] = len(pongs)
+        assert pongs, "no pong at all"
+        assert len(pongs) <= count // 10, len(pongs)
+        assert pongs[-1] == last  # no pong after the last ping's
+        assert b.good_calls > 0
 
 
 async def test_a_peer_that_never_reads_is_aborted_and_blocks_nobody(

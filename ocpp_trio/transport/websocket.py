@@ -122,6 +122,7 @@ class WebSocketTransport:
         "_info",
         "_max_size",
         "_parts",
+        "_pong",
         "_raw",
         "_reader_left",
         "_reading",
@@ -173,6 +174,8 @@ class WebSocketTransport:
         self._close_done: trio.Event | None = None
         # reading: wsproto's pending events (frames that came with the handshake included)
         self._events: Iterator[Event] | None = ws.events()
+        #: the pong owed for the last ping read, sent before the next read
+        self._pong: Event | None = None
         self._parts: list[str | bytes] | None = None
         self._size = 0
         self._reading = False
@@ -349,6 +352,10 @@ class WebSocketTransport:
             event = None if events is None else next(events, None)
             if event is None:
                 self._events = None
+                pong = self._pong
+                if pong is not None:  # the pings of the last read, answered once
+                    await self._send_control(pong)
+                    self._pong = None
                 data = await self._receive()
                 did_read = True
                 ws.receive_data(data)
@@ -390,7 +397,9 @@ class WebSocketTransport:
             if kind is Ping:
                 assert isinstance(event, Ping)
                 if ws.state is _OPEN:
-                    await self._send_control(event.response())
+                    # answered once what this read brought is processed, and only the last
+                    # ping of it (RFC 6455 5.5.3): a flood of pings costs one pong per read
+                    self._pong = event.response()
             elif kind is CloseConnection:
                 assert isinstance(event, CloseConnection)
                 await self._on_close_event(event)
