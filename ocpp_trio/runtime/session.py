@@ -12,7 +12,8 @@ In the session's nursery:
   built-in answer is sent from here), hands replies to the waiting :meth:`RpcSession.call`, and
   puts the other CALLs on a bounded channel.  It never runs user code.  When the channel is
   full the CALL is answered ``GenericError``: blocking the reader would also delay the replies
-  a handler may be waiting for.
+  a handler may be waiting for.  With a message rate, a peer over it makes the reader pause
+  before its next read (a token bucket): the peer is slowed down, nothing is refused.
 * the **handler runner**, fed by that channel, one CALL at a time and in order: runs the
   router's handler with the peer (so a handler may ``await peer.call(...)``) and sends its
   answer.  Outcomes: a response of the request's ``RESPONSE`` class is sent; a raised
