@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from functools import partial
 from typing import TypeVar
 
@@ -345,40 +345,31 @@ class StationMachines(MachinesState):
         :class:`MachinesConfig` allows (a station can send any id or name; the exchange itself
         is answered all the same)."""
         config = self.config
-        evses, transactions, reports = self._evses, self._open, self._reports
         new_evses: set[int] = set()
         new_transactions: set[str] = set()
         new_reports: set[tuple[str, int]] = set()
         kept: list[Effect] = []
         for effect in effects:
             if isinstance(effect, ToEvse):
-                evse_id = effect.evse_id
-                if evse_id not in evses and evse_id not in new_evses:
-                    if len(evses) + len(new_evses) >= config.max_evses:
-                        self._over("EVSE", evse_id, "max_evses", config.max_evses)
-                        continue
-                    new_evses.add(evse_id)
+                if not self._admits(
+                    effect.evse_id, self._evses, new_evses, "EVSE", "max_evses", config.max_evses
+                ):
+                    continue
             elif isinstance(effect, ToTransaction):
                 tx_id = effect.transaction_id
-                if (
-                    tx_id not in transactions
-                    and tx_id not in new_transactions
-                    and tx_id not in self._ended  # a late event reopens a finished one
-                ):
-                    if len(transactions) + len(new_transactions) >= config.max_open_transactions:
-                        self._over(
-                            "transaction", tx_id, "max_open_transactions",
-                            config.max_open_transactions,
-                        )  # fmt: skip
-                        continue
-                    new_transactions.add(tx_id)
+                # a late event reopens a finished one, whatever the limit
+                if tx_id not in self._ended and not self._admits(
+                    tx_id, self._open, new_transactions, "transaction", "max_open_transactions",
+                    config.max_open_transactions,
+                ):  # fmt: skip
+                    continue
             elif isinstance(effect, ToReport):
                 key = (effect.kind, effect.request_id)
-                if key not in reports and key not in new_reports:
-                    if len(reports) + len(new_reports) >= config.max_open_reports:
-                        self._over("report", key, "max_open_reports", config.max_open_reports)
-                        continue
-                    new_reports.add(key)
+                if not self._admits(
+                    key, self._reports, new_reports, "report", "max_open_reports",
+                    config.max_open_reports,
+                ):  # fmt: skip
+                    continue
             elif isinstance(effect, NewModel):
                 limit = config.max_device_model_variables
                 model, left_out = effect.model.within(limit, base=self._model)
@@ -390,6 +381,20 @@ class StationMachines(MachinesState):
                     effect = attrs.evolve(effect, model=model)
             kept.append(effect)
         return kept
+
+    def _admits(
+        self, key: K, held: Collection[K], new: set[K], what: str, limit: str, value: int
+    ) -> bool:
+        """Whether ``key`` may be tracked: ``held`` (or ``new`` in this exchange) already,
+        else if ``held`` and ``new`` together stay under ``value`` (then ``key`` joins
+        ``new``); a refusal is logged and counted as over ``MachinesConfig.<limit>``."""
+        if key in held or key in new:
+            return True
+        if len(held) + len(new) >= value:
+            self._over(what, key, limit, value)
+            return False
+        new.add(key)
+        return True
 
     def _apply_here(self, effect: Effect) -> bool:
         """Apply ``effect`` in the submitting task if that keeps the order; ``False``: it is
