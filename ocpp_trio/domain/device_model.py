@@ -331,6 +331,18 @@ def _variables(values: Iterable[DeviceVariable]) -> tuple[DeviceVariable, ...]:
     return tuple(values)
 
 
+def _made(
+    ordered: Iterable[DeviceVariable],
+    index: dict[tuple[str, str, int, int, str, str], DeviceVariable],
+) -> DeviceModel:
+    """A model of variables already merged and sorted, with their index: without the sorting
+    and merging of ``DeviceModel(variables=...)`` (an update places what it changed itself)."""
+    model: DeviceModel = object.__new__(DeviceModel)
+    object.__setattr__(model, "variables", tuple(ordered))
+    object.__setattr__(model, "_index", index)
+    return model
+
+
 @attrs.frozen(kw_only=True)
 class DeviceModel:
     """An immutable device model: a set of :class:`DeviceVariable` keyed case-insensitively.
@@ -518,10 +530,7 @@ class DeviceModel:
                 ordered[at] = changes[key]
             else:
                 ordered.insert(at, changes[key])
-        model: DeviceModel = object.__new__(DeviceModel)
-        object.__setattr__(model, "variables", tuple(ordered))
-        object.__setattr__(model, "_index", index)
-        return model
+        return _made(ordered, index)
 
     def within(self, limit: int, *, base: DeviceModel) -> tuple[DeviceModel, int]:
         """This model without the variables it has beyond ``base`` once it holds ``limit``:
@@ -549,10 +558,7 @@ class DeviceModel:
             del index[key]
             at = bisect.bisect_left(ordered, key, key=_sort_key)
             del ordered[at]
-        model: DeviceModel = object.__new__(DeviceModel)
-        object.__setattr__(model, "variables", tuple(ordered))
-        object.__setattr__(model, "_index", index)
-        return model, len(drop)
+        return _made(ordered, index), len(drop)
 
     def with_value(
         self,
